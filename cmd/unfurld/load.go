@@ -1,0 +1,100 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/providers"
+)
+
+// loaded is a configuration loaded and compiled.
+type loaded struct {
+	cfg *config.Config
+	reg *provider.Registry
+}
+
+// load reads and compiles a configuration, printing every problem (errors
+// and warnings) to w. It returns nil when there is any error.
+func load(path string, e env, logger *slog.Logger, w io.Writer) *loaded {
+	cfg, errs := config.Load(path, config.LoadOptions{LookupEnv: e.lookupEnv, Builtins: providers.FS()})
+	var reg *provider.Registry
+	if cfg != nil && !errs.HasErrors() {
+		var berrs config.Errors
+		reg, berrs = provider.Build(cfg, provider.Options{Logger: logger})
+		errs = append(errs, berrs...)
+	}
+	errs.Sort()
+	for _, line := range dedupe(errs) {
+		fmt.Fprintln(w, line)
+	}
+	if errs.HasErrors() || reg == nil {
+		return nil
+	}
+	return &loaded{cfg: cfg, reg: reg}
+}
+
+func dedupe(errs config.Errors) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range errs {
+		s := e.Error()
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// newLogger builds the process logger from the log settings; every record
+// logged with a request's context carries its request_id.
+func newLogger(s config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(s.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if strings.EqualFold(s.Format, "json") {
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(server.LogHandler(h))
+}
+
+// newFlagSet returns a flag set that reports to e.stderr and does not exit.
+func newFlagSet(name string, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet("unfurld "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parseFlags parses args allowing flags after positional arguments
+// ("preview URL --trace"), which the flag package alone does not.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

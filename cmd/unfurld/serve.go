@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/store/bolt"
+)
+
+func serve(ctx context.Context, args []string, e env) int {
+	fs := newFlagSet("serve", e)
+	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	listen := fs.String("listen", "", "override server.listen (e.g. 127.0.0.1:0)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return exitUsage
+	}
+	l := load(*cfgPath, e, nil, e.stderr)
+	if l == nil {
+		fmt.Fprintf(e.stderr, "unfurld: %s has errors; nothing started\n", *cfgPath)
+		return exitFailure
+	}
+	defer l.reg.Close()
+	cfg := l.cfg
+	logger := newLogger(cfg.Server.Log, e.stderr)
+
+	dataDir := filepath.Dir(cfg.Storage.Path)
+	filled, err := cfg.FillDevSecrets(dataDir)
+	if err != nil {
+		logger.Error("development secrets", "err", err)
+		return exitFailure
+	}
+	if len(filled) > 0 {
+		logger.Warn("DEVELOPMENT MODE: generated secrets are in use; set them in the environment and use server.mode: production before exposing this server",
+			"file", filepath.Join(dataDir, config.DevSecretsFile), "generated", strings.Join(filled, ","))
+	}
+
+	st, err := bolt.Open(cfg.Storage.Path, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D()})
+	if err != nil {
+		logger.Error("open store", "err", err)
+		return exitFailure
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			logger.Error("close store", "err", err)
+		}
+	}()
+
+	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: l.reg, Logger: logger})
+	addr := cfg.Server.Listen
+	if *listen != "" {
+		addr = *listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		logger.Error("listen", "addr", addr, "err", err)
+		return exitFailure
+	}
+	hs := srv.HTTPServer(addr)
+	printRoutes(e, cfg)
+	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", cfg.Storage.Path, "mode", cfg.Server.Mode)
+	if e.ready != nil {
+		e.ready(ln.Addr().String())
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		logger.Error("serve", "err", err)
+		return exitFailure
+	case <-ctx.Done():
+	}
+	// Drain in-flight requests, then close the store (F15).
+	logger.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout.D())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Error("shutdown", "err", err)
+		return exitFailure
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("serve", "err", err)
+	}
+	return exitOK
+}
+
+// printRoutes tells the operator, per provider, what to paste into
+// Notion's dashboard (protocol 1.4). Secrets are never printed.
+func printRoutes(e env, cfg *config.Config) {
+	base := strings.TrimRight(cfg.Server.PublicURL, "/")
+	w := e.stdout
+	for _, p := range cfg.Providers {
+		fmt.Fprintf(w, "%s (%s): paste into Notion's integration settings\n", p.DisplayName, p.Name)
+		fmt.Fprintf(w, "  Unfurl Callback URL:  %s/providers/%s/unfurl\n", base, p.Name)
+		fmt.Fprintf(w, "  Unfurl URL Domain:    %s\n", p.Notion.Domain)
+		for _, pat := range p.Patterns {
+			fmt.Fprintf(w, "  Rule %-16q pattern %s\n", pat.Name, pat.Regex)
+		}
+	}
+	if len(cfg.Providers) > 0 {
+		fmt.Fprintln(w)
+	}
+}

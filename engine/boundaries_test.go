@@ -1,0 +1,58 @@
+// Package engine_test checks the package boundaries of STYLE.md 1: arrows
+// point one way, and each third-party dependency stays inside the one
+// package that wraps it.
+package engine_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const module = "github.com/unfurld/unfurld/"
+
+// forbidden lists, per package, import prefixes it must not reach, even
+// transitively.
+var forbidden = map[string][]string{
+	"engine/config":     {module + "engine/", "github.com/labstack/echo", "go.etcd.io/bbolt", "github.com/expr-lang/expr", "net/http"},
+	"engine/mapping":    {"net/http", "github.com/labstack/echo", module + "engine/store", module + "engine/provider", module + "engine/upstream"},
+	"engine/upstream":   {"github.com/labstack/echo", module + "engine/store", module + "engine/mapping", module + "engine/provider"},
+	"engine/notion":     {"github.com/labstack/echo", module + "engine/store", module + "engine/provider"},
+	"engine/provider":   {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store", module + "engine/oauth", module + "engine/server"},
+	"engine/oauth":      {"github.com/labstack/echo", module + "engine/store/bolt"},
+	"engine/store":      {module + "engine/config", module + "engine/provider", "go.etcd.io/bbolt"},
+	"engine/store/bolt": {module + "engine/config", module + "engine/provider", module + "engine/mapping"},
+	"engine/server":     {module + "engine/store/bolt", module + "providers", module + "cmd", "go.etcd.io/bbolt"},
+	"engine/fixture":    {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store"},
+}
+
+func TestPackageBoundaries(t *testing.T) {
+	for pkg, bad := range forbidden {
+		t.Run(pkg, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", module+pkg).CombinedOutput()
+			require.NoError(t, err, string(out))
+			for _, dep := range strings.Fields(string(out)) {
+				if dep == module+pkg || strings.HasPrefix(dep, module+pkg+"/") {
+					continue
+				}
+				for _, b := range bad {
+					if dep == strings.TrimSuffix(b, "/") || strings.HasPrefix(dep, b) {
+						t.Errorf("%s depends on %s (STYLE.md 1)", pkg, dep)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestNoEngineImportsProviders keeps built-in provider data out of the
+// engine: only cmd wires it in.
+func TestNoEngineImportsProviders(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, module+"engine/...").CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		require.NotContains(t, line, module+"providers", line)
+	}
+}

@@ -1,0 +1,373 @@
+package config
+
+// This file is the schema of unfurld's YAML file. Every field carries the
+// comment a user reads in the README's config reference: what it does, its
+// default and an example. Structs stay plain (no custom unmarshalers on
+// structs) so that the loader can check unknown keys against the yaml tags
+// and report each problem with its file:line:col (see load.go).
+
+// Config is a whole unfurld configuration file after includes are resolved
+// and ${ENV} references are expanded.
+type Config struct {
+	// Server holds the HTTP listener settings.
+	Server Server `yaml:"server"`
+	// Storage holds the embedded database settings.
+	Storage Storage `yaml:"storage"`
+	// Notion holds the settings for calls to Notion's API that every
+	// provider shares.
+	Notion Notion `yaml:"notion"`
+	// Providers lists the upstream services this deployment unfurls. An
+	// entry is either a whole provider or `include: PATH` (a file holding
+	// one provider; `builtin:NAME` names a ready-made provider shipped in
+	// the binary, for example `builtin:github`).
+	Providers []Provider `yaml:"providers"`
+
+	// File is the path the configuration was loaded from.
+	File string `yaml:"-"`
+	// Positions maps dotted paths ("providers.github.patterns.issue.regex")
+	// to where they stand in the YAML files, for error messages.
+	Positions Positions `yaml:"-"`
+}
+
+// Modes for Server.Mode.
+const (
+	// ModeDevelopment generates missing secrets beside the data file (with
+	// a loud warning) and allows plain-http upstreams.
+	ModeDevelopment = "development"
+	// ModeProduction refuses to start when a secret is missing or a
+	// setting is unsafe (security.md TH-53).
+	ModeProduction = "production"
+)
+
+// Server configures the HTTP listener that Notion and browsers call.
+type Server struct {
+	// Listen is the TCP address to listen on. Default ":8080".
+	Listen string `yaml:"listen"`
+	// PublicURL is the externally reachable base URL of this deployment,
+	// e.g. "https://unfurl.example.com". Every absolute URL unfurld prints
+	// or emits is built from it, never from the request's Host header
+	// (TH-13). Default "http://localhost:8080" in development mode;
+	// required in production mode.
+	PublicURL string `yaml:"public_url"`
+	// Mode is "development" or "production". Default "production".
+	// Development mode generates missing secrets and keeps them beside the
+	// data file; production mode refuses to start instead.
+	Mode string `yaml:"mode"`
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers (slowloris, TH-47). Default 5s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request. Default 10s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response. Default 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout is how long in-flight requests may finish after
+	// SIGTERM. Default 15s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MaxHeaderBytes caps request headers. Default 16KiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// UnfurlBodyLimit caps the body of unfurl and deletion callbacks.
+	// Default 64KiB.
+	UnfurlBodyLimit ByteSize `yaml:"unfurl_body_limit"`
+	// UnfurlTimeout is the whole budget for answering one unfurl call,
+	// upstream requests included; when it runs out Notion gets a "try
+	// later" error operation instead of a hung request (protocol 10 #31).
+	// Default 8s.
+	UnfurlTimeout Duration `yaml:"unfurl_timeout"`
+	// UnfurlErrorStatus is the HTTP status that carries an error
+	// operation. Default 200, so Notion reads the body whether or not it
+	// reads bodies of non-2xx replies (protocol 5.4, 10 #10).
+	UnfurlErrorStatus int `yaml:"unfurl_error_status"`
+	// MaxConcurrentUpstream caps upstream requests in flight across all
+	// providers; unfurls beyond it get a fast "try later" (TH-38).
+	// Default 256.
+	MaxConcurrentUpstream int `yaml:"max_concurrent_upstream"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// Storage configures the embedded bbolt database.
+type Storage struct {
+	// Path is the bbolt file. Its directory is created if missing and
+	// also holds generated development secrets. Default
+	// "./data/unfurld.db".
+	Path string `yaml:"path"`
+	// LockTimeout is how long to wait for the file lock before giving up;
+	// a second instance on the same file exits with a clear message
+	// (TH-43, F3). Default 2s.
+	LockTimeout Duration `yaml:"lock_timeout"`
+}
+
+// Notion configures calls to Notion's public API.
+type Notion struct {
+	// APIBaseURL is Notion's API origin. Default "https://api.notion.com".
+	// Tests and local fakes point it at a loopback server.
+	APIBaseURL string `yaml:"api_base_url"`
+	// TokenVersion is the Notion-Version header sent to /v1/oauth/token.
+	// Default "2022-06-28" (protocol 4.3, 10 #19).
+	TokenVersion string `yaml:"token_version"`
+	// ObjectVersion is the Notion-Version header sent to
+	// /v1/external/object. Default "2021-08-16" (protocol 7.1, 10 #20).
+	ObjectVersion string `yaml:"object_version"`
+	// Timeout bounds each call to Notion. Default 10s.
+	Timeout Duration `yaml:"timeout"`
+	// RedirectURIs is the exact-match allowlist of redirect_uri values
+	// accepted on the authorize URL (protocol 3.4, TH-01). Default: the
+	// spellings Notion's documentation uses.
+	RedirectURIs []string `yaml:"redirect_uris"`
+}
+
+// Provider is one upstream service (one Notion integration, protocol
+// 1.3) served under /providers/<name>/.
+type Provider struct {
+	// Include loads this provider from another file instead: a path
+	// relative to the including file, or builtin:NAME. An include entry
+	// holds no other key.
+	Include string `yaml:"include"`
+	// Name identifies the provider in routes (/providers/<name>/...),
+	// logs and the store. Lower-case letters, digits and '-'; unique.
+	Name string `yaml:"name"`
+	// DisplayName is shown to people, e.g. "GitHub". Default: Name.
+	DisplayName string `yaml:"display_name"`
+	// IconURL is an https image shown on the consent page. Optional.
+	IconURL string `yaml:"icon_url"`
+	// Dev is the text of the required "dev" attribute: who is behind the
+	// preview (protocol 6.3). Default "unfurld".
+	Dev string `yaml:"dev"`
+	// Notion holds this provider's two credential pairs (protocol 1.2).
+	Notion ProviderNotion `yaml:"notion"`
+	// Upstream describes how to call the service's API.
+	Upstream Upstream `yaml:"upstream"`
+	// Errors overrides the messages of error operations.
+	Errors ErrorMessages `yaml:"errors"`
+	// MaxTextLength truncates every text attribute built from upstream
+	// data, in characters (TH-33). Default 2000. An attribute may set a
+	// smaller max_length.
+	MaxTextLength int `yaml:"max_text_length"`
+	// Patterns are the URL rules of this provider, tried in order.
+	Patterns []Pattern `yaml:"patterns"`
+}
+
+// ProviderNotion holds the two credential pairs of protocol 1.2.
+type ProviderNotion struct {
+	// ClientID is pair A: the OAuth client id you invent and type into
+	// Notion's "External Authorization Setup". Notion sends it to us.
+	// Default: the provider name.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is pair A's secret, typed into Notion's dashboard;
+	// Notion presents it on our token URL. At least 32 characters. Empty
+	// in development mode: generated and kept beside the data file.
+	ClientSecret Secret `yaml:"client_secret"`
+	// IntegrationClientID is pair B: the OAuth client id Notion shows on
+	// the integration's settings page. We send it to Notion.
+	IntegrationClientID string `yaml:"integration_client_id"`
+	// IntegrationClientSecret is pair B's secret. Must differ from
+	// ClientSecret (TH-15).
+	IntegrationClientSecret Secret `yaml:"integration_client_secret"`
+	// Scopes is the free-form string typed into Notion's "OAuth Scopes"
+	// (protocol 3.1); passed through, never enforced. Optional.
+	Scopes string `yaml:"scopes"`
+	// Domain is the Unfurl URL Domain verified in Notion's dashboard, e.g.
+	// "github.com". Default: the host of the first pattern's first sample.
+	Domain string `yaml:"domain"`
+}
+
+// Upstream describes the service's API and how requests reach it.
+type Upstream struct {
+	// BaseURL is the API origin that relative request URLs resolve
+	// against, e.g. "https://api.github.com". Required.
+	BaseURL string `yaml:"base_url"`
+	// AllowedHosts lists every host (host or host:port) that requests and
+	// redirects may reach. Default: the host of BaseURL. Credentials are
+	// only ever sent to these hosts (TH-27, TH-30).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// EmbedHosts lists hosts allowed in URL-valued attributes (embeds);
+	// other URLs are dropped (TH-31). Default: none besides AllowedHosts.
+	EmbedHosts []string `yaml:"embed_hosts"`
+	// Headers are sent on every request, e.g. Accept. Values may use
+	// ${ENV}.
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds each upstream request. Default 5s.
+	Timeout Duration `yaml:"timeout"`
+	// CacheTTL keeps upstream responses per (provider, credential, URI) so
+	// that Notion's repeated calls cost one upstream request. 0 disables.
+	// Default 30s.
+	CacheTTL Duration `yaml:"cache_ttl"`
+	// MaxBodyBytes caps a decompressed response body (TH-32). Default 2MiB.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// AllowPrivateNetworks lets requests reach loopback and private
+	// addresses. Only for local fakes and tests; refused in production
+	// mode (TH-30, TH-53).
+	AllowPrivateNetworks bool `yaml:"allow_private_networks"`
+	// Auth says how requests are authenticated.
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth types.
+const (
+	AuthNone   = "none"
+	AuthOAuth2 = "oauth2"
+	AuthAPIKey = "api_key"
+)
+
+// Auth says how upstream requests carry a credential.
+type Auth struct {
+	// Type is none (public API, optionally one service-wide token),
+	// oauth2 or api_key (each user connects their own account). Default
+	// none.
+	Type string `yaml:"type"`
+	// Header is the request header that carries the credential. Default
+	// "Authorization".
+	Header string `yaml:"header"`
+	// Prefix goes before the credential in Header, separated by a space:
+	// "Bearer" (the default), "token", or "none" to send the bare
+	// credential (for headers like X-Api-Key).
+	Prefix string `yaml:"prefix"`
+	// Token is a service-wide credential for type none, usually
+	// "${GITHUB_TOKEN:-}". Empty means unauthenticated requests.
+	Token Secret `yaml:"token"`
+}
+
+// ErrorMessages overrides the text of the error operations sent to Notion
+// (protocol 5.4). Upstream bodies are never echoed (TH-36).
+type ErrorMessages struct {
+	// NotFound is used when the upstream answers 404 or no pattern
+	// matches. Default "Not found".
+	NotFound string `yaml:"not_found"`
+	// Reconnect is used on upstream 401/403. Default "Reconnect your
+	// account to see this preview".
+	Reconnect string `yaml:"reconnect"`
+	// TryLater is used on 429, 5xx, timeouts and overload. Default
+	// "The service is unavailable, try again later".
+	TryLater string `yaml:"try_later"`
+}
+
+// Pattern is one URL rule (protocol 9): a regex with named groups, the
+// upstream requests it makes and the attributes it produces.
+type Pattern struct {
+	// Name is the rule name shown in Notion's dashboard. Unique within the
+	// provider.
+	Name string `yaml:"name"`
+	// Regex uses Notion's syntax: named groups as (?<group>...). Anchor it
+	// with ^ and $. RE2 cannot run lookaround or backreferences.
+	Regex string `yaml:"regex"`
+	// Samples are URLs that must match this pattern and no other pattern
+	// of the provider. At least one is required (Notion requires them
+	// too).
+	Samples []string `yaml:"samples"`
+	// NegativeSamples are URLs that must not match this pattern.
+	NegativeSamples []string `yaml:"negative_samples"`
+	// Requests are the upstream calls, made in order; later requests and
+	// attributes can read earlier responses by name.
+	Requests []Request `yaml:"requests"`
+	// Attributes map the responses to Notion unfurl attributes. A title
+	// attribute is required; dev is added from the provider's dev text
+	// unless declared here.
+	Attributes []Attribute `yaml:"attributes"`
+	// Placeholder is the "Unfurl Regex Attributes" Notion shows while it
+	// waits for us: literal text with $<group> placeholders (protocol 9.1).
+	// Default: a title of the rule name and the dev attribute.
+	Placeholder []PlaceholderAttribute `yaml:"placeholder"`
+}
+
+// Request is one upstream call.
+type Request struct {
+	// Name identifies the response in expressions, paths and later
+	// templates. Unique within the pattern; a valid identifier.
+	Name string `yaml:"name"`
+	// Method is the HTTP method. Default GET.
+	Method string `yaml:"method"`
+	// URL is a template: a path relative to upstream.base_url
+	// ("/repos/{owner}/{repo}/issues/{number}") or an absolute URL on an
+	// allowed host. {group} inserts a captured group, {name.path} a value
+	// from an earlier response (gjson path). Values are path-segment
+	// escaped before '?' and query escaped after it, and can never stand
+	// in the scheme, host or port (TH-29, TH-30).
+	URL string `yaml:"url"`
+	// Headers are extra request headers; values are templates.
+	Headers map[string]string `yaml:"headers"`
+	// Body is a JSON body written as YAML; every string in it is a
+	// template whose values are JSON-escaped. Sent with Content-Type
+	// application/json. Example for GraphQL:
+	//   body: {query: "query($id: String!) { issue(id: $id) { title } }", variables: {id: "{id}"}}
+	Body any `yaml:"body"`
+	// Optional keeps going when this request fails; expressions then see
+	// an empty response.
+	Optional bool `yaml:"optional"`
+}
+
+// Attribute kinds. Inline kinds first, then embeds, then relation.
+const (
+	KindTitle     = "title"
+	KindPlainText = "plain_text"
+	KindEnum      = "enum"
+	KindDate      = "date"
+	KindDatetime  = "datetime"
+	KindColor     = "color"
+	KindImage     = "image"
+	KindVideo     = "video"
+	KindAudio     = "audio"
+	KindHTML      = "html"
+	KindPDF       = "pdf"
+	KindRelation  = "relation"
+)
+
+// Attribute maps upstream data to one Notion unfurl attribute (protocol 6).
+type Attribute struct {
+	// ID is the attribute id; "title" and "dev" are reserved for those
+	// attributes. Unique within the pattern.
+	ID string `yaml:"id"`
+	// Name is the label Notion shows. Default: ID.
+	Name string `yaml:"name"`
+	// Kind is one of title, plain_text, enum, date, datetime, color,
+	// image, video, audio, html, pdf, relation.
+	Kind string `yaml:"kind"`
+	// Section is where Notion renders it (protocol 6.6). Default by kind:
+	// title→title, plain_text→secondary, enum/date/datetime→primary,
+	// color→background, image→avatar, video/audio/html/pdf→embed,
+	// relation→primary.
+	Section string `yaml:"section"`
+	// Path reads the value with a gjson path from one response, e.g.
+	// "user.login" or "labels.#.name". Exactly one of path, expr, value.
+	Path string `yaml:"path"`
+	// From names the response Path reads. Default: the first request.
+	From string `yaml:"from"`
+	// Expr computes the value with an expr-lang expression over the
+	// responses (by request name, e.g. issue.user.login), the captured
+	// groups (groups.number), the uri, and the helper functions.
+	Expr string `yaml:"expr"`
+	// Value is literal text, with $<group> placeholders.
+	Value string `yaml:"value"`
+	// Color is an expression giving an enum's color as "#rrggbb".
+	Color string `yaml:"color"`
+	// Colors maps enum values to "#rrggbb" colors; used when Color is
+	// empty.
+	Colors map[string]string `yaml:"colors"`
+	// MaxLength truncates this attribute's text, in characters. Default:
+	// the provider's max_text_length.
+	MaxLength int `yaml:"max_length"`
+}
+
+// PlaceholderAttribute is one of the "Unfurl Regex Attributes" typed into
+// Notion's dashboard (protocol 9.1).
+type PlaceholderAttribute struct {
+	// ID is the attribute id.
+	ID string `yaml:"id"`
+	// Name is the label. Default: ID.
+	Name string `yaml:"name"`
+	// Kind is title, plain_text, enum, date or datetime.
+	Kind string `yaml:"kind"`
+	// Section is as for attributes, with the same defaults.
+	Section string `yaml:"section"`
+	// Value is literal text with $<group> placeholders.
+	Value string `yaml:"value"`
+}

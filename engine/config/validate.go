@@ -1,0 +1,341 @@
+package config
+
+import (
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// minSecretLength is the shortest client secret accepted in production
+// mode (TH-19, TH-20).
+const minSecretLength = 32
+
+// checker collects the structural problems of a decoded, defaulted
+// configuration. It only reads the Config: no network, no files, no
+// globals (STYLE.md §2, "Validation has no side effects").
+type checker struct {
+	pos  Positions
+	errs Errors
+	// bad holds paths already reported by the loader (a missing variable,
+	// a value of the wrong type); checking their zero value would only
+	// repeat the problem.
+	bad map[string]bool
+	// prod and dev are both false when server.mode is invalid, so that
+	// only the mode itself is reported.
+	prod, dev bool
+}
+
+// validate checks c after SetDefaults. Providers at the indexes in skip
+// failed to include and are not checked; nothing is reported at the paths
+// in bad.
+func (c *Config) validate(skip map[int]bool, bad map[string]bool) Errors {
+	v := &checker{
+		pos:  c.Positions,
+		bad:  bad,
+		prod: c.Server.Mode == ModeProduction,
+		dev:  c.Server.Mode == ModeDevelopment,
+	}
+	v.server(&c.Server)
+	v.notion(&c.Notion)
+	paths := providerPaths(c.Providers)
+	first := map[string]string{}
+	for i := range c.Providers {
+		if skip[i] {
+			continue
+		}
+		p := &c.Providers[i]
+		v.unique(first, p.Name, paths[i]+".name", "provider name")
+		v.provider(p, paths[i])
+	}
+	return v.errs
+}
+
+func (v *checker) fail(path, format string, args ...any) {
+	if v.bad[path] {
+		return
+	}
+	v.errs.Add(v.pos.Of(path), path, format, args...)
+}
+
+func (v *checker) warn(path, format string, args ...any) {
+	if v.bad[path] {
+		return
+	}
+	v.errs.Warn(v.pos.Of(path), path, format, args...)
+}
+
+// unique reports name at path when an earlier item of the same list (kept
+// in first: name → path of its name key) already uses it.
+func (v *checker) unique(first map[string]string, name, path, what string) {
+	if name == "" {
+		return
+	}
+	prev, dup := first[name]
+	if !dup {
+		first[name] = path
+		return
+	}
+	at, here := v.pos.Of(prev), v.pos.Of(path)
+	where := "on line " + strconv.Itoa(at.Line)
+	if at.File != here.File {
+		where = "at " + at.String()
+	}
+	v.fail(path, "duplicate %s %q (first defined %s)", what, name, where)
+}
+
+func (v *checker) server(s *Server) {
+	if !v.prod && !v.dev {
+		v.fail("server.mode", "want %s or %s, got %q", ModeDevelopment, ModeProduction, s.Mode)
+	}
+	switch {
+	case s.PublicURL == "" && v.prod:
+		v.fail("server.public_url", "required in production mode: the https URL Notion and browsers reach this server at (TH-13)")
+	case s.PublicURL != "":
+		if u := v.absURL("server.public_url", s.PublicURL, "https://unfurl.example.com"); u != nil {
+			if u.RawQuery != "" || u.Fragment != "" {
+				v.fail("server.public_url", "want a base URL without query or fragment")
+			}
+			if u.Scheme == "http" && v.prod {
+				v.fail("server.public_url", "plain http is refused in production mode; use https (TH-53)")
+			}
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(s.Log.Level)) {
+		v.fail("server.log.level", "want debug, info, warn or error, got %q", s.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, strings.ToLower(s.Log.Format)) {
+		v.fail("server.log.format", "want text or json, got %q", s.Log.Format)
+	}
+	if s.UnfurlErrorStatus < 200 || s.UnfurlErrorStatus > 599 {
+		v.fail("server.unfurl_error_status", "want an HTTP status from 200 to 599, got %d", s.UnfurlErrorStatus)
+	}
+	if s.MaxConcurrentUpstream < 0 {
+		v.fail("server.max_concurrent_upstream", "must not be negative")
+	}
+}
+
+func (v *checker) notion(n *Notion) {
+	if u := v.absURL("notion.api_base_url", n.APIBaseURL, "https://api.notion.com"); u != nil && u.Scheme == "http" && v.prod {
+		v.warn("notion.api_base_url", "plain http to Notion in production mode (TH-53)")
+	}
+	for i, r := range n.RedirectURIs {
+		if strings.TrimSpace(r) == "" {
+			v.fail("notion.redirect_uris["+strconv.Itoa(i)+"]", "empty redirect URI")
+		}
+	}
+}
+
+// absURL checks that s is an absolute http(s) URL with a host and no
+// credentials, and returns it parsed, or nil after reporting at path.
+func (v *checker) absURL(path, s, example string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.fail(path, "want an absolute http(s) URL like %s, got %q", example, s)
+		return nil
+	}
+	if u.User != nil {
+		v.fail(path, "credentials do not belong in the URL; use upstream.auth")
+		return nil
+	}
+	return u
+}
+
+func (v *checker) provider(p *Provider, path string) {
+	switch {
+	case p.Name == "":
+		v.fail(path+".name", "required: the provider's name in routes, e.g. github")
+	case !isProviderName(p.Name):
+		v.fail(path+".name", "%q is not a valid name: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit", p.Name)
+	}
+	if p.IconURL != "" {
+		v.absURL(path+".icon_url", p.IconURL, "https://example.com/icon.png")
+	}
+	if p.MaxTextLength < 0 {
+		v.fail(path+".max_text_length", "must not be negative")
+	}
+	v.credentials(&p.Notion, path+".notion")
+	v.upstream(&p.Upstream, path+".upstream")
+
+	if len(p.Patterns) == 0 {
+		v.fail(path+".patterns", "at least one pattern is required")
+	}
+	names := make([]string, len(p.Patterns))
+	for i := range p.Patterns {
+		names[i] = p.Patterns[i].Name
+	}
+	first := map[string]string{}
+	for i, pp := range itemPaths(path+".patterns", names) {
+		pt := &p.Patterns[i]
+		if pt.Name == "" {
+			v.fail(pp+".name", "required: the rule name shown in Notion")
+		}
+		v.unique(first, pt.Name, pp+".name", "pattern name")
+		v.pattern(pt, pp)
+	}
+}
+
+// credentials checks the two credential pairs of protocol 1.2.
+func (v *checker) credentials(n *ProviderNotion, path string) {
+	secret := n.ClientSecret.Reveal()
+	if v.prod {
+		switch {
+		case secret == "":
+			v.fail(path+".client_secret", "required in production mode; set it from the environment, e.g. ${GITHUB_NOTION_SECRET} (TH-53)")
+		case len(secret) < minSecretLength:
+			v.fail(path+".client_secret", "too short: want at least %d characters (TH-19)", minSecretLength)
+		}
+	}
+	if secret != "" && secret == n.IntegrationClientSecret.Reveal() {
+		v.fail(path+".integration_client_secret", "must differ from client_secret: one is the secret Notion presents to us, the other our secret at Notion (TH-15)")
+	}
+}
+
+func (v *checker) upstream(u *Upstream, path string) {
+	if u.BaseURL == "" {
+		v.fail(path+".base_url", "required: the API origin, e.g. https://api.example.com")
+	} else if b := v.absURL(path+".base_url", u.BaseURL, "https://api.example.com"); b != nil && b.Scheme == "http" {
+		switch {
+		case v.prod:
+			v.fail(path+".base_url", "plain http is refused in production mode; use https (TH-53)")
+		case v.dev:
+			v.warn(path+".base_url", "plain http is allowed in development mode only (TH-53)")
+		}
+	}
+	for i, h := range u.AllowedHosts {
+		v.host(path+".allowed_hosts["+strconv.Itoa(i)+"]", h)
+	}
+	for i, h := range u.EmbedHosts {
+		v.host(path+".embed_hosts["+strconv.Itoa(i)+"]", h)
+	}
+	if u.AllowPrivateNetworks && v.prod {
+		v.fail(path+".allow_private_networks", "refused in production mode: it lets requests reach loopback and private addresses (TH-30, TH-53)")
+	}
+	if !slices.Contains([]string{AuthNone, AuthOAuth2, AuthAPIKey}, u.Auth.Type) {
+		v.fail(path+".auth.type", "want %s, %s or %s, got %q", AuthNone, AuthOAuth2, AuthAPIKey, u.Auth.Type)
+	}
+}
+
+// host checks one entry of a host allowlist: a bare host or host:port.
+func (v *checker) host(path, h string) {
+	if h == "" || strings.ContainsAny(h, "/?#@ \t") {
+		v.fail(path, "want a host like api.example.com or host:port, got %q", h)
+	}
+}
+
+func (v *checker) pattern(pt *Pattern, path string) {
+	if pt.Regex == "" {
+		v.fail(path+".regex", "required: the URL regex, with named groups as (?<name>...)")
+	}
+	if len(pt.Samples) == 0 {
+		v.fail(path+".samples", "at least one sample URL is required (Notion requires them too, protocol 9.1)")
+	}
+
+	names := make([]string, len(pt.Requests))
+	for i := range pt.Requests {
+		names[i] = pt.Requests[i].Name
+	}
+	first := map[string]string{}
+	for i, rp := range itemPaths(path+".requests", names) {
+		r := &pt.Requests[i]
+		switch {
+		case r.Name == "":
+			v.fail(rp+".name", "required: the name expressions read the response by")
+		case !isIdentifier(r.Name):
+			v.fail(rp+".name", "%q is not an identifier: use letters, digits and _, not starting with a digit", r.Name)
+		case r.Name == "groups" || r.Name == "uri":
+			v.fail(rp+".name", "%q is reserved: expressions use it for the captured groups and the URI", r.Name)
+		}
+		v.unique(first, r.Name, rp+".name", "request name")
+		if !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}, strings.ToUpper(r.Method)) {
+			v.fail(rp+".method", "want GET, POST, PUT, PATCH, DELETE or HEAD, got %q", r.Method)
+		}
+		if r.URL == "" {
+			v.fail(rp+".url", "required: a path like /items/{id} or an absolute URL")
+		}
+	}
+
+	names = make([]string, len(pt.Attributes))
+	for i := range pt.Attributes {
+		names[i] = pt.Attributes[i].ID
+	}
+	first = map[string]string{}
+	for i, ap := range itemPaths(path+".attributes", names) {
+		a := &pt.Attributes[i]
+		if a.ID == "" {
+			v.fail(ap+".id", "required: the attribute id, e.g. title")
+		}
+		v.unique(first, a.ID, ap+".id", "attribute id")
+		v.attribute(a, ap)
+	}
+}
+
+// kinds lists the attribute kinds in the order the docs give them.
+func kinds() []string {
+	return []string{
+		KindTitle, KindPlainText, KindEnum, KindDate, KindDatetime, KindColor,
+		KindImage, KindVideo, KindAudio, KindHTML, KindPDF, KindRelation,
+	}
+}
+
+func (v *checker) attribute(a *Attribute, path string) {
+	switch {
+	case a.Kind == "":
+		v.fail(path+".kind", "required: one of %s", strings.Join(kinds(), ", "))
+	case !slices.Contains(kinds(), a.Kind):
+		v.fail(path+".kind", "unknown kind %q; want one of %s", a.Kind, strings.Join(kinds(), ", "))
+	}
+
+	var set []string
+	for _, s := range []struct{ key, val string }{{"path", a.Path}, {"expr", a.Expr}, {"value", a.Value}} {
+		if s.val != "" {
+			set = append(set, s.key)
+		}
+	}
+	switch len(set) {
+	case 0:
+		v.fail(path, "set one of path, expr or value")
+	case 1:
+	default:
+		v.fail(path+"."+set[1], "%s cannot be used together; set only one of path, expr or value", joinAnd(set))
+	}
+	if a.From != "" && a.Path == "" {
+		v.fail(path+".from", "from applies to path only")
+	}
+	if a.Kind != KindEnum {
+		if a.Color != "" {
+			v.fail(path+".color", "color applies to kind enum only")
+		}
+		if len(a.Colors) > 0 {
+			v.fail(path+".colors", "colors applies to kind enum only")
+		}
+	}
+	if a.MaxLength < 0 {
+		v.fail(path+".max_length", "must not be negative")
+	}
+}
+
+// joinAnd joins ["a", "b", "c"] as "a, b and c".
+func joinAnd(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// isProviderName reports whether s matches ^[a-z0-9][a-z0-9-]{0,62}$, so
+// it fits a URL path segment and a DNS label.
+func isProviderName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// isIdentifier reports whether s matches ^[A-Za-z_][A-Za-z0-9_]*$.
+func isIdentifier(s string) bool { return isEnvName(s) }

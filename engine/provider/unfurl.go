@@ -1,0 +1,468 @@
+package provider
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/mapping"
+	"github.com/unfurld/unfurld/engine/notion"
+	"github.com/unfurld/unfurld/engine/upstream"
+)
+
+// Credential is the upstream credential an unfurl runs with.
+type Credential struct {
+	// Key identifies whose credential this is, for caches and collapsing:
+	// "static" for the provider's service-wide token, or a connection id.
+	// Never the secret itself.
+	Key string
+	// Token is the credential. Empty means the provider's service-wide
+	// token from upstream.auth.token, if any.
+	Token config.Secret
+}
+
+// staticKey is the cache identity of the provider's service-wide token.
+const staticKey = "static"
+
+// UnfurlOptions tune one unfurl.
+type UnfurlOptions struct {
+	// Trace records what happened, for `unfurld preview --trace`.
+	Trace bool
+	// NoCache skips the result and response caches (live updates need the
+	// upstream's current state).
+	NoCache bool
+}
+
+// Result is the outcome of one unfurl: always an envelope Notion can read.
+type Result struct {
+	// Body is the encoded envelope.
+	Body []byte
+	// Attributes are the mapped attributes; nil for an error result.
+	Attributes []notion.Attribute
+	// Error is set when the result is an error operation.
+	Error *notion.ErrorSet
+	// Hash digests Body's operations, so callers can tell whether what
+	// Notion would see changed.
+	Hash string
+	// Cached is true when the result came from the result cache.
+	Cached bool
+	// Trace is set when UnfurlOptions.Trace was.
+	Trace *Trace
+}
+
+// Trace tells why an unfurl came out as it did.
+type Trace struct {
+	Provider   string            `json:"provider"`
+	Pattern    string            `json:"pattern,omitempty"`
+	Groups     map[string]string `json:"groups,omitempty"`
+	Requests   []RequestTrace    `json:"requests,omitempty"`
+	Attributes []AttributeTrace  `json:"attributes,omitempty"`
+	Outcome    string            `json:"outcome"`
+}
+
+// RequestTrace is one upstream request in a Trace.
+type RequestTrace struct {
+	Name     string        `json:"name"`
+	Method   string        `json:"method"`
+	URL      string        `json:"url"`
+	Status   int           `json:"status,omitempty"`
+	Latency  time.Duration `json:"latency"`
+	CacheHit bool          `json:"cache_hit"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// AttributeTrace is one attribute in a Trace: its value, or why it is
+// missing.
+type AttributeTrace struct {
+	ID      string `json:"id"`
+	Value   any    `json:"value,omitempty"`
+	Missing string `json:"missing,omitempty"`
+}
+
+// unfurlError is a failure that ends as an error operation.
+type unfurlError struct {
+	status int
+	msg    string
+	cause  string // for the trace and logs, never for Notion (TH-36)
+}
+
+// Unfurl answers Notion's unfurl call for uri (protocol 5.2). It never
+// fails: every problem becomes an error operation (protocol 5.4).
+func (p *Provider) Unfurl(ctx context.Context, uri string, cred Credential, opts UnfurlOptions) *Result {
+	m, err := p.Match(uri)
+	if err != nil {
+		status, msg := 404, p.messages.NotFound
+		if errors.Is(err, ErrBadURI) {
+			status = 400
+		}
+		r := p.errorResult(uri, &unfurlError{status: status, msg: msg, cause: err.Error()})
+		if opts.Trace {
+			r.Trace = &Trace{Provider: p.Name, Outcome: err.Error()}
+		}
+		return r
+	}
+	return p.UnfurlMatch(ctx, m, cred, opts)
+}
+
+// UnfurlMatch runs an already matched URI. Results are cached per
+// (credential, uri) for upstream.cache_ttl, and identical concurrent
+// unfurls share one run, so Notion's repeated calls cost one upstream
+// round (TH-38).
+func (p *Provider) UnfurlMatch(ctx context.Context, m *Match, cred Credential, opts UnfurlOptions) *Result {
+	if cred.Key == "" {
+		cred.Key = staticKey
+	}
+	if opts.Trace {
+		return p.run(ctx, m, cred, opts)
+	}
+	key := cred.Key + "\x00" + m.URI
+	if !opts.NoCache {
+		if r := p.results.get(key, p.now()); r != nil {
+			return r
+		}
+	}
+	// The shared run must outlive the first caller's cancellation, since
+	// others may wait on it; it keeps the caller's deadline.
+	runCtx := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadline(runCtx, d)
+		defer cancel()
+	}
+	ch := p.results.flight.DoChan(key, func() (any, error) {
+		r := p.run(runCtx, m, cred, opts)
+		if p.cacheTTL > 0 && cacheable(r) {
+			p.results.put(key, r, p.now().Add(p.cacheTTL))
+		}
+		return r, nil
+	})
+	select {
+	case res := <-ch:
+		return res.Val.(*Result)
+	case <-ctx.Done():
+		return p.errorResult(m.URI, &unfurlError{status: 503, msg: p.messages.TryLater, cause: ctx.Err().Error()})
+	}
+}
+
+// cacheable keeps attribute results and "not found", but not passing
+// failures, which the next call should retry.
+func cacheable(r *Result) bool {
+	return r.Error == nil || r.Error.Status == 404
+}
+
+func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts UnfurlOptions) *Result {
+	var tr *Trace
+	if opts.Trace {
+		tr = &Trace{Provider: p.Name, Pattern: m.Pattern.Name, Groups: m.Groups}
+	}
+	docs := make(map[string]mapping.Doc, len(m.Pattern.requests))
+	for _, rp := range m.Pattern.requests {
+		doc, uerr := p.fetch(ctx, m, rp, docs, cred, opts, tr)
+		if uerr != nil {
+			if rp.optional && uerr.status != 400 {
+				docs[rp.name] = mapping.Doc{}
+				continue
+			}
+			return p.finish(m.URI, nil, uerr, tr)
+		}
+		docs[rp.name] = doc
+	}
+	attrs, uerr := p.render(m, docs, tr)
+	return p.finish(m.URI, attrs, uerr, tr)
+}
+
+func (p *Provider) finish(uri string, attrs []notion.Attribute, uerr *unfurlError, tr *Trace) *Result {
+	var r *Result
+	if uerr != nil {
+		r = p.errorResult(uri, uerr)
+		if tr != nil {
+			tr.Outcome = fmt.Sprintf("error operation %d %q: %s", uerr.status, uerr.msg, uerr.cause)
+		}
+	} else {
+		r = p.attributesResult(uri, attrs)
+		if tr != nil {
+			tr.Outcome = fmt.Sprintf("%d attributes", len(attrs))
+		}
+	}
+	r.Trace = tr
+	return r
+}
+
+func (p *Provider) attributesResult(uri string, attrs []notion.Attribute) *Result {
+	env := notion.Envelope{URI: uri, Operations: []notion.Operation{notion.AttributesOp(attrs)}}
+	body := encode(env)
+	return &Result{Body: body, Attributes: attrs, Hash: digest(body)}
+}
+
+func (p *Provider) errorResult(uri string, uerr *unfurlError) *Result {
+	set := notion.ErrorSet{Status: uerr.status, Message: uerr.msg}
+	env := notion.Envelope{URI: uri, Operations: []notion.Operation{notion.ErrorOp(set.Status, set.Message)}}
+	body := encode(env)
+	return &Result{Body: body, Error: &set, Hash: digest(body)}
+}
+
+// encode marshals an envelope. encoding/json always yields valid JSON
+// and valid UTF-8 (TH-33); the types cannot fail to marshal.
+func encode(env notion.Envelope) []byte {
+	b, err := json.Marshal(env)
+	if err != nil {
+		panic(fmt.Sprintf("encode envelope: %v", err)) // unreachable: plain structs
+	}
+	return b
+}
+
+// digest names a body; the uri in it is constant for one subscription, so
+// equal digests mean Notion would see the same thing.
+func digest(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:16])
+}
+
+// fetch runs one upstream request.
+func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs map[string]mapping.Doc, cred Credential, opts UnfurlOptions, tr *Trace) (mapping.Doc, *unfurlError) {
+	lookup := func(name, path string) (string, error) {
+		if path == "" {
+			return m.Groups[name], nil
+		}
+		doc, ok := docs[name]
+		if !ok {
+			return "", fmt.Errorf("no response %q", name)
+		}
+		s, ok := scalarText(doc.Get(path))
+		if !ok {
+			return "", fmt.Errorf("%s.%s is not a string or number", name, path)
+		}
+		return s, nil
+	}
+	u, err := rp.url.ExpandURL(p.baseURL, lookup)
+	if err != nil {
+		rt := RequestTrace{Name: rp.name, Method: rp.method, Error: err.Error()}
+		p.traceRequest(tr, rt)
+		// A capture that would leave its path segment (TH-29) or a
+		// missing value: the link is unusable, and nothing was sent.
+		return mapping.Doc{}, &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s: %v", rp.name, err)}
+	}
+	req := &upstream.Request{Method: rp.method, URL: u, Header: p.headers.Clone(), CredentialKey: cred.Key, NoCache: opts.NoCache}
+	for k, t := range rp.headers {
+		v, err := t.Expand(lookup)
+		if err != nil {
+			return mapping.Doc{}, &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s header %s: %v", rp.name, k, err)}
+		}
+		req.Header.Set(k, v)
+	}
+	if rp.body != nil {
+		v, err := rp.body.build(lookup)
+		if err != nil {
+			return mapping.Doc{}, &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s body: %v", rp.name, err)}
+		}
+		req.Body, _ = json.Marshal(v)
+		req.Header.Set("Content-Type", "application/json")
+	}
+	p.authorize(req.Header, cred)
+
+	select {
+	case p.reg.sem <- struct{}{}:
+	default:
+		return mapping.Doc{}, &unfurlError{status: 503, msg: p.messages.TryLater, cause: "too many upstream requests in flight"}
+	}
+	resp, err := p.client.Do(ctx, req)
+	<-p.reg.sem
+
+	rt := RequestTrace{Name: rp.name, Method: rp.method, URL: redactURL(u)}
+	if resp != nil {
+		rt.Status, rt.Latency, rt.CacheHit = resp.Status, resp.Latency, resp.CacheHit
+	}
+	if err != nil {
+		var se *upstream.StatusError
+		if errors.As(err, &se) {
+			rt.Status = se.Code
+		}
+		rt.Error = err.Error()
+		p.traceRequest(tr, rt)
+		return mapping.Doc{}, p.upstreamError(rp.name, err)
+	}
+	p.traceRequest(tr, rt)
+	doc, err := mapping.NewDoc(resp.Body)
+	if err != nil {
+		return mapping.Doc{}, &unfurlError{status: 502, msg: p.messages.TryLater, cause: fmt.Sprintf("request %s: response is not JSON", rp.name)}
+	}
+	return doc, nil
+}
+
+func (p *Provider) traceRequest(tr *Trace, rt RequestTrace) {
+	if tr != nil {
+		tr.Requests = append(tr.Requests, rt)
+	}
+}
+
+// authorize attaches the credential: the connection's, or else the
+// provider's service-wide token. The upstream client only ever sends it to
+// the provider's allowed hosts (TH-27).
+func (p *Provider) authorize(h http.Header, cred Credential) {
+	tok := cred.Token
+	if tok.IsZero() {
+		tok = p.staticAuth.Token
+	}
+	if tok.IsZero() {
+		return
+	}
+	v := tok.Reveal()
+	if prefix := p.staticAuth.Prefix; prefix != "" && prefix != "none" {
+		v = prefix + " " + v
+	}
+	h.Set(p.staticAuth.Header, v)
+}
+
+// upstreamError maps an upstream failure to a fixed error operation; the
+// upstream's body never reaches Notion (TH-36).
+func (p *Provider) upstreamError(name string, err error) *unfurlError {
+	cause := fmt.Sprintf("request %s: %v", name, err)
+	var se *upstream.StatusError
+	switch {
+	case errors.As(err, &se):
+		switch {
+		case se.Code == http.StatusNotFound || se.Code == http.StatusGone:
+			return &unfurlError{status: 404, msg: p.messages.NotFound, cause: cause}
+		case se.Code == http.StatusTooManyRequests || se.Code >= 500 || se.RetryAfter > 0:
+			// GitHub answers rate limits with 403 and Retry-After: that
+			// is "try later", not "reconnect".
+			return &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause}
+		case se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden:
+			return &unfurlError{status: se.Code, msg: p.messages.Reconnect, cause: cause}
+		default:
+			return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause}
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &unfurlError{status: 504, msg: p.messages.TryLater, cause: cause}
+	case errors.Is(err, context.Canceled):
+		return &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause}
+	default:
+		// Oversized bodies, refused hosts and network errors alike.
+		return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause}
+	}
+}
+
+// redactURL hides query values whose names look like credentials, so a
+// trace can be pasted into an issue.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.RawQuery == "" {
+		return raw
+	}
+	q := u.Query()
+	for k := range q {
+		lk := strings.ToLower(k)
+		for _, s := range []string{"token", "key", "secret", "password", "sig", "auth"} {
+			if strings.Contains(lk, s) {
+				q.Set(k, "REDACTED")
+			}
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (n *bodyNode) build(lookup upstream.Lookup) (any, error) {
+	switch {
+	case n.tmpl != nil:
+		return n.tmpl.Expand(lookup)
+	case n.obj != nil:
+		out := make(map[string]any, len(n.obj))
+		for k, c := range n.obj {
+			v, err := c.build(lookup)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = v
+		}
+		return out, nil
+	case n.list != nil:
+		out := make([]any, len(n.list))
+		for i, c := range n.list {
+			v, err := c.build(lookup)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	default:
+		return n.value, nil
+	}
+}
+
+// resultCache keeps finished results per (credential, uri) until they
+// expire, bounded in size, and collapses concurrent identical unfurls.
+type resultCache struct {
+	mu     sync.Mutex
+	m      map[string]cachedResult
+	flight singleflight.Group
+}
+
+type cachedResult struct {
+	r       *Result
+	expires time.Time
+}
+
+const maxCachedResults = 10000
+
+func (c *resultCache) get(key string, now time.Time) *Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok {
+		return nil
+	}
+	if !now.Before(e.expires) {
+		delete(c.m, key)
+		return nil
+	}
+	r := *e.r
+	r.Cached = true
+	return &r
+}
+
+func (c *resultCache) put(key string, r *Result, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedResult{}
+	}
+	if len(c.m) >= maxCachedResults {
+		// Drop an arbitrary tenth; map order is random enough for a
+		// cache whose entries live seconds.
+		n := 0
+		for k := range c.m {
+			delete(c.m, k)
+			if n++; n >= maxCachedResults/10 {
+				break
+			}
+		}
+	}
+	c.m[key] = cachedResult{r: r, expires: expires}
+}
+
+// Forget drops cached results, so the next unfurl refetches.
+func (p *Provider) Forget() {
+	p.results.mu.Lock()
+	p.results.m = nil
+	p.results.mu.Unlock()
+}
+
+// ReconnectResult is the answer for a connection whose upstream
+// credential was revoked: an error operation asking the user to reconnect
+// (TH-36).
+func (p *Provider) ReconnectResult(uri string) *Result {
+	return p.errorResult(uri, &unfurlError{status: 401, msg: p.messages.Reconnect, cause: "connection needs reconnecting"})
+}

@@ -1,0 +1,253 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/memory"
+)
+
+// fakeUpstream is a programmable upstream API that counts its calls.
+type fakeUpstream struct {
+	*httptest.Server
+	mu      sync.Mutex
+	bodies  map[string]string
+	status  map[string]int
+	delay   time.Duration
+	release chan struct{} // when set, handlers wait for it to close
+	calls   atomic.Int64
+	lastReq atomic.Pointer[http.Request]
+}
+
+func newFakeUpstream(t *testing.T) *fakeUpstream {
+	t.Helper()
+	f := &fakeUpstream{bodies: map[string]string{}, status: map[string]int{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.calls.Add(1)
+		f.lastReq.Store(r.Clone(context.Background()))
+		f.mu.Lock()
+		body, ok := f.bodies[r.URL.EscapedPath()]
+		status, hasStatus := f.status[r.URL.EscapedPath()]
+		delay, release := f.delay, f.release
+		f.mu.Unlock()
+		if release != nil {
+			<-release
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case hasStatus:
+			w.WriteHeader(status)
+			_, _ = io.WriteString(w, body)
+		case ok:
+			_, _ = io.WriteString(w, body)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"message":"Not Found"}`)
+		}
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeUpstream) set(path string, status int, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bodies[path] = body
+	if status != 0 {
+		f.status[path] = status
+	}
+}
+
+// testConfig is a two-provider configuration; UPSTREAM is replaced with
+// the fake's URL.
+const testConfig = `
+server:
+  mode: development
+  unfurl_timeout: 2s
+providers:
+  - name: tracker
+    display_name: Tracker
+    dev: Acme Inc
+    upstream:
+      base_url: UPSTREAM/api
+      allow_private_networks: true
+      embed_hosts: [avatars.example.com]
+      cache_ttl: 1m
+      auth: {token: "sekrit-upstream-token"}
+    errors:
+      not_found: "That item does not exist"
+    patterns:
+      - name: item
+        regex: '^https://tracker\.example\.com/(?<project>[a-z0-9-]{1,40})/items/(?<id>\d{1,10})(?:[?#].*)?$'
+        samples: [https://tracker.example.com/acme/items/1]
+        requests:
+          - name: item
+            url: /projects/{project}/items/{id}
+        attributes:
+          - {id: title, kind: title, path: title}
+          - id: state
+            kind: enum
+            expr: item.state
+            colors: {open: "#1a7f37", closed: "#8250df"}
+          - {id: author, kind: plain_text, section: secondary, expr: 'item.author.name'}
+          - {id: avatar, kind: image, section: avatar, path: author.avatar}
+          - {id: updated, kind: datetime, section: secondary, path: updated_at}
+          - {id: labels, kind: plain_text, section: secondary, expr: 'join(map(item.labels, .name), ", ")'}
+          - {id: body, kind: plain_text, section: body, path: body, max_length: 20}
+  - name: wiki
+    upstream:
+      base_url: UPSTREAM/wiki
+      allow_private_networks: true
+    patterns:
+      - name: page
+        regex: '^https://wiki\.example\.com/pages/(?<slug>[a-z-]{1,40})$'
+        samples: [https://wiki.example.com/pages/home]
+        requests:
+          - {name: page, url: "/pages/{slug}"}
+        attributes:
+          - {id: title, kind: title, path: title}
+`
+
+const itemJSON = `{"title":"Fix the flux capacitor","state":"open","author":{"name":"Doc Brown","avatar":"https://avatars.example.com/u/1"},
+"updated_at":"2026-11-20T10:11:12Z","labels":[{"name":"bug"},{"name":"p1"}],"body":"It needs 1.21 gigawatts to work properly."}`
+
+type harness struct {
+	t        *testing.T
+	up       *fakeUpstream
+	st       store.Store
+	srv      *server.Server
+	reg      *provider.Registry
+	settings config.Server
+	now      time.Time
+}
+
+type option func(*config.Config)
+
+func newHarness(t *testing.T, opts ...option) *harness {
+	t.Helper()
+	up := newFakeUpstream(t)
+	up.set("/api/projects/acme/items/1", 0, itemJSON)
+	up.set("/wiki/pages/home", 0, `{"title":"Home"}`)
+	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL)
+	cfg, errs := config.Parse("test.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
+	require.False(t, errs.HasErrors(), "%v", errs)
+	for _, o := range opts {
+		o(cfg)
+	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
+	require.False(t, berrs.HasErrors(), "%v", berrs)
+	t.Cleanup(reg.Close)
+	st := memory.New()
+	h := &harness{t: t, up: up, st: st, reg: reg, settings: cfg.Server, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	h.srv = server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Logger: logger, Now: func() time.Time { return h.now }})
+	return h
+}
+
+// token seeds a connection and an access token for provider.
+func (h *harness) token(providerName string) (tok, connID string) {
+	h.t.Helper()
+	ctx := h.t.Context()
+	connID = oauth.NewID()
+	require.NoError(h.t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
+	tok, err := oauth.IssueAccessToken(ctx, h.st, providerName, connID, h.now, 0)
+	require.NoError(h.t, err)
+	return tok, connID
+}
+
+func (h *harness) do(method, path, token, contentType, body string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+func (h *harness) unfurl(providerName, token, uri string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	body, err := json.Marshal(map[string]string{"uri": uri})
+	require.NoError(h.t, err)
+	return h.do(http.MethodPost, "/providers/"+providerName+"/unfurl", token, "application/json", string(body))
+}
+
+// envelope decodes a response body as an unfurl envelope.
+type envelope struct {
+	URI        string `json:"uri"`
+	Operations []struct {
+		Path []string        `json:"path"`
+		Set  json.RawMessage `json:"set"`
+	} `json:"operations"`
+}
+
+func decodeEnvelope(t *testing.T, rec *httptest.ResponseRecorder) envelope {
+	t.Helper()
+	var env envelope
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &env), rec.Body.String())
+	require.Len(t, env.Operations, 1, rec.Body.String())
+	return env
+}
+
+// errorSet returns the error operation's set, failing if there is none.
+func errorSet(t *testing.T, rec *httptest.ResponseRecorder) (int, string) {
+	t.Helper()
+	env := decodeEnvelope(t, rec)
+	require.Equal(t, []string{"error"}, env.Operations[0].Path, rec.Body.String())
+	var set struct {
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	}
+	require.NoError(t, json.Unmarshal(env.Operations[0].Set, &set))
+	return set.Status, set.Message
+}
+
+func subscriptions(t *testing.T, st store.Store) []store.Subscription {
+	t.Helper()
+	var out []store.Subscription
+	require.NoError(t, st.ListSubscriptions(t.Context(), "", func(s store.Subscription) error {
+		out = append(out, s)
+		return nil
+	}))
+	return out
+}
+
+func digestOf(tok string) string { return oauth.Digest(tok) }
+
+// doAuthz sends a POST with a raw Authorization header.
+func doAuthz(h *harness, path, authz, body string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Authorization", authz)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	return rec
+}

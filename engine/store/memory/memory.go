@@ -1,0 +1,263 @@
+// Package memory is a map-backed store.Store for tests. It passes the same
+// conformance suite as the bbolt store (storetest), so tests that use it
+// exercise the real contract.
+package memory
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// Store keeps records in maps under one mutex. Records are copied in and
+// out, as a real store would, so callers cannot alias stored data.
+type Store struct {
+	mu    sync.Mutex
+	toks  map[string]store.Token
+	conns map[string]store.Connection
+	subs  map[store.SubscriptionKey]store.Subscription
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		toks:  map[string]store.Token{},
+		conns: map[string]store.Connection{},
+		subs:  map[store.SubscriptionKey]store.Subscription{},
+	}
+}
+
+func copyConn(c store.Connection) store.Connection {
+	c.NotionToken = slices.Clone(c.NotionToken)
+	c.UpstreamCredential = slices.Clone(c.UpstreamCredential)
+	return c
+}
+
+// CreateToken implements store.Store.
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.toks[t.Digest]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.toks[t.Digest] = t
+	return nil
+}
+
+// GetToken implements store.Store.
+func (s *Store) GetToken(ctx context.Context, kind store.TokenKind, digest string) (store.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Token{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.toks[digest]
+	if !ok || t.Kind != kind {
+		return store.Token{}, store.ErrNotFound
+	}
+	return t, nil
+}
+
+// DeleteToken implements store.Store.
+func (s *Store) DeleteToken(ctx context.Context, digest string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.toks[digest]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.toks, digest)
+	return nil
+}
+
+// CreateConnection implements store.Store.
+func (s *Store) CreateConnection(ctx context.Context, c store.Connection) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c.ID]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.conns[c.ID] = copyConn(c)
+	return nil
+}
+
+// GetConnection implements store.Store.
+func (s *Store) GetConnection(ctx context.Context, id string) (store.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Connection{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conns[id]
+	if !ok {
+		return store.Connection{}, store.ErrNotFound
+	}
+	return copyConn(c), nil
+}
+
+// UpdateConnection implements store.Store. fn runs under the lock, as a
+// bbolt Update runs in its one write transaction.
+func (s *Store) UpdateConnection(ctx context.Context, id string, fn func(store.Connection) (store.Connection, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conns[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	n, err := fn(copyConn(c))
+	if err != nil {
+		return err
+	}
+	n.ID = id
+	s.conns[id] = copyConn(n)
+	return nil
+}
+
+// DeleteConnection implements store.Store: the connection, its tokens and
+// its subscriptions go together.
+func (s *Store) DeleteConnection(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[id]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.conns, id)
+	for d, t := range s.toks {
+		if t.ConnectionID == id {
+			delete(s.toks, d)
+		}
+	}
+	for k := range s.subs {
+		if k.ConnectionID == id {
+			delete(s.subs, k)
+		}
+	}
+	return nil
+}
+
+// ListConnections implements store.Store, in id order.
+func (s *Store) ListConnections(ctx context.Context, provider string) ([]store.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Connection
+	for _, c := range s.conns {
+		if provider == "" || c.Provider == provider {
+			out = append(out, copyConn(c))
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Connection) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// PutSubscription implements store.Store.
+func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.subs[sub.SubscriptionKey]
+	if ok {
+		if old.AttrHash == sub.AttrHash && old.ETag == sub.ETag && old.LastModified == sub.LastModified {
+			return false, nil
+		}
+		sub.CreatedAt = old.CreatedAt
+	}
+	s.subs[sub.SubscriptionKey] = sub
+	return true, nil
+}
+
+// GetSubscription implements store.Store.
+func (s *Store) GetSubscription(ctx context.Context, k store.SubscriptionKey) (store.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Subscription{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, ok := s.subs[k]
+	if !ok {
+		return store.Subscription{}, store.ErrNotFound
+	}
+	return sub, nil
+}
+
+// DeleteSubscription implements store.Store.
+func (s *Store) DeleteSubscription(ctx context.Context, k store.SubscriptionKey) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.subs[k]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.subs, k)
+	return nil
+}
+
+// DeleteSubscriptionsByURI implements store.Store.
+func (s *Store) DeleteSubscriptionsByURI(ctx context.Context, provider, uri string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k := range s.subs {
+		if k.Provider == provider && k.URI == uri {
+			delete(s.subs, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ListSubscriptions implements store.Store, in (provider, connection,
+// uri) order like the bbolt keys.
+func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var list []store.Subscription
+	for k, sub := range s.subs {
+		if provider == "" || k.Provider == provider {
+			list = append(list, sub)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(list, func(a, b store.Subscription) int {
+		return strings.Compare(a.Provider+"\x00"+a.ConnectionID+"\x00"+a.URI, b.Provider+"\x00"+b.ConnectionID+"\x00"+b.URI)
+	})
+	for _, sub := range list {
+		if err := fn(sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return nil }

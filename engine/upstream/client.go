@@ -1,0 +1,489 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"code.dny.dev/ssrf"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults applied by New when an Options field is zero.
+const (
+	defaultTimeout      = 5 * time.Second
+	defaultMaxBodyBytes = 2 << 20
+	defaultCacheEntries = 10000
+	defaultUserAgent    = "unfurld"
+
+	// maxRedirects bounds redirect chains; every hop is still checked
+	// against the allowlist (TH-30).
+	maxRedirects = 5
+	// drainBytes is how much of an error body we read (and discard) so the
+	// connection can be reused; the rest is dropped with the connection.
+	drainBytes = 64 << 10
+	// maxConnectTimeout bounds dialing and the TLS handshake even when the
+	// request timeout is long.
+	maxConnectTimeout = 10 * time.Second
+)
+
+// Options configures a Client. Zero values take the defaults named on each
+// field.
+type Options struct {
+	// Provider names the provider in error messages.
+	Provider string
+	// AllowedHosts lists every "host" or "host:port" that requests and
+	// redirects may reach, compared lower-case and exactly (a trailing dot
+	// or another port is a different host). A "host" entry matches the
+	// scheme's default port. Required: New fails on an empty list.
+	AllowedHosts []string
+	// AllowPrivateNetworks turns off the dial-time guard that refuses
+	// loopback, private, link-local, metadata and other special-purpose
+	// addresses (TH-30). Only for local fakes and tests.
+	AllowPrivateNetworks bool
+	// Timeout bounds each upstream request, body included. The caller's
+	// ctx may end sooner. Default 5s.
+	Timeout time.Duration
+	// MaxBodyBytes caps the decompressed response body; longer bodies fail
+	// with ErrBodyTooLarge (TH-32). Default 2 MiB.
+	MaxBodyBytes int64
+	// CacheTTL keeps 2xx responses this long. 0 disables the cache.
+	CacheTTL time.Duration
+	// CacheEntries bounds the number of cached responses; the oldest is
+	// dropped when full. Default 10000.
+	CacheEntries int
+	// UserAgent is sent when a request sets none. Default "unfurld".
+	UserAgent string
+	// Now gives the time for cache expiry and Retry-After dates. Default
+	// time.Now.
+	Now func() time.Time
+}
+
+// Request is one upstream call.
+type Request struct {
+	// Method is the HTTP method. Default GET.
+	Method string
+	// URL is the absolute http(s) URL, usually from Template.ExpandURL.
+	URL string
+	// Header is sent as is (the credential included). A Host entry is
+	// ignored, as net/http does for client requests.
+	Header http.Header
+	// Body is sent when non-nil.
+	Body []byte
+	// CredentialKey identifies whose credential the request carries (for
+	// example "static" or a connection id), never the secret itself. It is
+	// part of the cache and singleflight keys so that answers are never
+	// shared across credentials (TH-27).
+	CredentialKey string
+	// NoCache skips the cache read. Identical concurrent requests are still
+	// collapsed, and a 2xx result is still stored.
+	NoCache bool
+}
+
+// Response is a 2xx or 304 upstream answer.
+type Response struct {
+	// Status is the HTTP status code.
+	Status int
+	// Header is the response header; each caller gets its own copy.
+	Header http.Header
+	// Body is the decompressed body, at most Options.MaxBodyBytes long.
+	// It may be shared with other callers and the cache: treat it as
+	// read-only.
+	Body []byte
+	// CacheHit is true when the response came from the cache.
+	CacheHit bool
+	// Shared is true when the response was the result of a call collapsed
+	// with other concurrent identical calls.
+	Shared bool
+	// Latency is the time this caller spent in Do.
+	Latency time.Duration
+}
+
+// Client makes upstream calls for one provider. It is safe for concurrent
+// use.
+type Client struct {
+	provider  string
+	allowed   map[string]bool
+	timeout   time.Duration
+	maxBody   int64
+	userAgent string
+	now       func() time.Time
+	transport *http.Transport
+	hc        *http.Client
+	group     singleflight.Group
+	cache     *cache // nil when disabled
+
+	// joined, when non-nil, runs after a caller has joined (or started) a
+	// flight and before it waits. Tests use it to know that every caller
+	// is collapsed without sleeping.
+	joined func()
+}
+
+// New checks the options and builds a Client with its own transport.
+func New(opts Options) (*Client, error) {
+	var errs []error
+	if opts.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s is negative", opts.Timeout))
+	}
+	if opts.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("max body bytes %d is negative", opts.MaxBodyBytes))
+	}
+	if opts.CacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("cache ttl %s is negative", opts.CacheTTL))
+	}
+	if opts.CacheEntries < 0 {
+		errs = append(errs, fmt.Errorf("cache entries %d is negative", opts.CacheEntries))
+	}
+	if len(opts.AllowedHosts) == 0 {
+		errs = append(errs, errors.New("no allowed hosts"))
+	}
+	allowed := map[string]bool{}
+	// The guard allows the web ports plus any port the allowlist names, so
+	// that it refuses by address, while the allowlist decides the port.
+	ports := []uint16{80, 443}
+	for _, h := range opts.AllowedHosts {
+		key, port, err := parseAllowedHost(h)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		allowed[key] = true
+		if port != 0 && !slices.Contains(ports, port) {
+			ports = append(ports, port)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	c := &Client{
+		provider:  opts.Provider,
+		allowed:   allowed,
+		timeout:   orDefault(opts.Timeout, defaultTimeout),
+		maxBody:   orDefault(opts.MaxBodyBytes, defaultMaxBodyBytes),
+		userAgent: orDefault(opts.UserAgent, defaultUserAgent),
+		now:       opts.Now,
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if opts.CacheTTL > 0 {
+		c.cache = newCache(opts.CacheTTL, orDefault(opts.CacheEntries, defaultCacheEntries))
+	}
+
+	connectTimeout := min(c.timeout, maxConnectTimeout)
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	if !opts.AllowPrivateNetworks {
+		// Control sees the resolved IP of every connection, redirects
+		// included, which defeats DNS rebinding and alternate IP spellings
+		// that a URL check would miss (security.md A13).
+		dialer.Control = ssrf.New(ssrf.WithPorts(ports...)).Safe
+	}
+	c.transport = &http.Transport{
+		// Never from the environment: a proxy would bypass the dial guard.
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           256,
+		MaxIdleConnsPerHost:    64,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    connectTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	c.hc = &http.Client{Transport: c.transport, CheckRedirect: c.checkRedirect}
+	return c, nil
+}
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// parseAllowedHost validates one allowlist entry and returns its lookup key
+// and explicit port (0 when none).
+func parseAllowedHost(h string) (string, uint16, error) {
+	lh := strings.ToLower(h)
+	u, err := url.Parse("//" + lh)
+	if err != nil || u.Host != lh || u.Hostname() == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", 0, fmt.Errorf("allowed host %q: want host or host:port", h)
+	}
+	var port uint16
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return "", 0, fmt.Errorf("allowed host %q: bad port", h)
+		}
+		port = uint16(n)
+	}
+	return authority(u.Hostname(), u.Port()), port, nil
+}
+
+// authority joins host and port, bracketing IPv6 literals.
+func authority(host, port string) string {
+	if port == "" {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// checkURL enforces scheme, no user info and the host allowlist on a
+// request URL or a redirect target.
+func (c *Client) checkURL(u *url.URL) error {
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme %q: %w", u.Scheme, ErrHostNotAllowed)
+	}
+	if u.User != nil {
+		return errors.New("url must not carry user info")
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return errors.New("url has no host")
+	}
+	host := strings.ToLower(u.Hostname())
+	def := "443"
+	if u.Scheme == "http" {
+		def = "80"
+	}
+	var keys []string
+	switch p := u.Port(); p {
+	case "", def:
+		keys = []string{authority(host, ""), authority(host, def)}
+	default:
+		keys = []string{authority(host, p)}
+	}
+	for _, k := range keys {
+		if c.allowed[k] {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", u.Host, ErrHostNotAllowed)
+}
+
+// checkRedirect re-applies the URL checks on every hop, so an allowed
+// upstream cannot bounce us (and the credential) elsewhere (TH-30).
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if err := c.checkURL(req.URL); err != nil {
+		return fmt.Errorf("redirect: %w", err)
+	}
+	return nil
+}
+
+// result is what a flight produces and the cache stores. It is never
+// modified after creation, so it can be shared.
+type result struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *result) response(start time.Time, hit, shared bool) *Response {
+	return &Response{
+		Status:   r.status,
+		Header:   r.header.Clone(),
+		Body:     r.body,
+		CacheHit: hit,
+		Shared:   shared,
+		Latency:  time.Since(start),
+	}
+}
+
+// Do sends req, or serves it from the cache, or joins an identical call
+// already in flight. A 2xx or 304 answer gives a Response; any other status
+// gives a *StatusError. If ctx ends first, Do returns at once with an error
+// wrapping ctx.Err(), while a shared call keeps running for the others.
+func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
+	start := time.Now()
+	method := orDefault(req.Method, http.MethodGet)
+	u, err := url.Parse(req.URL)
+	if err != nil {
+		// url.Error would repeat the whole URL, query included.
+		return nil, c.wrap(method, "", fmt.Errorf("invalid url: %w", unwrapURLError(err)))
+	}
+	if err := c.checkURL(u); err != nil {
+		return nil, c.wrap(method, u.Host, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, c.wrap(method, u.Host, err)
+	}
+	key := requestKey(method, req)
+	if c.cache != nil && !req.NoCache {
+		if r, ok := c.cache.get(key, c.now()); ok {
+			return r.response(start, true, false), nil
+		}
+	}
+
+	// The flight may outlive this caller, so it gets its own copies.
+	rawURL, header, body := req.URL, req.Header.Clone(), bytes.Clone(req.Body)
+	ch := c.group.DoChan(key, func() (any, error) {
+		// Detached from the first caller's cancellation: the others still
+		// wait for this call. The client timeout still bounds it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		r, err := c.send(fctx, method, rawURL, header, body)
+		if err != nil {
+			return nil, c.wrap(method, u.Host, err)
+		}
+		if c.cache != nil && r.status/100 == 2 {
+			c.cache.put(key, r, c.now())
+		}
+		return r, nil
+	})
+	if c.joined != nil {
+		c.joined()
+	}
+	select {
+	case <-ctx.Done():
+		return nil, c.wrap(method, u.Host, ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		r, _ := res.Val.(*result)
+		return r.response(start, false, res.Shared), nil
+	}
+}
+
+// send makes one HTTP exchange under ctx.
+func (c *Client) send(ctx context.Context, method, rawURL string, header http.Header, body []byte) (*result, error) {
+	var rb io.Reader
+	if body != nil {
+		rb = bytes.NewReader(body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, rawURL, rb)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", unwrapURLError(err))
+	}
+	if header != nil {
+		hreq.Header = header
+	}
+	if hreq.Header.Get("User-Agent") == "" {
+		hreq.Header.Set("User-Agent", c.userAgent)
+	}
+	// Accept-Encoding is left to the transport, which then decompresses
+	// gzip itself; the cap below applies to the decompressed bytes.
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return nil, c.transportError(ctx, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+
+	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotModified {
+		_, _ = io.CopyN(io.Discard, resp.Body, drainBytes)
+		return nil, &StatusError{
+			Code:       resp.StatusCode,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
+		}
+	}
+	if resp.ContentLength > c.maxBody {
+		return nil, ErrBodyTooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, c.transportError(ctx, fmt.Errorf("read body: %w", err))
+	}
+	if int64(len(data)) > c.maxBody {
+		return nil, ErrBodyTooLarge
+	}
+	return &result{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+// transportError makes a deadline or cancellation recognisable with
+// errors.Is and drops url.Error, whose text repeats the full URL.
+func (c *Client) transportError(ctx context.Context, err error) error {
+	err = unwrapURLError(err)
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w (%w)", cerr, err)
+	}
+	return err
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (c *Client) wrap(method, host string, err error) error {
+	if host == "" {
+		return fmt.Errorf("upstream %s: %s: %w", c.provider, method, err)
+	}
+	return fmt.Errorf("upstream %s: %s %s: %w", c.provider, method, host, err)
+}
+
+// Invalidate drops every cached response.
+func (c *Client) Invalidate() {
+	if c.cache != nil {
+		c.cache.reset()
+	}
+}
+
+// CloseIdleConnections closes the transport's idle connections, for
+// shutdown and tests.
+func (c *Client) CloseIdleConnections() {
+	c.transport.CloseIdleConnections()
+}
+
+// requestKey identifies a request for the cache and singleflight: method,
+// URL, credential identity, a digest of the sorted headers and of the body.
+// Every field is length-prefixed so that no two requests share a key.
+func requestKey(method string, req *Request) string {
+	h := sha256.New()
+	writeField(h, method)
+	writeField(h, req.URL)
+	writeField(h, req.CredentialKey)
+
+	bodySum := sha256.Sum256(req.Body)
+	h.Write(bodySum[:])
+
+	merged := make(map[string][]string, len(req.Header))
+	for k, vs := range req.Header {
+		ck := http.CanonicalHeaderKey(k)
+		merged[ck] = append(merged[ck], vs...)
+	}
+	names := make([]string, 0, len(merged))
+	for k := range merged {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	hh := sha256.New()
+	for _, k := range names {
+		writeField(hh, k)
+		writeField(hh, strconv.Itoa(len(merged[k])))
+		for _, v := range merged[k] {
+			writeField(hh, v)
+		}
+	}
+	h.Write(hh.Sum(nil))
+	return string(h.Sum(nil))
+}
+
+func writeField(h hash.Hash, s string) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	_, _ = io.WriteString(h, s)
+}
