@@ -288,7 +288,9 @@ func (v *checker) attribute(a *Attribute, path string) {
 
 	var set []string
 	for _, s := range []struct{ key, val string }{{"path", a.Path}, {"expr", a.Expr}, {"value", a.Value}} {
-		if s.val != "" {
+		// A key whose value failed (a missing variable) counts as set,
+		// so one problem is reported once.
+		if s.val != "" || v.bad[path+"."+s.key] {
 			set = append(set, s.key)
 		}
 	}

@@ -24,7 +24,9 @@ type BasicCredentials struct {
 // (protocol 4.2). Key is how Notion tells a reconnect of the same account
 // from a new one; Name is shown in the user's "My connections".
 type ExternalAccount struct {
-	Key  string `json:"key"`
+	// Key is a stable id of the upstream account, e.g. "github:12345".
+	Key string `json:"key"`
+	// Name is a label the user recognises, e.g. an email address.
 	Name string `json:"name"`
 }
 

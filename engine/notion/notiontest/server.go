@@ -50,15 +50,22 @@ type Response struct {
 // WorkspaceIcon are sent as null; an empty RefreshToken or RequestID is
 // left out.
 type TokenResponseJSON struct {
-	AccessToken   string
-	TokenType     string
-	RefreshToken  string
-	BotID         string
-	WorkspaceID   string
-	WorkspaceName string
-	WorkspaceIcon string
-	Owner         json.RawMessage
-	RequestID     string
+	// AccessToken is the Notion token; honoured by the object endpoint.
+	AccessToken string
+	// TokenType is sent as token_type.
+	TokenType string
+	// RefreshToken is sent only when set (protocol 10 #25).
+	RefreshToken string
+	// BotID and WorkspaceID identify the authorization.
+	BotID, WorkspaceID string
+	// WorkspaceName and WorkspaceIcon (a URL or an emoji) are null when
+	// empty.
+	WorkspaceName, WorkspaceIcon string
+	// Owner is sent as is (protocol 4.4 variants).
+	Owner json.RawMessage
+	// RequestID is sent in the body only when set; the header always
+	// carries one.
+	RequestID string
 	// Raw, when set, is sent instead of the JSON built from the fields
 	// above; AccessToken (or the generated one) is still honoured on the
 	// object endpoint. For testing lenient decoding.
@@ -67,9 +74,13 @@ type TokenResponseJSON struct {
 
 // TokenRequest is the parsed JSON body of a token call (protocol 4.1).
 type TokenRequest struct {
-	GrantType       string                  `json:"grant_type"`
-	Code            string                  `json:"code"`
-	RedirectURI     string                  `json:"redirect_uri"`
+	// GrantType must be "authorization_code".
+	GrantType string `json:"grant_type"`
+	// Code is Notion's code being redeemed.
+	Code string `json:"code"`
+	// RedirectURI should stay empty in the Link Preview flow.
+	RedirectURI string `json:"redirect_uri"`
+	// ExternalAccount names the upstream account (protocol 4.2).
 	ExternalAccount *notion.ExternalAccount `json:"external_account"`
 }
 
