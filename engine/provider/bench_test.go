@@ -103,7 +103,7 @@ func benchIssueJSON(tb testing.TB) []byte {
 		"author_association": "COLLABORATOR",
 		"body": "I'm having a problem with this.\n\nSteps to reproduce:\n1. Paste a link\n2. Watch the preview spin forever\n\n" +
 			strings.Repeat("Expected: the preview shows the title, the state and the labels. ", 8),
-		"reactions": map[string]any{"url": repo + "/issues/1347/reactions", "total_count": 3, "+1": 2, "-1": 0, "laugh": 0, "hooray": 1},
+		"reactions":    map[string]any{"url": repo + "/issues/1347/reactions", "total_count": 3, "+1": 2, "-1": 0, "laugh": 0, "hooray": 1},
 		"timeline_url": repo + "/issues/1347/timeline", "state_reason": nil,
 	}
 	b, err := json.Marshal(issue)

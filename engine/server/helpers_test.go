@@ -35,7 +35,7 @@ type fakeUpstream struct {
 	lastReq atomic.Pointer[http.Request]
 }
 
-func newFakeUpstream(t *testing.T) *fakeUpstream {
+func newFakeUpstream(t testing.TB) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{bodies: map[string]string{}, status: map[string]int{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +135,7 @@ const itemJSON = `{"title":"Fix the flux capacitor","state":"open","author":{"na
 "updated_at":"2026-11-20T10:11:12Z","labels":[{"name":"bug"},{"name":"p1"}],"body":"It needs 1.21 gigawatts to work properly."}`
 
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	up       *fakeUpstream
 	st       store.Store
 	srv      *server.Server
@@ -146,7 +146,7 @@ type harness struct {
 
 type option func(*config.Config)
 
-func newHarness(t *testing.T, opts ...option) *harness {
+func newHarness(t testing.TB, opts ...option) *harness {
 	t.Helper()
 	up := newFakeUpstream(t)
 	up.set("/api/projects/acme/items/1", 0, itemJSON)
@@ -170,13 +170,21 @@ func newHarness(t *testing.T, opts ...option) *harness {
 // token seeds a connection and an access token for provider.
 func (h *harness) token(providerName string) (tok, connID string) {
 	h.t.Helper()
-	ctx := h.t.Context()
+	return h.tokenFor(h.t, providerName)
+}
+
+// tokenFor is token for a test other than the harness's own (fuzzing).
+func (h *harness) tokenFor(t testing.TB, providerName string) (tok, connID string) {
+	t.Helper()
+	ctx := t.Context()
 	connID = oauth.NewID()
-	require.NoError(h.t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
+	require.NoError(t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
 	tok, err := oauth.IssueAccessToken(ctx, h.st, providerName, connID, h.now, 0)
-	require.NoError(h.t, err)
+	require.NoError(t, err)
 	return tok, connID
 }
+
+func newMemoryStore() store.Store { return memory.New() }
 
 func (h *harness) do(method, path, token, contentType, body string) *httptest.ResponseRecorder {
 	h.t.Helper()
