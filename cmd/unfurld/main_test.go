@@ -41,6 +41,7 @@ func TestExamplesValidate(t *testing.T) {
 		"GITHUB_NOTION_CLIENT_SECRET":      strings.Repeat("s", 40),
 		"GITHUB_NOTION_INTEGRATION_ID":     "integration",
 		"GITHUB_NOTION_INTEGRATION_SECRET": strings.Repeat("t", 40),
+		"UNFURLD_SECRET_KEYS":              "ci:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
 	}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {

@@ -83,6 +83,12 @@ type Server struct {
 	// providers; unfurls beyond it get a fast "try later" (TH-38).
 	// Default 256.
 	MaxConcurrentUpstream int `yaml:"max_concurrent_upstream"`
+	// SecretKeys seal stored credentials with AES-256-GCM: "id:base64key"
+	// entries separated by commas, the first sealing and all opening, so
+	// keys can rotate (TH-41, TH-42). Usually "${UNFURLD_SECRET_KEYS}".
+	// Generated beside the data file in development mode; required in
+	// production mode.
+	SecretKeys Secret `yaml:"secret_keys"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
 }
@@ -179,6 +185,15 @@ type ProviderNotion struct {
 	// Domain is the Unfurl URL Domain verified in Notion's dashboard, e.g.
 	// "github.com". Default: the host of the first pattern's first sample.
 	Domain string `yaml:"domain"`
+	// AccessTokenTTL makes the access tokens we issue to Notion expire;
+	// Notion then refreshes them with the refresh token we send alongside
+	// (protocol 2.3). Default 0: long-lived tokens and no refresh token,
+	// Notion's default.
+	AccessTokenTTL Duration `yaml:"access_token_ttl"`
+	// RefreshGrace is how long a rotated refresh token still answers with
+	// the same successor, so a retried refresh is not locked out (TH-23,
+	// protocol 10 #8). Default 30s.
+	RefreshGrace Duration `yaml:"refresh_grace"`
 }
 
 // Upstream describes the service's API and how requests reach it.
@@ -235,6 +250,64 @@ type Auth struct {
 	// Token is a service-wide credential for type none, usually
 	// "${GITHUB_TOKEN:-}". Empty means unauthenticated requests.
 	Token Secret `yaml:"token"`
+	// OAuth2 configures per-user sign-in for type oauth2.
+	OAuth2 OAuth2 `yaml:"oauth2"`
+	// APIKey configures the key form for type api_key.
+	APIKey APIKey `yaml:"api_key"`
+	// Identity asks the upstream whose credential it is, for
+	// external_account (protocol 4.2). Required for oauth2 and api_key.
+	Identity Identity `yaml:"identity"`
+}
+
+// OAuth2 is the upstream's OAuth 2 authorization-code flow, run with PKCE
+// S256 (RFC 7636; TH-06). Register <public_url>/providers/<name>/callback
+// as the redirect URI at the upstream.
+type OAuth2 struct {
+	// AuthorizeURL is the upstream's authorization endpoint, e.g.
+	// "https://github.com/login/oauth/authorize".
+	AuthorizeURL string `yaml:"authorize_url"`
+	// TokenURL is the upstream's token endpoint, e.g.
+	// "https://github.com/login/oauth/access_token". Its host is allowed
+	// for outbound calls automatically.
+	TokenURL string `yaml:"token_url"`
+	// ClientID is the OAuth app's client id at the upstream.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the OAuth app's client secret at the upstream.
+	ClientSecret Secret `yaml:"client_secret"`
+	// Scopes are requested at sign-in, e.g. [repo, read:user].
+	Scopes []string `yaml:"scopes"`
+	// ExtraParams are added to the authorize URL, e.g. {prompt: consent}.
+	ExtraParams map[string]string `yaml:"extra_params"`
+	// DisablePKCE turns PKCE off, for upstreams that reject it. Default
+	// false.
+	DisablePKCE bool `yaml:"disable_pkce"`
+}
+
+// APIKey is the form where a user pastes an upstream API key.
+type APIKey struct {
+	// HelpText tells the user which key to paste, shown on the form.
+	HelpText string `yaml:"help_text"`
+	// HelpURL links to where keys are made, e.g.
+	// "https://linear.app/settings/api".
+	HelpURL string `yaml:"help_url"`
+}
+
+// Identity is a request made with the user's fresh credential to learn
+// who they are upstream.
+type Identity struct {
+	// URL is a template relative to upstream.base_url (or absolute on an
+	// allowed host), e.g. "/user".
+	URL string `yaml:"url"`
+	// Method is the HTTP method. Default GET.
+	Method string `yaml:"method"`
+	// Body is a JSON body written as YAML (GraphQL: a query).
+	Body any `yaml:"body"`
+	// Key is an expression over the response, named identity, giving a
+	// stable account id that is never a secret, e.g. "string(identity.id)"
+	// (TH-14).
+	Key string `yaml:"key"`
+	// Name is an expression giving display text, e.g. "identity.login".
+	Name string `yaml:"name"`
 }
 
 // ErrorMessages overrides the text of the error operations sent to Notion

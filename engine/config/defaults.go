@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -113,7 +114,16 @@ func (p *Provider) setDefaults(path string, pos Positions) {
 		setDuration(&u.CacheTTL, 30*time.Second)
 	}
 	setSize(&u.MaxBodyBytes, defaultMaxBodyBytes) // TH-32
+	setDuration(&p.Notion.RefreshGrace, 30*time.Second)
+	if u.Auth.Type == AuthOAuth2 {
+		// The token endpoint is called with the user's credentials, so
+		// its host must pass the same allowlist as API calls.
+		if t, err := url.Parse(u.Auth.OAuth2.TokenURL); err == nil && t.Host != "" && !slices.Contains(u.AllowedHosts, strings.ToLower(t.Host)) {
+			u.AllowedHosts = append(u.AllowedHosts, strings.ToLower(t.Host))
+		}
+	}
 	setString(&u.Auth.Type, AuthNone)
+	setString(&u.Auth.Identity.Method, "GET")
 	setString(&u.Auth.Header, defaultAuthHeader)
 	setString(&u.Auth.Prefix, defaultAuthPrefix)
 

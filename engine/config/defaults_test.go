@@ -75,7 +75,7 @@ func TestSetDefaults(t *testing.T) {
 	assert.Equal(t, 5*time.Second, u.Timeout.D())
 	assert.Equal(t, 30*time.Second, u.CacheTTL.D(), "no positions: a zero cache_ttl counts as unset")
 	assert.Equal(t, ByteSize(2<<20), u.MaxBodyBytes)
-	assert.Equal(t, Auth{Type: "none", Header: "Authorization", Prefix: "Bearer"}, u.Auth)
+	assert.Equal(t, Auth{Type: "none", Header: "Authorization", Prefix: "Bearer", Identity: Identity{Method: "GET"}}, u.Auth)
 
 	pt := p.Patterns[0]
 	assert.Equal(t, "POST", pt.Requests[0].Method)
@@ -127,7 +127,7 @@ func TestProductionGood(t *testing.T) {
 		"variables": map[string]any{"id": "{id}"},
 	}, r.Body)
 	assert.Equal(t, `item.title + " ${x}"`, p.Patterns[0].Attributes[0].Expr)
-	assert.Equal(t, 31, cfg.Positions["providers.tracker.patterns.item.requests.item.body.variables.id"].Line)
+	assert.Equal(t, 43, cfg.Positions["providers.tracker.patterns.item.requests.item.body.variables.id"].Line)
 }
 
 func TestDefaultSection(t *testing.T) {

@@ -62,6 +62,12 @@ func (c *Config) FillDevSecrets(dir string) ([]string, error) {
 		p := &c.Providers[i]
 		fill("providers."+p.Name+".notion.client_secret", &p.Notion.ClientSecret)
 	}
+	// The keyring spec is "id:base64(32 bytes)"; the generated value is
+	// already 32 random bytes in base64, so only the id is added.
+	if c.Server.SecretKeys.IsZero() {
+		fill("server.secret_keys", &c.Server.SecretKeys)
+		c.Server.SecretKeys = Secret("dev:" + c.Server.SecretKeys.Reveal())
+	}
 	if changed {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)

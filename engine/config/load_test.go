@@ -20,6 +20,8 @@ func testEnv() map[string]string {
 		"EMPTY":                      "",
 		"TRACKER_NOTION_SECRET":      "0123456789abcdef0123456789abcdef-notion",
 		"TRACKER_INTEGRATION_SECRET": "fedcba9876543210fedcba9876543210-integ",
+		"TRACKER_OAUTH_SECRET":       "oauth-app-secret",
+		"UNFURLD_SECRET_KEYS":        "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
 		"SHORT_SECRET":               "too-short",
 		"SAME_SECRET":                "same-same-same-same-same-same-same-same",
 	}

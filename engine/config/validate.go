@@ -113,6 +113,9 @@ func (v *checker) server(s *Server) {
 	if s.MaxConcurrentUpstream < 0 {
 		v.fail("server.max_concurrent_upstream", "must not be negative")
 	}
+	if s.SecretKeys.IsZero() && v.prod {
+		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials, e.g. ${UNFURLD_SECRET_KEYS} (TH-42)")
+	}
 }
 
 func (v *checker) notion(n *Notion) {
@@ -186,6 +189,9 @@ func (v *checker) credentials(n *ProviderNotion, path string) {
 			v.fail(path+".client_secret", "too short: want at least %d characters (TH-19)", minSecretLength)
 		}
 	}
+	if n.RefreshGrace < 0 || n.AccessTokenTTL < 0 {
+		v.fail(path, "token durations must not be negative")
+	}
 	if secret != "" && secret == n.IntegrationClientSecret.Reveal() {
 		v.fail(path+".integration_client_secret", "must differ from client_secret: one is the secret Notion presents to us, the other our secret at Notion (TH-15)")
 	}
@@ -213,6 +219,41 @@ func (v *checker) upstream(u *Upstream, path string) {
 	}
 	if !slices.Contains([]string{AuthNone, AuthOAuth2, AuthAPIKey}, u.Auth.Type) {
 		v.fail(path+".auth.type", "want %s, %s or %s, got %q", AuthNone, AuthOAuth2, AuthAPIKey, u.Auth.Type)
+	}
+	v.auth(&u.Auth, path+".auth")
+}
+
+// auth checks the per-user sign-in settings.
+func (v *checker) auth(a *Auth, path string) {
+	if a.Type == AuthOAuth2 {
+		o := &a.OAuth2
+		for _, f := range []struct{ key, val string }{{"authorize_url", o.AuthorizeURL}, {"token_url", o.TokenURL}} {
+			if f.val == "" {
+				v.fail(path+".oauth2."+f.key, "required for auth type oauth2")
+				continue
+			}
+			if u := v.absURL(path+".oauth2."+f.key, f.val, "https://example.com/oauth/"+strings.TrimSuffix(f.key, "_url")); u != nil && u.Scheme == "http" {
+				if v.prod {
+					v.fail(path+".oauth2."+f.key, "plain http is refused in production mode; use https (TH-53)")
+				} else {
+					v.warn(path+".oauth2."+f.key, "plain http is allowed in development mode only (TH-53)")
+				}
+			}
+		}
+		if o.ClientID == "" {
+			v.fail(path+".oauth2.client_id", "required for auth type oauth2: the OAuth app's client id at the upstream")
+		}
+		if o.ClientSecret.IsZero() {
+			v.fail(path+".oauth2.client_secret", "required for auth type oauth2: the OAuth app's client secret at the upstream")
+		}
+	}
+	if a.Type == AuthOAuth2 || a.Type == AuthAPIKey {
+		id := &a.Identity
+		for _, f := range []struct{ key, val string }{{"url", id.URL}, {"key", id.Key}, {"name", id.Name}} {
+			if f.val == "" {
+				v.fail(path+".identity."+f.key, "required for auth type %s: the identity request tells whose account connected (protocol 4.2)", a.Type)
+			}
+		}
 	}
 }
 
