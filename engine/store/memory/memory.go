@@ -1,9 +1,7 @@
-// Package memory is a map-backed store.Store for tests. It passes the same
-// conformance suite as the bbolt store (storetest), so tests that use it
-// exercise the real contract.
 package memory
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -109,7 +107,8 @@ func (s *Store) GetConnection(ctx context.Context, id string) (store.Connection,
 }
 
 // UpdateConnection implements store.Store. fn runs under the lock, as a
-// bbolt Update runs in its one write transaction.
+// bbolt Update runs in its one write transaction, so it must not call the
+// store. The record stays under id whatever ID fn returns.
 func (s *Store) UpdateConnection(ctx context.Context, id string, fn func(store.Connection) (store.Connection, error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -130,7 +129,7 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, fn func(store.C
 }
 
 // DeleteConnection implements store.Store: the connection, its tokens and
-// its subscriptions go together.
+// its subscriptions (whatever their provider) go together (TH-40).
 func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -235,7 +234,8 @@ func (s *Store) DeleteSubscriptionsByURI(ctx context.Context, provider, uri stri
 }
 
 // ListSubscriptions implements store.Store, in (provider, connection,
-// uri) order like the bbolt keys.
+// uri) order like the bbolt keys. fn runs without the lock held, so it may
+// call the store.
 func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -249,7 +249,8 @@ func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(
 	}
 	s.mu.Unlock()
 	slices.SortFunc(list, func(a, b store.Subscription) int {
-		return strings.Compare(a.Provider+"\x00"+a.ConnectionID+"\x00"+a.URI, b.Provider+"\x00"+b.ConnectionID+"\x00"+b.URI)
+		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID),
+			strings.Compare(a.URI, b.URI))
 	})
 	for _, sub := range list {
 		if err := fn(sub); err != nil {

@@ -1,0 +1,130 @@
+package bolt
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// Records as stored. The store types carry no JSON tags; these do, with
+// the schema version "v", so the file format is explicit and a later
+// version can tell old records apart. Keys (digest, connection id,
+// subscription key) are not repeated in the values.
+//
+// Times are stored in UTC: RFC 3339 cannot carry a zone's name or an
+// offset with seconds, and the instant is what callers compare
+// (time.Equal). Strings are JSON strings, so they should be valid UTF-8:
+// encoding/json replaces invalid bytes with U+FFFD.
+
+type tokenRecord struct {
+	V            int       `json:"v"`
+	Kind         string    `json:"kind"`
+	Provider     string    `json:"provider"`
+	ConnectionID string    `json:"connection_id,omitempty"`
+	GrantID      string    `json:"grant_id,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+}
+
+type connRecord struct {
+	V                  int       `json:"v"`
+	Provider           string    `json:"provider"`
+	AccountKey         string    `json:"account_key"`
+	AccountName        string    `json:"account_name,omitempty"`
+	WorkspaceID        string    `json:"workspace_id,omitempty"`
+	WorkspaceName      string    `json:"workspace_name,omitempty"`
+	BotID              string    `json:"bot_id,omitempty"`
+	NotionToken        []byte    `json:"notion_token,omitempty"`
+	UpstreamCredential []byte    `json:"upstream_credential,omitempty"`
+	UpstreamExpiry     time.Time `json:"upstream_expiry,omitzero"`
+	Status             string    `json:"status,omitempty"`
+	CreatedAt          time.Time `json:"created_at"`
+	UpdatedAt          time.Time `json:"updated_at"`
+}
+
+type subRecord struct {
+	V            int       `json:"v"`
+	AttrHash     string    `json:"attr_hash,omitempty"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified string    `json:"last_modified,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// versioned is implemented by every record, for decode's check.
+type versioned interface{ version() int }
+
+func (r *tokenRecord) version() int { return r.V }
+func (r *connRecord) version() int  { return r.V }
+func (r *subRecord) version() int   { return r.V }
+
+// decode unmarshals a stored value, which copies it out of bbolt's memory
+// map, and refuses a schema version it does not know.
+func decode(what string, v []byte, rec versioned) error {
+	if err := json.Unmarshal(v, rec); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	if rec.version() != schemaVersion {
+		return fmt.Errorf("decode %s: record version %d, this unfurld reads version %d", what, rec.version(), schemaVersion)
+	}
+	return nil
+}
+
+// encode marshals a record; it fails only on a time outside years 0-9999.
+func encode(what string, rec any) ([]byte, error) {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", what, err)
+	}
+	return v, nil
+}
+
+func toTokenRecord(t store.Token) tokenRecord {
+	return tokenRecord{
+		V: schemaVersion, Kind: string(t.Kind), Provider: t.Provider, ConnectionID: t.ConnectionID,
+		GrantID: t.GrantID, CreatedAt: t.CreatedAt.UTC(), ExpiresAt: t.ExpiresAt.UTC(),
+	}
+}
+
+func fromTokenRecord(digest string, r tokenRecord) store.Token {
+	return store.Token{
+		Digest: digest, Kind: store.TokenKind(r.Kind), Provider: r.Provider, ConnectionID: r.ConnectionID,
+		GrantID: r.GrantID, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+	}
+}
+
+func toConnRecord(c store.Connection) connRecord {
+	return connRecord{
+		V: schemaVersion, Provider: c.Provider, AccountKey: c.AccountKey, AccountName: c.AccountName,
+		WorkspaceID: c.WorkspaceID, WorkspaceName: c.WorkspaceName, BotID: c.BotID,
+		NotionToken: c.NotionToken, UpstreamCredential: c.UpstreamCredential,
+		UpstreamExpiry: c.UpstreamExpiry.UTC(), Status: c.Status,
+		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+	}
+}
+
+func fromConnRecord(id string, r connRecord) store.Connection {
+	return store.Connection{
+		ID: id, Provider: r.Provider, AccountKey: r.AccountKey, AccountName: r.AccountName,
+		WorkspaceID: r.WorkspaceID, WorkspaceName: r.WorkspaceName, BotID: r.BotID,
+		NotionToken: r.NotionToken, UpstreamCredential: r.UpstreamCredential,
+		UpstreamExpiry: r.UpstreamExpiry, Status: r.Status,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+func toSubRecord(s store.Subscription) subRecord {
+	return subRecord{
+		V: schemaVersion, AttrHash: s.AttrHash, ETag: s.ETag, LastModified: s.LastModified,
+		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+}
+
+func fromSubRecord(k store.SubscriptionKey, r subRecord) store.Subscription {
+	return store.Subscription{
+		SubscriptionKey: k, AttrHash: r.AttrHash, ETag: r.ETag, LastModified: r.LastModified,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
