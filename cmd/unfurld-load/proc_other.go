@@ -1,0 +1,17 @@
+//go:build !linux
+
+package main
+
+import (
+	"os/exec"
+	"time"
+)
+
+// setParentDeathSignal does nothing outside Linux: children are stopped
+// by the deferred cleanup and by the terminal's Ctrl-C, which reaches the
+// whole process group.
+func setParentDeathSignal(*exec.Cmd) {}
+
+// cpuTime is only implemented on Linux; the report then leaves out CPU
+// per request.
+func cpuTime(int) (time.Duration, bool) { return 0, false }
