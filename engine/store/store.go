@@ -22,6 +22,19 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrAlreadyExists means a record with that key exists already.
 	ErrAlreadyExists = errors.New("already exists")
+	// ErrExpired means the record exists but its time is up; the store
+	// deletes it as it answers.
+	ErrExpired = errors.New("expired")
+	// ErrInGrace means a consumed token was presented again within its
+	// grace window; the returned Token carries the sealed Successor so the
+	// caller can answer the retry with the same pair (TH-23, TH-24).
+	ErrInGrace = errors.New("already consumed, within grace")
+	// ErrReplayed means a consumed token was presented again after its
+	// grace window (a code: at once). The store has deleted every token of
+	// the grant in the same transaction (TH-16, TH-23).
+	ErrReplayed = errors.New("already consumed: grant revoked")
+	// ErrTooMany means a cap on live records was reached (TH-12).
+	ErrTooMany = errors.New("too many live records")
 )
 
 // TokenKind distinguishes our issued secrets. Kinds live in one bucket but
@@ -55,6 +68,16 @@ type Token struct {
 	CreatedAt time.Time
 	// ExpiresAt is when the token stops working; zero means never.
 	ExpiresAt time.Time
+	// RedirectURI binds a code to the redirect_uri seen at authorize
+	// (TH-18); empty for other kinds.
+	RedirectURI string
+	// ConsumedAt is when a code or refresh token was redeemed; zero while
+	// it is live. A consumed token is kept as a marker so that a replay
+	// is recognised (TH-16, TH-23) until Sweep removes it.
+	ConsumedAt time.Time
+	// Successor is the response minted when the token was consumed,
+	// sealed by the caller, returned to a retry within the grace window.
+	Successor []byte
 }
 
 // Expired reports whether the token has expired at now.
@@ -126,12 +149,35 @@ type Subscription struct {
 	// record last changed.
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Refresh is the story of the last live refresh (issue 4 item 5);
+	// zero until the first one.
+	Refresh RefreshRecord
+}
+
+// RefreshRecord is what the last live refresh of a subscription did, for
+// `unfurld status` and the admin endpoint. It holds no secret.
+type RefreshRecord struct {
+	// At is when the refresh began (for a pending mark, when the webhook
+	// was accepted); Trigger is "poll" or "webhook".
+	At      time.Time
+	Trigger string
+	// Outcome is one of "unchanged", "not_modified", "changed", "error",
+	// "gone" (an error operation was pushed), "skipped", or "pending"
+	// (RefreshPending: asked for by a webhook, not run yet).
+	Outcome string
+	// Status is the upstream's HTTP status or the error operation's.
+	Status int
+	// Detail explains errors; never upstream bodies or tokens.
+	Detail string
 }
 
 // Store is unfurld's persistent state. Every method is safe for concurrent
 // use. Update-style methods run read-modify-write in one transaction, so
 // concurrent callers cannot lose each other's writes.
 type Store interface {
+	GrantStore
+	Outbox
+
 	// CreateToken stores t; ErrAlreadyExists if its digest is taken.
 	CreateToken(ctx context.Context, t Token) error
 	// GetToken returns the token of that kind and digest; ErrNotFound if
@@ -154,10 +200,20 @@ type Store interface {
 	// ListConnections returns the connections of a provider ("" for all).
 	ListConnections(ctx context.Context, provider string) ([]Connection, error)
 
-	// PutSubscription stores s unless an identical record (same AttrHash,
-	// ETag and LastModified) is stored already; it reports whether it
-	// wrote. CreatedAt is kept from the old record.
+	// PutSubscription stores s unless that changes nothing, and reports
+	// whether it wrote. An unfurl's put (zero Refresh) creates the record
+	// or sets its AttrHash; a live refresh's put (with a Refresh) only
+	// updates an existing record's ETag, LastModified and Refresh (see
+	// MergeSubscription). CreatedAt is kept from the old record.
 	PutSubscription(ctx context.Context, s Subscription) (bool, error)
+	// PutSubscriptions is PutSubscription for many records in one
+	// transaction, so that recording the unfurls of a busy second costs
+	// one fsync'd commit instead of one each. Records are applied in
+	// order; a record that PutSubscription would not write is skipped,
+	// and so is a record whose connection does not exist, so that a
+	// batch queued before DeleteConnection cannot bring its
+	// subscriptions back (TH-40). It reports how many records it wrote.
+	PutSubscriptions(ctx context.Context, subs []Subscription) (written int, err error)
 	// GetSubscription returns a subscription; ErrNotFound if absent.
 	GetSubscription(ctx context.Context, k SubscriptionKey) (Subscription, error)
 	// DeleteSubscription removes one subscription; ErrNotFound if absent.
@@ -169,6 +225,11 @@ type Store interface {
 	// for all) in key order; an error from fn stops the walk and is
 	// returned.
 	ListSubscriptions(ctx context.Context, provider string, fn func(Subscription) error) error
+	// ListSubscriptionsByURIPrefix returns up to limit subscriptions of a
+	// provider whose URI starts with prefix, in (uri, connection) order:
+	// the links a webhook names, pasted with or without a fragment, query
+	// or trailing slash (issue 4 item 2).
+	ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]Subscription, error)
 
 	// Close releases the store.
 	Close() error

@@ -5,9 +5,16 @@
 //	meta            "schema"                         -> "1"
 //	tokens          <digest>                         -> tokenRecord
 //	tokens_by_conn  <connID> 00 <digest>             -> empty (a connection's tokens, TH-40)
+//	tokens_by_grant <grantID> 00 <digest>            -> empty (a grant's tokens, TH-16, TH-23)
 //	connections     <connID>                         -> connRecord
+//	conns_by_identity <provider> 00 <accountKey> 00 <workspaceID> 00 <connID>
+//	                                                 -> empty (UpsertConnection, TH-14)
+//	flows           <flowID>                         -> flowRecord
+//	flows_by_expiry <expiresAt> 00 <flowID>          -> empty (expiresAt as expiryLayout, flows.go)
 //	subscriptions   <provider> 00 <connID> 00 <uri>  -> subRecord
 //	subs_by_uri     <provider> 00 <uri> 00 <connID>  -> empty (DELETE of a URI, protocol 5.6)
+//	outbox          <provider> 00 <uri> 00 <connID>  -> outboxRecord (pending PATCHes, outbox.go)
+//	outbox_by_due   <nextAt> 00 <provider> 00 <uri> 00 <connID> -> empty
 //
 // Single-part keys are the raw strings. In compound keys each part is
 // escaped so that it contains no 00 byte (00 -> 01 01, 01 -> 01 02, see
@@ -42,18 +49,28 @@ const schemaVersion = 1
 const DefaultLockTimeout = 2 * time.Second
 
 var (
-	bucketMeta         = []byte("meta")
-	bucketTokens       = []byte("tokens")
-	bucketTokensByConn = []byte("tokens_by_conn")
-	bucketConns        = []byte("connections")
-	bucketSubs         = []byte("subscriptions")
-	bucketSubsByURI    = []byte("subs_by_uri")
-	keySchema          = []byte("schema")
+	bucketMeta            = []byte("meta")
+	bucketTokens          = []byte("tokens")
+	bucketTokensByConn    = []byte("tokens_by_conn")
+	bucketConns           = []byte("connections")
+	bucketSubs            = []byte("subscriptions")
+	bucketSubsByURI       = []byte("subs_by_uri")
+	bucketTokensByGrant   = []byte("tokens_by_grant")
+	bucketConnsByIdentity = []byte("conns_by_identity")
+	bucketFlows           = []byte("flows")
+	bucketFlowsByExpiry   = []byte("flows_by_expiry")
+	bucketOutbox          = []byte("outbox")
+	bucketOutboxByDue     = []byte("outbox_by_due")
+	keySchema             = []byte("schema")
 )
 
 // buckets lists every bucket Open creates.
 func buckets() [][]byte {
-	return [][]byte{bucketMeta, bucketTokens, bucketTokensByConn, bucketConns, bucketSubs, bucketSubsByURI}
+	return [][]byte{
+		bucketMeta, bucketTokens, bucketTokensByConn, bucketConns, bucketSubs, bucketSubsByURI,
+		bucketTokensByGrant, bucketConnsByIdentity, bucketFlows, bucketFlowsByExpiry,
+		bucketOutbox, bucketOutboxByDue,
+	}
 }
 
 // ErrLocked means another process holds the database file (F3, TH-43).
@@ -137,13 +154,20 @@ func prepare(db *bbolt.DB) error {
 		return err
 	}
 	return db.Update(func(tx *bbolt.Tx) error {
+		var created [][]byte
 		for _, name := range buckets() {
+			if tx.Bucket(name) == nil {
+				created = append(created, name)
+			}
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		if err := checkSchema(meta.Get(keySchema)); err != nil {
+			return err
+		}
+		if err := backfill(tx, created); err != nil {
 			return err
 		}
 		return meta.Put(keySchema, fmt.Append(nil, schemaVersion))

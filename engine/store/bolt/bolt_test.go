@@ -40,6 +40,10 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestOutboxConformance(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { s, _ := openTemp(t); return s })
+}
+
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	_, path := openTemp(t)
 	fi, err := os.Stat(path)
@@ -163,6 +167,12 @@ func TestLayout(t *testing.T) {
 	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", NotionToken: []byte("sealed")}))
 	_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: "u\x00\x01"}, AttrHash: "h"})
 	require.NoError(t, err)
+	at := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	require.NoError(t, s.CreateToken(ctx, store.Token{
+		Digest: "dig2", Kind: store.KindCode, Provider: "p", GrantID: "g", RedirectURI: "https://r",
+		ConsumedAt: at, Successor: []byte("next"),
+	}))
+	require.NoError(t, s.CreateFlow(ctx, store.Flow{ID: "f", Provider: "p", Data: []byte("sealed"), ExpiresAt: at}, 1))
 
 	got := map[string]map[string]string{}
 	require.NoError(t, s.db.View(func(tx *bbolt.Tx) error {
@@ -177,13 +187,23 @@ func TestLayout(t *testing.T) {
 	}))
 	zero := `"0001-01-01T00:00:00Z"`
 	assert.Equal(t, map[string]map[string]string{
-		"meta":           {"schema": "1"},
-		"tokens":         {"dig": `{"v":1,"kind":"access","provider":"p","connection_id":"c","created_at":` + zero + `}`},
-		"tokens_by_conn": {"c\x00dig": ""},
+		"meta": {"schema": "1"},
+		"tokens": {
+			"dig": `{"v":1,"kind":"access","provider":"p","connection_id":"c","created_at":` + zero + `}`,
+			"dig2": `{"v":1,"kind":"code","provider":"p","grant_id":"g","created_at":` + zero +
+				`,"redirect_uri":"https://r","consumed_at":"2025-01-02T03:04:05.000000006Z","successor":"bmV4dA=="}`,
+		},
+		"tokens_by_conn":  {"c\x00dig": ""},
+		"tokens_by_grant": {"g\x00dig2": ""},
 		"connections": {"c": `{"v":1,"provider":"p","account_key":"","notion_token":"c2VhbGVk","created_at":` + zero +
 			`,"updated_at":` + zero + `}`},
-		"subscriptions": {"p\x00c\x00u\x01\x01\x01\x02": `{"v":1,"attr_hash":"h","created_at":` + zero + `,"updated_at":` + zero + `}`},
-		"subs_by_uri":   {"p\x00u\x01\x01\x01\x02\x00c": ""},
+		"conns_by_identity": {"p\x00\x00\x00c": ""},
+		"flows":             {"f": `{"v":1,"provider":"p","data":"c2VhbGVk","created_at":` + zero + `,"expires_at":"2025-01-02T03:04:05.000000006Z"}`},
+		"flows_by_expiry":   {"2025-01-02T03:04:05.000000006Z\x00f": ""},
+		"subscriptions":     {"p\x00c\x00u\x01\x01\x01\x02": `{"v":1,"attr_hash":"h","created_at":` + zero + `,"updated_at":` + zero + `}`},
+		"subs_by_uri":       {"p\x00u\x01\x01\x01\x02\x00c": ""},
+		"outbox":            {}, // pinned in TestOutboxLayout
+		"outbox_by_due":     {},
 	}, got)
 }
 

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
@@ -27,16 +28,8 @@ func (s *Store) CreateConnection(ctx context.Context, c store.Connection) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	val, err := encode("connection", toConnRecord(c))
-	if err != nil {
-		return err
-	}
 	return s.update("create connection", func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketConns)
-		if b.Get([]byte(c.ID)) != nil {
-			return store.ErrAlreadyExists
-		}
-		return b.Put([]byte(c.ID), val)
+		return insertConn(tx, c)
 	})
 }
 
@@ -73,9 +66,20 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, fn func(store.C
 		if c, fnErr = fn(old); fnErr != nil {
 			return fnErr
 		}
+		c.ID = id
 		val, err := encode("connection", toConnRecord(c))
 		if err != nil {
 			return err
+		}
+		// fn may change the identity; the index follows (UpsertConnection).
+		if oldKey, newKey := identityKey(old), identityKey(c); !bytes.Equal(oldKey, newKey) {
+			idx := tx.Bucket(bucketConnsByIdentity)
+			if err := idx.Delete(oldKey); err != nil {
+				return err
+			}
+			if err := idx.Put(newKey, nil); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketConns).Put([]byte(id), val)
 	})
@@ -93,9 +97,12 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 		return err
 	}
 	return s.update("delete connection", func(tx *bbolt.Tx) error {
-		conns := tx.Bucket(bucketConns)
-		if conns.Get([]byte(id)) == nil {
-			return store.ErrNotFound
+		old, err := getConn(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketConnsByIdentity).Delete(identityKey(old)); err != nil {
+			return err
 		}
 		if err := deleteConnTokens(tx, id); err != nil {
 			return err
@@ -103,15 +110,18 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 		if err := deleteConnSubs(tx, id); err != nil {
 			return err
 		}
-		return conns.Delete([]byte(id))
+		var n int
+		if err := deleteConnOutbox(tx, id, &n); err != nil && !errors.Is(err, errNoChange) {
+			return err
+		}
+		return tx.Bucket(bucketConns).Delete([]byte(id))
 	})
 }
 
 // deleteConnTokens removes the tokens of connection id through the
-// tokens_by_conn index.
+// tokens_by_conn index, with their grant index entries (removeToken).
 func deleteConnTokens(tx *bbolt.Tx, id string) error {
 	idx := tx.Bucket(bucketTokensByConn)
-	toks := tx.Bucket(bucketTokens)
 	prefix := keyPrefix(id)
 	// Keys are collected first: deleting under a cursor skips entries.
 	var dead [][]byte
@@ -124,7 +134,7 @@ func deleteConnTokens(tx *bbolt.Tx, id string) error {
 		if err != nil {
 			return fmt.Errorf("tokens_by_conn %q: %w", k, err)
 		}
-		if err := toks.Delete([]byte(parts[1])); err != nil {
+		if _, err := removeToken(tx, parts[1]); err != nil {
 			return err
 		}
 		if err := idx.Delete(k); err != nil {

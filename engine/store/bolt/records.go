@@ -26,6 +26,12 @@ type tokenRecord struct {
 	GrantID      string    `json:"grant_id,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+	// The fields below came with issue 3. They are omitted while empty,
+	// so records written before read as live tokens without a redirect
+	// URI and the version stays 1.
+	RedirectURI string    `json:"redirect_uri,omitempty"`
+	ConsumedAt  time.Time `json:"consumed_at,omitzero"`
+	Successor   []byte    `json:"successor,omitempty"`
 }
 
 type connRecord struct {
@@ -51,6 +57,18 @@ type subRecord struct {
 	LastModified string    `json:"last_modified,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Refresh came with issue 4. It is omitted while zero, so records
+	// written before read as never refreshed and the version stays 1.
+	Refresh refreshRecord `json:"refresh,omitzero"`
+}
+
+// refreshRecord is store.RefreshRecord as stored.
+type refreshRecord struct {
+	At      time.Time `json:"at,omitzero"`
+	Trigger string    `json:"trigger,omitempty"`
+	Outcome string    `json:"outcome,omitempty"`
+	Status  int       `json:"status,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
 }
 
 // versioned is implemented by every record, for decode's check.
@@ -85,6 +103,7 @@ func toTokenRecord(t store.Token) tokenRecord {
 	return tokenRecord{
 		V: schemaVersion, Kind: string(t.Kind), Provider: t.Provider, ConnectionID: t.ConnectionID,
 		GrantID: t.GrantID, CreatedAt: t.CreatedAt.UTC(), ExpiresAt: t.ExpiresAt.UTC(),
+		RedirectURI: t.RedirectURI, ConsumedAt: t.ConsumedAt.UTC(), Successor: t.Successor,
 	}
 }
 
@@ -92,6 +111,7 @@ func fromTokenRecord(digest string, r tokenRecord) store.Token {
 	return store.Token{
 		Digest: digest, Kind: store.TokenKind(r.Kind), Provider: r.Provider, ConnectionID: r.ConnectionID,
 		GrantID: r.GrantID, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+		RedirectURI: r.RedirectURI, ConsumedAt: r.ConsumedAt, Successor: r.Successor,
 	}
 }
 
@@ -119,6 +139,10 @@ func toSubRecord(s store.Subscription) subRecord {
 	return subRecord{
 		V: schemaVersion, AttrHash: s.AttrHash, ETag: s.ETag, LastModified: s.LastModified,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+		Refresh: refreshRecord{
+			At: s.Refresh.At.UTC(), Trigger: s.Refresh.Trigger, Outcome: s.Refresh.Outcome,
+			Status: s.Refresh.Status, Detail: s.Refresh.Detail,
+		},
 	}
 }
 
@@ -126,5 +150,9 @@ func fromSubRecord(k store.SubscriptionKey, r subRecord) store.Subscription {
 	return store.Subscription{
 		SubscriptionKey: k, AttrHash: r.AttrHash, ETag: r.ETag, LastModified: r.LastModified,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Refresh: store.RefreshRecord{
+			At: r.Refresh.At, Trigger: r.Refresh.Trigger, Outcome: r.Refresh.Outcome,
+			Status: r.Refresh.Status, Detail: r.Refresh.Detail,
+		},
 	}
 }

@@ -17,6 +17,10 @@ type Store struct {
 	toks  map[string]store.Token
 	conns map[string]store.Connection
 	subs  map[store.SubscriptionKey]store.Subscription
+	flows map[string]store.Flow
+	// outbox and outboxSeq back store.Outbox (outbox.go).
+	outbox    map[store.SubscriptionKey]store.OutboxItem
+	outboxSeq uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -27,6 +31,9 @@ func New() *Store {
 		toks:  map[string]store.Token{},
 		conns: map[string]store.Connection{},
 		subs:  map[store.SubscriptionKey]store.Subscription{},
+		flows: map[string]store.Flow{},
+
+		outbox: map[store.SubscriptionKey]store.OutboxItem{},
 	}
 }
 
@@ -46,7 +53,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	if _, ok := s.toks[t.Digest]; ok {
 		return store.ErrAlreadyExists
 	}
-	s.toks[t.Digest] = t
+	s.toks[t.Digest] = copyToken(t)
 	return nil
 }
 
@@ -61,7 +68,7 @@ func (s *Store) GetToken(ctx context.Context, kind store.TokenKind, digest strin
 	if !ok || t.Kind != kind {
 		return store.Token{}, store.ErrNotFound
 	}
-	return t, nil
+	return copyToken(t), nil
 }
 
 // DeleteToken implements store.Store.
@@ -150,6 +157,11 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 			delete(s.subs, k)
 		}
 	}
+	for k := range s.outbox {
+		if k.ConnectionID == id {
+			delete(s.outbox, k)
+		}
+	}
 	return nil
 }
 
@@ -178,13 +190,11 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.subs[sub.SubscriptionKey]
-	if ok {
-		if old.AttrHash == sub.AttrHash && old.ETag == sub.ETag && old.LastModified == sub.LastModified {
-			return false, nil
-		}
-		sub.CreatedAt = old.CreatedAt
+	next, write := store.MergeSubscription(old, ok, sub)
+	if !write {
+		return false, nil
 	}
-	s.subs[sub.SubscriptionKey] = sub
+	s.subs[sub.SubscriptionKey] = next
 	return true, nil
 }
 

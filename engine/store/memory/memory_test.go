@@ -11,3 +11,7 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(*testing.T) store.Store { return memory.New() })
 }
+
+func TestOutboxConformance(t *testing.T) {
+	storetest.RunOutbox(t, func(*testing.T) storetest.OutboxStore { return memory.New() })
+}

@@ -35,15 +35,36 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListConnections", testListConnections},
 		{"PutSubscription", testPutSubscription},
 		{"PutSubscriptionConcurrent", testPutSubscriptionConcurrent},
+		{"PutSubscriptions", testPutSubscriptions},
 		{"DeleteSubscription", testDeleteSubscription},
 		{"DeleteSubscriptionsByURI", testDeleteSubscriptionsByURI},
 		{"ListSubscriptions", testListSubscriptions},
 		{"ListSubscriptionsStops", testListSubscriptionsStops},
 		{"ListSubscriptionsCallsBack", testListSubscriptionsCallsBack},
+		{"PutSubscriptionOwners_TH40", testPutSubscriptionOwners},
+		{"ListSubscriptionsByURIPrefix", testListSubscriptionsByURIPrefix},
 		{"KeysWithControlBytes", testKeysWithControlBytes},
 		{"TimesRoundTrip", testTimesRoundTrip},
 		{"BytesAreCopied", testBytesAreCopied},
 		{"CancelledContext", testCancelledContext},
+		// GrantStore (grants.go).
+		{"FlowCRUD", testFlowCRUD},
+		{"FlowExpiry", testFlowExpiry},
+		{"FlowCapCountsLiveOnly_TH12", testFlowCap},
+		{"ConsumeCode", testConsumeCode},
+		{"ConsumeMismatch_TH18_TH25", testConsumeMismatch},
+		{"ConsumeIssueErrorKeepsCode_TH18", testConsumeIssueError},
+		{"CodeReplayRevokesGrant_TH16", testCodeReplay},
+		{"RefreshGrace_TH23", testRefreshGrace},
+		{"ConsumeExpired_TH17", testConsumeExpired},
+		{"ConsumeCodeParallel_TH16_TH24", testConsumeCodeParallel},
+		{"ConsumeRefreshParallel_TH24", testConsumeRefreshParallel},
+		{"RevokeGrant", testRevokeGrant},
+		{"RevokeAfterDeleteConnection_TH40", testRevokeAfterDeleteConnection},
+		{"UpsertConnection_TH14", testUpsertConnection},
+		{"UpsertFollowsUpdateAndDelete", testUpsertFollowsUpdateAndDelete},
+		{"Sweep_TH12_TH17", testSweep},
+		{"GrantsCancelledContext", testGrantsCancelledContext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +137,9 @@ func normConn(c store.Connection) store.Connection {
 
 func normSub(s store.Subscription) store.Subscription {
 	s.CreatedAt, s.UpdatedAt = normTime(s.CreatedAt), normTime(s.UpdatedAt)
+	if !s.Refresh.At.IsZero() {
+		s.Refresh.At = normTime(s.Refresh.At)
+	}
 	return s
 }
 
@@ -478,9 +502,10 @@ func testListConnections(t *testing.T, s store.Store) {
 	assert.Equal(t, normConn(newConn("c1", "linear")), normConn(conns[0]))
 }
 
-// testPutSubscription: the first put writes, an identical put (same
-// AttrHash, ETag and LastModified) does not and leaves the record as it
-// was, and a change to any of the three writes but keeps CreatedAt.
+// testPutSubscription: the first put writes, an identical put does not
+// and leaves the record as it was, and a change writes but keeps
+// CreatedAt: a change of AttrHash by an unfurl's put, of ETag,
+// LastModified or Refresh by a refresh's (store.MergeSubscription).
 func testPutSubscription(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	first := newSub("github", "c1", "https://github.com/a/b/pull/7")
@@ -503,9 +528,13 @@ func testPutSubscription(t *testing.T, s store.Store) {
 		change func(*store.Subscription)
 	}{
 		{"AttrHash", func(s *store.Subscription) { s.AttrHash = "hash-2" }},
-		{"ETag", func(s *store.Subscription) { s.ETag = `W/"etag-2"` }},
-		{"LastModified", func(s *store.Subscription) { s.LastModified = "Sat, 15 Mar 2025 00:00:00 GMT" }},
-		{"ETag cleared", func(s *store.Subscription) { s.ETag = "" }},
+		{"ETag", func(s *store.Subscription) { s.ETag = `W/"etag-2"`; s.Refresh = newRefresh(1) }},
+		{"LastModified", func(s *store.Subscription) {
+			s.LastModified = "Sat, 15 Mar 2025 00:00:00 GMT"
+			s.Refresh = newRefresh(1)
+		}},
+		{"ETag cleared", func(s *store.Subscription) { s.ETag = ""; s.Refresh = newRefresh(1) }},
+		{"Refresh", func(s *store.Subscription) { s.Refresh = newRefresh(2) }},
 	}
 	for i, tc := range changes {
 		t.Run(tc.name, func(t *testing.T) {
