@@ -1,0 +1,48 @@
+package oauth
+
+import (
+	"fmt"
+
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// Sealed fields of a connection record.
+const (
+	FieldNotionToken        = "notion_token"
+	FieldUpstreamCredential = "upstream_credential"
+)
+
+// connectionAAD binds a sealed connection field to the record's identity
+// (TH-41): the field name, provider, upstream account and Notion
+// workspace. A ciphertext copied into another connection, or into the
+// other field, fails to open. The identity is used rather than the
+// connection ID because the ID is only known after the upsert that stores
+// the sealed value, and the identity never changes for a record.
+func connectionAAD(c store.Connection, field string) []byte {
+	aad := []byte("unfurld/connection/v1")
+	for _, part := range []string{field, c.Provider, c.AccountKey, c.WorkspaceID} {
+		aad = append(aad, 0)
+		aad = append(aad, part...)
+	}
+	return aad
+}
+
+// SealConnectionField seals plaintext for field of connection c.
+func SealConnectionField(k *Keyring, c store.Connection, field string, plaintext []byte) ([]byte, error) {
+	b, err := k.Seal(plaintext, connectionAAD(c, field))
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", field, err)
+	}
+	return b, nil
+}
+
+// OpenConnectionField opens field of connection c. An error means the key
+// is gone or the record was tampered with; the caller treats the
+// connection as needing a reconnect, never as plaintext (TH-42).
+func OpenConnectionField(k *Keyring, c store.Connection, field string, sealed []byte) ([]byte, error) {
+	b, err := k.Open(sealed, connectionAAD(c, field))
+	if err != nil {
+		return nil, fmt.Errorf("open %s of connection %s: %w", field, c.ID, err)
+	}
+	return b, nil
+}
