@@ -89,6 +89,10 @@ type Server struct {
 	// Generated beside the data file in development mode; required in
 	// production mode.
 	SecretKeys Secret `yaml:"secret_keys"`
+	// AdminToken guards GET /admin/status (issue 4 item 5) and lets
+	// `unfurld status` ask the running server. Empty turns the route off.
+	// Generated beside the data file in development mode.
+	AdminToken Secret `yaml:"admin_token"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
 }
@@ -161,6 +165,59 @@ type Provider struct {
 	MaxTextLength int `yaml:"max_text_length"`
 	// Patterns are the URL rules of this provider, tried in order.
 	Patterns []Pattern `yaml:"patterns"`
+	// Live keeps unfurled links current in Notion (protocol 7).
+	Live Live `yaml:"live"`
+}
+
+// Live configures how changes upstream reach previews already in Notion:
+// polling, webhooks, or both (protocol 7, issue 4).
+type Live struct {
+	// Enabled turns live updates on. Default true; false keeps no
+	// subscriptions' refreshes running (previews then change only when
+	// pasted again).
+	Enabled *bool `yaml:"enabled"`
+	// PollInterval is how often each subscribed link is fetched again.
+	// Default 10m; 0s turns polling off (webhooks only).
+	PollInterval Duration `yaml:"poll_interval"`
+	// MaxRequestsPerHour caps the upstream requests polling may make for
+	// this provider, across all connections. Default 3600.
+	MaxRequestsPerHour int `yaml:"max_requests_per_hour"`
+	// Webhook verifies and maps the upstream's change notifications.
+	Webhook Webhook `yaml:"webhook"`
+}
+
+// IsEnabled reports whether live updates run for the provider.
+func (l Live) IsEnabled() bool { return l.Enabled == nil || *l.Enabled }
+
+// Webhook algorithms.
+const (
+	WebhookHMACSHA256 = "hmac-sha256"
+	WebhookHMACSHA1   = "hmac-sha1"
+	// WebhookToken compares the header with the secret itself, as
+	// GitLab's X-Gitlab-Token does.
+	WebhookToken = "token"
+)
+
+// Webhook is POST /providers/<name>/webhook: the upstream's signed change
+// notifications.
+type Webhook struct {
+	// Secret is the shared webhook secret, e.g. ${GITHUB_WEBHOOK_SECRET}.
+	// Empty disables the route.
+	Secret Secret `yaml:"secret"`
+	// Header carries the signature, e.g. X-Hub-Signature-256.
+	Header string `yaml:"header"`
+	// Algorithm is hmac-sha256 (default), hmac-sha1 or token.
+	Algorithm string `yaml:"algorithm"`
+	// Prefix precedes the signature in the header, e.g. "sha256=".
+	Prefix string `yaml:"prefix"`
+	// Encoding of the signature: hex (default) or base64.
+	Encoding string `yaml:"encoding"`
+	// URIs is an expression over the event body, named event, giving the
+	// affected link or links, e.g. "[event.issue.html_url]". Links nobody
+	// subscribed to are ignored.
+	URIs string `yaml:"uris"`
+	// MaxBodyBytes caps the event body. Default 1MiB.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 }
 
 // ProviderNotion holds the two credential pairs of protocol 1.2.
@@ -281,7 +338,19 @@ type OAuth2 struct {
 	// DisablePKCE turns PKCE off, for upstreams that reject it. Default
 	// false.
 	DisablePKCE bool `yaml:"disable_pkce"`
+	// ClientAuth is how the client secret reaches the upstream's token
+	// endpoint: "header" (HTTP Basic, the default, RFC 6749 2.3.1) or
+	// "params" (client_id and client_secret in the form body, which some
+	// upstreams such as GitHub also accept). Never auto-detected: a retry
+	// in the other style would present the same code twice (TH-08).
+	ClientAuth string `yaml:"client_auth"`
 }
+
+// Client authentication styles of OAuth2.ClientAuth.
+const (
+	ClientAuthHeader = "header"
+	ClientAuthParams = "params"
+)
 
 // APIKey is the form where a user pastes an upstream API key.
 type APIKey struct {

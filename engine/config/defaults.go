@@ -122,6 +122,15 @@ func (p *Provider) setDefaults(path string, pos Positions) {
 			u.AllowedHosts = append(u.AllowedHosts, strings.ToLower(t.Host))
 		}
 	}
+	if _, set := pos[path+".live.poll_interval"]; !set || pos == nil {
+		setDuration(&p.Live.PollInterval, 10*time.Minute)
+	}
+	setInt(&p.Live.MaxRequestsPerHour, 3600)
+	if p.Live.Webhook.Secret.Reveal() != "" {
+		setString(&p.Live.Webhook.Algorithm, WebhookHMACSHA256)
+		setString(&p.Live.Webhook.Encoding, "hex")
+		setSize(&p.Live.Webhook.MaxBodyBytes, 1<<20)
+	}
 	setString(&u.Auth.Type, AuthNone)
 	setString(&u.Auth.Identity.Method, "GET")
 	setString(&u.Auth.Header, defaultAuthHeader)

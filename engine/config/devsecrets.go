@@ -62,6 +62,7 @@ func (c *Config) FillDevSecrets(dir string) ([]string, error) {
 		p := &c.Providers[i]
 		fill("providers."+p.Name+".notion.client_secret", &p.Notion.ClientSecret)
 	}
+	fill("server.admin_token", &c.Server.AdminToken)
 	// The keyring spec is "id:base64(32 bytes)"; the generated value is
 	// already 32 random bytes in base64, so only the id is added.
 	if c.Server.SecretKeys.IsZero() {

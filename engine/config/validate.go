@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // minSecretLength is the shortest client secret accepted in production
@@ -116,6 +117,7 @@ func (v *checker) server(s *Server) {
 	if s.SecretKeys.IsZero() && v.prod {
 		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials, e.g. ${UNFURLD_SECRET_KEYS} (TH-42)")
 	}
+	v.adminToken(s.AdminToken)
 }
 
 func (v *checker) notion(n *Notion) {
@@ -159,6 +161,7 @@ func (v *checker) provider(p *Provider, path string) {
 	}
 	v.credentials(&p.Notion, path+".notion")
 	v.upstream(&p.Upstream, path+".upstream")
+	v.live(&p.Live, path+".live")
 
 	if len(p.Patterns) == 0 {
 		v.fail(path+".patterns", "at least one pattern is required")
@@ -175,6 +178,14 @@ func (v *checker) provider(p *Provider, path string) {
 		}
 		v.unique(first, pt.Name, pp+".name", "pattern name")
 		v.pattern(pt, pp)
+	}
+}
+
+// adminToken checks server.admin_token: optional, but a guessable one
+// would expose every link users unfurled.
+func (v *checker) adminToken(t Secret) {
+	if tok := t.Reveal(); tok != "" && len(tok) < minSecretLength {
+		v.fail("server.admin_token", "too short: want at least %d characters", minSecretLength)
 	}
 }
 
@@ -227,6 +238,9 @@ func (v *checker) upstream(u *Upstream, path string) {
 func (v *checker) auth(a *Auth, path string) {
 	if a.Type == AuthOAuth2 {
 		o := &a.OAuth2
+		if o.ClientAuth != "" && o.ClientAuth != ClientAuthHeader && o.ClientAuth != ClientAuthParams {
+			v.fail(path+".oauth2.client_auth", "want %s or %s, got %q", ClientAuthHeader, ClientAuthParams, o.ClientAuth)
+		}
 		for _, f := range []struct{ key, val string }{{"authorize_url", o.AuthorizeURL}, {"token_url", o.TokenURL}} {
 			if f.val == "" {
 				v.fail(path+".oauth2."+f.key, "required for auth type oauth2")
@@ -382,3 +396,34 @@ func isProviderName(s string) bool {
 
 // isIdentifier reports whether s matches ^[A-Za-z_][A-Za-z0-9_]*$.
 func isIdentifier(s string) bool { return isEnvName(s) }
+
+// live checks the live-update settings (issue 4).
+func (v *checker) live(l *Live, path string) {
+	if l.PollInterval < 0 {
+		v.fail(path+".poll_interval", "must not be negative; 0s turns polling off")
+	} else if d := l.PollInterval.D(); d > 0 && d < 30*time.Second {
+		v.fail(path+".poll_interval", "at least 30s: shorter intervals burn the upstream's rate limit for little gain")
+	}
+	if l.MaxRequestsPerHour < 0 {
+		v.fail(path+".max_requests_per_hour", "must not be negative")
+	}
+	w := &l.Webhook
+	if w.Secret.Reveal() == "" {
+		return
+	}
+	if w.Header == "" {
+		v.fail(path+".webhook.header", "required with a webhook secret: the request header carrying the signature, e.g. X-Hub-Signature-256")
+	}
+	if !slices.Contains([]string{WebhookHMACSHA256, WebhookHMACSHA1, WebhookToken}, w.Algorithm) {
+		v.fail(path+".webhook.algorithm", "want %s, %s or %s, got %q", WebhookHMACSHA256, WebhookHMACSHA1, WebhookToken, w.Algorithm)
+	}
+	if w.Encoding != "hex" && w.Encoding != "base64" {
+		v.fail(path+".webhook.encoding", "want hex or base64, got %q", w.Encoding)
+	}
+	if w.URIs == "" {
+		v.fail(path+".webhook.uris", "required with a webhook secret: an expression over event giving the affected links, e.g. [event.issue.html_url]")
+	}
+	if v.prod && len(w.Secret.Reveal()) < 16 {
+		v.fail(path+".webhook.secret", "too short: want at least 16 characters")
+	}
+}
