@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -52,6 +53,20 @@ func BenchmarkCompile(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.Compile(`join(map(issue.labels, .name), ", ")`, testPos, testPath); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNewDoc is the per-response check of a ~6 KB body: nesting
+// depth, JSON validity and the copy into the Doc.
+func BenchmarkNewDoc(b *testing.B) {
+	body, err := os.ReadFile("testdata/issue.json")
+	require.NoError(b, err)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewDoc(body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,14 +2,15 @@ package mapping
 
 import (
 	"errors"
-	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
 
 // MaxDepth is how deeply a response may nest arrays and objects. Real APIs
 // stay far below it; a deeper body is hostile (TH-32) and would make
-// gjson's recursive validation and our recursive conversion costly.
+// gjson's recursive reads and our recursive conversion costly.
 const MaxDepth = 128
 
 // Doc is one upstream JSON response, read lazily with gjson paths: only the
@@ -19,6 +20,12 @@ type Doc struct {
 	// json is kept as a string because gjson works on strings without
 	// copying; NewDoc pays the one copy from the body bytes.
 	json string
+	// top holds the top-level members of an object document, sorted by
+	// key, so that a path starting with a plain key goes straight to its
+	// value: gjson scans a document from its start on every read, and a
+	// mapping of seven attributes read a 6 KB body seven times (issue 2).
+	// nil for documents scan does not index.
+	top []member
 }
 
 // NewDoc wraps a JSON body. It reports an error when body is not valid JSON
@@ -28,15 +35,40 @@ func NewDoc(body []byte) (Doc, error) {
 	if len(body) == 0 {
 		return Doc{}, errors.New("response body is empty")
 	}
-	// The depth check runs first: it is iterative, while gjson's
-	// validation recurses once per nesting level.
-	if err := checkDepth(body); err != nil {
+	// One pass checks validity and depth and finds the top-level
+	// members; it is iterative, so hostile nesting costs no recursion.
+	json := string(body)
+	top, err := scan(json)
+	if err != nil {
 		return Doc{}, err
 	}
-	if !gjson.ValidBytes(body) {
-		return Doc{}, errors.New("response body is not valid JSON")
+	return Doc{json: json, top: top}, nil
+}
+
+// plainHead splits a path whose first component is a plain key (letters,
+// digits, '_' and '-') from the rest after its dot. Any other first
+// component (escapes, wildcards, '#', modifiers, multipaths, pipes) has
+// meaning of its own in gjson's syntax, and such paths are read whole.
+// The rest must start like a key or an array count ('#'), because some
+// syntax means something else at the start of a path than after a dot
+// ("!0" is a literal only at the start), and the rest is read as a path
+// of its own.
+func plainHead(path string) (key, rest string, ok bool) {
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case plainKeyByte(c):
+		case c == '.' && i > 0 && i+1 < len(path) && (plainKeyByte(path[i+1]) || path[i+1] == '#'):
+			return path[:i], path[i+1:], true
+		default:
+			return "", "", false
+		}
 	}
-	return Doc{json: string(body)}, nil
+	return path, "", path != ""
+}
+
+func plainKeyByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
 }
 
 // IsZero reports whether d is the empty response.
@@ -57,6 +89,23 @@ func (d Doc) result(path string) gjson.Result {
 	}
 	if path == "" {
 		return gjson.Parse(d.json)
+	}
+	if d.top != nil {
+		if key, rest, ok := plainHead(path); ok {
+			i, found := slices.BinarySearchFunc(d.top, key, func(m member, k string) int { return strings.Compare(m.key, k) })
+			var raw string
+			if found {
+				raw = d.top[i].raw
+			}
+			switch {
+			case !found:
+				return gjson.Result{}
+			case rest == "":
+				return gjson.Parse(raw)
+			default:
+				return gjson.Get(raw, rest)
+			}
+		}
 	}
 	return gjson.Get(d.json, path)
 }
@@ -91,36 +140,4 @@ func toValue(r gjson.Result) any {
 	default: // gjson.Null, and missing values
 		return nil
 	}
-}
-
-// checkDepth rejects documents nested deeper than MaxDepth. It only needs
-// to track strings (brackets inside them don't count); validity is checked
-// afterwards by gjson.
-func checkDepth(body []byte) error {
-	depth := 0
-	inString := false
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if inString {
-			switch c {
-			case '\\':
-				i++ // skip the escaped byte, which may be a quote
-			case '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case '[', '{':
-			depth++
-			if depth > MaxDepth {
-				return fmt.Errorf("response body nests deeper than %d levels", MaxDepth)
-			}
-		case ']', '}':
-			depth--
-		}
-	}
-	return nil
 }

@@ -258,13 +258,26 @@ func typeName(v any) string {
 // may hold them per protocol 6.2), trimmed, and at most maxLen
 // characters.
 func sanitize(s string, keepNewlines bool, maxLen int) string {
+	switch ascii, printable := asciiKind(s); {
+	case printable:
+		// Nothing below would change a byte of it; most upstream text
+		// is like this, and strings.Map would copy it rune by rune.
+		return mapping.Truncate(strings.TrimSpace(s), maxLen)
+	case ascii:
+		return mapping.Truncate(strings.TrimSpace(sanitizeASCII(s, keepNewlines)), maxLen)
+	}
+	return mapping.Truncate(strings.TrimSpace(sanitizeRunes(s, keepNewlines)), maxLen)
+}
+
+// sanitizeRunes is sanitize's character mapping for any text.
+func sanitizeRunes(s string, keepNewlines bool) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	if keepNewlines {
 		s = strings.ReplaceAll(s, "\r\n", "\n")
 	}
-	clean := strings.Map(func(r rune) rune {
+	return strings.Map(func(r rune) rune {
 		switch {
 		case r == '\n' && keepNewlines:
 			return r
@@ -277,7 +290,44 @@ func sanitize(s string, keepNewlines bool, maxLen int) string {
 		}
 		return r
 	}, s)
-	return mapping.Truncate(strings.TrimSpace(clean), maxLen)
+}
+
+// asciiKind reports whether s is all ASCII, and whether it is all
+// printable ASCII (0x20 to 0x7e: no control characters; ASCII has no
+// format characters and is valid UTF-8).
+func asciiKind(s string) (ascii, printable bool) {
+	printable = true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			return false, false
+		}
+		if c < 0x20 || c == 0x7f {
+			printable = false
+		}
+	}
+	return true, printable
+}
+
+// sanitizeASCII is sanitize's character mapping for ASCII text, byte by
+// byte: newlines kept in plain text (CRLF becoming LF), other line
+// breaks and tabs turned into spaces, other control characters dropped.
+func sanitizeASCII(s string, keepNewlines bool) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case keepNewlines && c == '\r' && i+1 < len(s) && s[i+1] == '\n':
+			// CRLF: the LF that follows is kept.
+		case c == '\n' && keepNewlines:
+			b = append(b, c)
+		case c == '\t' || c == '\n' || c == '\r':
+			b = append(b, ' ')
+		case c < 0x20 || c == 0x7f:
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // traceValue shows an attribute's final value in a trace.

@@ -100,11 +100,6 @@ func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Pr
 		b.fail(path+".upstream.base_url", "want an absolute URL like https://api.example.com")
 		return nil
 	}
-	if t := pc.Upstream.Auth.Type; t != "" && t != config.AuthNone {
-		// Per-user credentials need the OAuth connection flow; until it is
-		// served, accepting the setting would unfurl anonymously instead.
-		b.fail(path+".upstream.auth.type", "auth type %q is not served by this version yet; use none (optionally with a service-wide token)", t)
-	}
 	p.baseURL = strings.TrimRight(pc.Upstream.BaseURL, "/")
 	for _, h := range pc.Upstream.AllowedHosts {
 		p.embedHosts[strings.ToLower(h)] = true
@@ -156,6 +151,8 @@ func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Pr
 			pc.Notion.Domain = strings.TrimPrefix(strings.ToLower(u.Hostname()), "www.")
 		}
 	}
+	b.buildIdentity(p, &pc.Upstream.Auth.Identity, path+".upstream.auth.identity")
+	b.buildWebhook(p, &pc.Live.Webhook, path+".live.webhook")
 	b.checkSamples(p, path)
 	return p
 }

@@ -86,6 +86,11 @@ type Provider struct {
 	// embedHosts are the hosts URL-valued attributes may point at (TH-31).
 	embedHosts map[string]bool
 	results    resultCache
+	// identity is the compiled identity request; nil without one.
+	identity *identityPlan
+	// webhookURIs is the compiled live.webhook.uris; nil without one
+	// (webhook.go).
+	webhookURIs *mapping.Program
 }
 
 // Pattern is one compiled URL rule.

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/mapping"
 	"github.com/unfurld/unfurld/engine/notion"
@@ -42,6 +40,12 @@ type UnfurlOptions struct {
 	// NoCache skips the result and response caches (live updates need the
 	// upstream's current state).
 	NoCache bool
+	// Validators, with NoCache, make the pattern's first request
+	// conditional (If-None-Match, If-Modified-Since): a live refresh
+	// sends what the last fetch answered (issue 4, conditional.go).
+	Validators Validators
+	// probe collects Result.Upstream during a NoCache run.
+	probe *probe
 }
 
 // Result is the outcome of one unfurl: always an envelope Notion can read.
@@ -57,6 +61,13 @@ type Result struct {
 	Hash string
 	// Cached is true when the result came from the result cache.
 	Cached bool
+	// NotModified is set when the first request answered 304 to
+	// UnfurlOptions.Validators: nothing changed upstream, and Body,
+	// Attributes, Error and Hash are empty.
+	NotModified bool
+	// Upstream is what the upstream said during a NoCache unfurl (status,
+	// validators, rate limits), for live refreshes; zero otherwise.
+	Upstream UpstreamInfo
 	// Trace is set when UnfurlOptions.Trace was.
 	Trace *Trace
 }
@@ -98,8 +109,24 @@ type unfurlError struct {
 }
 
 // Unfurl answers Notion's unfurl call for uri (protocol 5.2). It never
-// fails: every problem becomes an error operation (protocol 5.4).
+// fails: every problem becomes an error operation (protocol 5.4). The
+// Result may be shared with other callers and the cache: treat it as
+// read-only.
 func (p *Provider) Unfurl(ctx context.Context, uri string, cred Credential, opts UnfurlOptions) *Result {
+	if cred.Key == "" {
+		cred.Key = staticKey
+	}
+	// The result cache answers before Match: it only ever holds results
+	// of URIs that passed checkURI and matched (a refused URI returns
+	// below without caching), and the compiled patterns never change, so
+	// a hit stands for the same checks (TH-28). Notion's repeated calls
+	// then cost a map lookup.
+	key := resultKey{cred: cred.Key, uri: uri}
+	if !opts.Trace && !opts.NoCache {
+		if r := p.results.get(key, p.now()); r != nil {
+			return r
+		}
+	}
 	m, err := p.Match(uri)
 	if err != nil {
 		status, msg := 404, p.messages.NotFound
@@ -112,7 +139,22 @@ func (p *Provider) Unfurl(ctx context.Context, uri string, cred Credential, opts
 		}
 		return r
 	}
-	return p.UnfurlMatch(ctx, m, cred, opts)
+	if opts.Trace {
+		return p.run(ctx, m, cred, opts)
+	}
+	if opts.NoCache {
+		return p.fresh(ctx, m, cred, opts)
+	}
+	return p.shared(ctx, key, m, cred, opts)
+}
+
+// Cached returns the result a call of Unfurl for uri with cred would take
+// from the result cache, or nil when there is none.
+func (p *Provider) Cached(uri string, cred Credential) *Result {
+	if cred.Key == "" {
+		cred.Key = staticKey
+	}
+	return p.results.get(resultKey{cred: cred.Key, uri: uri}, p.now())
 }
 
 // UnfurlMatch runs an already matched URI. Results are cached per
@@ -126,33 +168,55 @@ func (p *Provider) UnfurlMatch(ctx context.Context, m *Match, cred Credential, o
 	if opts.Trace {
 		return p.run(ctx, m, cred, opts)
 	}
-	key := cred.Key + "\x00" + m.URI
-	if !opts.NoCache {
-		if r := p.results.get(key, p.now()); r != nil {
-			return r
+	if opts.NoCache {
+		return p.fresh(ctx, m, cred, opts)
+	}
+	key := resultKey{cred: cred.Key, uri: m.URI}
+	if r := p.results.get(key, p.now()); r != nil {
+		return r
+	}
+	return p.shared(ctx, key, m, cred, opts)
+}
+
+// shared runs m once for every concurrent caller with the same key. The
+// first caller runs it itself, on its own goroutine; singleflight's
+// DoChan started a new goroutine per run, whose stack then grew to the
+// depth of an HTTP client call on every cold unfurl (issue 2). Later
+// callers wait for it, or give up with "try later" when their own ctx
+// ends first. The run is
+// detached from the first caller's cancellation, since others may wait on
+// it, but keeps its deadline, so a first caller whose client went away
+// still returns within unfurl_timeout.
+func (p *Provider) shared(ctx context.Context, key resultKey, m *Match, cred Credential, opts UnfurlOptions) *Result {
+	f, leader := p.results.join(key)
+	if !leader {
+		select {
+		case <-f.done:
+			return f.r
+		case <-ctx.Done():
+			return p.errorResult(m.URI, &unfurlError{status: 503, msg: p.messages.TryLater, cause: ctx.Err().Error()})
 		}
 	}
-	// The shared run must outlive the first caller's cancellation, since
-	// others may wait on it; it keeps the caller's deadline.
 	runCtx := context.WithoutCancel(ctx)
 	if d, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithDeadline(runCtx, d)
 		defer cancel()
 	}
-	ch := p.results.flight.DoChan(key, func() (any, error) {
-		r := p.run(runCtx, m, cred, opts)
-		if p.cacheTTL > 0 && cacheable(r) {
-			p.results.put(key, r, p.now().Add(p.cacheTTL))
+	defer func() {
+		if f.r == nil {
+			// run panicked: the waiters get "try later", the panic goes
+			// on to the caller's recovery.
+			f.r = p.errorResult(m.URI, &unfurlError{status: 503, msg: p.messages.TryLater, cause: "unfurl failed"})
 		}
-		return r, nil
-	})
-	select {
-	case res := <-ch:
-		return res.Val.(*Result)
-	case <-ctx.Done():
-		return p.errorResult(m.URI, &unfurlError{status: 503, msg: p.messages.TryLater, cause: ctx.Err().Error()})
+		p.results.land(key, f)
+	}()
+	r := p.run(runCtx, m, cred, opts)
+	if p.cacheTTL > 0 && cacheable(r) {
+		p.results.put(key, r, p.now().Add(p.cacheTTL))
 	}
+	f.r = r
+	return r
 }
 
 // cacheable keeps attribute results and "not found", but not passing
@@ -270,6 +334,7 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 		req.Header.Set("Content-Type", "application/json")
 	}
 	p.authorize(req.Header, cred)
+	opts.probe.prepare(rp, req.Header)
 
 	select {
 	case p.reg.sem <- struct{}{}:
@@ -278,21 +343,26 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	}
 	resp, err := p.client.Do(ctx, req)
 	<-p.reg.sem
+	opts.probe.observe(rp, resp, err, p.now())
 
-	rt := RequestTrace{Name: rp.name, Method: rp.method, URL: redactURL(u)}
-	if resp != nil {
-		rt.Status, rt.Latency, rt.CacheHit = resp.Status, resp.Latency, resp.CacheHit
-	}
-	if err != nil {
+	if tr != nil {
+		// Only a trace needs the redacted URL (one more URL parse).
+		rt := RequestTrace{Name: rp.name, Method: rp.method, URL: redactURL(u)}
+		if resp != nil {
+			rt.Status, rt.Latency, rt.CacheHit = resp.Status, resp.Latency, resp.CacheHit
+		}
 		var se *upstream.StatusError
 		if errors.As(err, &se) {
 			rt.Status = se.Code
 		}
-		rt.Error = err.Error()
+		if err != nil {
+			rt.Error = err.Error()
+		}
 		p.traceRequest(tr, rt)
+	}
+	if err != nil {
 		return mapping.Doc{}, p.upstreamError(rp.name, err)
 	}
-	p.traceRequest(tr, rt)
 	doc, err := mapping.NewDoc(resp.Body)
 	if err != nil {
 		return mapping.Doc{}, &unfurlError{status: 502, msg: p.messages.TryLater, cause: fmt.Sprintf("request %s: response is not JSON", rp.name)}
@@ -402,22 +472,36 @@ func (n *bodyNode) build(lookup upstream.Lookup) (any, error) {
 	}
 }
 
+// resultKey identifies a result: whose credential, which URI. A struct
+// key costs no allocation, where a joined string would on every lookup.
+type resultKey struct {
+	cred, uri string
+}
+
 // resultCache keeps finished results per (credential, uri) until they
 // expire, bounded in size, and collapses concurrent identical unfurls.
 type resultCache struct {
-	mu     sync.Mutex
-	m      map[string]cachedResult
-	flight singleflight.Group
+	mu      sync.Mutex
+	m       map[resultKey]cachedResult
+	flights map[resultKey]*flight
 }
 
 type cachedResult struct {
-	r       *Result
+	// hit is the result as a cache hit returns it (Cached set), made once
+	// at put so that a hit allocates nothing.
+	hit     *Result
 	expires time.Time
+}
+
+// flight is a run in progress; r is set before done is closed.
+type flight struct {
+	done chan struct{}
+	r    *Result
 }
 
 const maxCachedResults = 10000
 
-func (c *resultCache) get(key string, now time.Time) *Result {
+func (c *resultCache) get(key resultKey, now time.Time) *Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[key]
@@ -428,16 +512,16 @@ func (c *resultCache) get(key string, now time.Time) *Result {
 		delete(c.m, key)
 		return nil
 	}
-	r := *e.r
-	r.Cached = true
-	return &r
+	return e.hit
 }
 
-func (c *resultCache) put(key string, r *Result, expires time.Time) {
+func (c *resultCache) put(key resultKey, r *Result, expires time.Time) {
+	hit := *r
+	hit.Cached = true
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]cachedResult{}
+		c.m = map[resultKey]cachedResult{}
 	}
 	if len(c.m) >= maxCachedResults {
 		// Drop an arbitrary tenth; map order is random enough for a
@@ -450,7 +534,32 @@ func (c *resultCache) put(key string, r *Result, expires time.Time) {
 			}
 		}
 	}
-	c.m[key] = cachedResult{r: r, expires: expires}
+	c.m[key] = cachedResult{hit: &hit, expires: expires}
+}
+
+// join returns the flight for key, and whether the caller is its leader
+// (it started it and must land it).
+func (c *resultCache) join(key resultKey) (*flight, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.flights[key]; ok {
+		return f, false
+	}
+	if c.flights == nil {
+		c.flights = map[resultKey]*flight{}
+	}
+	f := &flight{done: make(chan struct{})}
+	c.flights[key] = f
+	return f, true
+}
+
+// land ends a flight: later callers start a new one (or hit the cache),
+// waiting ones wake up with f.r.
+func (c *resultCache) land(key resultKey, f *flight) {
+	c.mu.Lock()
+	delete(c.flights, key)
+	c.mu.Unlock()
+	close(f.done)
 }
 
 // Forget drops cached results, so the next unfurl refetches.

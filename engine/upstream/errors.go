@@ -28,14 +28,16 @@ var (
 const maxRetryAfter = 24 * time.Hour
 
 // StatusError is a non-2xx, non-304 upstream answer. It carries only the
-// status code and the parsed Retry-After: the body is never kept, so it
-// cannot leak into messages or logs (TH-36).
+// status code and the parsed Retry-After and rate-limit headers: the body
+// is never kept, so it cannot leak into messages or logs (TH-36).
 type StatusError struct {
 	// Code is the HTTP status code.
 	Code int
 	// RetryAfter is the upstream's Retry-After (integer seconds or an HTTP
 	// date), zero when absent or unparsable, capped at 24h.
 	RetryAfter time.Duration
+	// RateLimit is the answer's rate-limit headers (ratelimit.go).
+	RateLimit RateLimit
 }
 
 // Error implements error without any upstream text.

@@ -357,7 +357,15 @@ func checkURLValue(v string, inQuery bool) error {
 // isDotSegments reports whether s, split at '/' or '\' (some servers treat
 // both as separators), has a "." or ".." part.
 func isDotSegments(s string) bool {
-	for _, seg := range strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '\\' }) {
+	// A loop over the separators rather than strings.FieldsFunc, which
+	// allocates a slice for every value of every request (issue 2).
+	for s != "" {
+		seg := s
+		if i := strings.IndexAny(s, `/\`); i >= 0 {
+			seg, s = s[:i], s[i+1:]
+		} else {
+			s = ""
+		}
 		if seg == "." || seg == ".." {
 			return true
 		}

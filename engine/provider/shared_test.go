@@ -1,0 +1,103 @@
+package provider_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/provider"
+)
+
+// heldProvider builds the bench provider against an upstream that
+// reports each request on arrived and answers only when release is
+// closed.
+func heldProvider(t *testing.T) (p *provider.Provider, calls *atomic.Int64, arrived chan struct{}, release chan struct{}) {
+	t.Helper()
+	body := benchIssueJSON(t)
+	calls = new(atomic.Int64)
+	arrived, release = make(chan struct{}, 16), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		arrived <- struct{}{}
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	cfg, errs := config.Parse("shared.yaml", []byte(strings.ReplaceAll(benchConfig, "UPSTREAM", up.URL)), config.LoadOptions{LookupEnv: noEnv})
+	require.False(t, errs.HasErrors(), "%v", errs)
+	reg, berrs := provider.Build(cfg, provider.Options{})
+	require.False(t, berrs.HasErrors(), "%v", berrs)
+	t.Cleanup(reg.Close)
+	p, ok := reg.Get("bench")
+	require.True(t, ok)
+	return p, calls, arrived, release
+}
+
+// TestUnfurlSharesOneRun: the first caller runs the unfurl on its own
+// goroutine; a caller arriving meanwhile waits for it, or answers "try
+// later" at once when its own request ends (TH-38); the run goes on
+// whatever happens to the first caller's context, and its result is
+// cached for everyone after.
+func TestUnfurlSharesOneRun(t *testing.T) {
+	p, calls, arrived, release := heldProvider(t)
+	leaderCtx, cancelLeader := context.WithCancel(t.Context())
+	defer cancelLeader()
+	first := make(chan *provider.Result, 1)
+	go func() { first <- p.Unfurl(leaderCtx, benchURI, provider.Credential{}, provider.UnfurlOptions{}) }()
+	<-arrived // the first caller's run is at the upstream
+
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	r := p.Unfurl(gone, benchURI, provider.Credential{}, provider.UnfurlOptions{})
+	require.NotNil(t, r.Error, "a waiter whose request ended")
+	assert.Equal(t, 503, r.Error.Status)
+
+	waiter := make(chan *provider.Result, 1)
+	go func() { waiter <- p.Unfurl(t.Context(), benchURI, provider.Credential{}, provider.UnfurlOptions{}) }()
+
+	cancelLeader() // the run is detached from it
+	close(release)
+	lr, wr := <-first, <-waiter
+	require.Nil(t, lr.Error, string(lr.Body))
+	require.Nil(t, wr.Error, string(wr.Body))
+	assert.Equal(t, lr.Body, wr.Body)
+	assert.Equal(t, int64(1), calls.Load(), "one upstream call for all callers")
+
+	hit := p.Cached(benchURI, provider.Credential{})
+	require.NotNil(t, hit)
+	assert.True(t, hit.Cached)
+	assert.Equal(t, lr.Body, hit.Body)
+	assert.Same(t, hit, p.Unfurl(t.Context(), benchURI, provider.Credential{}, provider.UnfurlOptions{}), "a hit allocates nothing")
+	assert.Nil(t, p.Cached(benchURI, provider.Credential{Key: "conn-1"}), "results are per credential (TH-27)")
+	assert.Equal(t, int64(1), calls.Load())
+}
+
+// TestRefusedURIsAreNotCached: the result cache answers before Match, so
+// it must never hold the answer for a URI that Match refused (TH-28).
+func TestRefusedURIsAreNotCached(t *testing.T) {
+	p, calls, _, _ := heldProvider(t)
+	for _, uri := range []string{"https://evil.example.com/o/r/issues/1", "https://github.com/o/r/pulls/1", "https://github.com/o/r/issues/1\n"} {
+		for range 2 {
+			r := p.Unfurl(t.Context(), uri, provider.Credential{}, provider.UnfurlOptions{})
+			require.NotNil(t, r.Error, uri)
+			assert.False(t, r.Cached, uri)
+		}
+		assert.Nil(t, p.Cached(uri, provider.Credential{}), uri)
+	}
+	assert.Zero(t, calls.Load())
+}
