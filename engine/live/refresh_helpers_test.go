@@ -1,0 +1,292 @@
+package live_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/live"
+	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// answer is what the fake upstream serves for a path: an object (status
+// 0: 200 with Body, and 304 when the request's validators match) or a
+// failure status. Header entries are sent as they are.
+type answer struct {
+	Status       int
+	Body         string
+	ETag         string
+	LastModified string
+	Header       map[string]string
+}
+
+// upstreamCall is one request the fake upstream received.
+type upstreamCall struct {
+	Path            string
+	At              time.Time
+	IfNoneMatch     string
+	IfModifiedSince string
+	Status          int
+}
+
+// fakeUpstream is an upstream API whose objects the test changes. It
+// stamps each request with the fake clock, so tests assert fetch times on
+// the injected clock.
+type fakeUpstream struct {
+	*httptest.Server
+	clock   *fakeClock
+	mu      sync.Mutex
+	objects map[string]answer
+	// once holds answers served before objects, one per request.
+	once  map[string][]answer
+	calls []upstreamCall
+}
+
+func newFakeUpstream(t *testing.T, clock *fakeClock) *fakeUpstream {
+	t.Helper()
+	f := &fakeUpstream{clock: clock, objects: map[string]answer{}, once: map[string][]answer{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	f.mu.Lock()
+	path := r.URL.Path
+	a, ok := f.objects[path]
+	if q := f.once[path]; len(q) > 0 {
+		a, ok, f.once[path] = q[0], true, q[1:]
+	}
+	call := upstreamCall{Path: path, At: f.clock.Now(), IfNoneMatch: r.Header.Get("If-None-Match"), IfModifiedSince: r.Header.Get("If-Modified-Since")}
+	status := a.Status
+	switch {
+	case !ok:
+		status = http.StatusNotFound
+	case status != 0:
+	case a.ETag != "" && call.IfNoneMatch == a.ETag, a.LastModified != "" && call.IfModifiedSince == a.LastModified:
+		status = http.StatusNotModified
+	default:
+		status = http.StatusOK
+	}
+	call.Status = status
+	f.calls = append(f.calls, call)
+	f.mu.Unlock()
+
+	for k, v := range a.Header {
+		w.Header().Set(k, v)
+	}
+	if a.ETag != "" {
+		w.Header().Set("ETag", a.ETag)
+	}
+	if a.LastModified != "" {
+		w.Header().Set("Last-Modified", a.LastModified)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	switch status {
+	case http.StatusOK:
+		_, _ = io.WriteString(w, a.Body)
+	case http.StatusNotModified:
+	default:
+		_, _ = io.WriteString(w, `{"message":"failure"}`)
+	}
+}
+
+// set makes path serve a.
+func (f *fakeUpstream) set(path string, a answer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objects[path] = a
+}
+
+// queue makes path serve each of as once, in order, before its object.
+func (f *fakeUpstream) queue(path string, as ...answer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.once[path] = append(f.once[path], as...)
+}
+
+// requests returns the calls so far.
+func (f *fakeUpstream) requests() []upstreamCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]upstreamCall(nil), f.calls...)
+}
+
+// times returns when each call came, relative to t0.
+func (f *fakeUpstream) times() []time.Duration {
+	var out []time.Duration
+	for _, c := range f.requests() {
+		out = append(out, c.At.Sub(t0))
+	}
+	return out
+}
+
+// item is an upstream object of the tracker provider.
+func item(title, state string) string {
+	return fmt.Sprintf(`{"title":%q,"state":%q}`, title, state)
+}
+
+// trackerURI is the link of item n.
+func trackerURI(n int) string { return "https://tracker.example.com/items/" + strconv.Itoa(n) }
+
+// itemPath is the upstream path of item n.
+func itemPath(n int) string { return "/items/" + strconv.Itoa(n) }
+
+// webhookSecret signs the tracker's test webhooks.
+const webhookSecret = "tracker-webhook-secret"
+
+// trackerConfig is the provider under test; UPSTREAM and BUDGET are
+// replaced.
+const trackerConfig = `
+server: {mode: development}
+providers:
+  - name: tracker
+    dev: Acme
+    upstream:
+      base_url: UPSTREAM
+      allow_private_networks: true
+    live:
+      poll_interval: 10m
+      max_requests_per_hour: BUDGET
+      webhook:
+        secret: ` + webhookSecret + `
+        header: X-Tracker-Signature
+        prefix: "sha256="
+        uris: '[event.item.url]'
+    patterns:
+      - name: item
+        regex: '^https://tracker\.example\.com/items/(?<id>\d{1,10})/?(?:[?#].*)?$'
+        samples: [https://tracker.example.com/items/1]
+        requests: [{name: item, url: "/items/{id}"}]
+        attributes:
+          - {id: title, kind: title, path: title}
+          - {id: state, kind: enum, path: state}
+`
+
+// liveEnv is a Deliverer (testEnv) plus a fake upstream, the tracker
+// provider and a Refresher over the same memory store and clock.
+type liveEnv struct {
+	*testEnv
+	up  *fakeUpstream
+	reg *provider.Registry
+	p   *provider.Provider
+	r   *live.Refresher
+	// settings are the server settings of the configuration.
+	settings config.Server
+	// refreshed receives every refresh's outcome (OnRefresh).
+	refreshed chan refreshed
+}
+
+type refreshed struct {
+	key store.SubscriptionKey
+	out live.Outcome
+}
+
+// newLiveEnv builds the environment with a budget of budget requests an
+// hour; edit adjusts the refresher's options.
+func newLiveEnv(t *testing.T, budget int, edit ...func(*live.RefresherOptions)) *liveEnv {
+	t.Helper()
+	e := newEnv(t)
+	up := newFakeUpstream(t, e.clock)
+	yml := strings.NewReplacer("UPSTREAM", up.URL, "BUDGET", strconv.Itoa(budget)).Replace(trackerConfig)
+	cfg, errs := config.Parse("live.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
+	require.False(t, errs.HasErrors(), "%v", errs)
+	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
+	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger, Now: e.clock.Now})
+	require.False(t, berrs.HasErrors(), "%v", berrs)
+	t.Cleanup(reg.Close)
+	p, ok := reg.Get("tracker")
+	require.True(t, ok)
+	le := &liveEnv{testEnv: e, up: up, reg: reg, p: p, settings: cfg.Server, refreshed: make(chan refreshed, 256)}
+	opts := live.RefresherOptions{
+		Store: e.st, Registry: reg, Pusher: e.d, Logger: logger, Clock: e.clock,
+		OnRefresh: func(k store.SubscriptionKey, out live.Outcome) { le.refreshed <- refreshed{k, out} },
+	}
+	for _, f := range edit {
+		f(&opts)
+	}
+	r, err := live.NewRefresher(opts)
+	require.NoError(t, err)
+	le.r = r
+	return le
+}
+
+// unfurled records that connection conn unfurled item n as the server
+// does: the subscription holds the hash of the answer Notion got.
+func (e *liveEnv) unfurled(conn string, n int) store.SubscriptionKey {
+	e.t.Helper()
+	res := e.p.Unfurl(e.t.Context(), trackerURI(n), provider.Credential{}, provider.UnfurlOptions{NoCache: true})
+	require.Nil(e.t, res.Error, "%s", res.Body)
+	k := store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: trackerURI(n)}
+	_, err := e.st.PutSubscription(e.t.Context(), store.Subscription{SubscriptionKey: k, AttrHash: res.Hash, CreatedAt: t0, UpdatedAt: t0})
+	require.NoError(e.t, err)
+	return k
+}
+
+// refresh refreshes k and requires no store error.
+func (e *liveEnv) refresh(k store.SubscriptionKey) live.Outcome {
+	e.t.Helper()
+	out, err := e.r.Refresh(e.t.Context(), k, live.TriggerPoll)
+	require.NoError(e.t, err)
+	return out
+}
+
+// flush writes the pending refresh records.
+func (e *liveEnv) flush() {
+	e.t.Helper()
+	require.NoError(e.t, e.r.Flush(e.t.Context()))
+}
+
+// sub reads k's subscription.
+func (e *liveEnv) sub(k store.SubscriptionKey) store.Subscription {
+	e.t.Helper()
+	s, err := e.st.GetSubscription(e.t.Context(), k)
+	require.NoError(e.t, err)
+	return s
+}
+
+// patchOps decodes a PATCH body into its operations' paths and sets.
+func patchOps(t *testing.T, raw []byte) map[string]json.RawMessage {
+	t.Helper()
+	var env struct {
+		Operations []struct {
+			Path []string        `json:"path"`
+			Set  json.RawMessage `json:"set"`
+		} `json:"operations"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &env))
+	out := map[string]json.RawMessage{}
+	for _, op := range env.Operations {
+		out[strings.Join(op.Path, ".")] = op.Set
+	}
+	return out
+}
+
+// seqRand returns the given numbers in turn, then rest forever.
+func seqRand(rest float64, first ...float64) func() float64 {
+	var mu sync.Mutex
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(first) == 0 {
+			return rest
+		}
+		v := first[0]
+		first = first[1:]
+		return v
+	}
+}

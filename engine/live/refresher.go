@@ -1,0 +1,709 @@
+package live
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/unfurld/unfurld/engine/connect"
+	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// Triggers of a refresh, as store.RefreshRecord.Trigger.
+const (
+	TriggerPoll    = "poll"
+	TriggerWebhook = "webhook"
+)
+
+// Outcomes of a refresh, as store.RefreshRecord.Outcome.
+const (
+	// OutcomeUnchanged: fetched; Notion already has these attributes.
+	OutcomeUnchanged = "unchanged"
+	// OutcomeNotModified: the upstream answered 304 to the validators.
+	OutcomeNotModified = "not_modified"
+	// OutcomeChanged: new attributes were queued for Notion.
+	OutcomeChanged = "changed"
+	// OutcomeGone: the object is gone or forbidden upstream, and an
+	// error operation was queued (or Notion has it already).
+	OutcomeGone = "gone"
+	// OutcomeError: the refresh failed; nothing was queued.
+	OutcomeError = "error"
+	// OutcomeSkipped: nothing was fetched (the connection needs a
+	// reconnect, or the provider is no longer configured).
+	OutcomeSkipped = "skipped"
+	// OutcomePending: a webhook asked for a refresh that has not run yet
+	// (the pending mark, store.RefreshPending).
+	OutcomePending = store.RefreshPending
+)
+
+// Defaults applied by NewRefresher to zero RefresherOptions fields.
+const (
+	// DefaultRecordInterval is how long refresh records wait before they
+	// are written together in one commit.
+	DefaultRecordInterval = time.Second
+	// DefaultWebhookWorkers is how many webhook refreshes run at once.
+	DefaultWebhookWorkers = 4
+	// DefaultWebhookQueue is how many webhook refreshes may wait in
+	// memory; past it the rest stay marked pending in the store until the
+	// next scan.
+	DefaultWebhookQueue = 1024
+	// DefaultPendingInterval is how often Run looks in the store for
+	// pending marks that nothing has queued: those left by a full queue, a
+	// failed refresh or a crash.
+	DefaultPendingInterval = time.Minute
+)
+
+// maxPendingRecords writes the refresh records at once when this many
+// wait, so memory stays bounded even if Run is not running.
+const maxPendingRecords = 4096
+
+// maxSubsPerURI bounds the subscriptions one webhook link may refresh.
+const maxSubsPerURI = 1000
+
+// finalFlushTimeout bounds the write of the last records when Run ends.
+const finalFlushTimeout = 5 * time.Second
+
+// Credentials is the part of *connect.Service the Refresher calls: the
+// connection's upstream credential, refreshed when expired, and one
+// renewal after the upstream refused it.
+type Credentials interface {
+	Credential(ctx context.Context, p *provider.Provider, conn store.Connection) (provider.Credential, error)
+	Rejected(ctx context.Context, p *provider.Provider, conn store.Connection) (provider.Credential, error)
+}
+
+// Interface guards: the wiring passes these.
+var (
+	_ Credentials           = (*connect.Service)(nil)
+	_ Pusher                = (*Deliverer)(nil)
+	_ RefreshStore          = store.Store(nil)
+	_ SubscriptionRefresher = (*Refresher)(nil)
+)
+
+// Pusher queues a preview's new state for Notion; *Deliverer is one.
+type Pusher interface {
+	Push(ctx context.Context, k store.SubscriptionKey, body []byte, hash string) (bool, error)
+}
+
+// RefreshStore is what the Refresher and the Poller need of the store.
+type RefreshStore interface {
+	GetConnection(ctx context.Context, id string) (store.Connection, error)
+	GetSubscription(ctx context.Context, k store.SubscriptionKey) (store.Subscription, error)
+	DeleteSubscription(ctx context.Context, k store.SubscriptionKey) error
+	PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error)
+	ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error
+	ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]store.Subscription, error)
+}
+
+// RefresherOptions configure NewRefresher. Store, Registry and Pusher are
+// required.
+type RefresherOptions struct {
+	Store    RefreshStore
+	Registry *provider.Registry
+	// Credentials gives each connection's upstream credential; nil runs
+	// every refresh with the provider's service-wide token.
+	Credentials Credentials
+	// Pusher queues changes for Notion: the Deliverer.
+	Pusher Pusher
+	// Logger receives refresh failures; nil discards.
+	Logger *slog.Logger
+	// Clock is the time source; nil is the wall clock.
+	Clock Clock
+	// RecordInterval is how long refresh records are batched before one
+	// PutSubscriptions writes them.
+	RecordInterval time.Duration
+	// WebhookWorkers and WebhookQueue bound the refreshes webhooks ask
+	// for: how many run at once, how many may wait.
+	WebhookWorkers int
+	WebhookQueue   int
+	// PendingInterval is how often Run scans the store for pending marks
+	// to queue (it always does once as it starts).
+	PendingInterval time.Duration
+	// OnRefresh, when set, is called after every refresh, for tests and
+	// metrics. It must not block.
+	OnRefresh func(k store.SubscriptionKey, out Outcome)
+}
+
+// Outcome is what one refresh did.
+type Outcome struct {
+	// Record is the story written to the subscription; zero when the
+	// subscription no longer exists.
+	Record store.RefreshRecord
+	// Queued is true when a PATCH was queued for Notion.
+	Queued bool
+	// Deleted is true when the subscription is gone: deleted before the
+	// refresh, or now because its connection was.
+	Deleted bool
+	// Transient is true when the upstream failed in a way that passes
+	// (429, 5xx, a spent rate limit, a timeout or network error): the
+	// poller backs off and nothing was pushed.
+	Transient bool
+	// Upstream is what the upstream said (status, rate-limit signals,
+	// requests sent).
+	Upstream provider.UpstreamInfo
+}
+
+// Refresher refreshes subscriptions: it fetches the link again with its
+// connection's credential and queues a PATCH when Notion's copy is out of
+// date (issue 4 items 2 and 3). The Poller calls it on a schedule, the
+// webhook route through RefreshURIs. It is safe for concurrent use.
+type Refresher struct {
+	st    RefreshStore
+	reg   *provider.Registry
+	creds Credentials
+	push  Pusher
+	log   *slog.Logger
+	clock Clock
+	every time.Duration
+	done  func(store.SubscriptionKey, Outcome)
+
+	workers int
+	jobs    chan store.SubscriptionKey
+	scan    time.Duration
+
+	mu      sync.Mutex
+	pending map[store.SubscriptionKey]store.Subscription
+	// queued holds the keys in jobs, so that a key is queued once
+	// however many events or scans name it before a worker takes it.
+	queued map[store.SubscriptionKey]bool
+	// running serializes the refreshes of one key: two at once could
+	// push their states in the opposite order of their fetches, and a
+	// stale state would follow a newer one to Notion.
+	running map[store.SubscriptionKey]*keyLock
+	// flushMu keeps batches in order: a newer record of a key must not
+	// be overwritten by an older batch committed after it.
+	flushMu sync.Mutex
+}
+
+// NewRefresher checks opts and applies defaults. Start it with Run, which
+// runs the webhook refreshes and writes the refresh records.
+func NewRefresher(opts RefresherOptions) (*Refresher, error) {
+	switch {
+	case opts.Store == nil:
+		return nil, errors.New("live: refresher: no store")
+	case opts.Registry == nil:
+		return nil, errors.New("live: refresher: no provider registry")
+	case opts.Pusher == nil:
+		return nil, errors.New("live: refresher: no pusher")
+	case opts.RecordInterval < 0, opts.WebhookWorkers < 0, opts.WebhookQueue < 0, opts.PendingInterval < 0:
+		return nil, errors.New("live: refresher: negative option")
+	}
+	r := &Refresher{
+		st: opts.Store, reg: opts.Registry, creds: opts.Credentials, push: opts.Pusher,
+		log: opts.Logger, clock: opts.Clock, done: opts.OnRefresh,
+		every:   orDefault(opts.RecordInterval, DefaultRecordInterval),
+		workers: orDefault(opts.WebhookWorkers, DefaultWebhookWorkers),
+		jobs:    make(chan store.SubscriptionKey, orDefault(opts.WebhookQueue, DefaultWebhookQueue)),
+		scan:    orDefault(opts.PendingInterval, DefaultPendingInterval),
+		pending: map[store.SubscriptionKey]store.Subscription{},
+		queued:  map[store.SubscriptionKey]bool{},
+		running: map[store.SubscriptionKey]*keyLock{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.clock == nil {
+		r.clock = realClock{}
+	}
+	return r, nil
+}
+
+// Run serves webhook refreshes and writes refresh records every
+// RecordInterval until ctx ends; then it writes what is left. As it starts,
+// and every PendingInterval after, it queues the subscriptions still
+// marked pending, so that what a webhook was answered 202 for before a
+// crash is refreshed after the restart (security.md F1).
+func (r *Refresher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range r.workers {
+		wg.Go(func() { r.work(ctx) })
+	}
+	r.queuePending(ctx)
+	nextScan := r.clock.Now().Add(r.scan)
+	defer func() {
+		wg.Wait()
+		// ctx is over; the last records still deserve a bounded write.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFlushTimeout)
+		defer cancel()
+		if err := r.Flush(fctx); err != nil {
+			r.log.WarnContext(fctx, "live refresh records", "err", err)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.clock.After(r.every):
+			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "live refresh records", "err", err)
+			}
+			// After the flush, so that marks the last refreshes cleared
+			// are not queued again.
+			if now := r.clock.Now(); !now.Before(nextScan) {
+				r.queuePending(ctx)
+				nextScan = now.Add(r.scan)
+			}
+		}
+	}
+}
+
+// queuePending queues the subscriptions marked pending in the store that
+// are neither queued, nor refreshing, nor refreshed since their mark (a
+// record waiting for the next flush clears the mark). A full queue leaves
+// the rest for the next scan; a store failure is logged and waits for it
+// too.
+func (r *Refresher) queuePending(ctx context.Context) {
+	var marked []store.Subscription
+	err := r.st.ListSubscriptions(ctx, "", func(s store.Subscription) error {
+		if s.Refresh.Outcome == OutcomePending {
+			marked = append(marked, s)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.WarnContext(ctx, "live pending refreshes", "err", err)
+		}
+		return
+	}
+	keys := make([]store.SubscriptionKey, 0, len(marked))
+	r.mu.Lock()
+	for _, s := range marked {
+		k := s.SubscriptionKey
+		if rec, ok := r.pending[k]; ok && !rec.Refresh.At.Before(s.Refresh.At) {
+			continue // refreshed since the mark; the next flush clears it
+		}
+		if r.queued[k] || r.running[k] != nil {
+			// Queued, or refreshing now: a refresh that began after the
+			// mark clears it, and one that began before leaves it for the
+			// next scan.
+			continue
+		}
+		keys = append(keys, k)
+	}
+	r.mu.Unlock()
+	if left := r.enqueue(keys); left > 0 {
+		r.log.WarnContext(ctx, "webhook refresh queue full, left pending for the next scan", "pending", left)
+	}
+}
+
+// enqueue queues a refresh of each key not queued already, without
+// blocking, and says how many did not fit.
+func (r *Refresher) enqueue(keys []store.SubscriptionKey) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	left := 0
+	for _, k := range keys {
+		if r.queued[k] {
+			continue
+		}
+		select {
+		case r.jobs <- k:
+			r.queued[k] = true
+		default:
+			left++
+		}
+	}
+	return left
+}
+
+// work runs queued webhook refreshes until ctx ends.
+func (r *Refresher) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case k := <-r.jobs:
+			if _, err := r.refreshNotify(ctx, k, TriggerWebhook, true); err != nil && ctx.Err() == nil {
+				r.log.ErrorContext(ctx, "live refresh", "provider", k.Provider, "err", err)
+			}
+		}
+	}
+}
+
+// RefreshURIs asks for a refresh of every subscription of provider's
+// links, for a webhook, and says how many. A link matches the
+// subscriptions of the same object: the same pattern and captured groups,
+// pasted as the event names it or with a fragment, a query, a trailing
+// slash, http or www. Links of no pattern are ignored.
+//
+// Before it returns, and so before the webhook is answered 202, the
+// subscriptions are marked pending in one store write: the request is
+// durable, and a crash before the refresh ran only delays it until Run
+// starts again (issue 4 item 4, security.md F1). Then they are queued; when
+// the queue is full the rest stay marked until Run's next scan. An error
+// means nothing was marked and the webhook must not be acknowledged.
+func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris []string) (int, error) {
+	p, ok := r.reg.Get(providerName)
+	if !ok {
+		return 0, fmt.Errorf("refresh: unknown provider %q", providerName)
+	}
+	var keys []store.SubscriptionKey
+	var marks []store.Subscription
+	at := r.clock.Now().UTC()
+	seen := map[store.SubscriptionKey]bool{}
+	for _, uri := range uris {
+		m, err := p.Match(uri)
+		if err != nil {
+			continue
+		}
+		for _, prefix := range uriPrefixes(uri) {
+			subs, err := r.st.ListSubscriptionsByURIPrefix(ctx, providerName, prefix, maxSubsPerURI)
+			if err != nil {
+				return 0, fmt.Errorf("refresh: %w", err)
+			}
+			for _, s := range subs {
+				if seen[s.SubscriptionKey] || !sameObject(p, m, s.URI) {
+					continue
+				}
+				seen[s.SubscriptionKey] = true
+				keys = append(keys, s.SubscriptionKey)
+				marks = append(marks, store.Subscription{
+					SubscriptionKey: s.SubscriptionKey, UpdatedAt: at,
+					Refresh: store.RefreshRecord{At: at, Trigger: TriggerWebhook, Outcome: OutcomePending},
+				})
+			}
+		}
+	}
+	if len(marks) == 0 {
+		return 0, nil
+	}
+	if _, err := r.st.PutSubscriptions(ctx, marks[:0]); err != nil {
+		return 0, fmt.Errorf("refresh: mark pending: %w", err)
+	}
+	if left := r.enqueue(keys); left > 0 {
+		r.log.WarnContext(ctx, "webhook refresh queue full, left pending for the next scan", "provider", providerName,
+			"pending", left)
+	}
+	return len(keys), nil
+}
+
+// sameObject reports whether uri names the object m matched: same
+// pattern, same captured groups.
+func sameObject(p *provider.Provider, m *provider.Match, uri string) bool {
+	other, err := p.Match(uri)
+	return err == nil && other.Pattern == m.Pattern && maps.Equal(other.Groups, m.Groups)
+}
+
+// uriPrefixes lists the prefixes under which a link's subscriptions are
+// stored: the link as given, with http or https, with or without www.,
+// each alone (then with a fragment right after, in key order) and
+// followed by '/' or '?', which sort after longer links of other objects
+// (".../issues/1" < ".../issues/10" < ".../issues/1?x") and so need scans
+// of their own.
+func uriPrefixes(uri string) []string {
+	var bases []string
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok || (scheme != "https" && scheme != "http") {
+		bases = []string{uri}
+	} else {
+		host := strings.TrimPrefix(rest, "www.")
+		for _, s := range []string{"https://", "http://"} {
+			bases = append(bases, s+host, s+"www."+host)
+		}
+	}
+	var out []string
+	for _, b := range bases {
+		for _, suffix := range []string{"", "/", "?"} {
+			if !slices.Contains(out, b+suffix) {
+				out = append(out, b+suffix)
+			}
+		}
+	}
+	return out
+}
+
+// Refresh fetches k's link again and brings Notion up to date: new
+// attributes are pushed, an upstream 404/410 or 401/403 pushes the error
+// operation (protocol 7.2), which the next normal update clears, and a
+// 304 or a passing failure pushes nothing. The outcome and the upstream's
+// validators are recorded on the subscription in the next batch. An error
+// is a store failure.
+func (r *Refresher) Refresh(ctx context.Context, k store.SubscriptionKey, trigger string) (Outcome, error) {
+	return r.refreshNotify(ctx, k, trigger, false)
+}
+
+// refreshNotify is Refresh; dequeued is true for a job taken from the
+// queue.
+func (r *Refresher) refreshNotify(ctx context.Context, k store.SubscriptionKey, trigger string, dequeued bool) (Outcome, error) {
+	out, err := r.refresh(ctx, k, trigger, dequeued)
+	if err == nil && r.done != nil {
+		r.done(k, out)
+	}
+	return out, err
+}
+
+func (r *Refresher) refresh(ctx context.Context, k store.SubscriptionKey, trigger string, dequeued bool) (Outcome, error) {
+	unlock, err := r.lock(ctx, k, dequeued)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer unlock()
+	// The record's time is when this refresh began, before it read the
+	// subscription and fetched: a pending mark made later is for a change
+	// it may have missed, and must outlive its record (store.MergeSubscription).
+	run := refreshRun{trigger: trigger, at: r.clock.Now().UTC()}
+	sub, err := r.st.GetSubscription(ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		return Outcome{Deleted: true}, nil
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("refresh: %w", err)
+	}
+	p, ok := r.reg.Get(k.Provider)
+	if !ok {
+		return r.skip(ctx, sub, run, "provider is not configured")
+	}
+	conn, err := r.st.GetConnection(ctx, k.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		// DeleteConnection removes its subscriptions; one left over is
+		// removed here (TH-40).
+		if err := r.st.DeleteSubscription(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return Outcome{}, fmt.Errorf("refresh: %w", err)
+		}
+		return Outcome{Deleted: true}, nil
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("refresh: %w", err)
+	}
+	cred, err := r.credential(ctx, p, conn)
+	switch {
+	case errors.Is(err, connect.ErrReconnect):
+		// The unfurl route and the deliverer deal with a connection that
+		// needs a reconnect; fetching with no credential would only show
+		// what an anonymous user sees.
+		return r.skip(ctx, sub, run, "connection needs reconnecting")
+	case err != nil:
+		return r.settleError(ctx, sub, run, provider.UpstreamInfo{}, fmt.Sprintf("upstream credential: %v", err), false)
+	}
+	opts := provider.UnfurlOptions{NoCache: true, Validators: provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}}
+	res := p.Unfurl(ctx, k.URI, cred, opts)
+	if err := ctx.Err(); err != nil {
+		// Cancelled, not failed: nothing to record.
+		return Outcome{}, err
+	}
+	if res.Error != nil && res.Error.Status == 401 && len(conn.UpstreamCredential) > 0 && r.creds != nil && !transient(res.Upstream) {
+		// An access token refused before its time: renew it once and
+		// retry, as an unfurl does (issue 3 item 6).
+		renewed, err := r.creds.Rejected(ctx, p, conn)
+		switch {
+		case errors.Is(err, connect.ErrReconnect):
+			return r.skip(ctx, sub, run, "connection needs reconnecting")
+		case err != nil:
+			return r.settleError(ctx, sub, run, res.Upstream, fmt.Sprintf("upstream credential refused and not renewed: %v", err), false)
+		}
+		requests := res.Upstream.Requests
+		res = p.Unfurl(ctx, k.URI, renewed, opts)
+		res.Upstream.Requests += requests
+		if err := ctx.Err(); err != nil {
+			return Outcome{}, err
+		}
+	}
+	return r.settle(ctx, sub, run, res)
+}
+
+// credential is the upstream credential of conn.
+func (r *Refresher) credential(ctx context.Context, p *provider.Provider, conn store.Connection) (provider.Credential, error) {
+	if r.creds == nil {
+		if conn.Status == store.StatusReconnect {
+			return provider.Credential{}, connect.ErrReconnect
+		}
+		return provider.Credential{}, nil
+	}
+	return r.creds.Credential(ctx, p, conn)
+}
+
+// transient reports whether an upstream failure should pass: rate
+// limited (429, a Retry-After, or no requests remaining, which GitHub
+// answers with 403), a 5xx, or a request that got no answer at all.
+func transient(u provider.UpstreamInfo) bool {
+	if u.Requests == 0 {
+		return false
+	}
+	return u.Status == 0 || u.Status == 429 || u.Status >= 500 || u.RetryAfter > 0 ||
+		(u.RateLimit.Known && u.RateLimit.Remaining == 0 && u.Status/100 != 2 && u.Status != 304)
+}
+
+// settle acts on a fresh result.
+func (r *Refresher) settle(ctx context.Context, sub store.Subscription, run refreshRun, res *provider.Result) (Outcome, error) {
+	up := res.Upstream
+	switch {
+	case res.NotModified:
+		rec := r.story(run, OutcomeNotModified, 304, "")
+		r.note(ctx, sub, provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}, rec)
+		return Outcome{Record: rec, Upstream: up}, nil
+	case res.Error == nil:
+		queued, err := r.push.Push(ctx, sub.SubscriptionKey, res.Body, res.Hash)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("refresh: %w", err)
+		}
+		rec := r.story(run, OutcomeUnchanged, up.Status, "")
+		if queued {
+			rec.Outcome = OutcomeChanged
+		}
+		r.note(ctx, sub, up.Validators, rec)
+		return Outcome{Record: rec, Queued: queued, Upstream: up}, nil
+	case transient(up):
+		return r.settleError(ctx, sub, run, up, upstreamDetail(up), true)
+	case up.Requests == 0 && res.Error.Status == 503:
+		// Nothing was sent: too many upstream requests in flight here.
+		return r.settleError(ctx, sub, run, up, "too many upstream requests in flight", true)
+	case res.Error.Status == 404 || res.Error.Status == 401 || res.Error.Status == 403:
+		// Gone or forbidden: Notion shows the error operation, exactly
+		// the unfurl route's answer (protocol 5.4, 7.2).
+		queued, err := r.push.Push(ctx, sub.SubscriptionKey, res.Body, res.Hash)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("refresh: %w", err)
+		}
+		status := cmp.Or(up.Status, res.Error.Status)
+		rec := r.story(run, OutcomeGone, status, fmt.Sprintf("error operation %d", res.Error.Status))
+		r.note(ctx, sub, provider.Validators{}, rec)
+		return Outcome{Record: rec, Queued: queued, Upstream: up}, nil
+	default:
+		// A link no longer usable (400) or an answer that is not JSON: the
+		// same request would fail the same way, but it may be fixed
+		// upstream, so Notion keeps what it has.
+		return r.settleError(ctx, sub, run, up, fmt.Sprintf("%s; error operation %d not pushed", upstreamDetail(up), res.Error.Status), false)
+	}
+}
+
+// upstreamDetail describes an upstream failure without its body (TH-36).
+func upstreamDetail(u provider.UpstreamInfo) string {
+	switch {
+	case u.Status == 0:
+		return "no answer from the upstream"
+	case u.RetryAfter > 0:
+		return fmt.Sprintf("upstream status %d, retry after %s", u.Status, u.RetryAfter)
+	default:
+		return fmt.Sprintf("upstream status %d", u.Status)
+	}
+}
+
+// settleError records a failed refresh; nothing is pushed and the
+// validators stay.
+func (r *Refresher) settleError(ctx context.Context, sub store.Subscription, run refreshRun, up provider.UpstreamInfo, detail string, isTransient bool) (Outcome, error) {
+	rec := r.story(run, OutcomeError, up.Status, detail)
+	r.note(ctx, sub, provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}, rec)
+	return Outcome{Record: rec, Transient: isTransient, Upstream: up}, nil
+}
+
+// skip records a refresh that fetched nothing.
+func (r *Refresher) skip(ctx context.Context, sub store.Subscription, run refreshRun, detail string) (Outcome, error) {
+	rec := r.story(run, OutcomeSkipped, 0, detail)
+	r.note(ctx, sub, provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}, rec)
+	return Outcome{Record: rec}, nil
+}
+
+// refreshRun is what one refresh records about itself: why it ran and
+// when it began.
+type refreshRun struct {
+	trigger string
+	at      time.Time
+}
+
+func (r *Refresher) story(run refreshRun, outcome string, status int, detail string) store.RefreshRecord {
+	return store.RefreshRecord{At: run.at, Trigger: run.trigger, Outcome: outcome, Status: status, Detail: detail}
+}
+
+// keyLock is one key's entry in Refresher.running: a one-slot semaphore,
+// and how many refreshes hold or wait for it.
+type keyLock struct {
+	sem  chan struct{}
+	refs int
+}
+
+// lock waits until no other refresh of k runs, or ctx ends, and returns
+// the function that lets the next one go. A job taken from the queue
+// (dequeued) leaves queued as it joins running, in one step, so that a
+// scan never sees it in neither and queues it twice; an event arriving
+// from then on gets a job of its own.
+func (r *Refresher) lock(ctx context.Context, k store.SubscriptionKey, dequeued bool) (func(), error) {
+	r.mu.Lock()
+	if dequeued {
+		delete(r.queued, k)
+	}
+	l := r.running[k]
+	if l == nil {
+		l = &keyLock{sem: make(chan struct{}, 1)}
+		r.running[k] = l
+	}
+	l.refs++
+	r.mu.Unlock()
+	release := func(held bool) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if held {
+			<-l.sem
+		}
+		if l.refs--; l.refs == 0 {
+			delete(r.running, k)
+		}
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return func() { release(true) }, nil
+	case <-ctx.Done():
+		release(false)
+		return nil, ctx.Err()
+	}
+}
+
+// note queues the record of a refresh for the next batch; a put with a
+// Refresh only updates the validators and the story of a subscription
+// that still exists (store.MergeSubscription).
+func (r *Refresher) note(ctx context.Context, sub store.Subscription, v provider.Validators, rec store.RefreshRecord) {
+	r.mu.Lock()
+	r.pending[sub.SubscriptionKey] = store.Subscription{
+		SubscriptionKey: sub.SubscriptionKey, ETag: v.ETag, LastModified: v.LastModified,
+		Refresh: rec, UpdatedAt: rec.At,
+	}
+	full := len(r.pending) >= maxPendingRecords
+	r.mu.Unlock()
+	if full {
+		if err := r.Flush(ctx); err != nil {
+			r.log.WarnContext(ctx, "live refresh records", "err", err)
+		}
+	}
+}
+
+// Flush writes the pending refresh records in one PutSubscriptions, in key
+// order. Records that fail to write are kept for the next flush, as many
+// as fit under the bound on waiting records; the rest are dropped: they
+// are a status aid, the next refresh writes its own, and a pending mark
+// one of them would have cleared stays and is refreshed again.
+func (r *Refresher) Flush(ctx context.Context) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	r.mu.Lock()
+	batch := slices.Collect(maps.Values(r.pending))
+	clear(r.pending)
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	slices.SortFunc(batch, func(a, b store.Subscription) int {
+		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID),
+			strings.Compare(a.URI, b.URI))
+	})
+	if _, err := r.st.PutSubscriptions(ctx, batch); err != nil {
+		// Kept for the next flush (Run's last one, when its ctx ended
+		// during this one), unless newer or too many: each clears a
+		// pending mark, which otherwise costs a refresh more.
+		r.mu.Lock()
+		for _, s := range batch {
+			if _, newer := r.pending[s.SubscriptionKey]; !newer && len(r.pending) < maxPendingRecords {
+				r.pending[s.SubscriptionKey] = s
+			}
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("record refreshes: %w", err)
+	}
+	return nil
+}
