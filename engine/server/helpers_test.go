@@ -163,8 +163,32 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	t.Cleanup(reg.Close)
 	st := memory.New()
 	h := &harness{t: t, up: up, st: st, reg: reg, settings: cfg.Server, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	h.srv = server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Logger: logger, Now: func() time.Time { return h.now }})
+	h.st = flushingStore{Store: st, h: h}
+	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger, Now: func() time.Time { return h.now }})
+	t.Cleanup(func() { require.NoError(t, h.srv.Close(context.Background())) })
 	return h
+}
+
+// flushingStore flushes the harness's current server before every
+// subscription read: the server records subscriptions in the background
+// (issue 2), and a test reading them means "after the requests so far".
+type flushingStore struct {
+	store.Store
+	h *harness
+}
+
+func (f flushingStore) GetSubscription(ctx context.Context, k store.SubscriptionKey) (store.Subscription, error) {
+	if err := f.h.srv.Flush(ctx); err != nil {
+		return store.Subscription{}, err
+	}
+	return f.Store.GetSubscription(ctx, k)
+}
+
+func (f flushingStore) ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error {
+	if err := f.h.srv.Flush(ctx); err != nil {
+		return err
+	}
+	return f.Store.ListSubscriptions(ctx, provider, fn)
 }
 
 // token seeds a connection and an access token for provider.

@@ -375,9 +375,9 @@ func TestHTTPSURL(t *testing.T) {
 
 // --- headless Chromium ---
 
-// chromiumPath finds Chromium. Without it the browser test fails in CI
-// (which installs it) and is skipped on a developer machine: the one
-// allowed skip.
+// chromiumPath finds Chromium. The pages are tested in a real browser
+// (issue 3 item 3), so a missing browser fails the test everywhere, with
+// the command that installs it; .ci/run installs it in CI.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -385,10 +385,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not on PATH; CI must install it: apt-get update -qq && apt-get install -y -qq chromium")
-	}
-	t.Skip("chromium not on PATH: skipping the headless browser checks (install it with apt-get install chromium; CI=true makes this a failure)")
+	t.Fatal("chromium not on PATH: the pages are tested in headless Chromium (issue 3 item 3); install it with: apt-get install -y chromium")
 	return ""
 }
 

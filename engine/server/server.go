@@ -11,7 +11,10 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/connect"
+	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -24,6 +27,18 @@ type Config struct {
 	Store store.Store
 	// Registry holds the compiled providers.
 	Registry *provider.Registry
+	// Connect runs the connection flow; nil serves no flow routes (unit
+	// tests of the unfurl route).
+	Connect *connect.Service
+	// Live refreshes the links a verified webhook names (engine/live);
+	// nil serves no webhook route.
+	Live LiveRefresher
+	// LiveStats returns the running live-update statistics for the admin
+	// endpoint; nil reports from the store alone.
+	LiveStats func() *status.Live
+	// Keyring seals and opens secrets at rest: upstream credentials,
+	// Notion tokens, pending flows, refresh successors (TH-41).
+	Keyring *oauth.Keyring
 	// Logger receives request logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -35,6 +50,10 @@ type Server struct {
 	cfg  Config
 	echo *echo.Echo
 	log  *slog.Logger
+	// bearers and subs keep the request path off the store (issue 2);
+	// see state.go.
+	bearers *bearerCache
+	subs    *subscriptionRecorder
 }
 
 // New builds the echo app with every route registered.
@@ -52,9 +71,11 @@ func New(cfg Config) *Server {
 	// a proxy setting says so (TH-50).
 	e.IPExtractor = echo.ExtractIPDirect()
 	s := &Server{cfg: cfg, echo: e, log: cfg.Logger}
+	s.initState()
 	e.HTTPErrorHandler = s.handleError
 
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Generator: newRequestID,
 		RequestIDHandler: func(c echo.Context, id string) {
 			c.SetRequest(c.Request().WithContext(withRequestID(c.Request().Context(), id)))
 		},
@@ -69,8 +90,19 @@ func New(cfg Config) *Server {
 	}))
 
 	e.GET("/healthz", s.health)
+	if !cfg.Settings.AdminToken.IsZero() {
+		(&adminHandler{s: s}).Register(e)
+	}
 	g := e.Group("/providers/:provider")
 	(&unfurlHandler{s: s}).Register(g)
+	(&tokenHandler{s: s}).Register(g)
+	(&deletedHandler{s: s}).Register(g)
+	if cfg.Connect != nil {
+		newConnectHandler(s, cfg.Connect).Register(g)
+	}
+	if cfg.Live != nil {
+		(&webhookHandler{s: s, live: cfg.Live}).Register(g)
+	}
 	return s
 }
 
@@ -118,6 +150,11 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		level := slog.LevelInfo
 		if c.Response().Status >= 500 {
 			level = slog.LevelError
+		}
+		// Building the attributes costs allocations on every request;
+		// production runs at warn, where this line is not written.
+		if !s.log.Enabled(req.Context(), level) {
+			return nil
 		}
 		s.log.Log(req.Context(), level, "request",
 			"method", req.Method,
