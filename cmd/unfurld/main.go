@@ -6,6 +6,8 @@
 //	unfurld preview --config config.yaml URL [--trace] [--token T]
 //	unfurld test [--config config.yaml] [--update] DIR
 //	unfurld token --config config.yaml --provider NAME
+//	unfurld notion-settings --config config.yaml [--provider NAME] [--show-secrets]
+//	unfurld status --config config.yaml [--provider NAME] [--uri URI | --connection ID]
 //
 // This package only wires: it parses flags, builds the logger, opens the
 // bbolt store, handles signals and owns the exit codes. Behaviour lives in
@@ -53,6 +55,10 @@ Usage:
                                                    dry-run one unfurl and print Notion's JSON
   unfurld test [--config FILE] [--update] DIR      run provider fixture cases under DIR
   unfurld token --config FILE --provider NAME      create a development connection and access token
+  unfurld notion-settings --config FILE [--provider NAME] [--show-secrets] [--format json]
+                                                   print what to type into Notion's dashboard
+  unfurld status --config FILE [--provider NAME] [--uri URI] [--connection ID] [--format json]
+                                                   live updates: subscriptions, queue, last refresh
   unfurld version
 
 Run 'unfurld COMMAND --help' for a command's flags.
@@ -82,6 +88,10 @@ func run(ctx context.Context, args []string, e env) int {
 		return test(ctx, rest, e)
 	case "token":
 		return token(ctx, rest, e)
+	case "notion-settings":
+		return notionSettings(rest, e)
+	case "status":
+		return statusCmd(ctx, rest, e)
 	case "version":
 		fmt.Fprintln(e.stdout, "unfurld", version())
 		return exitOK

@@ -42,6 +42,9 @@ func TestExamplesValidate(t *testing.T) {
 		"GITHUB_NOTION_INTEGRATION_ID":     "integration",
 		"GITHUB_NOTION_INTEGRATION_SECRET": strings.Repeat("t", 40),
 		"UNFURLD_SECRET_KEYS":              "ci:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+		// builtin:github-oauth's upstream OAuth app, as .ci/run exports it.
+		"GITHUB_CLIENT_ID":     "ci-github-client-id",
+		"GITHUB_CLIENT_SECRET": "ci-github-client-secret",
 	}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
 
@@ -52,7 +52,25 @@ func serve(ctx context.Context, args []string, e env) int {
 		}
 	}()
 
-	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: l.reg, Logger: logger})
+	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger})
+	if err != nil {
+		logger.Error("start", "err", err)
+		return exitFailure
+	}
+	srv := a.Server
+	// Deferred after the store's Close, so it runs first: the
+	// subscriptions of answered unfurls, recorded in the background, are
+	// written before the store closes, however serve returns (issue 2).
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
+		defer cancel()
+		if err := srv.Close(fctx); err != nil {
+			logger.Error("write subscriptions", "err", err)
+		}
+	}()
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go a.Run(bg)
 	addr := cfg.Server.Listen
 	if *listen != "" {
 		addr = *listen

@@ -1,0 +1,187 @@
+// Package app assembles a running unfurld from a loaded configuration: the
+// keyring, the Notion client, the token issuer, the connection flow and
+// the HTTP server over one store and one provider registry. cmd/unfurld
+// serve and the end-to-end tests build the same thing through New, so the
+// tests exercise the wiring the binary runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/connect"
+	"github.com/unfurld/unfurld/engine/live"
+	"github.com/unfurld/unfurld/engine/notion"
+	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/status"
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// sweepEvery is how often expired flows, codes and tokens are removed
+// (TH-12, TH-17).
+const sweepEvery = time.Minute
+
+// retainConsumed keeps spent codes and refresh tokens this long, so that a
+// replay within it revokes its grant (TH-16, TH-23) rather than meeting
+// "not found".
+const retainConsumed = 7 * 24 * time.Hour
+
+// Options are the parts New does not build itself.
+type Options struct {
+	Config   *config.Config
+	Registry *provider.Registry
+	Store    store.Store
+	Logger   *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Clock drives live updates (timers too); nil is the wall clock.
+	// Tests inject a fake.
+	Clock live.Clock
+	// Notion are base options for the Notion client (tests set HTTPClient);
+	// its URL, versions and timeout come from the config.
+	Notion notion.ClientOptions
+}
+
+// App is an assembled unfurld.
+type App struct {
+	Server  *server.Server
+	Connect *connect.Service
+	Issuer  *oauth.Issuer
+	Keyring *oauth.Keyring
+	Notion  *notion.Client
+	// Deliverer, Refresher and Poller keep previews current (issue 4).
+	Deliverer *live.Deliverer
+	Refresher *live.Refresher
+	Poller    *live.Poller
+
+	st  store.Store
+	log *slog.Logger
+	now func() time.Time
+}
+
+// New builds the app. The config must have its secrets filled (FillDevSecrets
+// in development mode); a missing or malformed sealing key refuses to
+// start with a message that never prints the key (TH-42).
+func New(opts Options) (*App, error) {
+	cfg := opts.Config
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if cfg.Server.SecretKeys.IsZero() {
+		return nil, errors.New("server.secret_keys is empty: set UNFURLD_SECRET_KEYS (see README, Operations)")
+	}
+	kr, err := oauth.ParseKeyring(cfg.Server.SecretKeys.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("server.secret_keys: %w", err)
+	}
+	nopts := opts.Notion
+	nopts.BaseURL = cfg.Notion.APIBaseURL
+	nopts.TokenVersion = cfg.Notion.TokenVersion
+	nopts.ObjectVersion = cfg.Notion.ObjectVersion
+	nopts.Timeout = cfg.Notion.Timeout.D()
+	nc, err := notion.NewClient(nopts)
+	if err != nil {
+		return nil, fmt.Errorf("notion: %w", err)
+	}
+	iss := &oauth.Issuer{Store: opts.Store, Keyring: kr, Now: opts.Now}
+	cs, err := connect.New(connect.Options{
+		Store: opts.Store, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,
+		PublicURL: cfg.Server.PublicURL, RedirectURIs: cfg.Notion.RedirectURIs,
+		Logger: opts.Logger, Now: opts.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Live updates (protocol 7, issue 4): the deliverer drains the
+	// durable outbox to Notion; the refresher re-fetches subscribed links
+	// and queues what changed; the poller and the webhook route decide
+	// when.
+	clock := opts.Clock
+	del, err := live.New(live.Options{Store: opts.Store, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock})
+	if err != nil {
+		return nil, fmt.Errorf("live delivery: %w", err)
+	}
+	ref, err := live.NewRefresher(live.RefresherOptions{
+		Store: opts.Store, Registry: opts.Registry, Credentials: cs, Pusher: del, Logger: opts.Logger, Clock: clock,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("live refresh: %w", err)
+	}
+	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: opts.Store, Registry: opts.Registry, Logger: opts.Logger, Clock: clock})
+	if err != nil {
+		return nil, fmt.Errorf("live polling: %w", err)
+	}
+	a := &App{
+		Connect: cs, Issuer: iss, Keyring: kr, Notion: nc,
+		Deliverer: del, Refresher: ref, Poller: poll,
+		st: opts.Store, log: opts.Logger, now: opts.Now,
+	}
+	a.Server = server.New(server.Config{
+		Settings: cfg.Server, Store: opts.Store, Registry: opts.Registry,
+		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
+		Live: ref, LiveStats: a.liveStats,
+	})
+	return a, nil
+}
+
+// liveStats is the in-memory part of the admin status report.
+func (a *App) liveStats() *status.Live {
+	l := &status.Live{Delivery: map[string]any{}, Polling: map[string]any{}}
+	for p, s := range a.Deliverer.Stats() {
+		l.Delivery[p] = s
+	}
+	for p, s := range a.Poller.Stats() {
+		l.Polling[p] = s
+	}
+	return l
+}
+
+// Sweep removes expired pending flows, codes and tokens once.
+func (a *App) Sweep(ctx context.Context) {
+	res, err := a.st.Sweep(ctx, a.now(), retainConsumed)
+	if err != nil {
+		a.log.WarnContext(ctx, "sweep", "err", err)
+		return
+	}
+	if res.Flows+res.Tokens > 0 {
+		a.log.DebugContext(ctx, "sweep", "flows", res.Flows, "tokens", res.Tokens)
+	}
+}
+
+// Run does the background work until ctx ends: live delivery, refresh
+// and polling, and the periodic sweep. It returns when all of them have
+// stopped.
+func (a *App) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.Poller.Run, a.sweepLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (a *App) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.Sweep(ctx)
+		}
+	}
+}
