@@ -35,3 +35,16 @@ func Names() []string {
 	sort.Strings(names)
 	return names
 }
+
+// PlaceholderEnv returns stand-in values for the environment variables
+// that a built-in provider cannot load without (those referenced as
+// ${NAME}, with no default): today the upstream OAuth app of github-oauth.
+// It is for offline runs that never reach an upstream's sign-in, such as
+// the fixture cases of `unfurld test` and this package's tests; a real
+// deployment sets the variables itself. Each call returns a new map.
+func PlaceholderEnv() map[string]string {
+	return map[string]string{
+		"GITHUB_CLIENT_ID":     "placeholder-github-client-id",
+		"GITHUB_CLIENT_SECRET": "placeholder-github-client-secret",
+	}
+}

@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,17 +16,25 @@ import (
 
 // parseBuiltin loads one built-in provider the way a new user's first
 // config does: development mode and an empty environment, so every
-// ${VAR:-} falls back to its default.
+// ${VAR:-} falls back to its default. Only the variables that have no
+// default (providers.PlaceholderEnv) are set.
 func parseBuiltin(t *testing.T, name string) (*config.Config, config.Errors) {
 	t.Helper()
+	return parseBuiltinEnv(t, name, providers.PlaceholderEnv())
+}
+
+// parseBuiltinEnv loads one built-in provider in development mode with
+// env as the whole environment.
+func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.Config, config.Errors) {
+	t.Helper()
 	src := "server: {mode: development}\nproviders:\n  - include: builtin:" + name + "\n"
-	noEnv := func(string) (string, bool) { return "", false }
-	return config.Parse("builtin.yaml", []byte(src), config.LoadOptions{LookupEnv: noEnv, Builtins: providers.FS()})
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	return config.Parse("builtin.yaml", []byte(src), config.LoadOptions{LookupEnv: lookup, Builtins: providers.FS()})
 }
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"github", "gitlab", "linear"}, providers.Names())
+	assert.Equal(t, []string{"github", "github-oauth", "gitlab", "linear"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -84,36 +93,126 @@ func TestBuiltinsHardening(t *testing.T) {
 }
 
 // TestBuiltinsUseEnvironment checks that the documented variables reach the
-// provider, so the comments at the top of each file stay true.
+// provider, so the comments at the top of each file stay true. Only the
+// auth-none provider has a service-wide token; per-user providers get
+// their credentials from each connection, and github-oauth its upstream
+// app from GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET.
 func TestBuiltinsUseEnvironment(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		token string
+		name     string
+		authType string
+		token    string // service-wide token variable, auth none only
+		oauthApp bool   // GITHUB_CLIENT_ID/SECRET reach upstream.auth.oauth2
 	}{
-		{name: "github", token: "GITHUB_TOKEN"},
-		{name: "gitlab", token: "GITLAB_TOKEN"},
-		{name: "linear", token: "LINEAR_API_KEY"},
+		{name: "github", authType: config.AuthNone, token: "GITHUB_TOKEN"},
+		{name: "github-oauth", authType: config.AuthOAuth2, oauthApp: true},
+		{name: "gitlab", authType: config.AuthAPIKey},
+		{name: "linear", authType: config.AuthAPIKey},
 	}
+	covered := map[string]bool{}
 	for _, tc := range tests {
+		covered[tc.name] = true
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			prefix := strings.ToUpper(tc.name) + "_NOTION_"
+			prefix := strings.ToUpper(strings.ReplaceAll(tc.name, "-", "_")) + "_NOTION_"
 			env := map[string]string{
-				tc.token:                      "upstream-token",
 				prefix + "CLIENT_SECRET":      "pair-a-secret-0123456789abcdefghijkl",
 				prefix + "INTEGRATION_ID":     "pair-b-id",
 				prefix + "INTEGRATION_SECRET": "pair-b-secret-0123456789abcdefghijk",
+				"GITHUB_CLIENT_ID":            "app-client-id",
+				"GITHUB_CLIENT_SECRET":        "app-client-secret",
 			}
-			lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-			src := "server: {mode: development}\nproviders:\n  - include: builtin:" + tc.name + "\n"
-			cfg, errs := config.Parse("builtin.yaml", []byte(src), config.LoadOptions{LookupEnv: lookup, Builtins: providers.FS()})
+			if tc.token != "" {
+				env[tc.token] = "upstream-token"
+			}
+			cfg, errs := parseBuiltinEnv(t, tc.name, env)
 			require.False(t, errs.HasErrors(), "%v", errs)
 			p := cfg.Providers[0]
-			assert.Equal(t, "upstream-token", p.Upstream.Auth.Token.Reveal())
+			assert.Equal(t, tc.authType, p.Upstream.Auth.Type)
+			if tc.token != "" {
+				assert.Equal(t, "upstream-token", p.Upstream.Auth.Token.Reveal())
+			} else {
+				assert.True(t, p.Upstream.Auth.Token.IsZero(), "a per-user provider has no service-wide token")
+			}
+			if tc.oauthApp {
+				assert.Equal(t, "app-client-id", p.Upstream.Auth.OAuth2.ClientID)
+				assert.Equal(t, "app-client-secret", p.Upstream.Auth.OAuth2.ClientSecret.Reveal())
+			}
 			assert.Equal(t, env[prefix+"CLIENT_SECRET"], p.Notion.ClientSecret.Reveal())
 			assert.Equal(t, "pair-b-id", p.Notion.IntegrationClientID)
 			assert.Equal(t, env[prefix+"INTEGRATION_SECRET"], p.Notion.IntegrationClientSecret.Reveal())
 		})
 	}
+	for _, n := range providers.Names() {
+		assert.True(t, covered[n], "builtin %s has no row here", n)
+	}
+}
+
+// TestBuiltinsWithoutEnvironment loads each built-in provider with nothing
+// exported. Only the upstream OAuth app of github-oauth is required, and
+// it is named at once (config problems all reported together, STYLE.md 2);
+// every other builtin loads, as config.example.yaml relies on. It also
+// keeps PlaceholderEnv exact: no more variables than a builtin requires.
+func TestBuiltinsWithoutEnvironment(t *testing.T) {
+	t.Parallel()
+	required := map[string][]string{
+		"github-oauth": {"GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"},
+	}
+	var all []string
+	for _, n := range providers.Names() {
+		t.Run(n, func(t *testing.T) {
+			t.Parallel()
+			_, errs := parseBuiltinEnv(t, n, nil)
+			want := required[n]
+			if len(want) == 0 {
+				require.False(t, errs.HasErrors(), "%v", errs)
+				return
+			}
+			require.True(t, errs.HasErrors())
+			msg := errs.Error()
+			for _, v := range want {
+				assert.Contains(t, msg, "environment variable "+v+" is not set")
+			}
+			assert.Equal(t, len(want), strings.Count(msg, "is not set"), "only %v are required: %s", want, msg)
+		})
+		all = append(all, required[n]...)
+	}
+	env := providers.PlaceholderEnv()
+	assert.Len(t, env, len(all))
+	for _, v := range all {
+		assert.NotEmpty(t, env[v], "PlaceholderEnv sets %s", v)
+	}
+}
+
+// TestGitHubOAuthMatchesGitHub guards the copy in github-oauth.yaml: the
+// config loader has no way to share patterns between providers, so
+// github-oauth duplicates github's patterns, upstream settings and error
+// messages, and only the sign-in and the Notion credentials may differ.
+func TestGitHubOAuthMatchesGitHub(t *testing.T) {
+	t.Parallel()
+	base, errs := parseBuiltin(t, "github")
+	require.False(t, errs.HasErrors(), "%v", errs)
+	oauth, errs := parseBuiltin(t, "github-oauth")
+	require.False(t, errs.HasErrors(), "%v", errs)
+	g, o := base.Providers[0], oauth.Providers[0]
+
+	assert.Equal(t, g.Patterns, o.Patterns, "patterns: edit github.yaml and github-oauth.yaml together")
+	assert.Equal(t, g.Errors, o.Errors)
+	assert.Equal(t, g.DisplayName, o.DisplayName)
+	assert.Equal(t, g.Notion.Domain, o.Notion.Domain)
+	gu, ou := g.Upstream, o.Upstream
+	// The token URL's host is allowed for outbound calls by default, so
+	// only github-oauth has github.com.
+	assert.ElementsMatch(t, append(slices.Clone(gu.AllowedHosts), "github.com"), ou.AllowedHosts)
+	gu.Auth, ou.Auth = config.Auth{}, config.Auth{}
+	gu.AllowedHosts, ou.AllowedHosts = nil, nil
+	assert.Equal(t, gu, ou, "upstream settings besides auth")
+
+	assert.Equal(t, config.AuthNone, g.Upstream.Auth.Type)
+	assert.Equal(t, config.AuthOAuth2, o.Upstream.Auth.Type)
+	assert.Equal(t, "https://github.com/login/oauth/authorize", o.Upstream.Auth.OAuth2.AuthorizeURL)
+	assert.Equal(t, "https://github.com/login/oauth/access_token", o.Upstream.Auth.OAuth2.TokenURL)
+	assert.Equal(t, []string{"repo", "read:user"}, o.Upstream.Auth.OAuth2.Scopes)
+	assert.False(t, o.Upstream.Auth.OAuth2.DisablePKCE, "PKCE stays on (TH-06)")
 }

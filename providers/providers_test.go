@@ -17,7 +17,9 @@ import (
 var update = flag.Bool("update", false, "rewrite want.golden.json files from the current output")
 
 // builtinConfig includes every built-in provider, in development mode and
-// with an empty environment, as a new user's first run would.
+// with an empty environment, as a new user's first run would; only the
+// variables a builtin cannot load without get stand-ins
+// (providers.PlaceholderEnv), as `unfurld test` gives them.
 func builtinConfig(t *testing.T) *config.Config {
 	t.Helper()
 	var b strings.Builder
@@ -25,8 +27,9 @@ func builtinConfig(t *testing.T) *config.Config {
 	for _, n := range providers.Names() {
 		fmt.Fprintf(&b, "  - include: builtin:%s\n", n)
 	}
-	noEnv := func(string) (string, bool) { return "", false }
-	cfg, errs := config.Parse("builtin.yaml", []byte(b.String()), config.LoadOptions{LookupEnv: noEnv, Builtins: providers.FS()})
+	env := providers.PlaceholderEnv()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, errs := config.Parse("builtin.yaml", []byte(b.String()), config.LoadOptions{LookupEnv: lookup, Builtins: providers.FS()})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	return cfg
 }

@@ -1,0 +1,215 @@
+package providers_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/providers"
+)
+
+// seenRequest is what the fake upstream received, copied out of the
+// handler.
+type seenRequest struct {
+	method, path string
+	header       http.Header
+	body         string
+}
+
+// fakeIdentity starts a loopback upstream that answers every request with
+// status and body, and reports each request on the returned channel.
+func fakeIdentity(t *testing.T, status int, body string) (*httptest.Server, <-chan seenRequest) {
+	t.Helper()
+	seen := make(chan seenRequest, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seen <- seenRequest{method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: string(b)}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, seen
+}
+
+// buildAt compiles one built-in provider with its upstream moved to
+// fakeURL: the base URL keeps its path (GitLab's /api/v4), and loopback is
+// allowed for this copy only, as the fixture runner does.
+func buildAt(t *testing.T, name, fakeURL string) *provider.Provider {
+	t.Helper()
+	cfg, errs := parseBuiltin(t, name)
+	require.False(t, errs.HasErrors(), "%v", errs)
+	fake, err := url.Parse(fakeURL)
+	require.NoError(t, err)
+	u := &cfg.Providers[0].Upstream
+	base, err := url.Parse(u.BaseURL)
+	require.NoError(t, err)
+	base.Scheme, base.Host = fake.Scheme, fake.Host
+	u.BaseURL = base.String()
+	u.AllowedHosts = []string{fake.Host}
+	u.AllowPrivateNetworks = true
+	reg, berrs := provider.Build(cfg, provider.Options{})
+	require.False(t, berrs.HasErrors(), "%v", berrs)
+	t.Cleanup(reg.Close)
+	p, ok := reg.Get(name)
+	require.True(t, ok)
+	return p
+}
+
+// TestBuiltinIdentity runs the identity request of every built-in provider
+// with per-user sign-in against a canned answer of its real API (issue 3
+// item 2): the credential travels in the header and form the upstream
+// expects, and the key and name expressions give Notion's
+// external_account (protocol 4.2): a stable id, never the login or the
+// secret (TH-14). Ids are large enough that a float rendering would show
+// an exponent.
+func TestBuiltinIdentity(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		provider string
+		token    string
+		// How the request must look.
+		method, path string
+		authHeader   string // the header carrying the credential
+		authValue    string // its exact value
+		noHeader     string // a header that must not carry it
+		body         string // JSON request body; "" for none
+		// The canned answer and what it must give.
+		response          string
+		wantKey, wantName string
+	}{
+		{
+			name: "github-oauth user", provider: "github-oauth", token: "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+			method: http.MethodGet, path: "/user",
+			authHeader: "Authorization", authValue: "Bearer gho_16C7e42F292c6912E7710c838347Ae178B4a",
+			response: `{"login": "octocat", "id": 159876543, "node_id": "MDQ6VXNlcjE=", "name": "The Octocat", "type": "User"}`,
+			wantKey:  "github:159876543", wantName: "octocat",
+		},
+		{
+			name: "gitlab user", provider: "gitlab", token: "glpat-xxxxxxxxxxxxxxxxxxxx",
+			method: http.MethodGet, path: "/api/v4/user",
+			authHeader: "Private-Token", authValue: "glpat-xxxxxxxxxxxxxxxxxxxx", noHeader: "Authorization",
+			response: `{"id": 12345678, "username": "jdoe", "name": "Jane Doe", "state": "active", "avatar_url": "https://secure.gravatar.com/avatar/x"}`,
+			wantKey:  "gitlab:12345678", wantName: "jdoe",
+		},
+		{
+			name: "linear viewer", provider: "linear", token: "lin_api_0123456789abcdefghij",
+			method: http.MethodPost, path: "/graphql",
+			authHeader: "Authorization", authValue: "lin_api_0123456789abcdefghij", noHeader: "Private-Token",
+			body:     `{"query": "query { viewer { id name email } }"}`,
+			response: `{"data": {"viewer": {"id": "2f0b8c4e-5a1d-4c3b-9e7f-0a1b2c3d4e5f", "name": "Jane Doe", "email": "jane@acme.example"}}}`,
+			wantKey:  "linear:2f0b8c4e-5a1d-4c3b-9e7f-0a1b2c3d4e5f", wantName: "Jane Doe",
+		},
+		{
+			name: "linear viewer without a name shows the email", provider: "linear", token: "lin_api_0123456789abcdefghij",
+			method: http.MethodPost, path: "/graphql",
+			authHeader: "Authorization", authValue: "lin_api_0123456789abcdefghij",
+			body:     `{"query": "query { viewer { id name email } }"}`,
+			response: `{"data": {"viewer": {"id": "2f0b8c4e-5a1d-4c3b-9e7f-0a1b2c3d4e5f", "name": null, "email": "jane@acme.example"}}}`,
+			wantKey:  "linear:2f0b8c4e-5a1d-4c3b-9e7f-0a1b2c3d4e5f", wantName: "jane@acme.example",
+		},
+	}
+	covered := map[string]bool{}
+	for _, tc := range tests {
+		covered[tc.provider] = true
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv, seen := fakeIdentity(t, http.StatusOK, tc.response)
+			p := buildAt(t, tc.provider, srv.URL)
+			require.True(t, p.HasIdentity())
+
+			acct, err := p.Identify(t.Context(), provider.Credential{Key: "identify:test", Token: config.Secret(tc.token)})
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantKey, acct.Key)
+			assert.Equal(t, tc.wantName, acct.Name)
+			assert.NotContains(t, acct.Key+acct.Name, tc.token, "the credential never becomes the account (TH-14)")
+
+			require.Len(t, seen, 1, "exactly one identity request")
+			r := <-seen
+			assert.Equal(t, tc.method, r.method)
+			assert.Equal(t, tc.path, r.path)
+			assert.Equal(t, tc.authValue, r.header.Get(tc.authHeader))
+			if tc.noHeader != "" {
+				assert.Empty(t, r.header.Get(tc.noHeader), "the credential goes in %s only", tc.authHeader)
+			}
+			if tc.body == "" {
+				assert.Empty(t, r.body)
+			} else {
+				assert.JSONEq(t, tc.body, r.body)
+				assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+			}
+		})
+	}
+	for _, n := range providers.Names() {
+		cfg, errs := parseBuiltin(t, n)
+		require.False(t, errs.HasErrors(), "%v", errs)
+		if cfg.Providers[0].Upstream.Auth.Type != config.AuthNone {
+			assert.True(t, covered[n], "builtin %s signs users in but has no identity case here", n)
+		}
+	}
+}
+
+// TestBuiltinIdentityRejects: a key or token the upstream refuses (401)
+// is reported as ErrCredentialRejected, which the API-key form turns into
+// "did not accept this key" (engine/connect), and gives no account.
+func TestBuiltinIdentityRejects(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ provider, body string }{
+		{provider: "github-oauth", body: `{"message": "Bad credentials", "status": "401"}`},
+		{provider: "gitlab", body: `{"message": "401 Unauthorized"}`},
+		{provider: "linear", body: `{"errors": [{"message": "Authentication required, not authenticated"}]}`},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			t.Parallel()
+			srv, _ := fakeIdentity(t, http.StatusUnauthorized, tc.body)
+			p := buildAt(t, tc.provider, srv.URL)
+			acct, err := p.Identify(t.Context(), provider.Credential{Key: "identify:test", Token: "wrong"})
+			require.ErrorIs(t, err, provider.ErrCredentialRejected)
+			assert.Zero(t, acct)
+		})
+	}
+}
+
+// TestBuiltinIdentityNeedsAnAccount: an answer without the account id
+// (Linear's GraphQL says 200 with "data": null) is no account, so the key
+// is not accepted rather than connected under an empty or shared key
+// (TH-14).
+func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ provider, body string }{
+		{provider: "github-oauth", body: `{"login": "octocat"}`},
+		{provider: "gitlab", body: `{"username": "jdoe"}`},
+		{provider: "linear", body: `{"data": null, "errors": [{"message": "Authentication required"}]}`},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			t.Parallel()
+			srv, _ := fakeIdentity(t, http.StatusOK, tc.body)
+			p := buildAt(t, tc.provider, srv.URL)
+			acct, err := p.Identify(t.Context(), provider.Credential{Key: "identify:test", Token: "some-token"})
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, provider.ErrCredentialRejected)
+			assert.Zero(t, acct)
+		})
+	}
+}
+
+// TestGitHubHasNoIdentity: builtin:github signs nobody in, and has no
+// identity request on purpose. With one, connecting without GITHUB_TOKEN
+// would ask GET /user anonymously, get 401 and fail, where today every
+// Notion user shares one public connection.
+func TestGitHubHasNoIdentity(t *testing.T) {
+	t.Parallel()
+	srv, seen := fakeIdentity(t, http.StatusOK, `{}`)
+	p := buildAt(t, "github", srv.URL)
+	assert.Equal(t, config.AuthNone, p.AuthType())
+	assert.False(t, p.HasIdentity())
+	assert.Empty(t, seen)
+}
