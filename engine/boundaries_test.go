@@ -26,6 +26,14 @@ var forbidden = map[string][]string{
 	"engine/store/bolt": {module + "engine/config", module + "engine/provider", module + "engine/mapping"},
 	"engine/server":     {module + "engine/store/bolt", module + "providers", module + "cmd", "go.etcd.io/bbolt"},
 	"engine/fixture":    {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store"},
+	// Live updates, the connection flow and the status report are engine
+	// logic: no HTTP framework, no storage engine, no handlers.
+	"engine/live":    {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/server"},
+	"engine/connect": {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/server"},
+	"engine/status":  {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/server"},
+	// The app assembles the engine; cmd chooses the store and the
+	// built-in providers and passes them in.
+	"engine/app": {module + "cmd", module + "providers"},
 }
 
 func TestPackageBoundaries(t *testing.T) {

@@ -68,9 +68,19 @@ func serve(ctx context.Context, args []string, e env) int {
 			logger.Error("write subscriptions", "err", err)
 		}
 	}()
+	// Live updates and the sweep run until serve returns; the deferred
+	// stop waits for them, and runs before the two defers above, so
+	// their last records reach the store before it closes (F15).
 	bg, stopBackground := context.WithCancel(context.Background())
-	defer stopBackground()
-	go a.Run(bg)
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		a.Run(bg)
+	}()
+	defer func() {
+		stopBackground()
+		<-bgDone
+	}()
 	addr := cfg.Server.Listen
 	if *listen != "" {
 		addr = *listen

@@ -375,7 +375,7 @@ func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris [
 	if len(marks) == 0 {
 		return 0, nil
 	}
-	if _, err := r.st.PutSubscriptions(ctx, marks[:0]); err != nil {
+	if _, err := r.st.PutSubscriptions(ctx, marks); err != nil {
 		return 0, fmt.Errorf("refresh: mark pending: %w", err)
 	}
 	if left := r.enqueue(keys); left > 0 {
