@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -11,7 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/app"
+	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
+	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -353,4 +357,45 @@ func TestFlowFlooding(t *testing.T) {
 	}
 	require.NotNil(t, limited, "flow starts are limited per address")
 	assert.NotEmpty(t, limited.Header.Get("Retry-After"))
+}
+
+// TestLostKeyMeansReconnect covers TH-42: when the key that sealed a
+// connection's credential is no longer in the keyring, the connection
+// becomes "reconnect required"; the sealed bytes are never used as
+// plaintext, and the refusal is not a 500.
+func TestLostKeyMeansReconnect(t *testing.T) {
+	e := newFlowEnv(t)
+	code := e.connect("nc-key-lost", "st-key-lost")
+	status, tok := e.tokenCall(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {notionRedirect}})
+	require.Equal(t, http.StatusOK, status, tok)
+	access := tok["access_token"].(string)
+
+	// The operator replaces the keyring without keeping the old key.
+	cfg := *e.cfg
+	cfg.Server.SecretKeys = config.Secret(oauth.GenerateKeySpec("k2"))
+	a, err := app.New(app.Options{Config: &cfg, Registry: e.reg, Store: e.st, Logger: e.logger, Now: e.clock})
+	require.NoError(t, err)
+	srv := httptest.NewServer(a.Server.Handler())
+	t.Cleanup(srv.Close)
+
+	e.up.mu.Lock()
+	apiCalls := len(e.up.apiAuth)
+	e.up.mu.Unlock()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/providers/tracker/unfurl", strings.NewReader(`{"uri":"https://tracker.example.com/items/1"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	out := body(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	assert.Contains(t, out, `"status":401`, "the user is asked to reconnect")
+
+	conns, err := e.st.ListConnections(context.Background(), "tracker")
+	require.NoError(t, err)
+	require.Len(t, conns, 1)
+	assert.Equal(t, store.StatusReconnect, conns[0].Status)
+	e.up.mu.Lock()
+	defer e.up.mu.Unlock()
+	assert.Equal(t, apiCalls, len(e.up.apiAuth), "no upstream call with an unopened credential")
 }

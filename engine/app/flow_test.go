@@ -104,6 +104,9 @@ providers:
 // OAuth server, a fake Notion, a browser with a cookie jar.
 type flowEnv struct {
 	t       *testing.T
+	cfg     *config.Config
+	reg     *provider.Registry
+	logger  *slog.Logger
 	app     *app.App
 	srv     *httptest.Server
 	up      *fakeService
@@ -174,6 +177,7 @@ func newFlowEnv(t *testing.T) *flowEnv {
 	t.Cleanup(func() { _ = st.Close() })
 	e.st = st
 
+	e.cfg, e.reg, e.logger = cfg, reg, logger
 	e.app, err = app.New(app.Options{Config: cfg, Registry: reg, Store: st, Logger: logger, Now: e.clock})
 	require.NoError(t, err)
 	handler = e.app.Server.Handler()
