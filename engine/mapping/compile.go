@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -358,9 +359,14 @@ type Program struct {
 	docs []string
 	pos  config.Pos
 	path string
+	// vms holds *vm.VM for reuse: expr's VM resets its stack, scopes and
+	// memory count at the start of every Run, and keeps the buffers it
+	// grew, where a fresh VM per evaluation allocated them again on
+	// every unfurl (issue 2).
+	vms sync.Pool
 }
 
-// Eval runs the program on env with a fresh VM, the VM memory budget and
+// Eval runs the program on env with a reset VM, the VM memory budget and
 // the byte budget (TH-34). Missing fields read as nil. A runtime error, an
 // exhausted budget or a panic inside the VM or a helper becomes an
 // *EvalError; Eval never panics.
@@ -384,8 +390,18 @@ func (p *Program) Eval(env *Env) (out any, err error) {
 	vars["groups"] = groups
 	vars["uri"] = env.URI
 	vars[budgetName] = &budget{left: MaxEvalBytes}
-	machine := vm.VM{MemoryBudget: MemoryBudget}
+	machine, _ := p.vms.Get().(*vm.VM)
+	if machine == nil {
+		machine = &vm.VM{MemoryBudget: MemoryBudget}
+	}
 	out, err = machine.Run(p.prog, vars)
+	// Reached only when Run returned (it recovers panics of its own and
+	// of helpers); a VM left by a panic that got past it is dropped. The
+	// let-variables are cleared so that a pooled VM holds no upstream
+	// data between evaluations; Run clears its stack and scopes itself.
+	clear(machine.Variables)
+	clear(machine.Stack[:cap(machine.Stack)])
+	p.vms.Put(machine)
 	if err != nil {
 		return nil, p.evalError(err)
 	}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -53,7 +54,7 @@ func BenchmarkUnfurlHandlerCold(b *testing.B) {
 	tok, err := oauth.IssueAccessToken(ctx, st, "tracker", connID, now, 0)
 	require.NoError(b, err)
 	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Now: func() time.Time { return now }})
-	b.Cleanup(func() { require.NoError(b, srv.Close(ctx)) })
+	b.Cleanup(func() { require.NoError(b, srv.Close(context.Background())) })
 	h := srv.Handler()
 
 	var next atomic.Uint64

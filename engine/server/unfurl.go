@@ -212,28 +212,19 @@ func (h *unfurlHandler) readBody(c echo.Context) ([]byte, error) {
 	return body, nil
 }
 
-// readAll reads r to its end like io.ReadAll, but starts with room for
-// the announced length plus the byte that shows EOF, instead of growing
-// from a small buffer. Without an announced length (size -1) it is
-// io.ReadAll.
+// readAll reads r to its end. With an announced length the buffer starts
+// at that length plus bytes.MinRead, so ReadFrom reads the body and its
+// EOF in one allocation instead of growing from a small buffer (issue
+// 2). Without one (size -1) it is io.ReadAll: Notion sends the length,
+// and the body is a few hundred bytes at most.
 func readAll(r io.Reader, size int64) ([]byte, error) {
 	if size < 0 {
 		return io.ReadAll(r)
 	}
-	b := make([]byte, 0, size+1)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if errors.Is(err, io.EOF) {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
+	var buf bytes.Buffer
+	buf.Grow(int(size) + bytes.MinRead)
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // delete answers R8 (protocol 5.6): every preview of a URL was deleted in

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"code.dny.dev/ssrf"
@@ -37,6 +37,9 @@ const (
 	// maxConnectTimeout bounds dialing and the TLS handshake even when the
 	// request timeout is long.
 	maxConnectTimeout = 10 * time.Second
+	// maxPooledBuffer bounds the read buffers kept for reuse: typical API
+	// answers fit, a rare multi-megabyte one is not kept.
+	maxPooledBuffer = 256 << 10
 )
 
 // Options configures a Client. Zero values take the defaults named on each
@@ -124,6 +127,8 @@ type Client struct {
 	hc        *http.Client
 	group     singleflight.Group
 	cache     *cache // nil when disabled
+	// bufs holds *bytes.Buffer for reading bodies of unknown length.
+	bufs sync.Pool
 
 	// joined, when non-nil, runs after a caller has joined (or started) a
 	// flight and before it waits. Tests use it to know that every caller
@@ -400,7 +405,7 @@ func (c *Client) send(ctx context.Context, method, rawURL string, header http.He
 	if resp.ContentLength > c.maxBody {
 		return nil, ErrBodyTooLarge
 	}
-	data, err := readBody(io.LimitReader(resp.Body, c.maxBody+1), resp.ContentLength)
+	data, err := c.readBody(io.LimitReader(resp.Body, c.maxBody+1), resp.ContentLength)
 	if err != nil {
 		return nil, c.transportError(ctx, fmt.Errorf("read body: %w", err))
 	}
@@ -410,29 +415,35 @@ func (c *Client) send(ctx context.Context, method, rawURL string, header http.He
 	return &result{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// readBody reads r to its end like io.ReadAll, but starts with room for
-// the announced length plus the byte that shows EOF: io.ReadAll starts
-// small and grows, which for a 6 KB answer meant several allocations and
-// more than twice its size in garbage on every call (issue 2). Without
-// an announced length (size -1) it is io.ReadAll.
-func readBody(r io.Reader, size int64) ([]byte, error) {
-	if size < 0 {
-		return io.ReadAll(r)
+// readBody reads r to its end. With an announced length the buffer
+// starts at that length plus bytes.MinRead, so ReadFrom finds room for
+// the whole body and its EOF in one allocation; io.ReadAll starts small
+// and grows, which for a 6 KB answer meant several allocations and more
+// than twice its size in garbage on every call (issue 2). Without one
+// (chunked or compressed answers, which real upstreams send) the body is
+// read into a buffer reused across calls and copied out at its exact
+// size, since the body outlives the call (shared, cached).
+func (c *Client) readBody(r io.Reader, size int64) ([]byte, error) {
+	if size >= 0 {
+		var buf bytes.Buffer
+		buf.Grow(int(size) + bytes.MinRead)
+		_, err := buf.ReadFrom(r)
+		return buf.Bytes(), err
 	}
-	b := make([]byte, 0, size+1)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if errors.Is(err, io.EOF) {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
+	buf, _ := c.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
 	}
+	defer func() {
+		// A buffer grown by an unusually large body is dropped rather
+		// than kept for every later call.
+		if buf.Cap() <= maxPooledBuffer {
+			buf.Reset()
+			c.bufs.Put(buf)
+		}
+	}()
+	_, err := buf.ReadFrom(r)
+	return bytes.Clone(buf.Bytes()), err
 }
 
 // transportError makes a deadline or cancellation recognisable with
@@ -474,42 +485,51 @@ func (c *Client) CloseIdleConnections() {
 }
 
 // requestKey identifies a request for the cache and singleflight: method,
-// URL, credential identity, a digest of the sorted headers and of the body.
-// Every field is length-prefixed so that no two requests share a key.
+// URL, credential identity, a digest of the body and the headers sorted by
+// canonical name. Every field is length-prefixed so that no two requests
+// share a key. The fields are appended to one buffer and hashed once: two
+// streaming hashes, a merged header map and a []byte conversion per field
+// cost about a dozen allocations on every upstream call (issue 2).
 func requestKey(method string, req *Request) string {
-	h := sha256.New()
-	writeField(h, method)
-	writeField(h, req.URL)
-	writeField(h, req.CredentialKey)
-
-	bodySum := sha256.Sum256(req.Body)
-	h.Write(bodySum[:])
-
-	merged := make(map[string][]string, len(req.Header))
-	for k, vs := range req.Header {
-		ck := http.CanonicalHeaderKey(k)
-		merged[ck] = append(merged[ck], vs...)
+	header := req.Header
+	for k := range header {
+		if http.CanonicalHeaderKey(k) != k {
+			// Rare (Header.Set canonicalises): merge "accept" into
+			// "Accept" so that spellings share a key.
+			header = make(http.Header, len(req.Header))
+			for k, vs := range req.Header {
+				ck := http.CanonicalHeaderKey(k)
+				header[ck] = append(header[ck], vs...)
+			}
+			break
+		}
 	}
-	names := make([]string, 0, len(merged))
-	for k := range merged {
+	names := make([]string, 0, len(header))
+	for k := range header {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	hh := sha256.New()
+
+	buf := make([]byte, 0, 512)
+	buf = appendField(buf, method)
+	buf = appendField(buf, req.URL)
+	buf = appendField(buf, req.CredentialKey)
+	bodySum := sha256.Sum256(req.Body)
+	buf = append(buf, bodySum[:]...)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(names)))
 	for _, k := range names {
-		writeField(hh, k)
-		writeField(hh, strconv.Itoa(len(merged[k])))
-		for _, v := range merged[k] {
-			writeField(hh, v)
+		buf = appendField(buf, k)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(header[k])))
+		for _, v := range header[k] {
+			buf = appendField(buf, v)
 		}
 	}
-	h.Write(hh.Sum(nil))
-	return string(h.Sum(nil))
+	sum := sha256.Sum256(buf)
+	return string(sum[:])
 }
 
-func writeField(h hash.Hash, s string) {
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-	h.Write(n[:])
-	_, _ = io.WriteString(h, s)
+// appendField appends s with its length in front.
+func appendField(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
 }

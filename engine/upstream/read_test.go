@@ -15,19 +15,30 @@ import (
 // too long), the whole body is read, and a read error is returned.
 func TestReadBody(t *testing.T) {
 	t.Parallel()
+	c := &Client{}
 	body := strings.Repeat("0123456789", 700)
 	for _, size := range []int64{-1, 0, 1, 511, int64(len(body)) - 1, int64(len(body)), int64(len(body)) + 100} {
-		got, err := readBody(iotest.HalfReader(strings.NewReader(body)), size)
+		got, err := c.readBody(iotest.HalfReader(strings.NewReader(body)), size)
 		require.NoError(t, err, "size %d", size)
 		assert.Equal(t, body, string(got), "size %d", size)
 	}
-	got, err := readBody(strings.NewReader(""), -1)
+	got, err := c.readBody(strings.NewReader(""), -1)
 	require.NoError(t, err)
 	assert.Empty(t, got)
 
 	boom := errors.New("boom")
-	_, err = readBody(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)), 3)
+	_, err = c.readBody(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)), 3)
 	require.ErrorIs(t, err, boom)
+
+	// Bodies of unknown length are read through a reused buffer: an
+	// earlier body must not change when a later one is read (the cache
+	// and collapsed callers keep it).
+	first, err := c.readBody(strings.NewReader(body), -1)
+	require.NoError(t, err)
+	second, err := c.readBody(strings.NewReader(strings.Repeat("x", len(body))), -1)
+	require.NoError(t, err)
+	assert.Equal(t, body, string(first))
+	assert.Equal(t, strings.Repeat("x", len(body)), string(second))
 }
 
 // TestIsDotSegments: "." and ".." parts are found between either kind of
