@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -57,11 +58,14 @@ func benchItemJSON(tb testing.TB) []byte {
 
 // benchServer builds the real server on the memory store with a loopback
 // fake upstream and returns it with a valid bearer for "tracker".
-func benchServer(b *testing.B) (http.Handler, string) {
+// benchServer is the full echo app over a memory store and a loopback
+// upstream serving the ~6 KB item, with a seeded bearer token. cold turns
+// the caches off and serves every item number, for distinct URIs.
+func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	b.Helper()
 	body := benchItemJSON(b)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/projects/acme/items/1" {
+		if (cold && !strings.HasPrefix(r.URL.Path, "/api/projects/acme/items/")) || (!cold && r.URL.Path != "/api/projects/acme/items/1") {
 			http.NotFound(w, r)
 			return
 		}
@@ -70,6 +74,9 @@ func benchServer(b *testing.B) (http.Handler, string) {
 	}))
 	b.Cleanup(up.Close)
 	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL)
+	if cold {
+		yml = strings.ReplaceAll(yml, "cache_ttl: 1m", "cache_ttl: 0s")
+	}
 	cfg, errs := config.Parse("bench.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(b, errs.HasErrors(), "%v", errs)
 	reg, berrs := provider.Build(cfg, provider.Options{})
@@ -86,6 +93,7 @@ func benchServer(b *testing.B) (http.Handler, string) {
 	// The logger discards, like a production server at level warn: the
 	// per-request info line is checked for and skipped.
 	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Now: func() time.Time { return now }})
+	b.Cleanup(func() { require.NoError(b, srv.Close(context.Background())) })
 	return srv.Handler(), tok
 }
 
@@ -104,7 +112,7 @@ func serveUnfurl(h http.Handler, tok string, reqBody []byte) *httptest.ResponseR
 // answers, which the bare baseline then returns verbatim.
 func warmBody(b *testing.B) (http.Handler, string, []byte, []byte) {
 	b.Helper()
-	h, tok := benchServer(b)
+	h, tok := benchServer(b, false)
 	reqBody, err := json.Marshal(map[string]string{"uri": benchURI})
 	require.NoError(b, err)
 	rec := serveUnfurl(h, tok, reqBody)
