@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
@@ -12,15 +13,27 @@ import (
 // run unfurls uri with the caller's own upstream credential (issue 3 item
 // 6). An upstream token that expired is refreshed first; a 401 from the
 // upstream triggers one refresh and one retry; a credential that cannot be
-// renewed marks the connection and answers "reconnect".
-func (h *unfurlHandler) run(ctx context.Context, cl *caller, uri string) *provider.Result {
+// renewed marks the connection and answers "reconnect". The unfurl
+// timeout starts here, after a cache hit has had its chance: the timer
+// alone was 3 % of a warm unfurl (issue 2).
+func (h *unfurlHandler) run(parent context.Context, cl *caller, uri string) *provider.Result {
 	p := cl.provider
 	svc := h.s.cfg.Connect
 	if cl.conn.Status == store.StatusReconnect {
 		return p.ReconnectResult(uri)
 	}
-	if svc == nil || cl.conn.ID == "" {
-		return p.Unfurl(ctx, uri, provider.Credential{Key: credentialKey(cl)}, provider.UnfurlOptions{})
+	shared := len(cl.conn.UpstreamCredential) == 0 && (svc == nil || cl.conn.ID == "" || p.AuthType() == config.AuthNone)
+	if shared {
+		// The provider's service-wide credential (or none): nothing to
+		// open or refresh per connection, and one cache for everyone.
+		if r := p.Cached(uri, provider.Credential{}); r != nil {
+			return r
+		}
+	}
+	ctx, cancel := context.WithTimeout(parent, h.s.cfg.Settings.UnfurlTimeout.D())
+	defer cancel()
+	if shared {
+		return p.Unfurl(ctx, uri, provider.Credential{}, provider.UnfurlOptions{})
 	}
 	cred, err := svc.Credential(ctx, p, cl.conn)
 	switch {

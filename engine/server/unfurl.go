@@ -16,7 +16,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
@@ -83,12 +82,7 @@ func (h *unfurlHandler) unfurl(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r := h.peek(cl, uri)
-	if r == nil {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), h.s.cfg.Settings.UnfurlTimeout.D())
-		defer cancel()
-		r = h.run(ctx, cl, uri)
-	}
+	r := h.run(c.Request().Context(), cl, uri)
 	if r.Error == nil && cl.conn.ID != "" {
 		h.subscribe(c.Request().Context(), cl, uri, r)
 	}
@@ -97,34 +91,6 @@ func (h *unfurlHandler) unfurl(c echo.Context) error {
 		status = h.s.cfg.Settings.UnfurlErrorStatus
 	}
 	return c.Blob(status, echo.MIMEApplicationJSON, r.Body)
-}
-
-// peek returns the cached result for uri when run (credentials.go) would
-// certainly answer with it: the connection is active and the unfurl runs
-// with the provider's service-wide credential, which needs no work per
-// connection first. A hit then costs no deadline timer and no credential
-// lookup (issue 2: the timer alone was 3 % of a warm unfurl). Connections
-// with their own upstream credential always take run, which refreshes an
-// expired one before use (TH-37), and so do credential-less connections
-// of a provider that needs one, which run marks for reconnecting.
-func (h *unfurlHandler) peek(cl *caller, uri string) *provider.Result {
-	if cl.conn.Status == store.StatusReconnect || len(cl.conn.UpstreamCredential) > 0 {
-		return nil
-	}
-	if h.s.cfg.Connect != nil && cl.conn.ID != "" && cl.provider.AuthType() != config.AuthNone {
-		return nil
-	}
-	return cl.provider.Cached(uri, provider.Credential{})
-}
-
-// credentialKey names whose upstream credential an unfurl runs with. Until
-// per-user upstream credentials exist every connection shares the
-// provider's service-wide token, so they share cache entries too.
-func credentialKey(cl *caller) string {
-	if len(cl.conn.UpstreamCredential) > 0 {
-		return cl.conn.ID
-	}
-	return "static"
 }
 
 // subscribe records (provider, connection, uri) for live updates
