@@ -22,13 +22,17 @@ func (h *unfurlHandler) run(parent context.Context, cl *caller, uri string) *pro
 	if cl.conn.Status == store.StatusReconnect {
 		return p.ReconnectResult(uri)
 	}
+	// The provider's service-wide credential (or none) needs nothing
+	// opened or refreshed per connection and has one cache for everyone;
+	// a connection's own credential has its own cache entries, keyed by
+	// the connection, which a hit answers before the credential is opened.
 	shared := len(cl.conn.UpstreamCredential) == 0 && (svc == nil || cl.conn.ID == "" || p.AuthType() == config.AuthNone)
-	if shared {
-		// The provider's service-wide credential (or none): nothing to
-		// open or refresh per connection, and one cache for everyone.
-		if r := p.Cached(uri, provider.Credential{}); r != nil {
-			return r
-		}
+	cacheCred := provider.Credential{}
+	if !shared {
+		cacheCred.Key = cl.conn.ID
+	}
+	if r := p.Cached(uri, cacheCred); r != nil {
+		return r
 	}
 	ctx, cancel := context.WithTimeout(parent, h.s.cfg.Settings.UnfurlTimeout.D())
 	defer cancel()
