@@ -128,20 +128,31 @@ func serve(ctx context.Context, args []string, e env) int {
 	return exitOK
 }
 
-// printRoutes tells the operator, per provider, what to paste into
-// Notion's dashboard (protocol 1.4). Secrets are never printed.
+// printRoutes tells the operator, per provider, the URLs to paste into
+// Notion's dashboard (protocol 1.4); `unfurld notion-settings` prints
+// every field, Unfurl Regex Attributes included. Secrets are never
+// printed.
 func printRoutes(e env, cfg *config.Config) {
 	base := strings.TrimRight(cfg.Server.PublicURL, "/")
 	w := e.stdout
 	for _, p := range cfg.Providers {
+		route := base + "/providers/" + p.Name
 		fmt.Fprintf(w, "%s (%s): paste into Notion's integration settings\n", p.DisplayName, p.Name)
-		fmt.Fprintf(w, "  Unfurl Callback URL:  %s/providers/%s/unfurl\n", base, p.Name)
+		fmt.Fprintf(w, "  OAuth Authorize URL:  %s/authorize\n", route)
+		fmt.Fprintf(w, "  OAuth Token URL:      %s/token\n", route)
+		fmt.Fprintf(w, "  OAuth Client ID:      %s\n", p.Notion.ClientID)
+		fmt.Fprintf(w, "  Deleted Token URL:    %s/deleted\n", route)
+		fmt.Fprintf(w, "  Unfurl Callback URL:  %s/unfurl\n", route)
 		fmt.Fprintf(w, "  Unfurl URL Domain:    %s\n", p.Notion.Domain)
 		for _, pat := range p.Patterns {
 			fmt.Fprintf(w, "  Rule %-16q pattern %s\n", pat.Name, pat.Regex)
 		}
+		if p.Upstream.Auth.Type == config.AuthOAuth2 {
+			fmt.Fprintf(w, "  at the upstream, register the OAuth callback %s/callback\n", route)
+		}
 	}
 	if len(cfg.Providers) > 0 {
+		fmt.Fprintln(w, "Every field, with the Unfurl Regex Attributes: unfurld notion-settings --config FILE")
 		fmt.Fprintln(w)
 	}
 }
