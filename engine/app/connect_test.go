@@ -399,3 +399,92 @@ func TestLostKeyMeansReconnect(t *testing.T) {
 	defer e.up.mu.Unlock()
 	assert.Equal(t, apiCalls, len(e.up.apiAuth), "no upstream call with an unopened credential")
 }
+
+// TestAPIKeyBadInput is the security.md table for the API-key form: each
+// refused submission leaves no connection, spends no Notion code, and the
+// flow stays usable for the genuine key.
+func TestAPIKeyBadInput(t *testing.T) {
+	start := func(e *flowEnv) string {
+		t.Helper()
+		v := url.Values{"code": {"nc-key"}, "client_id": {"keyed"}, "redirect_uri": {notionRedirect}, "response_type": {"code"}, "state": {"st-key"}}
+		r := e.get(e.srv.URL + "/providers/keyed/authorize?" + v.Encode())
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		r = e.get(r.Header.Get("Location"))
+		page := body(t, r)
+		require.Equal(t, http.StatusOK, r.StatusCode, page)
+		return csrfField.FindStringSubmatch(page)[1]
+	}
+	post := func(e *flowEnv, raw string, hdr map[string]string) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/providers/keyed/api-key", strings.NewReader(raw))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := e.browser.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		return resp
+	}
+	cases := []struct {
+		name   string
+		form   func(csrf string) string
+		hdr    map[string]string
+		status int
+	}{
+		{"TH-04 wrong csrf", func(string) string {
+			return url.Values{"csrf": {"x"}, "decision": {"allow"}, "api_key": {"good-key-0123456789"}}.Encode()
+		}, nil, 403},
+		{"TH-04 cross-site", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {"good-key-0123456789"}}.Encode()
+		}, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"TH-04 foreign origin", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {"good-key-0123456789"}}.Encode()
+		}, map[string]string{"Origin": "https://evil.example"}, 403},
+		{"TH-47 oversized form", func(c string) string { return url.Values{"csrf": {c}, "api_key": {strings.Repeat("k", 9000)}}.Encode() }, nil, 413},
+		{"TH-09 two keys", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {"a", "b"}}.Encode()
+		}, nil, 400},
+		{"wrong content type", func(c string) string { return "{}" }, map[string]string{"Content-Type": "application/json"}, 400},
+		{"empty key", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {"  "}}.Encode()
+		}, nil, 400},
+		{"key with spaces", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {"good key"}}.Encode()
+		}, nil, 400},
+		{"key with control characters", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {"good\x00key"}}.Encode()
+		}, nil, 400},
+		{"key too long", func(c string) string {
+			return url.Values{"csrf": {c}, "decision": {"allow"}, "api_key": {strings.Repeat("k", 5000)}}.Encode()
+		}, nil, 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFlowEnv(t)
+			e.up.addKey("good-key-0123456789")
+			csrf := start(e)
+			r := post(e, tc.form(csrf), tc.hdr)
+			page := body(t, r)
+			assert.Equal(t, tc.status, r.StatusCode, page)
+			assert.Empty(t, r.Header.Get("Location"))
+			assert.NotContains(t, page, "good-key-0123456789", "a key is never echoed")
+			e.storedNothing(t)
+			// The flow is intact: the genuine key still goes through.
+			r = post(e, url.Values{"csrf": {csrf}, "decision": {"allow"}, "api_key": {"good-key-0123456789"}}.Encode(), nil)
+			assert.Equal(t, http.StatusSeeOther, r.StatusCode, body(t, r))
+		})
+	}
+
+	t.Run("cancel sends access_denied with state", func(t *testing.T) {
+		e := newFlowEnv(t)
+		csrf := start(e)
+		r := post(e, url.Values{"csrf": {csrf}, "decision": {"cancel"}}.Encode(), nil)
+		require.Equal(t, http.StatusFound, r.StatusCode)
+		q := mustQuery(t, r.Header.Get("Location"))
+		assert.Equal(t, "access_denied", q.Get("error"))
+		assert.Equal(t, "st-key", q.Get("state"))
+		e.storedNothing(t)
+	})
+}
