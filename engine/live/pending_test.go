@@ -181,3 +181,43 @@ func TestFullQueueLeavesPending(t *testing.T) {
 	e.drain()
 	assert.Len(t, e.calls("c1"), 3)
 }
+
+// TestWebhookTransientFailureStaysPending: a webhook's refresh that meets
+// a passing upstream failure (503) keeps its pending mark, so the next
+// scan fetches again and the acknowledged change reaches Notion even with
+// polling off.
+func TestWebhookTransientFailureStaysPending(t *testing.T) {
+	e := newLiveEnv(t, 3600, func(o *live.RefresherOptions) {
+		o.PendingInterval = time.Minute
+	})
+	e.connect("c1", "tracker")
+	e.up.set(itemPath(1), answer{Body: item("One", "open")})
+	k := e.unfurled("c1", 1)
+	e.up.set(itemPath(1), answer{Body: item("One", "closed")})
+	e.up.queue(itemPath(1), answer{Status: http.StatusServiceUnavailable, Body: `{"message":"down"}`})
+
+	n, err := e.r.RefreshURIs(t.Context(), "tracker", []string{trackerURI(1)})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	stop := e.startRefresher()
+	var outcomes []string
+	guard := time.After(10 * time.Second) // a guard against a hang, not a wait
+	for len(outcomes) < 2 {
+		select {
+		case r := <-e.refreshed:
+			outcomes = append(outcomes, r.out.Record.Outcome)
+		case <-e.clock.waiting:
+			e.clock.Advance(time.Minute)
+		case <-guard:
+			t.Fatalf("refresh outcomes so far: %v", outcomes)
+		}
+	}
+	stop()
+	assert.Equal(t, []string{live.OutcomePending, live.OutcomeChanged}, outcomes)
+	assert.Equal(t, live.OutcomeChanged, e.sub(k).Refresh.Outcome, "the mark is cleared once fetched")
+	e.drain()
+	calls := e.calls("c1")
+	require.Len(t, calls, 1)
+	assert.Contains(t, string(calls[0].Raw), `"closed"`)
+}

@@ -590,6 +590,13 @@ func upstreamDetail(u provider.UpstreamInfo) string {
 // validators stay.
 func (r *Refresher) settleError(ctx context.Context, sub store.Subscription, run refreshRun, up provider.UpstreamInfo, detail string, isTransient bool) (Outcome, error) {
 	rec := r.story(run, OutcomeError, up.Status, detail)
+	if isTransient && run.trigger == TriggerWebhook {
+		// A webhook acknowledged a change we could not fetch yet (429,
+		// 5xx, timeout): the mark stays, and the next pending scan (every
+		// PendingInterval) tries again, so the change is not left to a
+		// poll that may be off.
+		rec.Outcome, rec.Detail = OutcomePending, "retrying after: "+detail
+	}
 	r.note(ctx, sub, provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}, rec)
 	return Outcome{Record: rec, Transient: isTransient, Upstream: up}, nil
 }
