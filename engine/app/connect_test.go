@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -223,16 +224,7 @@ func (e *flowEnv) consentReady(notionCode string) string {
 // TestConsentAttacks covers TH-04 and the single use of the consent.
 func TestConsentAttacks(t *testing.T) {
 	post := func(e *flowEnv, v url.Values, hdr map[string]string) *http.Response {
-		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/providers/tracker/consent", strings.NewReader(v.Encode()))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for k, val := range hdr {
-			req.Header.Set(k, val)
-		}
-		resp, err := e.browser.Do(req)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = resp.Body.Close() })
-		return resp
+		return e.post("/providers/tracker/consent", v.Encode(), hdr)
 	}
 	cases := []struct {
 		name string
@@ -415,17 +407,9 @@ func TestAPIKeyBadInput(t *testing.T) {
 		return csrfField.FindStringSubmatch(page)[1]
 	}
 	post := func(e *flowEnv, raw string, hdr map[string]string) *http.Response {
-		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/providers/keyed/api-key", strings.NewReader(raw))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Sec-Fetch-Site", "same-origin")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := e.browser.Do(req)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = resp.Body.Close() })
-		return resp
+		h := map[string]string{"Sec-Fetch-Site": "same-origin"}
+		maps.Copy(h, hdr)
+		return e.post("/providers/keyed/api-key", raw, h)
 	}
 	cases := []struct {
 		name   string

@@ -200,11 +200,19 @@ func (e *flowEnv) get(u string) *http.Response {
 // postForm posts a form as the consent page's own form would.
 func (e *flowEnv) postForm(path string, v url.Values) *http.Response {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(v.Encode()))
+	return e.post(path, v.Encode(), map[string]string{"Origin": e.srv.URL, "Sec-Fetch-Site": "same-origin"})
+}
+
+// post sends a urlencoded body to path with the browser (its cookies),
+// with hdr set on top; tests of refused submissions pick their headers.
+func (e *flowEnv) post(path, raw string, hdr map[string]string) *http.Response {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(raw))
 	require.NoError(e.t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", e.srv.URL)
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := e.browser.Do(req)
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { _ = resp.Body.Close() })

@@ -118,6 +118,9 @@ func (s *Service) CallbackURL(providerName string) string {
 	return s.opts.PublicURL + "/providers/" + providerName + "/callback"
 }
 
+// FlowTTL is how long a pending flow lives; the flow cookie lives as long.
+func (s *Service) FlowTTL() time.Duration { return s.opts.FlowTTL }
+
 // ContinueURL is the clean URL the browser continues on after authorize
 // (TH-03).
 func (s *Service) ContinueURL(providerName string) string {

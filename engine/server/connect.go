@@ -170,7 +170,7 @@ func (h *connectHandler) respond(c echo.Context, p *provider.Provider, o *connec
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	switch {
 	case o.Handle != "":
-		h.setCookie(c, p, o.Handle, int(h.s.flowTTL().Seconds()))
+		h.setCookie(c, p, o.Handle, int(h.svc.FlowTTL().Seconds()))
 	case o.Clear:
 		h.setCookie(c, p, "", -1)
 	}
@@ -240,5 +240,3 @@ func (s *Server) basePath() string {
 	}
 	return strings.TrimRight(u.Path, "/")
 }
-
-func (s *Server) flowTTL() time.Duration { return connect.DefaultFlowTTL }
