@@ -84,6 +84,43 @@ func (t TokenResponse) LogValue() slog.Value {
 	)
 }
 
+// Owner keys returned by TokenResponse.OwnerKey.
+const (
+	// OwnerKeyWorkspace is the owner key of an authorization owned by the
+	// whole workspace.
+	OwnerKeyWorkspace = "workspace"
+	// ownerKeyUser prefixes a Notion user id.
+	ownerKeyUser = "user:"
+	// ownerKeyBot prefixes a bot_id, the fallback for an owner we cannot
+	// read.
+	ownerKeyBot = "bot:"
+)
+
+// OwnerKey is a stable, non-secret name for who in Notion owns this
+// authorization, so that two Notion users of one workspace who connect
+// the same upstream account keep separate connections (protocol 1.6,
+// 4.4): "user:<id>" for a user owner, "workspace" for a workspace owner.
+// An owner that is missing or of a shape we do not know falls back to
+// "bot:<bot_id>", because bot_id identifies the authorization (protocol
+// 4.4): two users then never share a connection, at worst one user's
+// reconnect makes a second one. With neither, the key is empty; a
+// missing owner never fails the exchange (protocol 10 #24).
+//
+// A workspace owner is one key for the whole workspace: Notion says the
+// workspace, not a user, holds the authorization, so every user's
+// reconnect replaces the same Notion token.
+func (t TokenResponse) OwnerKey() string {
+	switch {
+	case t.OwnerType == OwnerUser && t.OwnerUserID != "":
+		return ownerKeyUser + t.OwnerUserID
+	case t.OwnerType == OwnerWorkspace:
+		return OwnerKeyWorkspace
+	case t.BotID != "":
+		return ownerKeyBot + t.BotID
+	}
+	return ""
+}
+
 // tokenRequest is the JSON body of R2 (protocol 4.1). redirect_uri is
 // deliberately absent: the Link Preview flow does not send it.
 type tokenRequest struct {

@@ -451,3 +451,26 @@ func TestSecretsNotPrinted(t *testing.T) {
 	assert.NotContains(t, err.Error(), fake.ClientSecret())
 	assert.Contains(t, err.Error(), "code <redacted> for secret <redacted> is bad")
 }
+
+// TestOwnerKey: the connection identity's owner part is a stable id from
+// the owner object, never a name (protocol 4.4, TH-14, TH-39).
+func TestOwnerKey(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		resp notion.TokenResponse
+		want string
+	}{
+		{"user", notion.TokenResponse{OwnerType: notion.OwnerUser, OwnerUserID: "u-1", OwnerName: "Ada", BotID: "bot-1"}, "user:u-1"},
+		{"user without id falls back to the bot", notion.TokenResponse{OwnerType: notion.OwnerUser, OwnerName: "Ada", BotID: "bot-1"}, "bot:bot-1"},
+		{"workspace", notion.TokenResponse{OwnerType: notion.OwnerWorkspace, BotID: "bot-1"}, notion.OwnerKeyWorkspace},
+		{"unknown owner falls back to the bot", notion.TokenResponse{BotID: "bot-1"}, "bot:bot-1"},
+		{"nothing at all", notion.TokenResponse{}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			assert.Equal(t, tc.want, tc.resp.OwnerKey())
+		})
+	}
+}

@@ -41,6 +41,20 @@ type Response struct {
 	// Hang blocks the handler until the client gives up or the server
 	// closes; Status and Body are then unused.
 	Hang bool
+	// Drop closes the connection without an answer, as a network failure
+	// does; Status and Body are then unused.
+	Drop bool
+}
+
+// UserOwner is the owner object of an authorization owned by the Notion
+// user id (protocol 4.4), for TokenResponseJSON.Owner: each Notion user
+// who connects gets a distinct one.
+func UserOwner(id, name string) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"type": "user", "user": map[string]any{
+		"object": "user", "id": id, "type": "person", "name": name,
+		"person": map[string]string{"email": name + "@example.com"},
+	}})
+	return b
 }
 
 // TokenResponseJSON is what the fake's token endpoint returns for a code
@@ -103,7 +117,8 @@ type TokenCall struct {
 	// is false when the header was missing or malformed.
 	ClientID, ClientSecret string
 	BasicOK                bool
-	// Status is what the fake answered; 0 for a call that hung.
+	// Status is what the fake answered; 0 for a call that hung or was
+	// dropped.
 	Status int
 }
 
@@ -122,7 +137,8 @@ type PatchCall struct {
 	Body notion.Envelope
 	// Token is the Bearer token presented, empty if none.
 	Token string
-	// Status is what the fake answered; 0 for a call that hung.
+	// Status is what the fake answered; 0 for a call that hung or was
+	// dropped.
 	Status int
 }
 
@@ -405,6 +421,10 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, resp *Response,
 		s.hang(r)
 		return
 	}
+	if resp.Drop {
+		drop(w)
+		return
+	}
 	status := resp.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -433,6 +453,16 @@ func (s *Server) hang(r *http.Request) {
 	case <-r.Context().Done():
 	case <-s.stop:
 	}
+}
+
+// drop closes the client's connection without writing a response.
+func drop(w http.ResponseWriter) {
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = conn.Close()
+		return
+	}
+	// No hijacking (HTTP/2): abort the handler, which resets the stream.
+	panic(http.ErrAbortHandler)
 }
 
 // oauthError writes an OAuth-style error body (protocol 4.5) and returns

@@ -228,3 +228,26 @@ func TestHungReleasedOnClose(t *testing.T) {
 		t.Fatal("hung request not released when the fake closed")
 	}
 }
+
+// TestDropAndUserOwner: a scripted Drop reaches the client as a network
+// failure with nothing answered, and UserOwner gives each Notion user the
+// owner object of protocol 4.4.
+func TestDropAndUserOwner(t *testing.T) {
+	t.Parallel()
+	s := notiontest.New(t)
+	s.ScriptToken(notiontest.Response{Drop: true})
+	_, _, err := do(t.Context(), s, http.MethodPost, "/v1/oauth/token", basic(s), `{"grant_type":"authorization_code","code":"c1"}`)
+	require.Error(t, err)
+	calls := s.TokenCalls()
+	require.Len(t, calls, 1)
+	assert.Zero(t, calls[0].Status, "nothing answered")
+
+	s.AddCode("c1", notiontest.TokenResponseJSON{Owner: notiontest.UserOwner("u-1", "ada")})
+	status, body := send(t, s, http.MethodPost, "/v1/oauth/token", basic(s), `{"grant_type":"authorization_code","code":"c1"}`)
+	require.Equal(t, http.StatusOK, status)
+	owner, _ := body["owner"].(map[string]any)
+	require.NotNil(t, owner, "owner object: %v", body)
+	assert.Equal(t, "user", owner["type"])
+	user, _ := owner["user"].(map[string]any)
+	assert.Equal(t, "u-1", user["id"])
+}
