@@ -83,10 +83,21 @@ type GrantStore interface {
 	RevokeGrant(ctx context.Context, grantID string) (int, error)
 
 	// UpsertConnection stores c under the identity (Provider, AccountKey,
-	// WorkspaceID): when a connection with that identity exists it is
-	// replaced, keeping its ID and CreatedAt, so that reconnecting leaves
-	// one connection (TH-14, issue 3 item 4); otherwise c is created with
-	// c.ID. It returns the stored connection and whether it was created.
+	// WorkspaceID, Owner): when a connection with that identity exists it
+	// is replaced, keeping its ID and CreatedAt, so that reconnecting
+	// leaves one connection (TH-14, issue 3 item 4), while another
+	// Notion owner gets a connection of its own (TH-39); otherwise c is
+	// created with c.ID. It returns the stored connection and whether it
+	// was created.
+	//
+	// A connection without an Owner (stored before owners were kept) is
+	// adopted by the first owner of its (Provider, AccountKey,
+	// WorkspaceID) that has no connection yet: it is replaced and gets
+	// that Owner. Such a record held whichever Notion user connected
+	// last, and nearly always there was only one, so that user's
+	// reconnect keeps the connection, its tokens and subscriptions,
+	// instead of leaving a stale twin behind; a second user then gets a
+	// connection of its own.
 	UpsertConnection(ctx context.Context, c Connection) (Connection, bool, error)
 
 	// Sweep removes expired flows, expired unconsumed tokens, and

@@ -111,6 +111,14 @@ type Connection struct {
 	WorkspaceID   string
 	WorkspaceName string
 	BotID         string
+	// Owner names who in Notion owns the authorization, derived from the
+	// token response's owner ("user:<id>", "workspace", "bot:<bot_id>",
+	// see notion.TokenResponse.OwnerKey): a stable id, never a secret or
+	// a display name. It is part of the identity UpsertConnection
+	// matches on, so two Notion users of one workspace who connect the
+	// same upstream account keep a connection each (TH-39). Empty in
+	// records written before owners were kept.
+	Owner string
 	// NotionToken is Notion's access token, sealed.
 	NotionToken []byte
 	// UpstreamCredential is the user's upstream credential (an OAuth

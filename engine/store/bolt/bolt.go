@@ -7,14 +7,19 @@
 //	tokens_by_conn  <connID> 00 <digest>             -> empty (a connection's tokens, TH-40)
 //	tokens_by_grant <grantID> 00 <digest>            -> empty (a grant's tokens, TH-16, TH-23)
 //	connections     <connID>                         -> connRecord
-//	conns_by_identity <provider> 00 <accountKey> 00 <workspaceID> 00 <connID>
-//	                                                 -> empty (UpsertConnection, TH-14)
+//	conns_by_owner  <provider> 00 <accountKey> 00 <workspaceID> 00 <owner> 00 <connID>
+//	                                                 -> empty (UpsertConnection, TH-14, TH-39)
 //	flows           <flowID>                         -> flowRecord
 //	flows_by_expiry <expiresAt> 00 <flowID>          -> empty (expiresAt as expiryLayout, flows.go)
 //	subscriptions   <provider> 00 <connID> 00 <uri>  -> subRecord
 //	subs_by_uri     <provider> 00 <uri> 00 <connID>  -> empty (DELETE of a URI, protocol 5.6)
 //	outbox          <provider> 00 <uri> 00 <connID>  -> outboxRecord (pending PATCHes, outbox.go)
 //	outbox_by_due   <nextAt> 00 <provider> 00 <uri> 00 <connID> -> empty
+//
+// conns_by_owner replaced conns_by_identity, which lacked the owner: Open
+// fills the new index from the connections and drops the old one in the
+// same transaction, so a file written before keeps working. Its records
+// read with an empty owner (see UpsertConnection for how they match).
 //
 // Single-part keys are the raw strings. In compound keys each part is
 // escaped so that it contains no 00 byte (00 -> 01 01, 01 -> 01 02, see
@@ -49,26 +54,30 @@ const schemaVersion = 1
 const DefaultLockTimeout = 2 * time.Second
 
 var (
-	bucketMeta            = []byte("meta")
-	bucketTokens          = []byte("tokens")
-	bucketTokensByConn    = []byte("tokens_by_conn")
-	bucketConns           = []byte("connections")
-	bucketSubs            = []byte("subscriptions")
-	bucketSubsByURI       = []byte("subs_by_uri")
-	bucketTokensByGrant   = []byte("tokens_by_grant")
-	bucketConnsByIdentity = []byte("conns_by_identity")
-	bucketFlows           = []byte("flows")
-	bucketFlowsByExpiry   = []byte("flows_by_expiry")
-	bucketOutbox          = []byte("outbox")
-	bucketOutboxByDue     = []byte("outbox_by_due")
-	keySchema             = []byte("schema")
+	bucketMeta          = []byte("meta")
+	bucketTokens        = []byte("tokens")
+	bucketTokensByConn  = []byte("tokens_by_conn")
+	bucketConns         = []byte("connections")
+	bucketSubs          = []byte("subscriptions")
+	bucketSubsByURI     = []byte("subs_by_uri")
+	bucketTokensByGrant = []byte("tokens_by_grant")
+	bucketConnsByOwner  = []byte("conns_by_owner")
+	bucketFlows         = []byte("flows")
+	bucketFlowsByExpiry = []byte("flows_by_expiry")
+	bucketOutbox        = []byte("outbox")
+	bucketOutboxByDue   = []byte("outbox_by_due")
+	keySchema           = []byte("schema")
 )
+
+// bucketConnsByIdentity is the index conns_by_owner replaced; Open
+// drops it.
+var bucketConnsByIdentity = []byte("conns_by_identity")
 
 // buckets lists every bucket Open creates.
 func buckets() [][]byte {
 	return [][]byte{
 		bucketMeta, bucketTokens, bucketTokensByConn, bucketConns, bucketSubs, bucketSubsByURI,
-		bucketTokensByGrant, bucketConnsByIdentity, bucketFlows, bucketFlowsByExpiry,
+		bucketTokensByGrant, bucketConnsByOwner, bucketFlows, bucketFlowsByExpiry,
 		bucketOutbox, bucketOutboxByDue,
 	}
 }
@@ -169,6 +178,13 @@ func prepare(db *bbolt.DB) error {
 		}
 		if err := backfill(tx, created); err != nil {
 			return err
+		}
+		// Nothing maintains the old index any more; left behind it would
+		// only keep account keys of deleted connections in the file.
+		if tx.Bucket(bucketConnsByIdentity) != nil {
+			if err := tx.DeleteBucket(bucketConnsByIdentity); err != nil {
+				return fmt.Errorf("drop bucket %s: %w", bucketConnsByIdentity, err)
+			}
 		}
 		return meta.Put(keySchema, fmt.Append(nil, schemaVersion))
 	})

@@ -164,7 +164,7 @@ func TestLayout(t *testing.T) {
 	ctx := t.Context()
 	s, _ := openTemp(t)
 	require.NoError(t, s.CreateToken(ctx, store.Token{Digest: "dig", Kind: store.KindAccess, Provider: "p", ConnectionID: "c"}))
-	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", NotionToken: []byte("sealed")}))
+	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Owner: "user:u", NotionToken: []byte("sealed")}))
 	_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: "u\x00\x01"}, AttrHash: "h"})
 	require.NoError(t, err)
 	at := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
@@ -195,15 +195,15 @@ func TestLayout(t *testing.T) {
 		},
 		"tokens_by_conn":  {"c\x00dig": ""},
 		"tokens_by_grant": {"g\x00dig2": ""},
-		"connections": {"c": `{"v":1,"provider":"p","account_key":"","notion_token":"c2VhbGVk","created_at":` + zero +
+		"connections": {"c": `{"v":1,"provider":"p","account_key":"","owner":"user:u","notion_token":"c2VhbGVk","created_at":` + zero +
 			`,"updated_at":` + zero + `}`},
-		"conns_by_identity": {"p\x00\x00\x00c": ""},
-		"flows":             {"f": `{"v":1,"provider":"p","data":"c2VhbGVk","created_at":` + zero + `,"expires_at":"2025-01-02T03:04:05.000000006Z"}`},
-		"flows_by_expiry":   {"2025-01-02T03:04:05.000000006Z\x00f": ""},
-		"subscriptions":     {"p\x00c\x00u\x01\x01\x01\x02": `{"v":1,"attr_hash":"h","created_at":` + zero + `,"updated_at":` + zero + `}`},
-		"subs_by_uri":       {"p\x00u\x01\x01\x01\x02\x00c": ""},
-		"outbox":            {}, // pinned in TestOutboxLayout
-		"outbox_by_due":     {},
+		"conns_by_owner":  {"p\x00\x00\x00user:u\x00c": ""},
+		"flows":           {"f": `{"v":1,"provider":"p","data":"c2VhbGVk","created_at":` + zero + `,"expires_at":"2025-01-02T03:04:05.000000006Z"}`},
+		"flows_by_expiry": {"2025-01-02T03:04:05.000000006Z\x00f": ""},
+		"subscriptions":   {"p\x00c\x00u\x01\x01\x01\x02": `{"v":1,"attr_hash":"h","created_at":` + zero + `,"updated_at":` + zero + `}`},
+		"subs_by_uri":     {"p\x00u\x01\x01\x01\x02\x00c": ""},
+		"outbox":          {}, // pinned in TestOutboxLayout
+		"outbox_by_due":   {},
 	}, got)
 }
 

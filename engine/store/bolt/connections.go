@@ -73,7 +73,7 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, fn func(store.C
 		}
 		// fn may change the identity; the index follows (UpsertConnection).
 		if oldKey, newKey := identityKey(old), identityKey(c); !bytes.Equal(oldKey, newKey) {
-			idx := tx.Bucket(bucketConnsByIdentity)
+			idx := tx.Bucket(bucketConnsByOwner)
 			if err := idx.Delete(oldKey); err != nil {
 				return err
 			}
@@ -101,7 +101,7 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketConnsByIdentity).Delete(identityKey(old)); err != nil {
+		if err := tx.Bucket(bucketConnsByOwner).Delete(identityKey(old)); err != nil {
 			return err
 		}
 		if err := deleteConnTokens(tx, id); err != nil {

@@ -25,12 +25,31 @@ func tokenGrantKey(grantID, digest string) []byte {
 	return compoundKey(grantID, digest)
 }
 
-// identityKey is c's conns_by_identity key. The ID is part of the key,
-// not the value, so connections that share an identity (CreateConnection
-// does not prevent it) each keep their entry, and the index stays right
+// identityKey is c's conns_by_owner key. The ID is part of the key, not
+// the value, so connections that share an identity (CreateConnection does
+// not prevent it) each keep their entry, and the index stays right
 // whichever of them is deleted.
 func identityKey(c store.Connection) []byte {
-	return compoundKey(c.Provider, c.AccountKey, c.WorkspaceID, c.ID)
+	return compoundKey(c.Provider, c.AccountKey, c.WorkspaceID, c.Owner, c.ID)
+}
+
+// firstOfIdentity returns the connection with the smallest ID among those
+// of identity (provider, account key, workspace, owner), if there is one.
+func firstOfIdentity(tx *bbolt.Tx, provider, accountKey, workspaceID, owner string) (store.Connection, bool, error) {
+	prefix := keyPrefix(provider, accountKey, workspaceID, owner)
+	k, _ := tx.Bucket(bucketConnsByOwner).Cursor().Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return store.Connection{}, false, nil
+	}
+	parts, err := splitKey(k, 5)
+	if err != nil {
+		return store.Connection{}, false, fmt.Errorf("conns_by_owner %q: %w", k, err)
+	}
+	c, err := getConn(tx, parts[4])
+	if err != nil {
+		return store.Connection{}, false, fmt.Errorf("conns_by_owner %q: %w", k, err)
+	}
+	return c, true, nil
 }
 
 func readToken(tx *bbolt.Tx, digest string) (store.Token, bool, error) {
@@ -243,39 +262,47 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (int, error) {
 	return n, nil
 }
 
-// UpsertConnection implements store.GrantStore through conns_by_identity.
+// UpsertConnection implements store.GrantStore through conns_by_owner.
 // Should several connections share the identity, the one with the
-// smallest ID (the first index key) is replaced.
+// smallest ID (the first index key) is replaced; so is the first one
+// without an owner when c has one and none matches (the adoption rule of
+// store.GrantStore).
 func (s *Store) UpsertConnection(ctx context.Context, c store.Connection) (store.Connection, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, false, err
 	}
 	created := false
 	err := s.update("upsert connection", func(tx *bbolt.Tx) error {
-		prefix := keyPrefix(c.Provider, c.AccountKey, c.WorkspaceID)
-		k, _ := tx.Bucket(bucketConnsByIdentity).Cursor().Seek(prefix)
-		if k != nil && bytes.HasPrefix(k, prefix) {
-			parts, err := splitKey(k, 4)
-			if err != nil {
-				return fmt.Errorf("conns_by_identity %q: %w", k, err)
-			}
-			old, err := getConn(tx, parts[3])
-			if err != nil {
-				return fmt.Errorf("conns_by_identity %q: %w", k, err)
-			}
-			// Same identity, so the index entry stays as it is.
-			c.ID, c.CreatedAt = old.ID, old.CreatedAt
-			val, err := encode("connection", toConnRecord(c))
-			if err != nil {
-				return err
-			}
-			return tx.Bucket(bucketConns).Put([]byte(c.ID), val)
+		old, found, err := firstOfIdentity(tx, c.Provider, c.AccountKey, c.WorkspaceID, c.Owner)
+		if err == nil && !found && c.Owner != "" {
+			old, found, err = firstOfIdentity(tx, c.Provider, c.AccountKey, c.WorkspaceID, "")
 		}
-		if err := insertConn(tx, c); err != nil {
+		if err != nil {
 			return err
 		}
-		created = true
-		return nil
+		if !found {
+			if err := insertConn(tx, c); err != nil {
+				return err
+			}
+			created = true
+			return nil
+		}
+		c.ID, c.CreatedAt = old.ID, old.CreatedAt
+		val, err := encode("connection", toConnRecord(c))
+		if err != nil {
+			return err
+		}
+		// An adopted record moves to its owner's index entry.
+		if oldKey, newKey := identityKey(old), identityKey(c); !bytes.Equal(oldKey, newKey) {
+			idx := tx.Bucket(bucketConnsByOwner)
+			if err := idx.Delete(oldKey); err != nil {
+				return err
+			}
+			if err := idx.Put(newKey, nil); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketConns).Put([]byte(c.ID), val)
 	})
 	if err != nil {
 		return store.Connection{}, false, err
@@ -298,7 +325,7 @@ func insertConn(tx *bbolt.Tx, c store.Connection) error {
 	if err := b.Put([]byte(c.ID), val); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketConnsByIdentity).Put(identityKey(c), nil)
+	return tx.Bucket(bucketConnsByOwner).Put(identityKey(c), nil)
 }
 
 // sweepToken is Sweep's rule: a live token goes when it expires, a
@@ -382,13 +409,13 @@ func backfill(tx *bbolt.Tx, created [][]byte) error {
 				}
 				return nil
 			})
-		case bytes.Equal(name, bucketConnsByIdentity):
+		case bytes.Equal(name, bucketConnsByOwner):
 			err = tx.Bucket(bucketConns).ForEach(func(k, v []byte) error {
 				var rec connRecord
 				if err := decode("connection", v, &rec); err != nil {
 					return err
 				}
-				return tx.Bucket(bucketConnsByIdentity).Put(identityKey(fromConnRecord(string(k), rec)), nil)
+				return tx.Bucket(bucketConnsByOwner).Put(identityKey(fromConnRecord(string(k), rec)), nil)
 			})
 		}
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 )
 
 // TestOpenFillsNewIndexes: a file written before tokens_by_grant and
-// conns_by_identity existed gets them filled at Open, so its tokens are
+// conns_by_owner existed gets them filled at Open, so its tokens are
 // revoked with their grant (TH-16) and its connections are found by
 // UpsertConnection (TH-14).
 func TestOpenFillsNewIndexes(t *testing.T) {
@@ -26,7 +26,7 @@ func TestOpenFillsNewIndexes(t *testing.T) {
 		require.NoError(t, s.CreateToken(ctx, store.Token{Digest: d, Kind: store.KindAccess, Provider: "p", ConnectionID: "c", GrantID: "g"}))
 	}
 	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
-		return errors.Join(tx.DeleteBucket(bucketTokensByGrant), tx.DeleteBucket(bucketConnsByIdentity))
+		return errors.Join(tx.DeleteBucket(bucketTokensByGrant), tx.DeleteBucket(bucketConnsByOwner))
 	}))
 	require.NoError(t, s.Close())
 
@@ -44,6 +44,73 @@ func TestOpenFillsNewIndexes(t *testing.T) {
 	assert.False(t, created)
 	assert.Equal(t, "c", got.ID)
 	assert.True(t, at.Equal(got.CreatedAt))
+}
+
+// TestOpenMigratesIdentityIndex: a file written before connections kept
+// their Notion owner has conns_by_identity, keyed without the owner. Open
+// replaces it with conns_by_owner; the old connection, read with no
+// owner, is adopted by the first owner that reconnects, keeping its ID,
+// while a second owner gets a connection of its own (TH-14, TH-39).
+func TestOpenMigratesIdentityIndex(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t)
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	legacy := store.Connection{ID: "c", Provider: "p", AccountKey: "k", WorkspaceID: "w", CreatedAt: at}
+	require.NoError(t, s.CreateConnection(ctx, legacy))
+	require.NoError(t, s.CreateToken(ctx, store.Token{Digest: "d1", Kind: store.KindAccess, Provider: "p", ConnectionID: "c", GrantID: "g"}))
+	// Rewrite the file as the previous release left it.
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(bucketConnsByOwner); err != nil {
+			return err
+		}
+		old, err := tx.CreateBucket(bucketConnsByIdentity)
+		if err != nil {
+			return err
+		}
+		return old.Put(compoundKey("p", "k", "w", "c"), nil)
+	}))
+	require.NoError(t, s.Close())
+
+	s, err := Open(path, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	got := map[string][]string{}
+	require.NoError(t, s.db.View(func(tx *bbolt.Tx) error {
+		assert.Nil(t, tx.Bucket(bucketConnsByIdentity), "the old index is dropped")
+		return tx.Bucket(bucketConnsByOwner).ForEach(func(k, _ []byte) error {
+			parts, err := splitKey(k, 5)
+			got[string(k)] = parts
+			return err
+		})
+	}))
+	assert.Equal(t, map[string][]string{string(compoundKey("p", "k", "w", "", "c")): {"p", "k", "w", "", "c"}}, got)
+
+	a := legacy
+	a.ID, a.Owner, a.CreatedAt = "new-a", "user:a", at.Add(time.Hour)
+	stored, created, err := s.UpsertConnection(ctx, a)
+	require.NoError(t, err)
+	assert.False(t, created, "the first owner adopts the old connection")
+	assert.Equal(t, "c", stored.ID)
+	c, err := s.GetConnection(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, "user:a", c.Owner)
+	tok, err := s.GetToken(ctx, store.KindAccess, "d1")
+	require.NoError(t, err, "its tokens stay")
+	assert.Equal(t, "c", tok.ConnectionID)
+
+	b := legacy
+	b.ID, b.Owner = "new-b", "user:b"
+	stored, created, err = s.UpsertConnection(ctx, b)
+	require.NoError(t, err)
+	assert.True(t, created, "another owner gets its own connection")
+	assert.Equal(t, "new-b", stored.ID)
+
+	// The index follows the adoption: A's reconnect finds A's entry.
+	a.ID = "again-a"
+	stored, created, err = s.UpsertConnection(ctx, a)
+	require.NoError(t, err)
+	assert.False(t, created)
+	assert.Equal(t, "c", stored.ID)
 }
 
 // TestGrantReadsDoNotCommit: answers that change nothing roll back, so

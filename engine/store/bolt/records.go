@@ -35,13 +35,17 @@ type tokenRecord struct {
 }
 
 type connRecord struct {
-	V                  int       `json:"v"`
-	Provider           string    `json:"provider"`
-	AccountKey         string    `json:"account_key"`
-	AccountName        string    `json:"account_name,omitempty"`
-	WorkspaceID        string    `json:"workspace_id,omitempty"`
-	WorkspaceName      string    `json:"workspace_name,omitempty"`
-	BotID              string    `json:"bot_id,omitempty"`
+	V             int    `json:"v"`
+	Provider      string `json:"provider"`
+	AccountKey    string `json:"account_key"`
+	AccountName   string `json:"account_name,omitempty"`
+	WorkspaceID   string `json:"workspace_id,omitempty"`
+	WorkspaceName string `json:"workspace_name,omitempty"`
+	BotID         string `json:"bot_id,omitempty"`
+	// Owner came with the per-owner identity. It is omitted while empty,
+	// so records written before read with no owner and the version stays
+	// 1 (UpsertConnection says how they match).
+	Owner              string    `json:"owner,omitempty"`
 	NotionToken        []byte    `json:"notion_token,omitempty"`
 	UpstreamCredential []byte    `json:"upstream_credential,omitempty"`
 	UpstreamExpiry     time.Time `json:"upstream_expiry,omitzero"`
@@ -118,7 +122,7 @@ func fromTokenRecord(digest string, r tokenRecord) store.Token {
 func toConnRecord(c store.Connection) connRecord {
 	return connRecord{
 		V: schemaVersion, Provider: c.Provider, AccountKey: c.AccountKey, AccountName: c.AccountName,
-		WorkspaceID: c.WorkspaceID, WorkspaceName: c.WorkspaceName, BotID: c.BotID,
+		WorkspaceID: c.WorkspaceID, WorkspaceName: c.WorkspaceName, BotID: c.BotID, Owner: c.Owner,
 		NotionToken: c.NotionToken, UpstreamCredential: c.UpstreamCredential,
 		UpstreamExpiry: c.UpstreamExpiry.UTC(), Status: c.Status,
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
@@ -128,7 +132,7 @@ func toConnRecord(c store.Connection) connRecord {
 func fromConnRecord(id string, r connRecord) store.Connection {
 	return store.Connection{
 		ID: id, Provider: r.Provider, AccountKey: r.AccountKey, AccountName: r.AccountName,
-		WorkspaceID: r.WorkspaceID, WorkspaceName: r.WorkspaceName, BotID: r.BotID,
+		WorkspaceID: r.WorkspaceID, WorkspaceName: r.WorkspaceName, BotID: r.BotID, Owner: r.Owner,
 		NotionToken: r.NotionToken, UpstreamCredential: r.UpstreamCredential,
 		UpstreamExpiry: r.UpstreamExpiry, Status: r.Status,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,

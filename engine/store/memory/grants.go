@@ -219,30 +219,44 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (int, error) {
 
 // UpsertConnection implements store.GrantStore. Should several connections
 // share the identity (CreateConnection does not prevent it), the one with
-// the smallest ID is replaced, as in the bbolt index.
+// the smallest ID is replaced, as in the bbolt index; so is the first one
+// without an owner when c has one and none matches (the adoption rule of
+// store.GrantStore).
 func (s *Store) UpsertConnection(ctx context.Context, c store.Connection) (store.Connection, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var match []string
-	for id, o := range s.conns {
-		if o.Provider == c.Provider && o.AccountKey == c.AccountKey && o.WorkspaceID == c.WorkspaceID {
-			match = append(match, id)
-		}
+	id, found := s.firstOfIdentity(c, c.Owner)
+	if !found && c.Owner != "" {
+		id, found = s.firstOfIdentity(c, "")
 	}
-	if len(match) == 0 {
+	if !found {
 		if _, ok := s.conns[c.ID]; ok {
 			return store.Connection{}, false, store.ErrAlreadyExists
 		}
 		s.conns[c.ID] = copyConn(c)
 		return copyConn(c), true, nil
 	}
-	id := slices.MinFunc(match, strings.Compare)
 	c.ID, c.CreatedAt = id, s.conns[id].CreatedAt
 	s.conns[id] = copyConn(c)
 	return copyConn(c), false, nil
+}
+
+// firstOfIdentity returns the smallest ID among the connections of c's
+// provider, account key and workspace whose owner is owner.
+func (s *Store) firstOfIdentity(c store.Connection, owner string) (string, bool) {
+	var match []string
+	for id, o := range s.conns {
+		if o.Provider == c.Provider && o.AccountKey == c.AccountKey && o.WorkspaceID == c.WorkspaceID && o.Owner == owner {
+			match = append(match, id)
+		}
+	}
+	if len(match) == 0 {
+		return "", false
+	}
+	return slices.MinFunc(match, strings.Compare), true
 }
 
 // Sweep implements store.GrantStore.

@@ -597,7 +597,7 @@ func testUpsertConnection(t *testing.T, s store.Store) {
 	assertConn(t, s, first)
 
 	again := newConn("c2", "github")
-	again.AccountKey, again.WorkspaceID = first.AccountKey, first.WorkspaceID
+	again.AccountKey, again.WorkspaceID, again.Owner = first.AccountKey, first.WorkspaceID, first.Owner
 	again.AccountName, again.NotionToken = "Ada renamed", []byte("sealed-notion-new")
 	again.CreatedAt = baseTime().Add(time.Hour)
 	got, created, err = s.UpsertConnection(ctx, again)
@@ -615,11 +615,13 @@ func testUpsertConnection(t *testing.T, s store.Store) {
 	got.NotionToken[0] = 'X'
 	assertConn(t, s, want)
 
-	// Another workspace, provider or account is another identity.
+	// Another workspace, provider, account or Notion owner is another
+	// identity.
 	for i, change := range []func(*store.Connection){
 		func(c *store.Connection) { c.WorkspaceID = "ws-other" },
 		func(c *store.Connection) { c.Provider = "gitlab" },
 		func(c *store.Connection) { c.AccountKey = "acct-other" },
+		func(c *store.Connection) { c.Owner = "user:other" },
 	} {
 		c := want
 		c.ID = fmt.Sprint("n", i)
@@ -629,7 +631,7 @@ func testUpsertConnection(t *testing.T, s store.Store) {
 		assert.True(t, created, "identity %d", i)
 		assert.Equal(t, c.ID, got.ID)
 	}
-	assert.Equal(t, []string{"c1", "n0", "n1", "n2"}, connIDs(t, s, ""))
+	assert.Equal(t, []string{"c1", "n0", "n1", "n2", "n3"}, connIDs(t, s, ""))
 
 	// A new identity whose ID is taken is refused.
 	taken := newConn("c1", "github")
@@ -637,6 +639,109 @@ func testUpsertConnection(t *testing.T, s store.Store) {
 	_, _, err = s.UpsertConnection(ctx, taken)
 	require.ErrorIs(t, err, store.ErrAlreadyExists)
 	assertConn(t, s, want)
+}
+
+// testUpsertConnectionPerOwner: two Notion users of one workspace who
+// connect the same upstream account get a connection each; a reconnect
+// replaces only its own owner's, and deleting one user's connection
+// leaves the other's connection, tokens and subscriptions alone (TH-39).
+func testUpsertConnectionPerOwner(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newConn("ca", "github")
+	a.AccountKey, a.WorkspaceID, a.Owner = "acct-shared", "ws-shared", "user:a"
+	b := a
+	b.ID, b.Owner, b.NotionToken = "cb", "user:b", []byte("sealed-notion-b")
+	for _, c := range []store.Connection{a, b} {
+		got, created, err := s.UpsertConnection(ctx, c)
+		require.NoError(t, err)
+		assert.True(t, created, "owner %s", c.Owner)
+		assert.Equal(t, c.ID, got.ID)
+	}
+	assert.Equal(t, []string{"ca", "cb"}, connIDs(t, s, ""))
+
+	// A reconnects: A's connection is replaced, B's untouched.
+	again := a
+	again.ID, again.NotionToken, again.CreatedAt = "ca2", []byte("sealed-notion-a2"), baseTime().Add(time.Hour)
+	got, created, err := s.UpsertConnection(ctx, again)
+	require.NoError(t, err)
+	assert.False(t, created)
+	want := again
+	want.ID, want.CreatedAt = "ca", a.CreatedAt
+	assert.Equal(t, normConn(want), normConn(got))
+	assertConn(t, s, want)
+	assertConn(t, s, b)
+	assert.Equal(t, []string{"ca", "cb"}, connIDs(t, s, ""))
+
+	tokA, tokB := newToken("tok-a", store.KindAccess, "ca"), newToken("tok-b", store.KindAccess, "cb")
+	subA, subB := newSub("github", "ca", "https://x/1"), newSub("github", "cb", "https://x/1")
+	for _, tok := range []store.Token{tokA, tokB} {
+		require.NoError(t, s.CreateToken(ctx, tok))
+	}
+	for _, sub := range []store.Subscription{subA, subB} {
+		_, err := s.PutSubscription(ctx, sub)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.DeleteConnection(ctx, "cb"))
+	assertGone(t, s, tokB)
+	assertConn(t, s, want)
+	assertTok(t, s, tokA)
+	assertSub(t, s, subA)
+	_, err = s.GetSubscription(ctx, subB.SubscriptionKey)
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// B connects again after the deletion: a new connection, A's stays.
+	b.ID = "cb2"
+	got, created, err = s.UpsertConnection(ctx, b)
+	require.NoError(t, err)
+	assert.True(t, created)
+	assert.Equal(t, "cb2", got.ID)
+	assert.Equal(t, []string{"ca", "cb2"}, connIDs(t, s, ""))
+}
+
+// testUpsertAdoptsOwnerless: a connection stored before owners were kept
+// (empty Owner) is taken over by the first owner that reconnects, with
+// its ID, tokens and subscriptions; a second owner gets its own. A new
+// connection whose owner is unknown (empty) matches only ownerless ones,
+// never an owner's (TH-14, TH-39).
+func testUpsertAdoptsOwnerless(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	legacy := newConn("old", "github")
+	legacy.Owner = ""
+	require.NoError(t, s.CreateConnection(ctx, legacy))
+	tok := newToken("tok-old", store.KindAccess, "old")
+	require.NoError(t, s.CreateToken(ctx, tok))
+
+	a := legacy
+	a.ID, a.Owner, a.NotionToken = "new-a", "user:a", []byte("sealed-notion-a")
+	got, created, err := s.UpsertConnection(ctx, a)
+	require.NoError(t, err)
+	assert.False(t, created, "adopted")
+	want := a
+	want.ID = "old"
+	assert.Equal(t, normConn(want), normConn(got))
+	assertConn(t, s, want)
+	assertTok(t, s, tok)
+
+	b := legacy
+	b.ID, b.Owner = "new-b", "user:b"
+	got, created, err = s.UpsertConnection(ctx, b)
+	require.NoError(t, err)
+	assert.True(t, created, "the record has an owner now: B gets its own")
+	assert.Equal(t, "new-b", got.ID)
+
+	unknown := legacy
+	unknown.ID = "new-unknown"
+	got, created, err = s.UpsertConnection(ctx, unknown)
+	require.NoError(t, err)
+	assert.True(t, created, "an unknown owner does not take an owner's connection")
+	assert.Equal(t, "new-unknown", got.ID)
+	unknown.ID = "new-unknown-2"
+	got, created, err = s.UpsertConnection(ctx, unknown)
+	require.NoError(t, err)
+	assert.False(t, created, "but replaces an ownerless one")
+	assert.Equal(t, "new-unknown", got.ID)
+	assertConn(t, s, want)
+	assert.Equal(t, []string{"new-b", "new-unknown", "old"}, connIDs(t, s, ""))
 }
 
 // testUpsertFollowsUpdateAndDelete: the identity lookup follows

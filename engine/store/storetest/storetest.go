@@ -62,6 +62,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RevokeGrant", testRevokeGrant},
 		{"RevokeAfterDeleteConnection_TH40", testRevokeAfterDeleteConnection},
 		{"UpsertConnection_TH14", testUpsertConnection},
+		{"UpsertConnectionPerOwner_TH39", testUpsertConnectionPerOwner},
+		{"UpsertAdoptsOwnerlessConnection_TH39", testUpsertAdoptsOwnerless},
 		{"UpsertFollowsUpdateAndDelete", testUpsertFollowsUpdateAndDelete},
 		{"Sweep_TH12_TH17", testSweep},
 		{"GrantsCancelledContext", testGrantsCancelledContext},
@@ -95,7 +97,7 @@ func newConn(id, provider string) store.Connection {
 	at := baseTime()
 	return store.Connection{
 		ID: id, Provider: provider, AccountKey: "acct-" + id, AccountName: "Ada " + id,
-		WorkspaceID: "ws-" + id, WorkspaceName: "Workspace", BotID: "bot-" + id,
+		WorkspaceID: "ws-" + id, WorkspaceName: "Workspace", BotID: "bot-" + id, Owner: "user:owner-" + id,
 		NotionToken: []byte("sealed-notion-" + id), UpstreamCredential: []byte("sealed-upstream-" + id),
 		UpstreamExpiry: at.Add(2 * time.Hour), Status: store.StatusActive,
 		CreatedAt: at, UpdatedAt: at.Add(time.Second),
