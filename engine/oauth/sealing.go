@@ -13,14 +13,21 @@ const (
 )
 
 // connectionAAD binds a sealed connection field to the record's identity
-// (TH-41): the field name, provider, upstream account and Notion
-// workspace. A ciphertext copied into another connection, or into the
-// other field, fails to open. The identity is used rather than the
-// connection ID because the ID is only known after the upsert that stores
-// the sealed value, and the identity never changes for a record.
+// (TH-41): the field name, provider, upstream account, Notion workspace
+// and Notion owner. A ciphertext copied into another connection - that of
+// another Notion user of the same workspace and account included - or
+// into the other field, fails to open. The identity is used rather than
+// the connection ID because the ID is only known after the upsert that
+// stores the sealed value, and the identity never changes for a record.
+// The owner is appended only when set, so records sealed before owners
+// were kept (and read with none) still open.
 func connectionAAD(c store.Connection, field string) []byte {
 	aad := []byte("unfurld/connection/v1")
-	for _, part := range []string{field, c.Provider, c.AccountKey, c.WorkspaceID} {
+	parts := []string{field, c.Provider, c.AccountKey, c.WorkspaceID}
+	if c.Owner != "" {
+		parts = append(parts, c.Owner)
+	}
+	for _, part := range parts {
 		aad = append(aad, 0)
 		aad = append(aad, part...)
 	}
