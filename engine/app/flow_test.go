@@ -149,7 +149,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newFlowEnv(t *testing.T) *flowEnv {
+// newFlowEnv builds the cast; edits rewrite the config text first.
+func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	e := &flowEnv{t: t, now: time.Now().UTC().Truncate(time.Second), logs: &syncBuffer{}}
 	e.up = newFakeService(t)
 	e.up.setItem("1", `{"title":"Fix the flux capacitor","state":"open"}`)
@@ -164,6 +165,9 @@ func newFlowEnv(t *testing.T) *flowEnv {
 		"PUBLIC", e.srv.URL, "KEYS", oauth.GenerateKeySpec("k1"), "DATA", dir,
 		"NOTION", e.notion.URL(), "UP", e.up.URL,
 	).Replace(flowConfig)
+	for _, edit := range edits {
+		yml = edit(yml)
+	}
 	cfg, errs := config.Parse("flow.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -240,9 +244,16 @@ func (e *flowEnv) authorizeURL(notionCode, state string) string {
 // connect runs R1 to R3 in the browser and returns our code from the
 // redirect to Notion.
 func (e *flowEnv) connect(notionCode, state string) string {
+	e.t.Helper()
+	return e.connectAs(notionCode, state, notiontest.TokenResponseJSON{AccessToken: "notion-access-" + notionCode + "-secretvalue", WorkspaceID: "ws-1", WorkspaceName: "Acme HQ", BotID: "bot-1"})
+}
+
+// connectAs is connect with Notion answering the code exchange with
+// resp: another Notion user, owner or token.
+func (e *flowEnv) connectAs(notionCode, state string, resp notiontest.TokenResponseJSON) string {
 	t := e.t
 	t.Helper()
-	e.notion.AddCode(notionCode, notiontest.TokenResponseJSON{AccessToken: "notion-access-" + notionCode + "-secretvalue", WorkspaceID: "ws-1", WorkspaceName: "Acme HQ", BotID: "bot-1"})
+	e.notion.AddCode(notionCode, resp)
 
 	// R1: parameters move into a pending flow; the browser continues on a
 	// clean URL (TH-03).

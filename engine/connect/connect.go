@@ -495,19 +495,24 @@ func (s *Service) finish(ctx context.Context, p *provider.Provider, d *flowData)
 	}
 	tr, err := s.opts.Notion.ExchangeCode(ctx, creds, d.NotionCode, notion.ExternalAccount{Key: d.AccountKey, Name: d.AccountName})
 	if err != nil {
-		s.log.WarnContext(ctx, "notion code exchange failed", "provider", p.Name, "err", err)
-		desc := "Notion did not accept the connection; start again from Notion"
-		var ae *notion.APIError
-		if errors.As(err, &ae) && ae.Code == "invalid_grant" {
-			desc = "The connection took too long and Notion's code expired; start again from Notion"
+		code, desc := exchangeFailure(err)
+		if notion.IsAuth(err) {
+			// Notion refused our integration's own credentials: the
+			// operator must fix the config, no user can.
+			s.log.ErrorContext(ctx, "notion refused the integration credentials", "provider", p.Name, "err", err)
+		} else {
+			s.log.WarnContext(ctx, "notion code exchange failed", "provider", p.Name, "err", err)
 		}
-		return s.errorRedirect(d.RedirectURI, d.State, "access_denied", desc)
+		return s.errorRedirect(d.RedirectURI, d.State, code, desc)
 	}
 	now := s.now().UTC()
+	// The owner is part of the connection's identity: two Notion users
+	// who connect the same upstream account keep one connection each
+	// (TH-39); the account key stays the stable upstream id (TH-14).
 	c := store.Connection{
 		ID: oauth.NewID(), Provider: p.Name,
 		AccountKey: d.AccountKey, AccountName: d.AccountName,
-		WorkspaceID: tr.WorkspaceID, WorkspaceName: tr.WorkspaceName, BotID: tr.BotID,
+		WorkspaceID: tr.WorkspaceID, WorkspaceName: tr.WorkspaceName, BotID: tr.BotID, Owner: tr.OwnerKey(),
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
 	if c.NotionToken, err = oauth.SealConnectionField(s.opts.Keyring, c, oauth.FieldNotionToken, []byte(tr.AccessToken.Reveal())); err != nil {
