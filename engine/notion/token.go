@@ -106,13 +106,22 @@ const (
 // reconnect makes a second one. With neither, the key is empty; a
 // missing owner never fails the exchange (protocol 10 #24).
 //
-// A workspace owner is one key for the whole workspace: Notion says the
-// workspace, not a user, holds the authorization, so every user's
-// reconnect replaces the same Notion token.
+// A workspace owner names no user, and it is what Notion answered Link
+// Preview integrations in the one recorded exchange (protocol 4.4). One
+// key for the whole workspace would merge every user who connects the
+// same upstream account into one connection, so that one user's deleted
+// token breaks the others' previews (TH-39). The authorization's bot_id
+// keeps them apart: "workspace:<bot_id>". If Notion mints a new bot_id
+// when the same user reconnects, the cost is a second connection until
+// Notion deletes the old token (it removes duplicates of one
+// external_account itself, protocol 1.6), never a merged one. Only
+// without a bot_id is the key the bare "workspace".
 func (t TokenResponse) OwnerKey() string {
 	switch {
 	case t.OwnerType == OwnerUser && t.OwnerUserID != "":
 		return ownerKeyUser + t.OwnerUserID
+	case t.OwnerType == OwnerWorkspace && t.BotID != "":
+		return OwnerKeyWorkspace + ":" + t.BotID
 	case t.OwnerType == OwnerWorkspace:
 		return OwnerKeyWorkspace
 	case t.BotID != "":

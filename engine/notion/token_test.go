@@ -463,7 +463,8 @@ func TestOwnerKey(t *testing.T) {
 	}{
 		{"user", notion.TokenResponse{OwnerType: notion.OwnerUser, OwnerUserID: "u-1", OwnerName: "Ada", BotID: "bot-1"}, "user:u-1"},
 		{"user without id falls back to the bot", notion.TokenResponse{OwnerType: notion.OwnerUser, OwnerName: "Ada", BotID: "bot-1"}, "bot:bot-1"},
-		{"workspace", notion.TokenResponse{OwnerType: notion.OwnerWorkspace, BotID: "bot-1"}, notion.OwnerKeyWorkspace},
+		{"workspace owner keeps authorizations apart by bot", notion.TokenResponse{OwnerType: notion.OwnerWorkspace, BotID: "bot-1"}, "workspace:bot-1"},
+		{"workspace owner without a bot", notion.TokenResponse{OwnerType: notion.OwnerWorkspace}, notion.OwnerKeyWorkspace},
 		{"unknown owner falls back to the bot", notion.TokenResponse{BotID: "bot-1"}, "bot:bot-1"},
 		{"nothing at all", notion.TokenResponse{}, ""},
 	}
