@@ -6,16 +6,15 @@ import (
 	"time"
 )
 
-// failLimiter counts failed client authentications per key (a client IP
-// or a client id) in fixed windows, and blocks a key for the rest of its
-// window once it reaches limit failures (TH-20). Only failures count, so
-// Notion's own well-formed calls never use up the budget.
+// failLimiter counts events per key (a caller address, see ipKey) in
+// fixed windows, and blocks a key for the rest of its window once it
+// reaches limit events (TH-20, TH-12). On the token URL only failures
+// count, so Notion's own well-formed calls never use up the budget.
 //
 // The table is bounded by maxKeys. When it is full of live windows a new
 // key is not tracked (fail open): refusing every new key would let anyone
-// with many addresses (an IPv6 /48 is cheap) lock Notion out of the token
-// URL. Guessing stays bounded anyway, by the per-client limiter whose keys
-// are the configured providers only, and by 256-bit secrets.
+// with many addresses (an IPv6 /48 is cheap) lock Notion out. Guessing
+// stays hopeless anyway against 256-bit secrets.
 type failLimiter struct {
 	mu      sync.Mutex
 	limit   int

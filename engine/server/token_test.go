@@ -657,30 +657,51 @@ func TestTokenFailedAuthRateLimitTH20(t *testing.T) {
 	decodeToken(t, h.send(tokenReq{body: notionForm(code2), remote: attacker}))
 }
 
-func TestTokenFailedAuthRateLimitPerClientTH20(t *testing.T) {
-	h := newOAuthHarness(t, 0)
+// TestTokenNoLockoutByClientIDTH20TH50 plays the lockout attack: wrong
+// secrets under the real (public) client id, from many IPv4 addresses,
+// from many addresses of one IPv6 /64 and from many /64s, interleaved
+// with the genuine client's redemption and refreshes from an address that
+// never failed. Every attacking address ends up limited; the genuine
+// client always gets through.
+func TestTokenNoLockoutByClientIDTH20TH50(t *testing.T) {
+	h := newOAuthHarness(t, time.Hour)
 	code, _ := h.code("tracker")
 	wrong := strings.Replace(notionForm(code), "client_secret=", "client_secret=x", 1)
-	unknown := strings.Replace(notionForm(code), "client_id=tracker", "client_id=other", 1)
+	const notion = "203.0.113.9:5000"
 
-	// Failures under unknown client ids, from many addresses, do not
-	// count against the real client.
+	var attackers []string
 	for i := range 40 {
-		rec := h.send(tokenReq{body: unknown, remote: "192.0.2." + strconv.Itoa(i) + ":1"})
-		require.Equal(t, http.StatusUnauthorized, rec.Code)
+		attackers = append(attackers,
+			"198.51.100."+strconv.Itoa(i)+":1",        // IPv4, one address each
+			"[2001:db8:1:2::"+strconv.Itoa(i+1)+"]:1", // one /64
+			"[2001:db8:9:"+strconv.Itoa(i)+"::1]:1")   // a /64 each
 	}
-	decodeToken(t, h.send(tokenReq{body: notionForm(code), remote: "203.0.113.9:5000"}))
+	// Each round is 4 tries per address, so after the third every
+	// address is over its 10 failures a minute.
+	attack := func() {
+		for range 4 {
+			for _, a := range attackers {
+				rec := h.send(tokenReq{body: wrong, remote: a})
+				require.Contains(t, []int{http.StatusUnauthorized, http.StatusTooManyRequests}, rec.Code)
+			}
+		}
+	}
 
-	// 30 failures with the real client id, each from its own address,
-	// block that client for the window.
+	attack()
+	first := decodeToken(t, h.send(tokenReq{body: notionForm(code), remote: notion}))
+	attack()
+	second := decodeToken(t, h.send(tokenReq{body: refreshForm(first.RefreshToken), remote: notion}))
+	attack()
+	// Notion calls from many addresses; a new one is not limited either.
+	decodeToken(t, h.send(tokenReq{body: refreshForm(second.RefreshToken), remote: "[2001:db8:ffff::1]:443"}))
+
+	// The attackers are limited per address: a fresh address of the
+	// attacked /64 is refused too, even with the right secret.
 	code2, _ := h.code("tracker")
-	for i := range 30 {
-		rec := h.send(tokenReq{body: wrong, remote: "[2001:db8:" + strconv.Itoa(i) + "::1]:1"})
-		require.Equal(t, http.StatusUnauthorized, rec.Code)
+	for _, a := range []string{"198.51.100.3:9", "[2001:db8:1:2:abcd::1]:9", "[2001:db8:9:7::2]:9"} {
+		rec := h.send(tokenReq{body: notionForm(code2), remote: a})
+		assert.Equal(t, http.StatusTooManyRequests, rec.Code, a)
 	}
-	rec := h.send(tokenReq{body: notionForm(code2), remote: "203.0.113.10:5000"})
-	require.Equal(t, http.StatusTooManyRequests, rec.Code)
-	assert.NotEmpty(t, rec.Header().Get("Retry-After"))
 }
 
 func TestTokenIPv6SlashSixtyFourSharesALimitTH20(t *testing.T) {
