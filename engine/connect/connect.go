@@ -121,6 +121,10 @@ func (s *Service) CallbackURL(providerName string) string {
 // FlowTTL is how long a pending flow lives; the flow cookie lives as long.
 func (s *Service) FlowTTL() time.Duration { return s.opts.FlowTTL }
 
+// MaxFlows is the cap on live pending flows; the server gives each
+// caller address a share of it.
+func (s *Service) MaxFlows() int { return s.opts.MaxFlows }
+
 // ContinueURL is the clean URL the browser continues on after authorize
 // (TH-03).
 func (s *Service) ContinueURL(providerName string) string {

@@ -29,12 +29,15 @@ const formBodyLimit = 8 << 10
 type connectHandler struct {
 	s   *Server
 	svc *connect.Service
-	// starts counts flow starts per client IP (TH-12): each start writes
-	// a pending record, so an unauthenticated GET must not be free.
+	// starts counts flow starts per caller address (TH-12): each start
+	// writes a pending record, so an unauthenticated GET must not be
+	// free.
 	starts *failLimiter
+	// shares bounds the live flows per caller address (flowshare.go).
+	shares *flowShare
 }
 
-// Flow-start budget per client IP.
+// Flow-start budget per caller address (ipKey).
 const (
 	flowStartsPerIP   = 30
 	flowStartsWindow  = time.Minute
@@ -42,7 +45,11 @@ const (
 )
 
 func newConnectHandler(s *Server, svc *connect.Service) *connectHandler {
-	return &connectHandler{s: s, svc: svc, starts: newFailLimiter(flowStartsPerIP, flowStartsWindow, flowStartsMaxKeys)}
+	return &connectHandler{
+		s: s, svc: svc,
+		starts: newFailLimiter(flowStartsPerIP, flowStartsWindow, flowStartsMaxKeys),
+		shares: newFlowShare(svc.MaxFlows(), svc.FlowTTL()),
+	}
 }
 
 // Register mounts the flow routes on a /providers/:provider group.
@@ -67,13 +74,27 @@ func (h *connectHandler) authorize(c echo.Context) error {
 	if p == nil {
 		return err
 	}
-	ip, now := c.RealIP(), h.s.cfg.Now()
-	if wait := h.starts.blocked(ip, now); wait > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		return h.page(c, p, &connect.Outcome{Page: &connect.Page{Kind: connect.PageError, Status: 429, Title: "Slow down", Message: "Too many sign-ins from your network. Try again in a minute."}})
+	// Addresses are grouped as the token URL groups them (IPv6 by /64),
+	// so one host cannot multiply its budget by its addresses.
+	key, now := ipKey(c.RealIP()), h.s.cfg.Now()
+	if wait := h.starts.blocked(key, now); wait > 0 {
+		return h.slowDown(c, p, wait, "Too many sign-ins from your network. Try again in a minute.")
 	}
-	h.starts.fail(ip, now) // counts starts, not failures
-	return h.respond(c, p, h.svc.Begin(c.Request().Context(), p, c.Request().URL.RawQuery))
+	if wait := h.shares.take(key, now); wait > 0 {
+		return h.slowDown(c, p, wait, "Too many sign-ins from your network are in progress. Finish one, or try again later.")
+	}
+	h.starts.fail(key, now) // counts starts, not failures
+	o := h.svc.Begin(c.Request().Context(), p, c.Request().URL.RawQuery)
+	if o.Handle == "" {
+		h.shares.giveBack(key) // no flow was stored
+	}
+	return h.respond(c, p, o)
+}
+
+// slowDown answers 429 with Retry-After (TH-12).
+func (h *connectHandler) slowDown(c echo.Context, p *provider.Provider, wait time.Duration, msg string) error {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	return h.page(c, p, &connect.Outcome{Page: &connect.Page{Kind: connect.PageError, Status: http.StatusTooManyRequests, Title: "Slow down", Message: msg}})
 }
 
 func (h *connectHandler) next(c echo.Context) error {
