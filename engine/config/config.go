@@ -79,6 +79,22 @@ type Server struct {
 	// operation. Default 200, so Notion reads the body whether or not it
 	// reads bodies of non-2xx replies (protocol 5.4, 10 #10).
 	UnfurlErrorStatus int `yaml:"unfurl_error_status"`
+	// TrustedProxies lists the reverse proxies (IP ranges, e.g.
+	// ["127.0.0.1/32", "10.0.0.0/8"]) whose X-Forwarded-For header names
+	// the client. Rate limits count per client address, so behind a
+	// proxy every client would otherwise share the proxy's. A request
+	// from any other peer is judged by its own address and its
+	// X-Forwarded-For is ignored. Default: none, which is right when
+	// unfurld faces the internet directly.
+	TrustedProxies []CIDR `yaml:"trusted_proxies"`
+	// MaxConnections caps simultaneously open client connections; more
+	// wait in the kernel's accept queue until one closes. Each connection
+	// costs a file descriptor and some memory, so idle connections held
+	// open on purpose must not exhaust the process's descriptor limit
+	// (often 1024 soft, raised in containers). Default 1024: far above
+	// what Notion and browsers need, since keep-alive connections are
+	// reused.
+	MaxConnections int `yaml:"max_connections"`
 	// MaxConcurrentUpstream caps upstream requests in flight across all
 	// providers; unfurls beyond it get a fast "try later" (TH-38).
 	// Default 256.

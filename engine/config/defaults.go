@@ -66,6 +66,7 @@ func (c *Config) SetDefaults() {
 	setDuration(&s.UnfurlTimeout, 8*time.Second)
 	setInt(&s.UnfurlErrorStatus, defaultUnfurlErrorStatus)
 	setInt(&s.MaxConcurrentUpstream, 256)
+	setInt(&s.MaxConnections, 1024)
 	setString(&s.Log.Level, "info")
 	setString(&s.Log.Format, "text")
 

@@ -43,6 +43,8 @@ func TestSetDefaults(t *testing.T) {
 	assert.Equal(t, 8*time.Second, s.UnfurlTimeout.D())
 	assert.Equal(t, 200, s.UnfurlErrorStatus)
 	assert.Equal(t, 256, s.MaxConcurrentUpstream)
+	assert.Equal(t, 1024, s.MaxConnections)
+	assert.Empty(t, s.TrustedProxies)
 	assert.Equal(t, Log{Level: "info", Format: "text"}, s.Log)
 	assert.Equal(t, Storage{Path: "./data/unfurld.db", LockTimeout: Duration(2 * time.Second)}, c.Storage)
 	assert.Equal(t, Notion{

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,6 +116,35 @@ func ParseByteSize(s string) (int64, error) {
 	}
 	return v * mult, nil
 }
+
+// CIDR is an IP range written "10.0.0.0/8" or "2001:db8::/32"; a bare
+// address ("192.0.2.7") is a range of one. Host bits are cleared, so
+// "10.1.2.3/8" means 10.0.0.0/8.
+type CIDR netip.Prefix
+
+// Prefix returns the range.
+func (c CIDR) Prefix() netip.Prefix { return netip.Prefix(c) }
+
+// UnmarshalYAML parses a range or a single address.
+func (c *CIDR) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want an IP range like 10.0.0.0/8, got a %s", kindName(n.Kind))
+	}
+	v := strings.TrimSpace(n.Value)
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		a, aerr := netip.ParseAddr(v)
+		if aerr != nil || a.Zone() != "" {
+			return fmt.Errorf("want an IP range like 10.0.0.0/8 or fd00::/8, or one address, got %q", n.Value)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	*c = CIDR(p.Masked())
+	return nil
+}
+
+// MarshalYAML prints the range in CIDR notation.
+func (c CIDR) MarshalYAML() (any, error) { return c.Prefix().String(), nil }
 
 func kindName(k yaml.Kind) string {
 	switch k {

@@ -63,6 +63,41 @@ func TestDurationYAML(t *testing.T) {
 	require.Error(t, yaml.Unmarshal([]byte("d: -1s"), &v))
 }
 
+func TestCIDRYAML(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, want string
+	}{
+		{in: "10.0.0.0/8", want: "10.0.0.0/8"},
+		{in: "10.1.2.3/8", want: "10.0.0.0/8"},
+		{in: "192.0.2.7", want: "192.0.2.7/32"},
+		{in: "2001:db8::/32", want: "2001:db8::/32"},
+		{in: "::1", want: "::1/128"},
+		{in: "fe80::1%eth0"},
+		{in: "10.0.0.0/33"},
+		{in: "localhost"},
+		{in: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			var v struct {
+				C CIDR `yaml:"c"`
+			}
+			err := yaml.Unmarshal([]byte("c: '"+tc.in+"'"), &v)
+			if tc.want == "" {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, v.C.Prefix().String())
+			out, err := yaml.Marshal(v)
+			require.NoError(t, err)
+			assert.Equal(t, "c: "+tc.want+"\n", string(out))
+		})
+	}
+}
+
 func TestPositionsOf(t *testing.T) {
 	t.Parallel()
 	p := Positions{

@@ -111,6 +111,14 @@ func (v *checker) server(s *Server) {
 	if s.UnfurlErrorStatus < 200 || s.UnfurlErrorStatus > 599 {
 		v.fail("server.unfurl_error_status", "want an HTTP status from 200 to 599, got %d", s.UnfurlErrorStatus)
 	}
+	for i, p := range s.TrustedProxies {
+		if p.Prefix().Bits() == 0 {
+			v.fail("server.trusted_proxies["+strconv.Itoa(i)+"]", "%s trusts every address, so any client could choose the address it is limited by; list only your proxies", p.Prefix())
+		}
+	}
+	if s.MaxConnections < 0 {
+		v.fail("server.max_connections", "must not be negative")
+	}
 	if s.MaxConcurrentUpstream < 0 {
 		v.fail("server.max_concurrent_upstream", "must not be negative")
 	}

@@ -67,9 +67,9 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	// The direct peer is the client; X-Forwarded-For is not trusted unless
-	// a proxy setting says so (TH-50).
-	e.IPExtractor = echo.ExtractIPDirect()
+	// The direct peer is the client; X-Forwarded-For is trusted only from
+	// server.trusted_proxies (TH-50).
+	e.IPExtractor = ipExtractor(cfg.Settings.TrustedProxies)
 	s := &Server{cfg: cfg, echo: e, log: cfg.Logger}
 	s.initState()
 	e.HTTPErrorHandler = s.handleError

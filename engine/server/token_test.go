@@ -135,9 +135,9 @@ func withNotion(accessTTL time.Duration) option {
 	}
 }
 
-func newOAuthHarness(t testing.TB, accessTTL time.Duration) *oauthHarness {
+func newOAuthHarness(t testing.TB, accessTTL time.Duration, opts ...option) *oauthHarness {
 	t.Helper()
-	h := newHarness(t, withNotion(accessTTL))
+	h := newHarness(t, append([]option{withNotion(accessTTL)}, opts...)...)
 	kr, err := oauth.NewKeyring("t1", bytes.Repeat([]byte{7}, 32), nil)
 	require.NoError(t, err)
 	wc := &writeCounter{Store: h.st}
