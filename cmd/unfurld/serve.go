@@ -99,6 +99,7 @@ func serve(ctx context.Context, args []string, e env) int {
 		logger.Error("listen", "addr", addr, "err", err)
 		return exitFailure
 	}
+	ln = srv.Listener(ln) // server.max_connections
 	hs := srv.HTTPServer(addr)
 	printRoutes(e, cfg)
 	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", cfg.Storage.Path, "mode", cfg.Server.Mode)

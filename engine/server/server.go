@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/net/netutil"
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
@@ -123,6 +125,18 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		MaxHeaderBytes:    int(st.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// Listener caps ln at server.max_connections simultaneously open
+// connections (TH-47): each costs a file descriptor, and idle connections
+// held open on purpose must not use up the process's limit. Connections
+// beyond the cap wait in the kernel's accept queue until one closes. A
+// cap of 0 (a Config built in Go without defaults) leaves ln as it is.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	if n := s.cfg.Settings.MaxConnections; n > 0 {
+		return netutil.LimitListener(ln, n)
+	}
+	return ln
 }
 
 // health answers /healthz: ok when the store answers a read.
