@@ -170,8 +170,12 @@ func (h *connectHandler) readForm(c echo.Context) (url.Values, *connect.Outcome)
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, formBodyLimit)
 	if err := req.ParseForm(); err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			bad.Page.Status = http.StatusRequestEntityTooLarge
+		case readTimedOut(err):
+			bad.Page.Status = http.StatusRequestTimeout
+			bad.Page.Title, bad.Page.Message = "Too slow", "The form took too long to arrive. Go back and send it again."
 		}
 		return nil, bad
 	}

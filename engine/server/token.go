@@ -281,6 +281,9 @@ func readTokenParams(c echo.Context) (map[string]string, error) {
 		if errors.As(err, &mbe) {
 			return nil, refusal(http.StatusRequestEntityTooLarge, oauth.CodeInvalidRequest, "request body too large", "body over the limit")
 		}
+		if readTimedOut(err) {
+			return nil, refusal(http.StatusRequestTimeout, oauth.CodeInvalidRequest, msgReadTimeout, "slow body")
+		}
 		return nil, badRequest("could not read the request body")
 	}
 	if !utf8.Valid(body) {

@@ -173,6 +173,9 @@ func (h *unfurlHandler) readBody(c echo.Context) ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge)
 		}
+		if readTimedOut(err) {
+			return nil, &requestError{status: http.StatusRequestTimeout, msg: msgReadTimeout}
+		}
 		return nil, &requestError{status: http.StatusBadRequest, msg: "could not read the body"}
 	}
 	return body, nil

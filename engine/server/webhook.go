@@ -73,6 +73,9 @@ func (h *webhookHandler) webhook(c echo.Context) error {
 		if errors.As(err, &mbe) {
 			return echo.NewHTTPError(http.StatusRequestEntityTooLarge)
 		}
+		if readTimedOut(err) {
+			return &requestError{status: http.StatusRequestTimeout, msg: msgReadTimeout}
+		}
 		return &requestError{status: http.StatusBadRequest, msg: "could not read the body"}
 	}
 	if err := verifyWebhook(w, req.Header.Get(w.Header), body); err != nil {

@@ -116,10 +116,13 @@ func (f *fakeLive) recorded() []liveCall {
 }
 
 // newWebhookServer serves webhookConfig with live as the refresher.
-func newWebhookServer(t *testing.T, live server.LiveRefresher) *server.Server {
+func newWebhookServer(t *testing.T, live server.LiveRefresher, opts ...option) *server.Server {
 	t.Helper()
 	cfg, errs := config.Parse("webhook.yaml", []byte(webhookConfig), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
+	for _, o := range opts {
+		o(cfg)
+	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
 	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
