@@ -49,12 +49,18 @@ func (h *unfurlHandler) authenticate(c echo.Context) (*caller, error) {
 	if !ok {
 		return nil, echo.NewHTTPError(http.StatusNotFound, "unknown provider")
 	}
-	authz := c.Request().Header.Get(echo.HeaderAuthorization)
-	if authz == "" {
+	// RFC 6750 3.1: a request with no bearer credential (no header, an
+	// empty "Bearer", another scheme) gets the challenge without an error
+	// code; a presented token that is malformed, unknown or expired gets
+	// invalid_token (TH-26).
+	scheme, tok, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+	tok = strings.TrimLeft(tok, " ") // "Bearer" 1*SP b64token
+	switch {
+	case !strings.EqualFold(scheme, "Bearer"):
 		return nil, &bearerError{reason: "no bearer token"}
-	}
-	scheme, tok, found := strings.Cut(authz, " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+	case tok == "":
+		return nil, &bearerError{reason: "empty bearer token"}
+	case strings.ContainsAny(tok, " \t"):
 		return nil, &bearerError{presented: true, reason: "malformed authorization header"}
 	}
 	now := h.s.cfg.Now()

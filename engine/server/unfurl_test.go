@@ -79,7 +79,7 @@ func TestUnfurlCachesAndCollapses(t *testing.T) {
 	assert.Equal(t, int64(1), h.up.calls.Load())
 }
 
-func TestUnfurlBearerChecks(t *testing.T) { // TH-26, TH-27
+func TestUnfurlBearerChecks(t *testing.T) { // TH-26 (RFC 6750 3.1 challenges), TH-27
 	h := newHarness(t)
 	trackerTok, _ := h.token("tracker")
 	wikiTok, _ := h.token("wiki")
@@ -98,8 +98,14 @@ func TestUnfurlBearerChecks(t *testing.T) { // TH-26, TH-27
 		{name: "unknown token", token: "ufd_at_nope", wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
 		{name: "other provider's token", token: wikiTok, wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
 		{name: "expired", token: expired, wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
-		{name: "basic scheme", authz: "Basic " + trackerTok, wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
-		{name: "empty bearer", authz: "Bearer ", wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
+		{name: "unknown token, two spaces", authz: "Bearer  ufd_at_nope", wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
+		{name: "malformed token", authz: "Bearer a b", wantWWW: `Bearer realm="unfurld", error="invalid_token"`},
+		// RFC 6750 3.1: no credential, or an unsupported scheme, gets
+		// no error code.
+		{name: "basic scheme", authz: "Basic " + trackerTok, wantWWW: `Bearer realm="unfurld"`},
+		{name: "empty bearer", authz: "Bearer ", wantWWW: `Bearer realm="unfurld"`},
+		{name: "bare bearer", authz: "Bearer", wantWWW: `Bearer realm="unfurld"`},
+		{name: "bearer and spaces", authz: "bearer    ", wantWWW: `Bearer realm="unfurld"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
