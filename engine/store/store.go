@@ -239,6 +239,12 @@ type Store interface {
 	// or trailing slash (issue 4 item 2).
 	ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]Subscription, error)
 
+	// Probe runs one small write transaction that leaves no record
+	// behind, and returns its error: a store that still reads but cannot
+	// commit (a full disk, a read-only file) fails it, so that /healthz
+	// can say so (F11, TH-46). Callers rate-limit it; it costs a commit.
+	Probe(ctx context.Context) error
+
 	// Close releases the store.
 	Close() error
 }

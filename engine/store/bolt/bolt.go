@@ -35,6 +35,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -196,6 +197,26 @@ func checkSchema(v []byte) error {
 		return fmt.Errorf("database schema version %q, this unfurld reads version %d", v, schemaVersion)
 	}
 	return nil
+}
+
+// keyProbe is the meta key Probe writes and deletes again.
+var keyProbe = []byte("probe")
+
+// Probe implements store.Store: it writes keyProbe into meta and deletes
+// it in one Update. The touched page is still written to a new place and
+// the meta page and fsync follow, so the commit does the I/O a real
+// write does and fails where it would fail.
+func (s *Store) Probe(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.update("probe", func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyProbe, fmt.Append(nil, tx.ID())); err != nil {
+			return err
+		}
+		return meta.Delete(keyProbe)
+	})
 }
 
 // Close releases the file and its lock.

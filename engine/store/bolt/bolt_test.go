@@ -129,6 +129,24 @@ func TestPutSubscriptionUnchangedDoesNotCommit(t *testing.T) {
 	assert.Equal(t, before+1, s.txID())
 }
 
+// TestProbeCommitsAndLeavesNoKey: the probe is a real commit (the
+// transaction id moves), leaves meta as it was, and fails once the file
+// cannot be written (F11, TH-46).
+func TestProbeCommitsAndLeavesNoKey(t *testing.T) {
+	ctx := t.Context()
+	s, _ := openTemp(t)
+	before := s.txID()
+	require.NoError(t, s.Probe(ctx))
+	assert.Equal(t, before+1, s.txID(), "one commit")
+	require.NoError(t, s.db.View(func(tx *bbolt.Tx) error {
+		assert.Nil(t, tx.Bucket(bucketMeta).Get(keyProbe))
+		return nil
+	}))
+
+	require.NoError(t, s.Close())
+	require.Error(t, s.Probe(ctx), "a closed file cannot be written")
+}
+
 // TestDeleteConnectionIsOneTransaction: the cascade commits once, so a
 // crash cannot leave half of it (TH-44).
 func TestDeleteConnectionIsOneTransaction(t *testing.T) {

@@ -43,6 +43,10 @@ func copyConn(c store.Connection) store.Connection {
 	return c
 }
 
+// Probe implements store.Store: memory always accepts a write, so it only
+// honours the context.
+func (s *Store) Probe(ctx context.Context) error { return ctx.Err() }
+
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	if err := ctx.Err(); err != nil {

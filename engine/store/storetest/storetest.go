@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TimesRoundTrip", testTimesRoundTrip},
 		{"BytesAreCopied", testBytesAreCopied},
 		{"CancelledContext", testCancelledContext},
+		{"ProbeLeavesNoTrace_F11", testProbe},
 		// GrantStore (grants.go).
 		{"FlowCRUD", testFlowCRUD},
 		{"FlowExpiry", testFlowExpiry},
@@ -932,6 +933,7 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"ListSubscriptions", func() error {
 			return s.ListSubscriptions(ctx, "", func(store.Subscription) error { called = true; return nil })
 		}},
+		{"Probe", func() error { return s.Probe(ctx) }},
 	}
 	for _, tc := range calls {
 		t.Run(tc.name, func(t *testing.T) {
@@ -946,4 +948,45 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 	_, err = s.GetConnection(live, "c2")
 	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// testProbe: the write probe succeeds on a healthy store, runs
+// concurrently with itself and with writes, and leaves every record as it
+// was (F11: /healthz probes writes without changing the data).
+func testProbe(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	tok := newToken("d1", store.KindAccess, "c1")
+	conn := newConn("c1", "github")
+	sub := newSub("github", "c1", "https://github.com/a")
+	require.NoError(t, s.CreateToken(ctx, tok))
+	require.NoError(t, s.CreateConnection(ctx, conn))
+	_, err := s.PutSubscription(ctx, sub)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			errs <- s.Probe(ctx)
+		}()
+		go func() {
+			defer wg.Done()
+			errs <- s.CreateConnection(ctx, newConn("p"+strconv.Itoa(i), "github"))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Probe(ctx))
+
+	assertToken(t, s, tok)
+	assertConn(t, s, conn)
+	assertSub(t, s, sub)
+	conns, err := s.ListConnections(ctx, "")
+	require.NoError(t, err)
+	assert.Len(t, conns, 5, "the probe adds no record")
 }
