@@ -185,6 +185,7 @@ type RefreshRecord struct {
 type Store interface {
 	GrantStore
 	Outbox
+	SealedStore
 
 	// CreateToken stores t; ErrAlreadyExists if its digest is taken.
 	CreateToken(ctx context.Context, t Token) error
