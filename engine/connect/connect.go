@@ -166,21 +166,18 @@ type flowData struct {
 
 const flowVersion = 1
 
-// flowAAD binds a sealed flow to its record key.
-func flowAAD(id string) []byte { return []byte("unfurld/flow/v1\x00" + id) }
-
 func (s *Service) seal(id string, d *flowData) ([]byte, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, fmt.Errorf("encode flow: %w", err)
 	}
-	return s.opts.Keyring.Seal(b, flowAAD(id))
+	return oauth.SealFlow(s.opts.Keyring, id, b)
 }
 
 func (s *Service) open(f store.Flow) (*flowData, error) {
-	b, err := s.opts.Keyring.Open(f.Data, flowAAD(f.ID))
+	b, err := oauth.OpenFlow(s.opts.Keyring, f)
 	if err != nil {
-		return nil, fmt.Errorf("open flow: %w", err)
+		return nil, err
 	}
 	var d flowData
 	if err := json.Unmarshal(b, &d); err != nil || d.V != flowVersion {

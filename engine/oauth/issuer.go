@@ -234,7 +234,7 @@ func (i *Issuer) Refresh(ctx context.Context, client Client, refreshToken string
 	}
 	now := i.now()
 	digest := Digest(refreshToken)
-	aad := []byte(successorAADPrefix + digest)
+	aad := successorAAD(digest)
 	var resp TokenResponse
 	_, spent, err := i.Store.ConsumeToken(ctx, store.Consume{
 		Kind:     store.KindRefresh,

@@ -53,3 +53,31 @@ func OpenConnectionField(k *Keyring, c store.Connection, field string, sealed []
 	}
 	return b, nil
 }
+
+// flowAAD binds a sealed pending flow to its record key, the flow ID
+// (TH-41). Its bytes must never change: flows already stored open only
+// with the same aad.
+func flowAAD(id string) []byte { return []byte("unfurld/flow/v1\x00" + id) }
+
+// SealFlow seals the state of pending flow id.
+func SealFlow(k *Keyring, id string, plaintext []byte) ([]byte, error) {
+	b, err := k.Seal(plaintext, flowAAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("seal flow: %w", err)
+	}
+	return b, nil
+}
+
+// OpenFlow opens the state of pending flow f.
+func OpenFlow(k *Keyring, f store.Flow) ([]byte, error) {
+	b, err := k.Open(f.Data, flowAAD(f.ID))
+	if err != nil {
+		return nil, fmt.Errorf("open flow: %w", err)
+	}
+	return b, nil
+}
+
+// successorAAD binds the sealed successor pair of a spent refresh token
+// to that token's digest, so a pair copied onto another token fails to
+// open (TH-41).
+func successorAAD(digest string) []byte { return []byte(successorAADPrefix + digest) }
