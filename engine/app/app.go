@@ -60,6 +60,9 @@ type App struct {
 	Deliverer *live.Deliverer
 	Refresher *live.Refresher
 	Poller    *live.Poller
+	// Resealer moves records sealed with older keys to the primary key
+	// (keys.go).
+	Resealer *oauth.Resealer
 
 	st  store.Store
 	log *slog.Logger
@@ -126,6 +129,7 @@ func New(opts Options) (*App, error) {
 		Deliverer: del, Refresher: ref, Poller: poll,
 		st: opts.Store, log: opts.Logger, now: opts.Now,
 	}
+	a.Resealer = oauth.NewResealer(oauth.ResealerOptions{Store: opts.Store, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
 	a.Server = server.New(server.Config{
 		Settings: cfg.Server, Store: opts.Store, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
@@ -159,11 +163,12 @@ func (a *App) Sweep(ctx context.Context) {
 }
 
 // Run does the background work until ctx ends: live delivery, refresh
-// and polling, and the periodic sweep. It returns when all of them have
-// stopped.
+// and polling, the periodic sweep, and the re-seal of records sealed
+// with older keys (which ends once they are all moved). It returns when
+// all of them have stopped.
 func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.Poller.Run, a.sweepLoop} {
+	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.Poller.Run, a.sweepLoop, a.Resealer.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
