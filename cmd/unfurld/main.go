@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, e env) int {
 	case "serve":
 		return serve(ctx, rest, e)
 	case "validate":
-		return validate(rest, e)
+		return validate(ctx, rest, e)
 	case "preview":
 		return preview(ctx, rest, e)
 	case "test":

@@ -20,6 +20,8 @@ func serve(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("serve", e)
 	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
 	listen := fs.String("listen", "", "override server.listen (e.g. 127.0.0.1:0)")
+	var drop keyList
+	fs.Var(&drop, "drop-key", "give up on the records sealed with this removed key `id` (repeatable): their users must reconnect")
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}
@@ -64,6 +66,10 @@ func serve(ctx context.Context, args []string, e env) int {
 	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger})
 	if err != nil {
 		logger.Error("start", "err", err)
+		return exitFailure
+	}
+	if err := a.CheckSealingKeys(ctx, drop); err != nil {
+		printKeyErrors(e.stderr, err)
 		return exitFailure
 	}
 	srv := a.Server

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -69,6 +70,13 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 	switch {
 	case err == nil:
 		r, err = status.Build(ctx, st, names, q, nil, time.Now())
+		var kr *oauth.Keyring
+		if err == nil {
+			kr, err = oauth.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
+		}
+		if err == nil {
+			err = r.AddSealingKeys(ctx, st, kr, time.Now())
+		}
 		_ = st.Close()
 	case errors.Is(err, bolt.ErrLocked):
 		if l.cfg.Server.AdminToken.IsZero() {
@@ -88,6 +96,7 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 		return exitOK
 	}
 	printStatus(e.stdout, r)
+	printSealingKeys(e.stdout, r.SealingKeys)
 	return exitOK
 }
 

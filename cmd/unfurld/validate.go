@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 )
 
 // validate loads and compiles a configuration and prints every problem
-// as FILE:LINE:COL: path: message. Warnings print but do not fail.
-func validate(args []string, e env) int {
+// as FILE:LINE:COL: path: message. Warnings print but do not fail. When
+// the configuration's store file exists, it also runs serve's check that
+// no sealing key its records need was removed.
+func validate(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("validate", e)
 	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
 	pos, err := parseFlags(fs, args)
@@ -20,6 +23,12 @@ func validate(args []string, e env) int {
 		if l == nil {
 			fmt.Fprintf(e.stderr, "%s: invalid\n", p)
 			code = exitFailure
+			continue
+		}
+		if !checkStoredKeys(ctx, l.cfg, p, e) {
+			fmt.Fprintf(e.stderr, "%s: invalid\n", p)
+			code = exitFailure
+			l.reg.Close()
 			continue
 		}
 		patterns := 0

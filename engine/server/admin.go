@@ -57,6 +57,9 @@ func (h *adminHandler) status(c echo.Context) error {
 		live = h.s.cfg.LiveStats()
 	}
 	r, err := status.Build(c.Request().Context(), h.s.cfg.Store, names, q, live, h.s.cfg.Now())
+	if err == nil && h.s.cfg.Keyring != nil {
+		err = r.AddSealingKeys(c.Request().Context(), h.s.cfg.Store, h.s.cfg.Keyring, h.s.cfg.Now())
+	}
 	if err != nil {
 		h.s.log.ErrorContext(c.Request().Context(), "admin status", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
