@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"slices"
 
@@ -10,6 +11,9 @@ import (
 )
 
 var _ store.SealedStore = (*Store)(nil)
+
+// successorField is how tokenRecord's Successor appears in a stored value.
+var successorField = []byte(`"successor":`)
 
 // ListFlows implements store.SealedStore, in ID order (the bucket's key
 // order). Flows are capped (TH-12), so the list stays short.
@@ -42,6 +46,12 @@ func (s *Store) ListSuccessors(ctx context.Context) ([]store.Token, error) {
 	var out []store.Token
 	err := s.view("list successors", func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			// The field is omitted while empty (records.go), so a record
+			// without its name holds no successor and is not decoded:
+			// access tokens, the bulk of the bucket, cost a byte scan.
+			if !bytes.Contains(v, successorField) {
+				return nil
+			}
 			var rec tokenRecord
 			if err := decode("token", v, &rec); err != nil {
 				return err
