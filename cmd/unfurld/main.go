@@ -49,7 +49,7 @@ type env struct {
 const usage = `unfurld serves Notion Link Previews for providers declared in YAML.
 
 Usage:
-  unfurld [serve] --config FILE                    run the server
+  unfurld [serve] --config FILE [--drop-key ID]    run the server
   unfurld validate --config FILE                   check a configuration; exit 1 on any error
   unfurld preview --config FILE [--trace] [--token T] URL
                                                    dry-run one unfurl and print Notion's JSON

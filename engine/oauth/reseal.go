@@ -137,7 +137,7 @@ func (r *Resealer) Step(ctx context.Context, n int) (done bool, err error) {
 // still holds.
 func (r *Resealer) movable(sealed []byte) bool {
 	id, ok := SealedKeyID(sealed)
-	return ok && id != r.opts.Keyring.PrimaryID() && r.opts.Keyring.holds(id)
+	return ok && r.opts.Keyring.NeedsReseal(sealed) && r.opts.Keyring.holds(id)
 }
 
 // scan lists the records holding a value to move, connections first.
