@@ -102,9 +102,10 @@ func (r *Resealer) Run(ctx context.Context) {
 
 // Step re-seals up to n records. When its queue is empty it scans the
 // store first; it reports done when a scan finds nothing left to move.
-// A scan after a pass that moved records runs again, which catches
-// whatever the pass could not see; the records it cannot move (broken, or
-// under a key the keyring lacks) are not queued, so the passes end.
+// Each drained queue is followed by another scan, which catches whatever
+// the pass could not see; the records that cannot move (broken, failed,
+// or under a key the keyring lacks) are not queued again, so the passes
+// end.
 func (r *Resealer) Step(ctx context.Context, n int) (done bool, err error) {
 	if len(r.queue) == 0 {
 		if r.resealed > 0 {
@@ -122,6 +123,13 @@ func (r *Resealer) Step(ctx context.Context, n int) (done bool, err error) {
 		ref := r.queue[0]
 		moved, err := r.reseal(ctx, ref)
 		if err != nil {
+			// A record the store fails on is passed over until the next
+			// start, so that it is reported once rather than every
+			// second; one interrupted by ctx is kept for the next Step.
+			if ctx.Err() == nil {
+				r.skip[ref] = true
+				r.queue = r.queue[1:]
+			}
 			return false, err
 		}
 		r.queue = r.queue[1:]

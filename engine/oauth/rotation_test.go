@@ -3,6 +3,7 @@ package oauth
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -393,4 +394,40 @@ func TestRemovedKeyErrorMessage(t *testing.T) {
 			assert.Equal(t, tc.want, (&RemovedKeyError{Usage: tc.u}).Error())
 		})
 	}
+}
+
+// flowFailingStore fails every flow update, as a damaged record would.
+type flowFailingStore struct{ store.Store }
+
+func (flowFailingStore) UpdateFlow(context.Context, string, time.Time, func(store.Flow) (store.Flow, error)) error {
+	return errDiskOnFire
+}
+
+var errDiskOnFire = errors.New("disk on fire")
+
+// TestResealPassesOverFailures: a record the store fails on is reported
+// (the error reaches Run's log) and passed over, so the job still ends
+// and moves the rest.
+func TestResealPassesOverFailures(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	mem := memory.New()
+	fill(t, mem, ring(t, "k1"), "", 1)
+	k := ring(t, "k2", "k1")
+	r := newTestResealer(flowFailingStore{mem}, k)
+	var errs []error
+	done := false
+	for i := 0; i < 10 && !done; i++ {
+		var err error
+		done, err = r.Step(ctx, 100)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	require.True(t, done)
+	require.Len(t, errs, 1, "reported once")
+	assert.ErrorIs(t, errs[0], errDiskOnFire)
+	u := usageOf(t, mem, k)
+	assert.Equal(t, KeyUsage{ID: "k1", InKeyring: true, Flows: 1}, u["k1"])
+	assert.Equal(t, 2, u["k2"].Needed())
 }
