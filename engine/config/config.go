@@ -27,6 +27,10 @@ type Config struct {
 	// Positions maps dotted paths ("providers.github.patterns.issue.regex")
 	// to where they stand in the YAML files, for error messages.
 	Positions Positions `yaml:"-"`
+	// Sources maps the dotted path of every non-empty secret
+	// ("server.secret_keys") to where its value came from: the file
+	// itself, an environment variable or a _file.
+	Sources map[string]SecretSource `yaml:"-"`
 }
 
 // Modes for Server.Mode.
@@ -34,8 +38,8 @@ const (
 	// ModeDevelopment generates missing secrets beside the data file (with
 	// a loud warning) and allows plain-http upstreams.
 	ModeDevelopment = "development"
-	// ModeProduction refuses to start when a secret is missing or a
-	// setting is unsafe (security.md TH-53).
+	// ModeProduction refuses to start when a secret is missing or written
+	// in the file, or a setting is unsafe (security.md TH-53).
 	ModeProduction = "production"
 )
 

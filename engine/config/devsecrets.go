@@ -43,6 +43,9 @@ func (c *Config) FillDevSecrets(dir string) ([]string, error) {
 	}
 	var filled []string
 	changed := false
+	if c.Sources == nil {
+		c.Sources = map[string]SecretSource{}
+	}
 	fill := func(key string, s *Secret) {
 		if !s.IsZero() {
 			return
@@ -56,6 +59,7 @@ func (c *Config) FillDevSecrets(dir string) ([]string, error) {
 			changed = true
 		}
 		*s = Secret(v)
+		c.Sources[key] = SecretSource{Kind: SourceGenerated, File: path}
 		filled = append(filled, key)
 	}
 	for i := range c.Providers {

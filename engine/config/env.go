@@ -10,7 +10,9 @@ import (
 
 // expandEnv replaces the ${...} references of s. It returns the new text,
 // the names of the variables that are unset and have no default (each once,
-// in order of appearance) and the malformed references.
+// in order of appearance), the malformed references, and the names of the
+// variables whose non-empty value went into the text (from), so that a
+// secret can say where it came from (SecretSource).
 //
 // Syntax, after redpanda-data/benthos internal/config/env_vars.go:
 //   - ${NAME} is the variable's value; unset is an error, set to "" is "".
@@ -18,9 +20,9 @@ import (
 //   - $${ is a literal ${.
 //   - any other $ is literal, so regexes ending in $ and the $<group>
 //     placeholders of protocol 9.2 pass through untouched.
-func expandEnv(s string, lookup func(string) (string, bool)) (out string, missing, bad []string) {
+func expandEnv(s string, lookup func(string) (string, bool)) (out string, missing, bad, from []string) {
 	if !strings.Contains(s, "${") {
-		return s, nil, nil
+		return s, nil, nil, nil
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
@@ -49,6 +51,8 @@ func expandEnv(s string, lookup func(string) (string, bool)) (out string, missin
 				v = def
 			case !ok && !slices.Contains(missing, name):
 				missing = append(missing, name)
+			case v != "" && !slices.Contains(from, name):
+				from = append(from, name)
 			}
 			b.WriteString(v)
 		default:
@@ -56,7 +60,7 @@ func expandEnv(s string, lookup func(string) (string, bool)) (out string, missin
 			i++
 		}
 	}
-	return b.String(), missing, bad
+	return b.String(), missing, bad, from
 }
 
 // isEnvName reports whether s is a POSIX-style variable name.
@@ -84,7 +88,10 @@ func (l *loader) expandNode(n *yaml.Node, path, file string) {
 		return
 	}
 	l.expanded[n] = true
-	out, missing, bad := expandEnv(n.Value, l.lookup)
+	out, missing, bad, from := expandEnv(n.Value, l.lookup)
+	if len(from) > 0 {
+		l.fromEnv[n] = from[0]
+	}
 	pos := nodePos(n, file)
 	if len(missing)+len(bad) > 0 {
 		l.bad[path] = true

@@ -58,6 +58,7 @@ func Parse(name string, data []byte, opts LoadOptions) (*Config, Errors) {
 	cfg := &Config{File: name}
 	l.decode(root, reflect.ValueOf(cfg).Elem(), "", name, nil)
 	cfg.Positions = l.pos
+	cfg.Sources = l.sources
 	cfg.SetDefaults()
 	l.errs = append(l.errs, cfg.validate(l.broken, l.bad)...)
 	l.errs.Sort()
@@ -89,6 +90,10 @@ type loader struct {
 	bad map[string]bool
 	// fields caches structFields by type.
 	fields map[reflect.Type][]field
+	// fromEnv holds, per scalar, the first variable whose value went
+	// into it; sources is where each secret came from (Config.Sources).
+	fromEnv map[*yaml.Node]string
+	sources map[string]SecretSource
 }
 
 func newLoader(name string, opts LoadOptions) *loader {
@@ -106,6 +111,8 @@ func newLoader(name string, opts LoadOptions) *loader {
 		broken:   map[int]bool{},
 		bad:      map[string]bool{},
 		fields:   map[reflect.Type][]field{},
+		fromEnv:  map[*yaml.Node]string{},
+		sources:  map[string]SecretSource{},
 	}
 }
 

@@ -49,6 +49,51 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 // LogValue implements slog.LogValuer without revealing the value.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
+// Where a secret's value came from (SecretSource.Kind).
+const (
+	// SourceLiteral: written in the YAML file itself. Refused in
+	// production mode, where a config file is often committed, copied
+	// into images and shown in reviews.
+	SourceLiteral = "literal"
+	// SourceEnv: a ${NAME} reference supplied the value.
+	SourceEnv = "environment"
+	// SourceFile: read from the file named by the key's _file form
+	// (client_secret_file: /run/secrets/x), for Docker and Kubernetes
+	// secrets.
+	SourceFile = "file"
+	// SourceGenerated: made up by FillDevSecrets in development mode.
+	SourceGenerated = "generated"
+)
+
+// SecretSource says where a secret's value came from, so that a message
+// can point at it without printing it.
+type SecretSource struct {
+	// Kind is SourceLiteral, SourceEnv, SourceFile or SourceGenerated.
+	Kind string
+	// Env is the variable that supplied the value (SourceEnv).
+	Env string
+	// File is the file the value was read from (SourceFile) or kept in
+	// (SourceGenerated).
+	File string
+	// Pos is where the value, or its _file key, stands in the YAML.
+	Pos Pos
+}
+
+// Describe says in a few words where the value came from, e.g. "from the
+// environment variable GITHUB_TOKEN".
+func (s SecretSource) Describe() string {
+	switch s.Kind {
+	case SourceEnv:
+		return "from the environment variable " + s.Env
+	case SourceFile:
+		return "read from the file " + s.File
+	case SourceGenerated:
+		return "generated in development mode into " + s.File
+	default:
+		return "written in the configuration at " + s.Pos.String()
+	}
+}
+
 // Duration is a time.Duration written as "5s", "1m30s" or "250ms".
 type Duration time.Duration
 

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// securityDoc53 is the part of the repository's security notes that
+// explains why production mode refuses unsafe settings (TH-53).
+const securityDoc53 = "docs/security.md#th-53-dangerous-configuration"
+
 // minSecretLength is the shortest client secret accepted in production
 // mode (TH-19, TH-20).
 const minSecretLength = 32
@@ -39,6 +43,7 @@ func (c *Config) validate(skip map[int]bool, bad map[string]bool) Errors {
 	}
 	v.server(&c.Server)
 	v.notion(&c.Notion)
+	v.secretSources(c.Sources)
 	paths := providerPaths(c.Providers)
 	first := map[string]string{}
 	for i := range c.Providers {
@@ -91,14 +96,14 @@ func (v *checker) server(s *Server) {
 	}
 	switch {
 	case s.PublicURL == "" && v.prod:
-		v.fail("server.public_url", "required in production mode: the https URL Notion and browsers reach this server at (TH-13)")
+		v.fail("server.public_url", "required in production mode: the https URL Notion and browsers reach this server at")
 	case s.PublicURL != "":
 		if u := v.absURL("server.public_url", s.PublicURL, "https://unfurl.example.com"); u != nil {
 			if u.RawQuery != "" || u.Fragment != "" {
 				v.fail("server.public_url", "want a base URL without query or fragment")
 			}
 			if u.Scheme == "http" && v.prod {
-				v.fail("server.public_url", "plain http is refused in production mode; use https (TH-53)")
+				v.fail("server.public_url", "plain http is refused in production mode; use https (see %s)", securityDoc53)
 			}
 		}
 	}
@@ -123,19 +128,33 @@ func (v *checker) server(s *Server) {
 		v.fail("server.max_concurrent_upstream", "must not be negative")
 	}
 	if s.SecretKeys.IsZero() && v.prod {
-		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials, e.g. ${UNFURLD_SECRET_KEYS} (TH-42)")
+		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials, e.g. ${UNFURLD_SECRET_KEYS}")
 	}
 	v.adminToken(s.AdminToken)
 }
 
 func (v *checker) notion(n *Notion) {
+	// Notion tokens and our integration secret travel on every call
+	// (TH-53): http is for a local fake Notion in development mode only.
 	if u := v.absURL("notion.api_base_url", n.APIBaseURL, "https://api.notion.com"); u != nil && u.Scheme == "http" && v.prod {
-		v.warn("notion.api_base_url", "plain http to Notion in production mode (TH-53)")
+		v.fail("notion.api_base_url", "plain http is refused in production mode; use https (see %s)", securityDoc53)
 	}
 	for i, r := range n.RedirectURIs {
 		if strings.TrimSpace(r) == "" {
 			v.fail("notion.redirect_uris["+strconv.Itoa(i)+"]", "empty redirect URI")
 		}
+	}
+}
+
+// plainHTTP reports an http:// URL at path: refused in production mode
+// (TH-53), a warning in development mode. An invalid mode is reported
+// on its own.
+func (v *checker) plainHTTP(path string) {
+	switch {
+	case v.prod:
+		v.fail(path, "plain http is refused in production mode; use https (see %s)", securityDoc53)
+	case v.dev:
+		v.warn(path, "plain http is allowed in development mode only")
 	}
 }
 
@@ -189,6 +208,22 @@ func (v *checker) provider(p *Provider, path string) {
 	}
 }
 
+// secretSources refuses, in production mode, every secret written in the
+// file itself (TH-53): config files get committed, baked into images and
+// pasted into tickets. The environment and mounted secret files do not.
+func (v *checker) secretSources(sources map[string]SecretSource) {
+	if !v.prod {
+		return
+	}
+	for path, src := range sources {
+		if src.Kind != SourceLiteral {
+			continue
+		}
+		key := path[strings.LastIndexByte(path, '.')+1:]
+		v.fail(path, "a secret written in the configuration file is refused in production mode; read it from the environment with ${NAME}, or from a file with %s_file: /run/secrets/NAME (see %s)", key, securityDoc53)
+	}
+}
+
 // adminToken checks server.admin_token: optional, but a guessable one
 // would expose every link users unfurled.
 func (v *checker) adminToken(t Secret) {
@@ -203,16 +238,16 @@ func (v *checker) credentials(n *ProviderNotion, path string) {
 	if v.prod {
 		switch {
 		case secret == "":
-			v.fail(path+".client_secret", "required in production mode; set it from the environment, e.g. ${GITHUB_NOTION_SECRET} (TH-53)")
+			v.fail(path+".client_secret", "required in production mode; set it from the environment, e.g. ${GITHUB_NOTION_SECRET}, or from a file with client_secret_file")
 		case len(secret) < minSecretLength:
-			v.fail(path+".client_secret", "too short: want at least %d characters (TH-19)", minSecretLength)
+			v.fail(path+".client_secret", "too short: want at least %d characters", minSecretLength)
 		}
 	}
 	if n.RefreshGrace < 0 || n.AccessTokenTTL < 0 {
 		v.fail(path, "token durations must not be negative")
 	}
 	if secret != "" && secret == n.IntegrationClientSecret.Reveal() {
-		v.fail(path+".integration_client_secret", "must differ from client_secret: one is the secret Notion presents to us, the other our secret at Notion (TH-15)")
+		v.fail(path+".integration_client_secret", "must differ from client_secret: one is the secret Notion presents to us, the other our secret at Notion")
 	}
 }
 
@@ -220,12 +255,7 @@ func (v *checker) upstream(u *Upstream, path string) {
 	if u.BaseURL == "" {
 		v.fail(path+".base_url", "required: the API origin, e.g. https://api.example.com")
 	} else if b := v.absURL(path+".base_url", u.BaseURL, "https://api.example.com"); b != nil && b.Scheme == "http" {
-		switch {
-		case v.prod:
-			v.fail(path+".base_url", "plain http is refused in production mode; use https (TH-53)")
-		case v.dev:
-			v.warn(path+".base_url", "plain http is allowed in development mode only (TH-53)")
-		}
+		v.plainHTTP(path + ".base_url")
 	}
 	for i, h := range u.AllowedHosts {
 		v.host(path+".allowed_hosts["+strconv.Itoa(i)+"]", h)
@@ -234,7 +264,7 @@ func (v *checker) upstream(u *Upstream, path string) {
 		v.host(path+".embed_hosts["+strconv.Itoa(i)+"]", h)
 	}
 	if u.AllowPrivateNetworks && v.prod {
-		v.fail(path+".allow_private_networks", "refused in production mode: it lets requests reach loopback and private addresses (TH-30, TH-53)")
+		v.fail(path+".allow_private_networks", "refused in production mode: it lets requests reach loopback and private addresses (see %s)", securityDoc53)
 	}
 	if !slices.Contains([]string{AuthNone, AuthOAuth2, AuthAPIKey}, u.Auth.Type) {
 		v.fail(path+".auth.type", "want %s, %s or %s, got %q", AuthNone, AuthOAuth2, AuthAPIKey, u.Auth.Type)
@@ -255,11 +285,7 @@ func (v *checker) auth(a *Auth, path string) {
 				continue
 			}
 			if u := v.absURL(path+".oauth2."+f.key, f.val, "https://example.com/oauth/"+strings.TrimSuffix(f.key, "_url")); u != nil && u.Scheme == "http" {
-				if v.prod {
-					v.fail(path+".oauth2."+f.key, "plain http is refused in production mode; use https (TH-53)")
-				} else {
-					v.warn(path+".oauth2."+f.key, "plain http is allowed in development mode only (TH-53)")
-				}
+				v.plainHTTP(path + ".oauth2." + f.key)
 			}
 		}
 		if o.ClientID == "" {
@@ -273,7 +299,7 @@ func (v *checker) auth(a *Auth, path string) {
 		id := &a.Identity
 		for _, f := range []struct{ key, val string }{{"url", id.URL}, {"key", id.Key}, {"name", id.Name}} {
 			if f.val == "" {
-				v.fail(path+".identity."+f.key, "required for auth type %s: the identity request tells whose account connected (protocol 4.2)", a.Type)
+				v.fail(path+".identity."+f.key, "required for auth type %s: the identity request tells whose account connected", a.Type)
 			}
 		}
 	}
@@ -291,7 +317,7 @@ func (v *checker) pattern(pt *Pattern, path string) {
 		v.fail(path+".regex", "required: the URL regex, with named groups as (?<name>...)")
 	}
 	if len(pt.Samples) == 0 {
-		v.fail(path+".samples", "at least one sample URL is required (Notion requires them too, protocol 9.1)")
+		v.fail(path+".samples", "at least one sample URL is required (Notion requires them too)")
 	}
 
 	names := make([]string, len(pt.Requests))

@@ -114,6 +114,9 @@ func (l *loader) decode(n *yaml.Node, v reflect.Value, path, file string, key *y
 		}
 		t := v.Type()
 		switch {
+		case t == secretType():
+			l.decodeLeaf(n, v, path, file)
+			l.noteSecret(n, v, path, file)
 		case t.Kind() == reflect.Interface:
 			// Free-form values (Request.Body) have no schema to check
 			// keys against; they still get positions and ${ENV}.
@@ -169,20 +172,29 @@ func (l *loader) decodeStruct(n *yaml.Node, v reflect.Value, path, file string) 
 		fields = structFields(v.Type())
 		l.fields[v.Type()] = fields
 	}
-	for _, p := range l.pairs(n, path, file) {
-		idx := -1
-		for _, f := range fields {
-			if f.key == p.key.Value {
-				idx = f.index
-				break
-			}
-		}
+	pairs := l.pairs(n, path, file)
+	for _, p := range pairs {
+		idx := fieldIndex(fields, p.key.Value)
 		if idx < 0 {
+			if sf := l.secretFileField(v, fields, p.key.Value); sf >= 0 {
+				l.decodeSecretFile(p, pairs, v.Field(sf), path, file)
+				continue
+			}
 			l.unknownKey(p.key, fields, path, file)
 			continue
 		}
 		l.decode(p.val, v.Field(idx), joinPath(path, p.key.Value), file, p.key)
 	}
+}
+
+// fieldIndex is the index of the field whose yaml key is key, or -1.
+func fieldIndex(fields []field, key string) int {
+	for _, f := range fields {
+		if f.key == key {
+			return f.index
+		}
+	}
+	return -1
 }
 
 func (l *loader) decodeMap(n *yaml.Node, v reflect.Value, path, file string) {
