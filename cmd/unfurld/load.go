@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
@@ -20,8 +21,10 @@ type loaded struct {
 	reg *provider.Registry
 }
 
-// load reads and compiles a configuration, printing every problem (errors
-// and warnings) to w. It returns nil when there is any error.
+// load reads, compiles and checks a configuration, printing every
+// problem (errors and warnings) to w. It returns nil when there is any
+// error. Every command loads through it, so `validate` refuses exactly
+// what `serve` would.
 func load(path string, e env, logger *slog.Logger, w io.Writer) *loaded {
 	cfg, errs := config.Load(path, config.LoadOptions{LookupEnv: e.lookupEnv, Builtins: providers.FS()})
 	var reg *provider.Registry
@@ -29,12 +32,19 @@ func load(path string, e env, logger *slog.Logger, w io.Writer) *loaded {
 		var berrs config.Errors
 		reg, berrs = provider.Build(cfg, provider.Options{Logger: logger})
 		errs = append(errs, berrs...)
+		if reg != nil && !berrs.HasErrors() {
+			// What serve's app.New would refuse, validate refuses too.
+			errs = append(errs, app.Check(cfg, reg)...)
+		}
 	}
 	errs.Sort()
 	for _, line := range dedupe(errs) {
 		fmt.Fprintln(w, line)
 	}
 	if errs.HasErrors() || reg == nil {
+		if reg != nil {
+			reg.Close()
+		}
 		return nil
 	}
 	return &loaded{cfg: cfg, reg: reg}

@@ -83,19 +83,13 @@ func New(opts Options) (*App, error) {
 	if cfg.Server.SecretKeys.IsZero() {
 		return nil, errors.New("server.secret_keys is empty: set UNFURLD_SECRET_KEYS (see README, Operations)")
 	}
-	kr, err := oauth.ParseKeyring(cfg.Server.SecretKeys.Reveal())
-	if err != nil {
-		return nil, fmt.Errorf("server.secret_keys: %w", err)
+	// The same checks `unfurld validate` runs (Check); here they can only
+	// fail on what changed since: secrets generated in development mode.
+	pre, errs := prepare(cfg, opts.Registry, opts.Notion, opts.Now)
+	if err := errs.Err(); err != nil {
+		return nil, err
 	}
-	nopts := opts.Notion
-	nopts.BaseURL = cfg.Notion.APIBaseURL
-	nopts.TokenVersion = cfg.Notion.TokenVersion
-	nopts.ObjectVersion = cfg.Notion.ObjectVersion
-	nopts.Timeout = cfg.Notion.Timeout.D()
-	nc, err := notion.NewClient(nopts)
-	if err != nil {
-		return nil, fmt.Errorf("notion: %w", err)
-	}
+	kr, nc := pre.keyring, pre.notion
 	iss := &oauth.Issuer{Store: opts.Store, Keyring: kr, Now: opts.Now}
 	cs, err := connect.New(connect.Options{
 		Store: opts.Store, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,

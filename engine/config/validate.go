@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -107,6 +108,7 @@ func (v *checker) server(s *Server) {
 			}
 		}
 	}
+	v.listen(s.Listen)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(s.Log.Level)) {
 		v.fail("server.log.level", "want debug, info, warn or error, got %q", s.Log.Level)
 	}
@@ -143,6 +145,20 @@ func (v *checker) notion(n *Notion) {
 		if strings.TrimSpace(r) == "" {
 			v.fail("notion.redirect_uris["+strconv.Itoa(i)+"]", "empty redirect URI")
 		}
+	}
+}
+
+// listen checks the shape of server.listen, which serve would otherwise
+// only find wrong when it listens. Named ports (":http") are left to the
+// resolver.
+func (v *checker) listen(addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.fail("server.listen", "want host:port or :port, e.g. :8080, got %q", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err == nil && (n < 0 || n > 65535) {
+		v.fail("server.listen", "port %d is out of range 0-65535", n)
 	}
 }
 

@@ -95,15 +95,7 @@ func New(opts Options) (*Service, error) {
 		if p.AuthType() != config.AuthOAuth2 {
 			continue
 		}
-		o := p.Config.Upstream.Auth.OAuth2
-		u, err := oauth.NewUpstream(oauth.UpstreamOptions{
-			Provider:           p.Name,
-			OAuth2:             o,
-			RedirectURL:        s.CallbackURL(p.Name),
-			HTTPClient:         p.HTTPClient(),
-			ClientAuthInParams: o.ClientAuth == config.ClientAuthParams,
-			Now:                opts.Now,
-		})
+		u, err := NewUpstream(p, opts.PublicURL, opts.Now)
 		if err != nil {
 			return nil, err
 		}
@@ -112,10 +104,33 @@ func New(opts Options) (*Service, error) {
 	return s, nil
 }
 
+// NewUpstream builds the upstream OAuth client of oauth2 provider p, whose
+// callback lives under publicURL. New calls it for every such provider;
+// app.Check calls it too, so that `unfurld validate` refuses what serve
+// would refuse at start (an extra_params key the flow sets itself, a
+// callback URL that cannot be built).
+func NewUpstream(p *provider.Provider, publicURL string, now func() time.Time) (*oauth.Upstream, error) {
+	o := p.Config.Upstream.Auth.OAuth2
+	return oauth.NewUpstream(oauth.UpstreamOptions{
+		Provider:           p.Name,
+		OAuth2:             o,
+		RedirectURL:        callbackURL(strings.TrimRight(publicURL, "/"), p.Name),
+		HTTPClient:         p.HTTPClient(),
+		ClientAuthInParams: o.ClientAuth == config.ClientAuthParams,
+		Now:                now,
+	})
+}
+
+// callbackURL is the upstream OAuth redirect URI of a provider under base
+// (TH-07: one per provider).
+func callbackURL(base, providerName string) string {
+	return base + "/providers/" + providerName + "/callback"
+}
+
 // CallbackURL is the upstream OAuth redirect URI of a provider, to be
 // registered at the upstream (TH-07: one per provider).
 func (s *Service) CallbackURL(providerName string) string {
-	return s.opts.PublicURL + "/providers/" + providerName + "/callback"
+	return callbackURL(s.opts.PublicURL, providerName)
 }
 
 // FlowTTL is how long a pending flow lives; the flow cookie lives as long.
