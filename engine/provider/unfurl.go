@@ -70,6 +70,46 @@ type Result struct {
 	Upstream UpstreamInfo
 	// Trace is set when UnfurlOptions.Trace was.
 	Trace *Trace
+	// Failure says why the upstream gave no usable answer, for the
+	// operator's log; nil for attributes, "not found", a credential the
+	// upstream refused (401/403) and answers that never went upstream.
+	// Never sent to Notion.
+	Failure *Failure
+}
+
+// Kinds of Failure.
+const (
+	// FailureRefused: unfurld refused to make the call (a host off the
+	// allowlist, a redirect leaving it, a private address); nothing was
+	// sent (TH-27, TH-30).
+	FailureRefused = "refused"
+	// FailureTimeout: the upstream did not answer within the budget.
+	FailureTimeout = "timeout"
+	// FailureStatus: the upstream answered 429, 5xx or another status
+	// that is neither success, "not found" nor "reconnect".
+	FailureStatus = "status"
+	// FailureDecode: the answer was not JSON.
+	FailureDecode = "decode"
+	// FailureOverload: too many upstream requests were in flight (TH-38).
+	FailureOverload = "overload"
+	// FailureNetwork: anything else on the way (connection reset, DNS,
+	// an oversized body).
+	FailureNetwork = "network"
+)
+
+// Failure is an upstream failure or a refused outbound call during an
+// unfurl. Its fields carry no credential and no upstream body (TH-36,
+// TH-49): upstream errors name the host, never the URL's query.
+type Failure struct {
+	// Pattern is the pattern being unfurled and Request the request that
+	// failed.
+	Pattern, Request string
+	// Kind is one of the Failure kinds.
+	Kind string
+	// Status is the upstream's status code for FailureStatus.
+	Status int
+	// Err is the cause.
+	Err error
 }
 
 // Trace tells why an unfurl came out as it did.
@@ -106,6 +146,9 @@ type unfurlError struct {
 	status int
 	msg    string
 	cause  string // for the trace and logs, never for Notion (TH-36)
+	// failure is set for upstream failures and refused calls (the
+	// pattern is filled in by run).
+	failure *Failure
 }
 
 // Unfurl answers Notion's unfurl call for uri (protocol 5.2). It never
@@ -238,6 +281,9 @@ func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts Unfu
 				docs[rp.name] = mapping.Doc{}
 				continue
 			}
+			if uerr.failure != nil {
+				uerr.failure.Pattern = m.Pattern.Name
+			}
 			return p.finish(m.URI, nil, uerr, tr)
 		}
 		docs[rp.name] = doc
@@ -273,7 +319,7 @@ func (p *Provider) errorResult(uri string, uerr *unfurlError) *Result {
 	set := notion.ErrorSet{Status: uerr.status, Message: uerr.msg}
 	env := notion.Envelope{URI: uri, Operations: []notion.Operation{notion.ErrorOp(set.Status, set.Message)}}
 	body := encode(env)
-	return &Result{Body: body, Error: &set, Hash: digest(body)}
+	return &Result{Body: body, Error: &set, Hash: digest(body), Failure: uerr.failure}
 }
 
 // encode marshals an envelope. encoding/json always yields valid JSON
@@ -339,7 +385,9 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	select {
 	case p.reg.sem <- struct{}{}:
 	default:
-		return mapping.Doc{}, &unfurlError{status: 503, msg: p.messages.TryLater, cause: "too many upstream requests in flight"}
+		cause := "too many upstream requests in flight"
+		return mapping.Doc{}, &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause,
+			failure: &Failure{Request: rp.name, Kind: FailureOverload, Err: errors.New(cause)}}
 	}
 	resp, err := p.client.Do(ctx, req)
 	<-p.reg.sem
@@ -365,7 +413,9 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	}
 	doc, err := mapping.NewDoc(resp.Body)
 	if err != nil {
-		return mapping.Doc{}, &unfurlError{status: 502, msg: p.messages.TryLater, cause: fmt.Sprintf("request %s: response is not JSON", rp.name)}
+		// The parser's error quotes the body; the failure does not.
+		return mapping.Doc{}, &unfurlError{status: 502, msg: p.messages.TryLater, cause: fmt.Sprintf("request %s: response is not JSON", rp.name),
+			failure: &Failure{Request: rp.name, Kind: FailureDecode, Err: errors.New("response is not JSON")}}
 	}
 	return doc, nil
 }
@@ -398,6 +448,9 @@ func (p *Provider) authorize(h http.Header, cred Credential) {
 // upstream's body never reaches Notion (TH-36).
 func (p *Provider) upstreamError(name string, err error) *unfurlError {
 	cause := fmt.Sprintf("request %s: %v", name, err)
+	fail := func(kind string, status int) *Failure {
+		return &Failure{Request: name, Kind: kind, Status: status, Err: err}
+	}
 	var se *upstream.StatusError
 	switch {
 	case errors.As(err, &se):
@@ -407,19 +460,24 @@ func (p *Provider) upstreamError(name string, err error) *unfurlError {
 		case se.Code == http.StatusTooManyRequests || se.Code >= 500 || se.RetryAfter > 0:
 			// GitHub answers rate limits with 403 and Retry-After: that
 			// is "try later", not "reconnect".
-			return &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause}
+			return &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause, failure: fail(FailureStatus, se.Code)}
 		case se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden:
+			// The user's credential, not the service, is at fault; the
+			// caller renews it or asks for a reconnect.
 			return &unfurlError{status: se.Code, msg: p.messages.Reconnect, cause: cause}
 		default:
-			return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause}
+			return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause, failure: fail(FailureStatus, se.Code)}
 		}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &unfurlError{status: 504, msg: p.messages.TryLater, cause: cause}
+		return &unfurlError{status: 504, msg: p.messages.TryLater, cause: cause, failure: fail(FailureTimeout, 0)}
 	case errors.Is(err, context.Canceled):
+		// The caller went away: nothing is wrong upstream.
 		return &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause}
+	case upstream.Refused(err):
+		return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause, failure: fail(FailureRefused, 0)}
 	default:
-		// Oversized bodies, refused hosts and network errors alike.
-		return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause}
+		// Oversized bodies and network errors alike.
+		return &unfurlError{status: 502, msg: p.messages.TryLater, cause: cause, failure: fail(FailureNetwork, 0)}
 	}
 }
 

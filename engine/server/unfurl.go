@@ -89,6 +89,7 @@ func (h *unfurlHandler) unfurl(c echo.Context) error {
 		return err
 	}
 	r := h.run(c.Request().Context(), cl, uri)
+	h.logFailure(c.Request().Context(), cl.provider.Name, r)
 	if r.Error == nil && cl.conn.ID != "" {
 		h.subscribe(c.Request().Context(), cl, uri, r)
 	}
@@ -97,6 +98,25 @@ func (h *unfurlHandler) unfurl(c echo.Context) error {
 		status = h.s.cfg.Settings.UnfurlErrorStatus
 	}
 	return c.Blob(status, echo.MIMEApplicationJSON, r.Body)
+}
+
+// logFailure logs, once per unfurl answered, an upstream failure or a
+// refused outbound call, so an operator sees why Notion shows "try later"
+// (TH-36, TH-49: the cause names the host, never a credential, a URL
+// query or the upstream's body). Cache hits are not logged: their
+// upstream call, if any, was logged when it was made, and failures are
+// not cached.
+func (h *unfurlHandler) logFailure(ctx context.Context, providerName string, r *provider.Result) {
+	f := r.Failure
+	if f == nil || r.Cached {
+		return
+	}
+	args := []any{"provider", providerName, "pattern", f.Pattern, "request", f.Request, "kind", f.Kind}
+	if f.Status != 0 {
+		args = append(args, "status", f.Status)
+	}
+	args = append(args, "err", f.Err)
+	h.s.log.WarnContext(ctx, "unfurl upstream failure", args...)
 }
 
 // subscribe records (provider, connection, uri) for live updates

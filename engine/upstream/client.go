@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"code.dny.dev/ssrf"
@@ -194,7 +195,13 @@ func New(opts Options) (*Client, error) {
 		// Control sees the resolved IP of every connection, redirects
 		// included, which defeats DNS rebinding and alternate IP spellings
 		// that a URL check would miss (security.md A13).
-		dialer.Control = ssrf.New(ssrf.WithPorts(ports...)).Safe
+		guard := ssrf.New(ssrf.WithPorts(ports...))
+		dialer.Control = func(network, address string, conn syscall.RawConn) error {
+			if err := guard.Safe(network, address, conn); err != nil {
+				return fmt.Errorf("%w: %w", ErrAddressNotAllowed, err)
+			}
+			return nil
+		}
 	}
 	c.transport = &http.Transport{
 		// Never from the environment: a proxy would bypass the dial guard.

@@ -166,6 +166,7 @@ func TestCheckURL(t *testing.T) {
 			switch {
 			case tc.wantErr != nil:
 				require.ErrorIs(t, err, tc.wantErr)
+				assert.True(t, Refused(err))
 			case tc.errText != "":
 				require.ErrorContains(t, err, tc.errText)
 			default:
@@ -301,6 +302,8 @@ func TestDialGuard(t *testing.T) {
 		t.Run(host, func(t *testing.T) {
 			_, err := guarded.Do(t.Context(), &Request{URL: "http://" + host + "/"})
 			require.ErrorIs(t, err, ssrf.ErrProhibitedIP)
+			assert.ErrorIs(t, err, ErrAddressNotAllowed)
+			assert.True(t, Refused(err), "the unfurl log tells a refused call from a failed one")
 		})
 	}
 	assert.Zero(t, hits.Load(), "the guard refuses before connecting")

@@ -17,11 +17,23 @@ var (
 	// targets a host outside Options.AllowedHosts, or uses a scheme other
 	// than http/https. Nothing is sent to such a host (TH-27, TH-30).
 	ErrHostNotAllowed = errors.New("host not allowed")
+	// ErrAddressNotAllowed is returned when the dial guard refuses the
+	// address a host resolved to: loopback, private, link-local, metadata
+	// and other special-purpose addresses (TH-30). It wraps the guard's
+	// own error, which says which rule refused.
+	ErrAddressNotAllowed = errors.New("address not allowed")
 	// ErrBadValue is returned when a placeholder value cannot be put into a
 	// URL or header safely: dot segments, control characters, empty path
 	// values or values longer than 1024 bytes (TH-29).
 	ErrBadValue = errors.New("bad placeholder value")
 )
+
+// Refused reports whether err is an outbound call unfurld refused to
+// make: a host off the allowlist, a redirect leaving it, or an address the
+// dial guard refuses. Nothing reached the network for such a call.
+func Refused(err error) bool {
+	return errors.Is(err, ErrHostNotAllowed) || errors.Is(err, ErrAddressNotAllowed)
+}
 
 // maxRetryAfter bounds a parsed Retry-After so that a hostile value cannot
 // overflow time.Duration or park a caller for days.
