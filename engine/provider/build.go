@@ -209,9 +209,9 @@ func unsupportedRegex(src string, err error) string {
 	switch {
 	case strings.Contains(src, "(?=") || strings.Contains(src, "(?!") ||
 		strings.Contains(src, "(?<=") || strings.Contains(src, "(?<!"):
-		return "lookahead and lookbehind are not supported: Go's RE2 engine cannot run them (protocol 9.3); rewrite the pattern without them"
+		return "lookahead and lookbehind are not supported: Go's RE2 engine cannot run them; rewrite the pattern without them"
 	case se.Code == syntax.ErrInvalidEscape && regexp.MustCompile(`\\[1-9]`).MatchString(src):
-		return "backreferences like \\1 are not supported: Go's RE2 engine cannot run them (protocol 9.3)"
+		return "backreferences like \\1 are not supported: Go's RE2 engine cannot run them"
 	}
 	return fmt.Sprintf("invalid regex: %s", se.Code)
 }
@@ -262,7 +262,7 @@ func (b *builder) pattern(p *Provider, pc *config.Pattern, path string) *Pattern
 			// is reported once, for its expression.
 			hasTitle = true
 			if ac.Kind != config.KindTitle {
-				b.fail(apath+".kind", "the title attribute must have kind title (protocol 6.1)")
+				b.fail(apath+".kind", "the title attribute must have kind title")
 			}
 		}
 		ap := b.attribute(p, ac, apath, comp, groups, docNames)
@@ -275,7 +275,7 @@ func (b *builder) pattern(p *Provider, pc *config.Pattern, path string) *Pattern
 		pat.attrs = append(pat.attrs, ap)
 	}
 	if !hasTitle {
-		b.fail(path+".attributes", "a title attribute (id: title, kind: title) is required (protocol 5.3)")
+		b.fail(path+".attributes", "a title attribute (id: title, kind: title) is required")
 	}
 	pat.placeholder = b.placeholder(p, pc, path, groups)
 	return pat
@@ -416,17 +416,20 @@ func (b *builder) attribute(p *Provider, ac *config.Attribute, path string, comp
 	if ap.maxLen <= 0 || ap.maxLen > p.maxText {
 		ap.maxLen = p.maxText
 	}
+	// sectionsDoc is where the repository summarises which kinds each
+	// section takes (protocol 6.6).
+	const sectionsDoc = "docs/protocol.md#66-sections"
 	kinds, known := validSections[ap.section]
 	switch {
 	case !known:
 		b.fail(path+".section", "unknown section %q; want one of %s", ap.section, strings.Join(sortedKeys(validSections), ", "))
 		return nil
 	case !slices.Contains(kinds, ap.kind):
-		b.warn(path+".section", "section %q does not list kind %q in protocol 6.6 (it lists %s); Notion may not render it",
-			ap.section, ap.kind, strings.Join(kinds, ", "))
+		b.warn(path+".section", "Notion's documentation does not list kind %q for section %q (it lists %s); Notion may not render it (see %s)",
+			ap.kind, ap.section, strings.Join(kinds, ", "), sectionsDoc)
 	}
 	if ap.kind == config.KindPDF {
-		b.warn(path+".kind", "pdf embeds appear only in Notion's section table, never in an example (protocol 10 #14)")
+		b.warn(path+".kind", "pdf embeds appear only in Notion's section table, never in an example; Notion may not render them (see %s)", sectionsDoc)
 	}
 	ok := true
 	switch {
