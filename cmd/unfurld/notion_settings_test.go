@@ -207,6 +207,12 @@ func TestNotionSettingsSecretSource(t *testing.T) {
 			return map[string]any{"kind": "config", "file": filepath.Join(dir, "config.yaml") + ":6:22"}
 		},
 	}, {
+		name:      "file",
+		providers: "  - name: acme\n    notion: {client_secret_file: secret.txt}" + provider,
+		want: func(dir string) map[string]any {
+			return map[string]any{"kind": "file", "file": filepath.Join(dir, "secret.txt")}
+		},
+	}, {
 		name:      "empty variable in development mode",
 		providers: "  - name: acme\n    notion: {client_secret: \"${ACME_SECRET:-}\"}" + provider,
 		want: func(dir string) map[string]any {
@@ -223,6 +229,7 @@ func TestNotionSettingsSecretSource(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "config.yaml")
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "secret.txt"), []byte(acmeSecret+"\n"), 0o600))
 			require.NoError(t, os.WriteFile(cfg, []byte("server: {mode: development}\nstorage: {path: "+filepath.Join(dir, "data", "unfurld.db")+"}\nproviders:\n"+tc.providers), 0o600))
 			e, out, errb := testEnv(tc.vars)
 			require.Equal(t, exitOK, run(t.Context(), []string{"notion-settings", "--config", cfg, "--format", "json"}, e), errb.String())
