@@ -80,6 +80,10 @@ func printTrace(w io.Writer, t *provider.Trace) {
 		if r.CacheHit {
 			cache = "hit"
 		}
+		if r.Skipped != "" {
+			fmt.Fprintf(tw, "request %s\tskipped: %s\n", r.Name, r.Skipped)
+			continue
+		}
 		line := fmt.Sprintf("request %s\t%s %s -> %d in %s (cache %s)", r.Name, r.Method, r.URL, r.Status, r.Latency.Round(1000), cache)
 		if r.Error != "" {
 			line += ": " + r.Error

@@ -17,13 +17,18 @@ import (
 // render maps the responses to attributes (protocol 6). An attribute whose
 // value comes out empty is left out, except title, whose absence turns the
 // whole result into "not found": with nothing to call the preview there is
-// nothing to show. dev is always present (protocol 6.3, 10 #13).
-func (p *Provider) render(m *Match, docs map[string]mapping.Doc, tr *Trace) ([]notion.Attribute, *unfurlError) {
+// nothing to show. dev is always present (protocol 6.3, 10 #13). skipped
+// names the optional requests that were not sent and why, so that the
+// trace of a missing attribute reading one says so.
+func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[string]string, tr *Trace) ([]notion.Attribute, *unfurlError) {
 	env := &mapping.Env{URI: m.URI, Groups: m.Groups, Docs: docs}
 	attrs := make([]notion.Attribute, 0, len(m.Pattern.attrs)+1)
 	hasTitle := false
 	for _, ap := range m.Pattern.attrs {
 		a, missing := p.attribute(ap, env)
+		if why, ok := skipped[ap.from]; ok && missing != "" && ap.path != "" {
+			missing = fmt.Sprintf("request %s was skipped (%s)", ap.from, why)
+		}
 		if tr != nil {
 			at := AttributeTrace{ID: ap.id, Missing: missing}
 			if missing == "" {

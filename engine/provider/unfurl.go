@@ -44,8 +44,29 @@ type UnfurlOptions struct {
 	// conditional (If-None-Match, If-Modified-Since): a live refresh
 	// sends what the last fetch answered (issue 4, conditional.go).
 	Validators Validators
+	// Record, when set, is called with every upstream answer of this
+	// unfurl, for `unfurld preview --record`. It runs the unfurl directly,
+	// bypassing the result cache as Trace does, so the answers are the
+	// ones this run got through the provider's own client.
+	Record func(Exchange)
 	// probe collects Result.Upstream during a NoCache run.
 	probe *probe
+}
+
+// Exchange is one upstream request and its answer, as recorded for a
+// fixture case.
+type Exchange struct {
+	// Request is the request's name in the pattern.
+	Request string
+	// Method and URL are what was sent (the URL unredacted: a fixture
+	// file is named after its path and query).
+	Method, URL string
+	// Status is the answer's status code; 0 when there was no answer
+	// (network error, refused host, timeout).
+	Status int
+	// Body is a 2xx answer's body. Error answers' bodies are never kept
+	// (TH-36), so it is nil for them.
+	Body []byte
 }
 
 // Result is the outcome of one unfurl: always an envelope Notion can read.
@@ -131,6 +152,9 @@ type RequestTrace struct {
 	Latency  time.Duration `json:"latency"`
 	CacheHit bool          `json:"cache_hit"`
 	Error    string        `json:"error,omitempty"`
+	// Skipped says why an optional request was not sent: a value its
+	// templates read is null or absent.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // AttributeTrace is one attribute in a Trace: its value, or why it is
@@ -149,6 +173,9 @@ type unfurlError struct {
 	// failure is set for upstream failures and refused calls (the
 	// pattern is filled in by run).
 	failure *Failure
+	// missing, when set, says which value a template reads was null or
+	// absent, so nothing was sent: an optional request is then skipped.
+	missing string
 }
 
 // Unfurl answers Notion's unfurl call for uri (protocol 5.2). It never
@@ -165,7 +192,7 @@ func (p *Provider) Unfurl(ctx context.Context, uri string, cred Credential, opts
 	// a hit stands for the same checks (TH-28). Notion's repeated calls
 	// then cost a map lookup.
 	key := resultKey{cred: cred.Key, uri: uri}
-	if !opts.Trace && !opts.NoCache {
+	if !opts.Trace && !opts.NoCache && opts.Record == nil {
 		if r := p.results.get(key, p.now()); r != nil {
 			return r
 		}
@@ -182,7 +209,7 @@ func (p *Provider) Unfurl(ctx context.Context, uri string, cred Credential, opts
 		}
 		return r
 	}
-	if opts.Trace {
+	if opts.Trace || opts.Record != nil {
 		return p.run(ctx, m, cred, opts)
 	}
 	if opts.NoCache {
@@ -208,7 +235,7 @@ func (p *Provider) UnfurlMatch(ctx context.Context, m *Match, cred Credential, o
 	if cred.Key == "" {
 		cred.Key = staticKey
 	}
-	if opts.Trace {
+	if opts.Trace || opts.Record != nil {
 		return p.run(ctx, m, cred, opts)
 	}
 	if opts.NoCache {
@@ -274,10 +301,23 @@ func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts Unfu
 		tr = &Trace{Provider: p.Name, Pattern: m.Pattern.Name, Groups: m.Groups}
 	}
 	docs := make(map[string]mapping.Doc, len(m.Pattern.requests))
+	var skipped map[string]string
 	for _, rp := range m.Pattern.requests {
 		doc, uerr := p.fetch(ctx, m, rp, docs, cred, opts, tr)
 		if uerr != nil {
-			if rp.optional && uerr.status != 400 {
+			switch {
+			case rp.optional && uerr.missing != "":
+				// An optional request reading a null field (an
+				// unassigned issue's assignee) is skipped, as the README
+				// promises: its attributes come out missing. An unsafe
+				// value (TH-29) still fails below.
+				if skipped == nil {
+					skipped = map[string]string{}
+				}
+				skipped[rp.name] = uerr.missing
+				docs[rp.name] = mapping.Doc{}
+				continue
+			case rp.optional && uerr.status != 400:
 				docs[rp.name] = mapping.Doc{}
 				continue
 			}
@@ -288,7 +328,7 @@ func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts Unfu
 		}
 		docs[rp.name] = doc
 	}
-	attrs, uerr := p.render(m, docs, tr)
+	attrs, uerr := p.render(m, docs, skipped, tr)
 	return p.finish(m.URI, attrs, uerr, tr)
 }
 
@@ -349,7 +389,11 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 		if !ok {
 			return "", fmt.Errorf("no response %q", name)
 		}
-		s, ok := scalarText(doc.Get(path))
+		v := doc.Get(path)
+		if v == nil {
+			return "", upstream.ErrMissingValue
+		}
+		s, ok := scalarText(v)
 		if !ok {
 			return "", fmt.Errorf("%s.%s is not a string or number", name, path)
 		}
@@ -357,24 +401,22 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	}
 	u, err := rp.url.ExpandURL(p.baseURL, lookup)
 	if err != nil {
-		rt := RequestTrace{Name: rp.name, Method: rp.method, Error: err.Error()}
-		p.traceRequest(tr, rt)
 		// A capture that would leave its path segment (TH-29) or a
 		// missing value: the link is unusable, and nothing was sent.
-		return mapping.Doc{}, &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s: %v", rp.name, err)}
+		return mapping.Doc{}, p.expandError(tr, rp, "", err)
 	}
 	req := &upstream.Request{Method: rp.method, URL: u, Header: p.headers.Clone(), CredentialKey: cred.Key, NoCache: opts.NoCache}
 	for k, t := range rp.headers {
 		v, err := t.Expand(lookup)
 		if err != nil {
-			return mapping.Doc{}, &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s header %s: %v", rp.name, k, err)}
+			return mapping.Doc{}, p.expandError(tr, rp, " header "+k, err)
 		}
 		req.Header.Set(k, v)
 	}
 	if rp.body != nil {
 		v, err := rp.body.build(lookup)
 		if err != nil {
-			return mapping.Doc{}, &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s body: %v", rp.name, err)}
+			return mapping.Doc{}, p.expandError(tr, rp, " body", err)
 		}
 		req.Body, _ = json.Marshal(v)
 		req.Header.Set("Content-Type", "application/json")
@@ -392,6 +434,9 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	resp, err := p.client.Do(ctx, req)
 	<-p.reg.sem
 	opts.probe.observe(rp, resp, err, p.now())
+	if opts.Record != nil {
+		opts.Record(exchange(rp, req, resp, err))
+	}
 
 	if tr != nil {
 		// Only a trace needs the redacted URL (one more URL parse).
@@ -418,6 +463,35 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 			failure: &Failure{Request: rp.name, Kind: FailureDecode, Err: errors.New("response is not JSON")}}
 	}
 	return doc, nil
+}
+
+// expandError reports a template that could not be filled in. Nothing
+// was sent. A null or absent value is marked missing, so run can skip an
+// optional request; the trace says which value it was.
+func (p *Provider) expandError(tr *Trace, rp *requestPlan, where string, err error) *unfurlError {
+	uerr := &unfurlError{status: 400, msg: p.messages.NotFound, cause: fmt.Sprintf("request %s%s: %v", rp.name, where, err)}
+	rt := RequestTrace{Name: rp.name, Method: rp.method, Error: err.Error()}
+	if errors.Is(err, upstream.ErrMissingValue) {
+		uerr.missing = strings.TrimSpace(where + " " + err.Error())
+		if rp.optional {
+			rt.Error, rt.Skipped = "", uerr.missing
+		}
+	}
+	p.traceRequest(tr, rt)
+	return uerr
+}
+
+// exchange describes one upstream answer for UnfurlOptions.Record.
+func exchange(rp *requestPlan, req *upstream.Request, resp *upstream.Response, err error) Exchange {
+	x := Exchange{Request: rp.name, Method: req.Method, URL: req.URL}
+	var se *upstream.StatusError
+	switch {
+	case errors.As(err, &se):
+		x.Status = se.Code
+	case err == nil && resp != nil:
+		x.Status, x.Body = resp.Status, resp.Body
+	}
+	return x
 }
 
 func (p *Provider) traceRequest(tr *Trace, rt RequestTrace) {

@@ -26,6 +26,11 @@ var (
 	// URL or header safely: dot segments, control characters, empty path
 	// values or values longer than 1024 bytes (TH-29).
 	ErrBadValue = errors.New("bad placeholder value")
+	// ErrMissingValue is what a Lookup wraps when a placeholder's value is
+	// null or absent (an unassigned issue's assignee). Expand and
+	// ExpandURL pass it through, so the caller can skip an optional
+	// request instead of failing the unfurl.
+	ErrMissingValue = errors.New("value is null or absent")
 )
 
 // Refused reports whether err is an outbound call unfurld refused to

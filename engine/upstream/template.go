@@ -59,7 +59,10 @@ func (p Placeholder) String() string {
 	return "{" + p.Name + "." + p.Path + "}"
 }
 
-// Lookup resolves a placeholder's value.
+// Lookup resolves a placeholder's value. It returns an error wrapping
+// ErrMissingValue when the value is null or absent, which Expand and
+// ExpandURL keep wrapped so callers can tell "nothing there" (skip an
+// optional request) from a value that is unsafe (ErrBadValue).
 type Lookup func(name, path string) (string, error)
 
 // ParseTemplate parses a template for header values and body strings.

@@ -1,7 +1,7 @@
 package upstream
 
 import (
-	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -10,7 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// values is a Lookup over a fixed map keyed by "name" or "name.path".
+// values is a Lookup over a fixed map keyed by "name" or "name.path"; an
+// absent key is a missing value, as a null response field is.
 func values(m map[string]string) Lookup {
 	return func(name, path string) (string, error) {
 		key := name
@@ -19,7 +20,7 @@ func values(m map[string]string) Lookup {
 		}
 		v, ok := m[key]
 		if !ok {
-			return "", errors.New("no value")
+			return "", fmt.Errorf("no value: %w", ErrMissingValue)
 		}
 		return v, nil
 	}
@@ -111,6 +112,8 @@ func TestExpand(t *testing.T) {
 
 	_, err = tmpl.Expand(values(map[string]string{"tok": "x"}))
 	require.ErrorContains(t, err, "{user.name}: no value")
+	require.ErrorIs(t, err, ErrMissingValue, "a missing value reaches the caller, which may skip an optional request")
+	assert.NotErrorIs(t, err, ErrBadValue)
 }
 
 // TestParseURLTemplate covers load-time URL template checks (TH-29, TH-30,
@@ -231,7 +234,8 @@ func TestExpandURL(t *testing.T) {
 		{name: "invalid UTF-8", tmpl: "/p/{id}", vals: map[string]string{"id": "\xff"}, errIs: ErrBadValue},
 		{name: "too long", tmpl: "/p/{id}", vals: map[string]string{"id": strings.Repeat("a", 1025)}, errIs: ErrBadValue},
 		{name: "too long in query", tmpl: "/p?q={q}", vals: map[string]string{"q": strings.Repeat("a", 1025)}, errIs: ErrBadValue},
-		{name: "lookup error", tmpl: "/p/{id}", vals: map[string]string{}},
+		{name: "missing value stays missing, not bad", tmpl: "/p/{id}", vals: map[string]string{}, errIs: ErrMissingValue},
+		{name: "missing value in query", tmpl: "/p?q={q}", vals: map[string]string{}, errIs: ErrMissingValue},
 		{name: "bad base scheme", tmpl: "/p", base: "ftp://gitlab.com"},
 		{name: "base with query", tmpl: "/p", base: base + "?x=1"},
 		{name: "base with user", tmpl: "/p", base: "https://u@gitlab.com"},
