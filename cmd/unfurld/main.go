@@ -3,7 +3,7 @@
 //
 //	unfurld --config config.yaml            serve (same as `unfurld serve`)
 //	unfurld validate --config config.yaml   load and compile, print every problem
-//	unfurld preview --config config.yaml URL [--trace] [--token T]
+//	unfurld preview --config config.yaml URL [--trace] [--token T] [--record DIR]
 //	unfurld test [--config config.yaml] [--update] DIR
 //	unfurld token --config config.yaml --provider NAME
 //	unfurld notion-settings --config config.yaml [--provider NAME] [--show-secrets]
@@ -51,7 +51,7 @@ const usage = `unfurld serves Notion Link Previews for providers declared in YAM
 Usage:
   unfurld [serve] --config FILE [--drop-key ID]    run the server
   unfurld validate --config FILE                   check a configuration; exit 1 on any error
-  unfurld preview --config FILE [--trace] [--token T] URL
+  unfurld preview --config FILE [--trace] [--token T] [--record DIR] URL
                                                    dry-run one unfurl and print Notion's JSON
   unfurld test [--config FILE] [--update] DIR      run provider fixture cases under DIR
   unfurld token --config FILE --provider NAME      create a development connection and access token

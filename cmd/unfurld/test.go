@@ -15,7 +15,7 @@ import (
 func test(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("test", e)
 	cfgPath := fs.String("config", "", "configuration `file` declaring the providers (default: the built-in providers)")
-	update := fs.Bool("update", false, "write want.golden.json from the current output instead of comparing")
+	update := fs.Bool("update", false, "write want.golden.json from the current output instead of comparing (never an error answer the case does not expect, nor with a missing or unread fixture file)")
 	verbose := fs.Bool("v", false, "list passing cases too")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
