@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -102,4 +103,37 @@ func buildBuiltin(t *testing.T, name string, env map[string]string) *provider.Pr
 	p, ok := reg.Get(name)
 	require.True(t, ok)
 	return p
+}
+
+// TestBuiltinWebhookSignatures pins each built-in's webhook verification to
+// what its vendor documents: the header, the HMAC (or token), the encoding
+// and any text before the signature. A wrong one would answer every real
+// delivery 401 (TH-53: only signed events refresh).
+func TestBuiltinWebhookSignatures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		provider, header, algorithm, prefix, encoding string
+	}{
+		{"github", "X-Hub-Signature-256", config.WebhookHMACSHA256, "sha256=", "hex"},
+		{"gitlab", "X-Gitlab-Token", config.WebhookToken, "", "hex"},
+		{"linear", "Linear-Signature", config.WebhookHMACSHA256, "", "hex"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.provider, func(t *testing.T) {
+			t.Parallel()
+			// The settings take their defaults once a secret is set.
+			env := maps.Clone(providers.PlaceholderEnv())
+			if env == nil {
+				env = map[string]string{}
+			}
+			env[strings.ToUpper(tc.provider)+"_WEBHOOK_SECRET"] = "a-webhook-secret-of-some-length"
+			cfg, errs := parseBuiltinEnv(t, tc.provider, env)
+			require.False(t, errs.HasErrors(), "%v", errs)
+			w := cfg.Providers[0].Live.Webhook
+			assert.Equal(t, tc.header, w.Header)
+			assert.Equal(t, tc.algorithm, w.Algorithm)
+			assert.Equal(t, tc.prefix, w.Prefix)
+			assert.Equal(t, tc.encoding, w.Encoding)
+		})
+	}
 }
