@@ -1,12 +1,12 @@
 // Package providers ships unfurld's ready-made provider definitions: one
 // YAML file per upstream service and sign-in style (github.yaml,
-// github-oauth.yaml, gitlab.yaml, linear.yaml), embedded in the binary and
-// loaded with `include: builtin:NAME`.
+// github-oauth.yaml, gitlab.yaml, linear.yaml, shortcut.yaml), embedded in
+// the binary and loaded with `include: builtin:NAME`.
 //
 // Sign-in: github uses one service-wide token (auth none), so it starts
 // with nothing exported; github-oauth signs each user in to GitHub (oauth2,
-// needs an OAuth app); gitlab and linear take each user's own API key
-// (api_key). Every per-user provider declares an identity request, so a
+// needs an OAuth app); gitlab, linear and shortcut take each user's own API
+// key (api_key). Every per-user provider declares an identity request, so a
 // connection knows its upstream account (protocol 4.2).
 //
 // Providers are data (STYLE.md rule 3): each file uses exactly the schema of

@@ -116,6 +116,13 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"data": {"viewer": {"id": "2f0b8c4e-5a1d-4c3b-9e7f-0a1b2c3d4e5f", "name": null, "email": "jane@acme.example"}}}`,
 			wantKey:  "linear:2f0b8c4e-5a1d-4c3b-9e7f-0a1b2c3d4e5f", wantName: "jane@acme.example",
 		},
+		{
+			name: "shortcut member", provider: "shortcut", token: "5f1c2a9b-0000-4e8b-9c61-2f5d8e0a1b37",
+			method: http.MethodGet, path: "/api/v3/member",
+			authHeader: "Shortcut-Token", authValue: "5f1c2a9b-0000-4e8b-9c61-2f5d8e0a1b37", noHeader: "Authorization",
+			response: `{"id": "12345678-9012-3456-7890-123456789012", "mention_name": "jdoe", "name": "Jane Doe", "workspace2": {"url_slug": "acme", "estimate_scale": [0, 1, 2, 4, 8]}}`,
+			wantKey:  "shortcut:12345678-9012-3456-7890-123456789012", wantName: "Jane Doe",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -166,6 +173,7 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "github-oauth", body: `{"message": "Bad credentials", "status": "401"}`},
 		{provider: "gitlab", body: `{"message": "401 Unauthorized"}`},
 		{provider: "linear", body: `{"errors": [{"message": "Authentication required, not authenticated"}]}`},
+		{provider: "shortcut", body: `{"message": "Unauthorized"}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -188,6 +196,7 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		{provider: "github-oauth", body: `{"login": "octocat"}`},
 		{provider: "gitlab", body: `{"username": "jdoe"}`},
 		{provider: "linear", body: `{"data": null, "errors": [{"message": "Authentication required"}]}`},
+		{provider: "shortcut", body: `{"mention_name": "jdoe", "name": "Jane Doe"}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()

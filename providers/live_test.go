@@ -19,7 +19,10 @@ import (
 // it turns the route on.
 func TestBuiltinsLiveDefaults(t *testing.T) {
 	t.Parallel()
-	secrets := map[string]string{"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET"}
+	secrets := map[string]string{
+		"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET",
+		"shortcut": "SHORTCUT_WEBHOOK_SECRET",
+	}
 	for name, env := range secrets {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -72,9 +75,14 @@ func TestBuiltinWebhookURIs(t *testing.T) {
 		{"linear", "project", `{"action":"update","type":"Project","url":"https://linear.app/acme/project/mobile-app-redesign-3f2a1b9c8d7e","data":{}}`,
 			[]string{"https://linear.app/acme/project/mobile-app-redesign-3f2a1b9c8d7e"}},
 		{"linear", "no url", `{"action":"remove","type":"IssueLabel","data":{"id":"x"}}`, nil},
+		{"shortcut", "story update", `{"id":"595285dc-9c43-4b9c-a1e6-0cd9aff5b084","changed_at":"2023-08-10T21:49:43Z","version":"v1","primary_id":32,"actions":[{"id":32,"entity_type":"story","action":"update","name":"Test1","story_type":"feature","app_url":"https://app.shortcut.com/acme/story/32","changes":{"workflow_state_id":{"new":500000010,"old":500000006}}}]}`,
+			[]string{"https://app.shortcut.com/acme/story/32"}},
+		{"shortcut", "story with slug and comment", `{"version":"v1","actions":[{"id":33,"entity_type":"story","action":"update","app_url":"https://app.shortcut.com/acme/story/33/release-notes"},{"id":90,"entity_type":"story-comment","action":"create","app_url":"https://app.shortcut.com/acme/story/33/release-notes#activity-90"}]}`,
+			[]string{"https://app.shortcut.com/acme/story/33"}},
+		{"shortcut", "epic", `{"version":"v1","actions":[{"id":7,"entity_type":"epic","action":"update","app_url":"https://app.shortcut.com/acme/epic/7"}]}`, nil},
 	}
 	built := map[string]*provider.Provider{}
-	for _, name := range []string{"github", "gitlab", "linear"} {
+	for _, name := range []string{"github", "gitlab", "linear", "shortcut"} {
 		built[name] = buildBuiltin(t, name, providers.PlaceholderEnv())
 	}
 	for _, tc := range tests {
@@ -117,6 +125,8 @@ func TestBuiltinWebhookSignatures(t *testing.T) {
 		{"github", "X-Hub-Signature-256", config.WebhookHMACSHA256, "sha256=", "hex"},
 		{"gitlab", "X-Gitlab-Token", config.WebhookToken, "", "hex"},
 		{"linear", "Linear-Signature", config.WebhookHMACSHA256, "", "hex"},
+		// Shortcut: Payload-Signature, hex HMAC-SHA256 of the body.
+		{"shortcut", "Payload-Signature", config.WebhookHMACSHA256, "", "hex"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.provider, func(t *testing.T) {

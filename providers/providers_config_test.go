@@ -34,7 +34,7 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"github", "github-oauth", "gitlab", "linear"}, providers.Names())
+	assert.Equal(t, []string{"github", "github-oauth", "gitlab", "linear", "shortcut"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -109,6 +109,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 		{name: "github-oauth", authType: config.AuthOAuth2, oauthApp: true},
 		{name: "gitlab", authType: config.AuthAPIKey},
 		{name: "linear", authType: config.AuthAPIKey},
+		{name: "shortcut", authType: config.AuthAPIKey},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
