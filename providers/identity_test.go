@@ -123,6 +123,15 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"id": "12345678-9012-3456-7890-123456789012", "mention_name": "jdoe", "name": "Jane Doe", "workspace2": {"url_slug": "acme", "estimate_scale": [0, 1, 2, 4, 8]}}`,
 			wantKey:  "shortcut:12345678-9012-3456-7890-123456789012", wantName: "Jane Doe",
 		},
+		{
+			// PagerDuty's documented form is "Token token=<key>"; the engine
+			// joins prefix and key with a space, so the bare "Token <key>".
+			name: "pagerduty user", provider: "pagerduty", token: "y_NbAkKc66ryYTWUXYEu",
+			method: http.MethodGet, path: "/users/me",
+			authHeader: "Authorization", authValue: "Token y_NbAkKc66ryYTWUXYEu",
+			response: `{"user": {"id": "PXPGF42", "type": "user", "summary": "Earline Greenholt", "name": "Earline Greenholt", "email": "125.greenholt.earline@graham.name", "time_zone": "America/Lima", "role": "admin"}}`,
+			wantKey:  "pagerduty:PXPGF42", wantName: "Earline Greenholt",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -174,6 +183,7 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "gitlab", body: `{"message": "401 Unauthorized"}`},
 		{provider: "linear", body: `{"errors": [{"message": "Authentication required, not authenticated"}]}`},
 		{provider: "shortcut", body: `{"message": "Unauthorized"}`},
+		{provider: "pagerduty", body: `{"error": {"message": "Unauthorized", "code": 2006}}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -197,6 +207,7 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		{provider: "gitlab", body: `{"username": "jdoe"}`},
 		{provider: "linear", body: `{"data": null, "errors": [{"message": "Authentication required"}]}`},
 		{provider: "shortcut", body: `{"mention_name": "jdoe", "name": "Jane Doe"}`},
+		{provider: "pagerduty", body: `{"user": {"name": "Earline Greenholt"}}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()

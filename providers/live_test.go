@@ -21,7 +21,7 @@ func TestBuiltinsLiveDefaults(t *testing.T) {
 	t.Parallel()
 	secrets := map[string]string{
 		"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET",
-		"shortcut": "SHORTCUT_WEBHOOK_SECRET",
+		"shortcut": "SHORTCUT_WEBHOOK_SECRET", "pagerduty": "PAGERDUTY_WEBHOOK_SECRET",
 	}
 	for name, env := range secrets {
 		t.Run(name, func(t *testing.T) {
@@ -80,9 +80,15 @@ func TestBuiltinWebhookURIs(t *testing.T) {
 		{"shortcut", "story with slug and comment", `{"version":"v1","actions":[{"id":33,"entity_type":"story","action":"update","app_url":"https://app.shortcut.com/acme/story/33/release-notes"},{"id":90,"entity_type":"story-comment","action":"create","app_url":"https://app.shortcut.com/acme/story/33/release-notes#activity-90"}]}`,
 			[]string{"https://app.shortcut.com/acme/story/33"}},
 		{"shortcut", "epic", `{"version":"v1","actions":[{"id":7,"entity_type":"epic","action":"update","app_url":"https://app.shortcut.com/acme/epic/7"}]}`, nil},
+		{"pagerduty", "incident acknowledged", `{"event":{"id":"01BRFC9Q0XDR0ABSGXF71G7P1U","event_type":"incident.acknowledged","resource_type":"incident","occurred_at":"2020-10-02T18:45:22.169Z","data":{"id":"PGR0VU2","type":"incident","self":"https://api.pagerduty.com/incidents/PGR0VU2","html_url":"https://acme.pagerduty.com/incidents/PGR0VU2","number":2,"status":"acknowledged","title":"A little bump in the road"}}}`,
+			[]string{"https://acme.pagerduty.com/incidents/PGR0VU2"}},
+		{"pagerduty", "incident annotated", `{"event":{"id":"01BRFCAL7SE3WB4PH5ZGHAPVLZ","event_type":"incident.annotated","resource_type":"incident","data":{"incident":{"html_url":"https://acme.pagerduty.com/incidents/PGR0VU2","id":"PGR0VU2","self":"https://api.pagerduty.com/incidents/PGR0VU2","summary":"A little bump in the road","type":"incident_reference"},"id":"P8DIPNB","content":"Going to restart the server.","type":"incident_note"}}}`,
+			[]string{"https://acme.pagerduty.com/incidents/PGR0VU2"}},
+		{"pagerduty", "service updated", `{"event":{"event_type":"service.updated","resource_type":"service","data":{"id":"PF9KMXH","type":"service","html_url":"https://acme.pagerduty.com/service-directory/PF9KMXH"}}}`, nil},
+		{"pagerduty", "ping", `{"event":{"id":"5ac64822-4adc-4fda-ade0-410becf0de4f","event_type":"pagey.ping","resource_type":"pagey","data":{"message":"Hello from your friend Pagey!","type":"ping"}}}`, nil},
 	}
 	built := map[string]*provider.Provider{}
-	for _, name := range []string{"github", "gitlab", "linear", "shortcut"} {
+	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty"} {
 		built[name] = buildBuiltin(t, name, providers.PlaceholderEnv())
 	}
 	for _, tc := range tests {
@@ -127,6 +133,8 @@ func TestBuiltinWebhookSignatures(t *testing.T) {
 		{"linear", "Linear-Signature", config.WebhookHMACSHA256, "", "hex"},
 		// Shortcut: Payload-Signature, hex HMAC-SHA256 of the body.
 		{"shortcut", "Payload-Signature", config.WebhookHMACSHA256, "", "hex"},
+		// PagerDuty v3: X-PagerDuty-Signature, "v1=" and hex HMAC-SHA256.
+		{"pagerduty", "X-PagerDuty-Signature", config.WebhookHMACSHA256, "v1=", "hex"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.provider, func(t *testing.T) {

@@ -34,7 +34,7 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"github", "github-oauth", "gitlab", "linear", "shortcut"}, providers.Names())
+	assert.Equal(t, []string{"github", "github-oauth", "gitlab", "linear", "pagerduty", "shortcut"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -110,6 +110,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 		{name: "gitlab", authType: config.AuthAPIKey},
 		{name: "linear", authType: config.AuthAPIKey},
 		{name: "shortcut", authType: config.AuthAPIKey},
+		{name: "pagerduty", authType: config.AuthAPIKey},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -216,4 +217,33 @@ func TestGitHubOAuthMatchesGitHub(t *testing.T) {
 	assert.Equal(t, "https://github.com/login/oauth/access_token", o.Upstream.Auth.OAuth2.TokenURL)
 	assert.Equal(t, []string{"repo", "read:user"}, o.Upstream.Auth.OAuth2.Scopes)
 	assert.False(t, o.Upstream.Auth.OAuth2.DisablePKCE, "PKCE stays on (TH-06)")
+}
+
+// TestPagerDutyRegion: PAGERDUTY_API_URL moves the API to another service
+// region (EU accounts), and the credential goes only there (TH-27); without
+// it the API is the US one.
+func TestPagerDutyRegion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, env, wantBase, wantHost string
+	}{
+		{name: "default", wantBase: "https://api.pagerduty.com", wantHost: "api.pagerduty.com"},
+		{name: "eu", env: "https://api.eu.pagerduty.com", wantBase: "https://api.eu.pagerduty.com", wantHost: "api.eu.pagerduty.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := providers.PlaceholderEnv()
+			if env == nil {
+				env = map[string]string{}
+			}
+			if tc.env != "" {
+				env["PAGERDUTY_API_URL"] = tc.env
+			}
+			cfg, errs := parseBuiltinEnv(t, "pagerduty", env)
+			require.False(t, errs.HasErrors(), "%v", errs)
+			u := cfg.Providers[0].Upstream
+			assert.Equal(t, tc.wantBase, u.BaseURL)
+			assert.Equal(t, []string{tc.wantHost}, u.AllowedHosts)
+		})
+	}
 }
