@@ -1,14 +1,15 @@
 // Package providers ships unfurld's ready-made provider definitions: one
 // YAML file per upstream service and sign-in style (github.yaml,
-// github-oauth.yaml, gitlab.yaml, linear.yaml, shortcut.yaml,
-// pagerduty.yaml), embedded in the binary and loaded with
+// github-oauth.yaml, gitlab.yaml, linear.yaml, shortcut.yaml, pagerduty.yaml,
+// clickup.yaml), embedded in the binary and loaded with
 // `include: builtin:NAME`.
 //
 // Sign-in: github uses one service-wide token (auth none), so it starts
 // with nothing exported; github-oauth signs each user in to GitHub (oauth2,
-// needs an OAuth app); gitlab, linear, shortcut and pagerduty take each
-// user's own API key (api_key). Every per-user provider declares an identity
-// request, so a connection knows its upstream account (protocol 4.2).
+// needs an OAuth app); gitlab, linear, shortcut, pagerduty and clickup take
+// each user's own API key (api_key). Every per-user provider declares an
+// identity request, so a connection knows its upstream account (protocol
+// 4.2).
 //
 // Providers are data (STYLE.md rule 3): each file uses exactly the schema of
 // engine/config, the same a user writes for their own providers. Every

@@ -132,6 +132,13 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"user": {"id": "PXPGF42", "type": "user", "summary": "Earline Greenholt", "name": "Earline Greenholt", "email": "125.greenholt.earline@graham.name", "time_zone": "America/Lima", "role": "admin"}}`,
 			wantKey:  "pagerduty:PXPGF42", wantName: "Earline Greenholt",
 		},
+		{
+			name: "clickup user", provider: "clickup", token: "pk_4753994_EXP7MPOJ7XQM5UJDV2M45MPF0YHH5YHO",
+			method: http.MethodGet, path: "/api/v2/user",
+			authHeader: "Authorization", authValue: "pk_4753994_EXP7MPOJ7XQM5UJDV2M45MPF0YHH5YHO",
+			response: `{"user": {"id": 123456789012, "username": "John Doe", "email": "johndoe@gmail.com", "color": "#000000", "profilePicture": "https://attachments.clickup.com/profilePictures/123_abc.jpg", "initials": "JD"}}`,
+			wantKey:  "clickup:123456789012", wantName: "John Doe",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -184,6 +191,7 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "linear", body: `{"errors": [{"message": "Authentication required, not authenticated"}]}`},
 		{provider: "shortcut", body: `{"message": "Unauthorized"}`},
 		{provider: "pagerduty", body: `{"error": {"message": "Unauthorized", "code": 2006}}`},
+		{provider: "clickup", body: `{"err": "Token invalid", "ECODE": "OAUTH_025"}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -208,6 +216,7 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		{provider: "linear", body: `{"data": null, "errors": [{"message": "Authentication required"}]}`},
 		{provider: "shortcut", body: `{"mention_name": "jdoe", "name": "Jane Doe"}`},
 		{provider: "pagerduty", body: `{"user": {"name": "Earline Greenholt"}}`},
+		{provider: "clickup", body: `{"user": {"username": "John Doe"}}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()

@@ -21,7 +21,7 @@ func TestBuiltinsLiveDefaults(t *testing.T) {
 	t.Parallel()
 	secrets := map[string]string{
 		"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET",
-		"shortcut": "SHORTCUT_WEBHOOK_SECRET", "pagerduty": "PAGERDUTY_WEBHOOK_SECRET",
+		"shortcut": "SHORTCUT_WEBHOOK_SECRET", "pagerduty": "PAGERDUTY_WEBHOOK_SECRET", "clickup": "CLICKUP_WEBHOOK_SECRET",
 	}
 	for name, env := range secrets {
 		t.Run(name, func(t *testing.T) {
@@ -86,9 +86,12 @@ func TestBuiltinWebhookURIs(t *testing.T) {
 			[]string{"https://acme.pagerduty.com/incidents/PGR0VU2"}},
 		{"pagerduty", "service updated", `{"event":{"event_type":"service.updated","resource_type":"service","data":{"id":"PF9KMXH","type":"service","html_url":"https://acme.pagerduty.com/service-directory/PF9KMXH"}}}`, nil},
 		{"pagerduty", "ping", `{"event":{"id":"5ac64822-4adc-4fda-ade0-410becf0de4f","event_type":"pagey.ping","resource_type":"pagey","data":{"message":"Hello from your friend Pagey!","type":"ping"}}}`, nil},
+		{"clickup", "task status updated", `{"event":"taskStatusUpdated","history_items":[{"id":"2800787326486798749","type":1,"field":"status"}],"task_id":"1vj37mc","webhook_id":"7fa3ec74-69a8-4530-a251-8a13730bd204"}`,
+			[]string{"https://app.clickup.com/t/1vj37mc"}},
+		{"clickup", "list created", `{"event":"listCreated","history_items":[],"list_id":"162641285","webhook_id":"7fa3ec74-69a8-4530-a251-8a13730bd204"}`, nil},
 	}
 	built := map[string]*provider.Provider{}
-	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty"} {
+	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty", "clickup"} {
 		built[name] = buildBuiltin(t, name, providers.PlaceholderEnv())
 	}
 	for _, tc := range tests {
@@ -135,6 +138,8 @@ func TestBuiltinWebhookSignatures(t *testing.T) {
 		{"shortcut", "Payload-Signature", config.WebhookHMACSHA256, "", "hex"},
 		// PagerDuty v3: X-PagerDuty-Signature, "v1=" and hex HMAC-SHA256.
 		{"pagerduty", "X-PagerDuty-Signature", config.WebhookHMACSHA256, "v1=", "hex"},
+		// ClickUp: X-Signature, hex HMAC-SHA256 of the body.
+		{"clickup", "X-Signature", config.WebhookHMACSHA256, "", "hex"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.provider, func(t *testing.T) {

@@ -34,7 +34,7 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"github", "github-oauth", "gitlab", "linear", "pagerduty", "shortcut"}, providers.Names())
+	assert.Equal(t, []string{"clickup", "github", "github-oauth", "gitlab", "linear", "pagerduty", "shortcut"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -111,6 +111,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 		{name: "linear", authType: config.AuthAPIKey},
 		{name: "shortcut", authType: config.AuthAPIKey},
 		{name: "pagerduty", authType: config.AuthAPIKey},
+		{name: "clickup", authType: config.AuthAPIKey},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
