@@ -124,11 +124,11 @@ func TestBuiltinIdentity(t *testing.T) {
 			wantKey:  "shortcut:12345678-9012-3456-7890-123456789012", wantName: "Jane Doe",
 		},
 		{
-			// PagerDuty's documented form is "Token token=<key>"; the engine
-			// joins prefix and key with a space, so the bare "Token <key>".
+			// PagerDuty's documented form, "Token token=<key>": a prefix
+			// ending in "=" is joined without a space.
 			name: "pagerduty user", provider: "pagerduty", token: "y_NbAkKc66ryYTWUXYEu",
 			method: http.MethodGet, path: "/users/me",
-			authHeader: "Authorization", authValue: "Token y_NbAkKc66ryYTWUXYEu",
+			authHeader: "Authorization", authValue: "Token token=y_NbAkKc66ryYTWUXYEu",
 			response: `{"user": {"id": "PXPGF42", "type": "user", "summary": "Earline Greenholt", "name": "Earline Greenholt", "email": "125.greenholt.earline@graham.name", "time_zone": "America/Lima", "role": "admin"}}`,
 			wantKey:  "pagerduty:PXPGF42", wantName: "Earline Greenholt",
 		},

@@ -513,9 +513,20 @@ func (p *Provider) authorize(h http.Header, cred Credential) {
 	}
 	v := tok.Reveal()
 	if prefix := p.staticAuth.Prefix; prefix != "" && prefix != "none" {
-		v = prefix + " " + v
+		v = joinPrefix(prefix, v)
 	}
 	h.Set(p.staticAuth.Header, v)
+}
+
+// joinPrefix puts the auth prefix before the credential: with a space
+// ("Bearer <token>"), or directly when the prefix ends in "=", since
+// that names a parameter the credential is the value of ("Token
+// token=<key>", as PagerDuty documents its scheme).
+func joinPrefix(prefix, cred string) string {
+	if strings.HasSuffix(prefix, "=") {
+		return prefix + cred
+	}
+	return prefix + " " + cred
 }
 
 // upstreamError maps an upstream failure to a fixed error operation; the
