@@ -18,7 +18,10 @@ import (
 // it turns the route on.
 func TestBuiltinsLiveDefaults(t *testing.T) {
 	t.Parallel()
-	secrets := map[string]string{"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET"}
+	secrets := map[string]string{
+		"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET",
+		"jira": "JIRA_WEBHOOK_SECRET", "bitbucket": "BITBUCKET_WEBHOOK_SECRET",
+	}
 	for name, env := range secrets {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -71,9 +74,19 @@ func TestBuiltinWebhookURIs(t *testing.T) {
 		{"linear", "project", `{"action":"update","type":"Project","url":"https://linear.app/acme/project/mobile-app-redesign-3f2a1b9c8d7e","data":{}}`,
 			[]string{"https://linear.app/acme/project/mobile-app-redesign-3f2a1b9c8d7e"}},
 		{"linear", "no url", `{"action":"remove","type":"IssueLabel","data":{"id":"x"}}`, nil},
+		// Jira events name the issue by key; the link is built on the
+		// configured site (PlaceholderEnv: your-domain).
+		{"jira", "issue updated", `{"timestamp":1710771729517,"webhookEvent":"jira:issue_updated","issue_event_type_name":"issue_generic","issue":{"id":"10002","self":"https://your-domain.atlassian.net/rest/api/2/10002","key":"ED-1","fields":{"summary":"Main order flow broken"}}}`,
+			[]string{"https://your-domain.atlassian.net/browse/ED-1"}},
+		{"jira", "comment created", `{"webhookEvent":"comment_created","comment":{"id":"10020","body":"x"},"issue":{"id":"10002","key":"ED-1"}}`,
+			[]string{"https://your-domain.atlassian.net/browse/ED-1"}},
+		{"jira", "project created", `{"webhookEvent":"project_created","project":{"id":10000,"key":"ED"}}`, nil},
+		{"bitbucket", "pull request updated", `{"actor":{"display_name":"Emma Richards"},"pullrequest":{"id":42,"title":"Cache deps","state":"OPEN","links":{"html":{"href":"https://bitbucket.org/atlassian/bitbucket-pipelines/pull-requests/42"}}},"repository":{"full_name":"atlassian/bitbucket-pipelines"}}`,
+			[]string{"https://bitbucket.org/atlassian/bitbucket-pipelines/pull-requests/42"}},
+		{"bitbucket", "push", `{"push":{"changes":[]},"repository":{"full_name":"atlassian/bitbucket-pipelines"}}`, nil},
 	}
 	built := map[string]*provider.Provider{}
-	for _, name := range []string{"github", "gitlab", "linear"} {
+	for _, name := range []string{"github", "gitlab", "linear", "jira", "bitbucket"} {
 		built[name] = buildBuiltin(t, name, providers.PlaceholderEnv())
 	}
 	for _, tc := range tests {
