@@ -1,15 +1,15 @@
 // Package providers ships unfurld's ready-made provider definitions: one
-// YAML file per upstream service and sign-in style (github.yaml,
-// github-oauth.yaml, gitlab.yaml, linear.yaml, shortcut.yaml, pagerduty.yaml,
-// clickup.yaml), embedded in the binary and loaded with
-// `include: builtin:NAME`.
+// YAML file per upstream service (Names lists them; `unfurld validate`
+// and the README's table describe each), embedded in the binary and loaded
+// with `include: builtin:NAME`.
 //
 // Sign-in: github uses one service-wide token (auth none), so it starts
-// with nothing exported; github-oauth signs each user in to GitHub (oauth2,
-// needs an OAuth app); gitlab, linear, shortcut, pagerduty and clickup take
-// each user's own API key (api_key). Every per-user provider declares an
-// identity request, so a connection knows its upstream account (protocol
-// 4.2).
+// with nothing exported; github-oauth and zendesk sign each user in
+// (oauth2, need an OAuth app); the others take each user's own API key
+// (api_key). jira, confluence and zendesk serve one customer host each,
+// named by a required variable (JIRA_SITE, CONFLUENCE_SITE,
+// ZENDESK_SUBDOMAIN). Every per-user provider declares an identity
+// request, so a connection knows its upstream account (protocol 4.2).
 //
 // Providers are data (STYLE.md rule 3): each file uses exactly the schema of
 // engine/config, the same a user writes for their own providers. Every

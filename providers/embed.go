@@ -38,13 +38,22 @@ func Names() []string {
 
 // PlaceholderEnv returns stand-in values for the environment variables
 // that a built-in provider cannot load without (those referenced as
-// ${NAME}, with no default): today the upstream OAuth app of github-oauth.
-// It is for offline runs that never reach an upstream's sign-in, such as
-// the fixture cases of `unfurld test` and this package's tests; a real
-// deployment sets the variables itself. Each call returns a new map.
+// ${NAME}, with no default): the upstream OAuth apps of github-oauth and
+// zendesk, and the customer's own host of jira, confluence and zendesk.
+// The hosts stand in with the names the vendors' documentation uses
+// (your-domain.atlassian.net, example.zendesk.com), so fixture URIs read
+// like the vendors' examples. It is for offline runs that never reach an
+// upstream's sign-in, such as the fixture cases of `unfurld test` and this
+// package's tests; a real deployment sets the variables itself. Each call
+// returns a new map.
 func PlaceholderEnv() map[string]string {
 	return map[string]string{
-		"GITHUB_CLIENT_ID":     "placeholder-github-client-id",
-		"GITHUB_CLIENT_SECRET": "placeholder-github-client-secret",
+		"GITHUB_CLIENT_ID":      "placeholder-github-client-id",
+		"GITHUB_CLIENT_SECRET":  "placeholder-github-client-secret",
+		"JIRA_SITE":             "your-domain",
+		"CONFLUENCE_SITE":       "your-domain",
+		"ZENDESK_SUBDOMAIN":     "example",
+		"ZENDESK_CLIENT_ID":     "placeholder-zendesk-client-id",
+		"ZENDESK_CLIENT_SECRET": "placeholder-zendesk-client-secret",
 	}
 }

@@ -139,6 +139,43 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"user": {"id": 123456789012, "username": "John Doe", "email": "johndoe@gmail.com", "color": "#000000", "profilePicture": "https://attachments.clickup.com/profilePictures/123_abc.jpg", "initials": "JD"}}`,
 			wantKey:  "clickup:123456789012", wantName: "John Doe",
 		},
+		{
+			// Atlassian API tokens go as HTTP Basic: the user pastes the
+			// Base64 of "email:token" (here mia@example.com:ATATT3xFfGF0).
+			name: "jira myself", provider: "jira", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			method: http.MethodGet, path: "/rest/api/2/myself",
+			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			response: `{"self": "https://your-domain.atlassian.net/rest/api/2/user?accountId=5b10a2844c20165700ede21g", "accountId": "5b10a2844c20165700ede21g", "accountType": "atlassian", "emailAddress": "mia@example.com", "displayName": "Mia Krystof", "active": true}`,
+			wantKey:  "jira:5b10a2844c20165700ede21g", wantName: "Mia Krystof",
+		},
+		{
+			name: "confluence current user", provider: "confluence", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			method: http.MethodGet, path: "/wiki/rest/api/user/current",
+			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			response: `{"type": "known", "accountId": "5b10ac8d82e05b22cc7d4ef5", "accountType": "atlassian", "email": "emma@example.com", "publicName": "emma", "displayName": "Emma Richards"}`,
+			wantKey:  "confluence:5b10ac8d82e05b22cc7d4ef5", wantName: "Emma Richards",
+		},
+		{
+			name: "bitbucket user", provider: "bitbucket", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			method: http.MethodGet, path: "/2.0/user",
+			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			response: `{"type": "user", "uuid": "{d301aafa-d676-4ee0-88be-962be7417567}", "account_id": "5b10ac8d82e05b22cc7d4ef5", "nickname": "emmar", "display_name": "Emma Richards"}`,
+			wantKey:  "bitbucket:{d301aafa-d676-4ee0-88be-962be7417567}", wantName: "Emma Richards",
+		},
+		{
+			name: "asana me", provider: "asana", token: "2/1204567890123456/1209876543210987:0123456789abcdef",
+			method: http.MethodGet, path: "/api/1.0/users/me",
+			authHeader: "Authorization", authValue: "Bearer 2/1204567890123456/1209876543210987:0123456789abcdef",
+			response: `{"data": {"gid": "1204567890123456", "resource_type": "user", "name": "Greg Sanchez", "email": "gsanchez@example.com"}}`,
+			wantKey:  "asana:1204567890123456", wantName: "Greg Sanchez",
+		},
+		{
+			name: "zendesk me", provider: "zendesk", token: "zendesk-oauth-access-token",
+			method: http.MethodGet, path: "/api/v2/users/me",
+			authHeader: "Authorization", authValue: "Bearer zendesk-oauth-access-token",
+			response: `{"user": {"id": 3543600012345, "name": "Johnny Agent", "email": "johnny@example.com", "role": "agent"}}`,
+			wantKey:  "zendesk:3543600012345", wantName: "Johnny Agent",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -192,6 +229,11 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "shortcut", body: `{"message": "Unauthorized"}`},
 		{provider: "pagerduty", body: `{"error": {"message": "Unauthorized", "code": 2006}}`},
 		{provider: "clickup", body: `{"err": "Token invalid", "ECODE": "OAUTH_025"}`},
+		{provider: "jira", body: `{"errorMessages": ["You are not authenticated. Authentication required to perform this operation."], "errors": {}}`},
+		{provider: "confluence", body: `{"statusCode": 401, "message": "Current user not permitted to use Confluence"}`},
+		{provider: "bitbucket", body: `{"type": "error", "error": {"message": "Unauthorized"}}`},
+		{provider: "asana", body: `{"errors": [{"message": "Not Authorized"}]}`},
+		{provider: "zendesk", body: `{"error": "invalid_token", "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons."}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -217,6 +259,13 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		{provider: "shortcut", body: `{"mention_name": "jdoe", "name": "Jane Doe"}`},
 		{provider: "pagerduty", body: `{"user": {"name": "Earline Greenholt"}}`},
 		{provider: "clickup", body: `{"user": {"username": "John Doe"}}`},
+		{provider: "jira", body: `{"displayName": "Mia Krystof"}`},
+		// Confluence and Zendesk answer an anonymous caller with a user
+		// that has no id.
+		{provider: "confluence", body: `{"type": "anonymous", "displayName": "Anonymous", "publicName": "Anonymous"}`},
+		{provider: "bitbucket", body: `{"type": "user", "display_name": "Emma Richards"}`},
+		{provider: "asana", body: `{"data": {"name": "Greg Sanchez"}}`},
+		{provider: "zendesk", body: `{"user": {"id": null, "name": "Anonymous user", "role": "end-user"}}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()

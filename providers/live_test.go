@@ -22,6 +22,7 @@ func TestBuiltinsLiveDefaults(t *testing.T) {
 	secrets := map[string]string{
 		"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET",
 		"shortcut": "SHORTCUT_WEBHOOK_SECRET", "pagerduty": "PAGERDUTY_WEBHOOK_SECRET", "clickup": "CLICKUP_WEBHOOK_SECRET",
+		"jira": "JIRA_WEBHOOK_SECRET", "bitbucket": "BITBUCKET_WEBHOOK_SECRET",
 	}
 	for name, env := range secrets {
 		t.Run(name, func(t *testing.T) {
@@ -91,7 +92,7 @@ func TestBuiltinWebhookURIs(t *testing.T) {
 		{"clickup", "list created", `{"event":"listCreated","history_items":[],"list_id":"162641285","webhook_id":"7fa3ec74-69a8-4530-a251-8a13730bd204"}`, nil},
 	}
 	built := map[string]*provider.Provider{}
-	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty", "clickup"} {
+	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty", "clickup", "jira", "bitbucket"} {
 		built[name] = buildBuiltin(t, name, providers.PlaceholderEnv())
 	}
 	for _, tc := range tests {

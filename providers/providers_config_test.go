@@ -34,7 +34,7 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"clickup", "github", "github-oauth", "gitlab", "linear", "pagerduty", "shortcut"}, providers.Names())
+	assert.Equal(t, []string{"asana", "bitbucket", "clickup", "confluence", "github", "github-oauth", "gitlab", "jira", "linear", "pagerduty", "shortcut", "zendesk"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -95,23 +95,32 @@ func TestBuiltinsHardening(t *testing.T) {
 // TestBuiltinsUseEnvironment checks that the documented variables reach the
 // provider, so the comments at the top of each file stay true. Only the
 // auth-none provider has a service-wide token; per-user providers get
-// their credentials from each connection, and github-oauth its upstream
-// app from GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET.
+// their credentials from each connection, github-oauth and zendesk their
+// upstream app from <NAME>_CLIENT_ID and <NAME>_CLIENT_SECRET, and the
+// per-customer hosts (jira, confluence, zendesk) reach the base URL, the
+// Notion domain and the patterns.
 func TestBuiltinsUseEnvironment(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
 		authType string
 		token    string // service-wide token variable, auth none only
-		oauthApp bool   // GITHUB_CLIENT_ID/SECRET reach upstream.auth.oauth2
+		oauthApp string // <oauthApp>_CLIENT_ID/SECRET reach upstream.auth.oauth2
+		site     string // the variable naming the customer's host
+		host     string // the host it gives with site set to "acme"
 	}{
+		{name: "asana", authType: config.AuthAPIKey},
+		{name: "bitbucket", authType: config.AuthAPIKey},
+		{name: "confluence", authType: config.AuthAPIKey, site: "CONFLUENCE_SITE", host: "acme.atlassian.net"},
 		{name: "github", authType: config.AuthNone, token: "GITHUB_TOKEN"},
-		{name: "github-oauth", authType: config.AuthOAuth2, oauthApp: true},
+		{name: "github-oauth", authType: config.AuthOAuth2, oauthApp: "GITHUB"},
 		{name: "gitlab", authType: config.AuthAPIKey},
+		{name: "jira", authType: config.AuthAPIKey, site: "JIRA_SITE", host: "acme.atlassian.net"},
 		{name: "linear", authType: config.AuthAPIKey},
 		{name: "shortcut", authType: config.AuthAPIKey},
 		{name: "pagerduty", authType: config.AuthAPIKey},
 		{name: "clickup", authType: config.AuthAPIKey},
+		{name: "zendesk", authType: config.AuthOAuth2, oauthApp: "ZENDESK", site: "ZENDESK_SUBDOMAIN", host: "acme.zendesk.com"},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -123,11 +132,16 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 				prefix + "CLIENT_SECRET":      "pair-a-secret-0123456789abcdefghijkl",
 				prefix + "INTEGRATION_ID":     "pair-b-id",
 				prefix + "INTEGRATION_SECRET": "pair-b-secret-0123456789abcdefghijk",
-				"GITHUB_CLIENT_ID":            "app-client-id",
-				"GITHUB_CLIENT_SECRET":        "app-client-secret",
 			}
 			if tc.token != "" {
 				env[tc.token] = "upstream-token"
+			}
+			if tc.oauthApp != "" {
+				env[tc.oauthApp+"_CLIENT_ID"] = "app-client-id"
+				env[tc.oauthApp+"_CLIENT_SECRET"] = "app-client-secret"
+			}
+			if tc.site != "" {
+				env[tc.site] = "acme"
 			}
 			cfg, errs := parseBuiltinEnv(t, tc.name, env)
 			require.False(t, errs.HasErrors(), "%v", errs)
@@ -138,9 +152,26 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 			} else {
 				assert.True(t, p.Upstream.Auth.Token.IsZero(), "a per-user provider has no service-wide token")
 			}
-			if tc.oauthApp {
+			if tc.oauthApp != "" {
 				assert.Equal(t, "app-client-id", p.Upstream.Auth.OAuth2.ClientID)
 				assert.Equal(t, "app-client-secret", p.Upstream.Auth.OAuth2.ClientSecret.Reveal())
+			}
+			if tc.site != "" {
+				// One customer host everywhere, so a link to another
+				// customer's site never reaches this one's API with this
+				// one's credentials (TH-27, TH-30).
+				assert.Equal(t, tc.host, p.Notion.Domain)
+				assert.True(t, strings.HasPrefix(p.Upstream.BaseURL, "https://"+tc.host+"/") || p.Upstream.BaseURL == "https://"+tc.host, p.Upstream.BaseURL)
+				for _, pt := range p.Patterns {
+					assert.Contains(t, pt.Regex, strings.ReplaceAll(tc.host, ".", `\.`), "%s: the regex pins the host", pt.Name)
+					for _, s := range pt.Samples {
+						assert.True(t, strings.HasPrefix(s, "https://"+tc.host+"/") || strings.HasPrefix(s, "http://"+tc.host+"/"), s)
+					}
+				}
+				if a := p.Upstream.Auth.OAuth2; a.TokenURL != "" {
+					assert.True(t, strings.HasPrefix(a.TokenURL, "https://"+tc.host+"/"), a.TokenURL)
+					assert.True(t, strings.HasPrefix(a.AuthorizeURL, "https://"+tc.host+"/"), a.AuthorizeURL)
+				}
 			}
 			assert.Equal(t, env[prefix+"CLIENT_SECRET"], p.Notion.ClientSecret.Reveal())
 			assert.Equal(t, "pair-b-id", p.Notion.IntegrationClientID)
@@ -153,14 +184,19 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 }
 
 // TestBuiltinsWithoutEnvironment loads each built-in provider with nothing
-// exported. Only the upstream OAuth app of github-oauth is required, and
-// it is named at once (config problems all reported together, STYLE.md 2);
+// exported. Only the upstream OAuth apps (github-oauth, zendesk) and the
+// customer's own host (jira, confluence, zendesk: no default, so that
+// credentials never go to a guessed site) are required, and they are
+// named at once (config problems all reported together, STYLE.md 2);
 // every other builtin loads, as config.example.yaml relies on. It also
 // keeps PlaceholderEnv exact: no more variables than a builtin requires.
 func TestBuiltinsWithoutEnvironment(t *testing.T) {
 	t.Parallel()
 	required := map[string][]string{
 		"github-oauth": {"GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET"},
+		"jira":         {"JIRA_SITE"},
+		"confluence":   {"CONFLUENCE_SITE"},
+		"zendesk":      {"ZENDESK_SUBDOMAIN", "ZENDESK_CLIENT_ID", "ZENDESK_CLIENT_SECRET"},
 	}
 	var all []string
 	for _, n := range providers.Names() {
