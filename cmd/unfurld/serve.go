@@ -57,34 +57,29 @@ func serve(ctx context.Context, args []string, e env) int {
 		logger.Error("open store", "err", err)
 		return exitFailure
 	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			logger.Error("close store", "err", err)
-		}
-	}()
-
 	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger})
 	if err != nil {
 		logger.Error("start", "err", err)
+		if err := st.Close(); err != nil {
+			logger.Error("close store", "err", err)
+		}
 		return exitFailure
 	}
+	// a.Store is the one handle on the file; closing it waits for the
+	// subscription commits still running, then closes the file. Every
+	// answered unfurl's subscription was written before its answer.
+	defer func() {
+		if err := a.Store.Close(); err != nil {
+			logger.Error("close store", "err", err)
+		}
+	}()
 	if err := a.CheckSealingKeys(ctx, drop); err != nil {
 		printKeyErrors(e.stderr, err)
 		return exitFailure
 	}
 	srv := a.Server
-	// Deferred after the store's Close, so it runs first: the
-	// subscriptions of answered unfurls, recorded in the background, are
-	// written before the store closes, however serve returns (issue 2).
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
-		defer cancel()
-		if err := srv.Close(fctx); err != nil {
-			logger.Error("write subscriptions", "err", err)
-		}
-	}()
 	// Live updates and the sweep run until serve returns; the deferred
-	// stop waits for them, and runs before the two defers above, so
+	// stop waits for them, and runs before the store's Close above, so
 	// their last records reach the store before it closes (F15).
 	bg, stopBackground := context.WithCancel(context.Background())
 	bgDone := make(chan struct{})

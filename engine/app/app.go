@@ -22,6 +22,7 @@ import (
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 // sweepEvery is how often expired flows, codes and tokens are removed
@@ -63,8 +64,13 @@ type App struct {
 	// Resealer moves records sealed with older keys to the primary key
 	// (keys.go).
 	Resealer *oauth.Resealer
+	// Store is the one store handle of the process, wrapping
+	// Options.Store: the server, the live updates, the connection flow,
+	// the issuer, the resealer and the status report all read and write
+	// through it, so each sees what the others acknowledged and its
+	// caches see every write. Closing it closes Options.Store.
+	Store *cached.Store
 
-	st  store.Store
 	log *slog.Logger
 	now func() time.Time
 }
@@ -90,9 +96,10 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	kr, nc := pre.keyring, pre.notion
-	iss := &oauth.Issuer{Store: opts.Store, Keyring: kr, Now: opts.Now}
+	st := cached.New(opts.Store, cached.Options{Now: opts.Now})
+	iss := &oauth.Issuer{Store: st, Keyring: kr, Now: opts.Now}
 	cs, err := connect.New(connect.Options{
-		Store: opts.Store, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,
+		Store: st, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,
 		PublicURL: cfg.Server.PublicURL, RedirectURIs: cfg.Notion.RedirectURIs,
 		Logger: opts.Logger, Now: opts.Now,
 	})
@@ -104,28 +111,28 @@ func New(opts Options) (*App, error) {
 	// and queues what changed; the poller and the webhook route decide
 	// when.
 	clock := opts.Clock
-	del, err := live.New(live.Options{Store: opts.Store, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock})
+	del, err := live.New(live.Options{Store: st, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock})
 	if err != nil {
 		return nil, fmt.Errorf("live delivery: %w", err)
 	}
 	ref, err := live.NewRefresher(live.RefresherOptions{
-		Store: opts.Store, Registry: opts.Registry, Credentials: cs, Pusher: del, Logger: opts.Logger, Clock: clock,
+		Store: st, Registry: opts.Registry, Credentials: cs, Pusher: del, Logger: opts.Logger, Clock: clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("live refresh: %w", err)
 	}
-	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: opts.Store, Registry: opts.Registry, Logger: opts.Logger, Clock: clock})
+	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: st, Registry: opts.Registry, Logger: opts.Logger, Clock: clock})
 	if err != nil {
 		return nil, fmt.Errorf("live polling: %w", err)
 	}
 	a := &App{
 		Connect: cs, Issuer: iss, Keyring: kr, Notion: nc,
-		Deliverer: del, Refresher: ref, Poller: poll,
-		st: opts.Store, log: opts.Logger, now: opts.Now,
+		Deliverer: del, Refresher: ref, Poller: poll, Store: st,
+		log: opts.Logger, now: opts.Now,
 	}
-	a.Resealer = oauth.NewResealer(oauth.ResealerOptions{Store: opts.Store, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
+	a.Resealer = oauth.NewResealer(oauth.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
 	a.Server = server.New(server.Config{
-		Settings: cfg.Server, Store: opts.Store, Registry: opts.Registry,
+		Settings: cfg.Server, Store: st, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
 		Live: ref, LiveStats: a.liveStats,
 	})
@@ -146,7 +153,7 @@ func (a *App) liveStats() *status.Live {
 
 // Sweep removes expired pending flows, codes and tokens once.
 func (a *App) Sweep(ctx context.Context) {
-	res, err := a.st.Sweep(ctx, a.now(), retainConsumed)
+	res, err := a.Store.Sweep(ctx, a.now(), retainConsumed)
 	if err != nil {
 		a.log.WarnContext(ctx, "sweep", "err", err)
 		return

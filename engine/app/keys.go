@@ -17,14 +17,14 @@ import (
 // oauth.DropRemovedKeys, and logged.
 func (a *App) CheckSealingKeys(ctx context.Context, drop []string) error {
 	if len(drop) > 0 {
-		done, err := oauth.DropRemovedKeys(ctx, a.st, a.Keyring, drop, a.now())
+		done, err := oauth.DropRemovedKeys(ctx, a.Store, a.Keyring, drop, a.now())
 		if err != nil {
 			return fmt.Errorf("server.secret_keys: %w", err)
 		}
 		a.log.WarnContext(ctx, "dropped the records of removed sealing keys; their users must reconnect",
 			"keys", strings.Join(drop, ","), "connections", done.Connections, "flows", done.Flows, "successors", done.Successors)
 	}
-	err := oauth.CheckRemovedKeys(ctx, a.st, a.Keyring, a.now())
+	err := oauth.CheckRemovedKeys(ctx, a.Store, a.Keyring, a.now())
 	// One line per removed key, each naming the setting.
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var errs []error

@@ -26,7 +26,6 @@ func TestLiveUpdateAfterConnect(t *testing.T) {
 	const uri = "https://tracker.example.com/items/1"
 	st, out := e.unfurl(tok["access_token"].(string), uri)
 	require.Equal(t, http.StatusOK, st, out)
-	require.NoError(t, e.app.Server.Flush(ctx))
 
 	conns, err := e.st.ListConnections(ctx, "tracker")
 	require.NoError(t, err)

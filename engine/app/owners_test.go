@@ -99,7 +99,6 @@ func TestNotionUsersKeepOwnConnections(t *testing.T) {
 		require.Equal(t, http.StatusOK, st, out)
 		assert.Contains(t, out, "Fix the flux capacitor")
 	}
-	require.NoError(t, e.app.Server.Flush(ctx))
 	subA := store.SubscriptionKey{Provider: "tracker", ConnectionID: connA.ID, URI: itemURI}
 	subB := store.SubscriptionKey{Provider: "tracker", ConnectionID: connB.ID, URI: itemURI}
 	for _, k := range []store.SubscriptionKey{subA, subB} {

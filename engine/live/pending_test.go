@@ -17,6 +17,7 @@ import (
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 // useStore moves the environment onto st: a new Deliverer and a new
@@ -84,7 +85,7 @@ func TestWebhookPendingSurvivesRestart_F1(t *testing.T) {
 		Refresh: store.RefreshRecord{At: t0.Add(-time.Hour), Trigger: live.TriggerPoll, Outcome: live.OutcomeUnchanged}}})
 	require.NoError(t, err)
 
-	srv := server.New(server.Config{Settings: e.settings, Store: st, Registry: e.reg, Live: e.r,
+	srv := server.New(server.Config{Settings: e.settings, Store: cached.New(st, cached.Options{}), Registry: e.reg, Live: e.r,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Now: e.clock.Now})
 	e.up.set(itemPath(1), answer{Body: item("One", "closed"), ETag: `"v2"`})
 	event := `{"item":{"url":"` + trackerURI(1) + `"}}`
@@ -95,7 +96,6 @@ func TestWebhookPendingSurvivesRestart_F1(t *testing.T) {
 	srv.Handler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 	assert.JSONEq(t, `{"links":1,"refreshes":1}`, rec.Body.String())
-	require.NoError(t, srv.Close(t.Context()))
 
 	marked := e.sub(k)
 	assert.Equal(t, store.RefreshRecord{At: t0, Trigger: live.TriggerWebhook, Outcome: live.OutcomePending}, normRecord(marked.Refresh))

@@ -16,9 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/live"
+	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 // unfurledURI is unfurled for a link as pasted, which may carry a
@@ -60,8 +62,7 @@ func TestWebhookRefreshesAtOnce(t *testing.T) {
 	other := e.unfurled("c1", 70)
 
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	srv := server.New(server.Config{Settings: e.settings, Store: e.st, Registry: e.reg, Live: e.r, Logger: logger, Now: e.clock.Now})
-	t.Cleanup(func() { require.NoError(t, srv.Close(context.Background())) })
+	srv := server.New(server.Config{Settings: e.settings, Store: cached.New(e.st, cached.Options{}), Registry: e.reg, Live: e.r, Logger: logger, Now: e.clock.Now})
 	post := func(body, signature string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/providers/tracker/webhook", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -128,4 +129,39 @@ func TestWebhookRefreshesAtOnce(t *testing.T) {
 	}
 	assert.Equal(t, 1, otherFetches, "item 70 was only unfurled")
 	assert.True(t, e.sub(other).Refresh.IsZero())
+}
+
+// TestWebhookRightAfterFirstUnfurl_F1: a webhook that arrives the moment
+// a link's first unfurl was answered finds its subscription and refreshes
+// it. The unfurl route, the webhook route and the Refresher share one
+// store handle, and the unfurl answers only once the subscription is
+// committed, so there is no window in which the subscription exists in
+// memory only.
+func TestWebhookRightAfterFirstUnfurl_F1(t *testing.T) {
+	e := newLiveEnv(t, 3600)
+	shared := cached.New(e.st, cached.Options{Now: e.clock.Now})
+	e.useStore(shared)
+	e.connect("c1", "tracker")
+	e.up.set(itemPath(5), answer{Body: item("Five", "open")})
+	bearer, err := oauth.IssueAccessToken(t.Context(), shared, "tracker", "c1", e.clock.Now(), 0)
+	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
+	srv := server.New(server.Config{Settings: e.settings, Store: shared, Registry: e.reg, Live: e.r, Logger: logger, Now: e.clock.Now})
+	serve := func(path, body string, header map[string]string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+
+	rec := serve("/providers/tracker/unfurl", `{"uri":"`+trackerURI(5)+`"}`, map[string]string{"Authorization": "Bearer " + bearer})
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	event := `{"action":"closed","item":{"url":"` + trackerURI(5) + `"}}`
+	rec = serve("/providers/tracker/webhook", event, map[string]string{"X-Tracker-Signature": sign(webhookSecret, event)})
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"links":1,"refreshes":1}`, rec.Body.String())
 }

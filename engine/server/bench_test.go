@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
 
@@ -84,7 +84,7 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	b.Cleanup(reg.Close)
 
 	ctx := b.Context()
-	st := memory.New()
+	st := cached.New(memory.New(), cached.Options{})
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	connID := oauth.NewID()
 	require.NoError(b, st.CreateConnection(ctx, store.Connection{ID: connID, Provider: "tracker", AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: now}))
@@ -93,7 +93,6 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	// The logger discards, like a production server at level warn: the
 	// per-request info line is checked for and skipped.
 	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Now: func() time.Time { return now }})
-	b.Cleanup(func() { require.NoError(b, srv.Close(context.Background())) })
 	return srv.Handler(), tok
 }
 

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -36,7 +35,6 @@ func withFlows(t *testing.T, h *harness, maxFlows int) {
 		MaxFlows: maxFlows, Now: now,
 	})
 	require.NoError(t, err)
-	require.NoError(t, h.srv.Close(context.Background()))
 	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Connect: svc, Keyring: kr, Now: now})
 }
 

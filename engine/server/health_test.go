@@ -13,6 +13,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 // probeStore is a store whose write probe fails on demand, as bbolt's
@@ -37,10 +38,9 @@ func (p *probeStore) Probe(ctx context.Context) error {
 // seconds, so a health check does not cost a commit each time.
 func TestHealthzDegradedWhenStoreCannotWriteF11TH46(t *testing.T) {
 	h := newHarness(t)
-	ps := &probeStore{Store: h.st}
-	require.NoError(t, h.srv.Close(context.Background()))
-	h.srv = server.New(server.Config{Settings: h.settings, Store: ps, Registry: h.reg, Now: func() time.Time { return h.now }})
-	t.Cleanup(func() { require.NoError(t, h.srv.Close(context.Background())) })
+	ps := &probeStore{Store: h.raw}
+	h.st = cached.New(ps, cached.Options{})
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Now: func() time.Time { return h.now }})
 
 	healthz := func() (int, string) {
 		rec := h.do(http.MethodGet, "/healthz", "", "", "")

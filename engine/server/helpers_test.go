@@ -20,6 +20,7 @@ import (
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
 
@@ -135,9 +136,12 @@ const itemJSON = `{"title":"Fix the flux capacitor","state":"open","author":{"na
 "updated_at":"2026-11-20T10:11:12Z","labels":[{"name":"bug"},{"name":"p1"}],"body":"It needs 1.21 gigawatts to work properly."}`
 
 type harness struct {
-	t        testing.TB
-	up       *fakeUpstream
-	st       store.Store
+	t  testing.TB
+	up *fakeUpstream
+	// st is the shared cached store the server runs on; raw is the
+	// store under it, for changes made behind its back (another process).
+	st       *cached.Store
+	raw      store.Store
 	srv      *server.Server
 	reg      *provider.Registry
 	settings config.Server
@@ -161,37 +165,12 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
 	t.Cleanup(reg.Close)
-	st := memory.New()
-	h := &harness{t: t, up: up, st: st, reg: reg, settings: cfg.Server, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	h.st = flushingStore{Store: st, h: h}
+	raw := memory.New()
+	h := &harness{t: t, up: up, raw: raw, st: cached.New(raw, cached.Options{}), reg: reg, settings: cfg.Server, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
 	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger, Now: func() time.Time { return h.now }})
-	t.Cleanup(func() { require.NoError(t, h.srv.Close(context.Background())) })
 	return h
 }
 
-// flushingStore flushes the harness's current server before every
-// subscription read: the server records subscriptions in the background
-// (issue 2), and a test reading them means "after the requests so far".
-type flushingStore struct {
-	store.Store
-	h *harness
-}
-
-func (f flushingStore) GetSubscription(ctx context.Context, k store.SubscriptionKey) (store.Subscription, error) {
-	if err := f.h.srv.Flush(ctx); err != nil {
-		return store.Subscription{}, err
-	}
-	return f.Store.GetSubscription(ctx, k)
-}
-
-func (f flushingStore) ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error {
-	if err := f.h.srv.Flush(ctx); err != nil {
-		return err
-	}
-	return f.Store.ListSubscriptions(ctx, provider, fn)
-}
-
-// token seeds a connection and an access token for provider.
 func (h *harness) token(providerName string) (tok, connID string) {
 	h.t.Helper()
 	return h.tokenFor(h.t, providerName)
@@ -208,7 +187,7 @@ func (h *harness) tokenFor(t testing.TB, providerName string) (tok, connID strin
 	return tok, connID
 }
 
-func newMemoryStore() store.Store { return memory.New() }
+func newMemoryStore() *cached.Store { return cached.New(memory.New(), cached.Options{}) }
 
 func (h *harness) do(method, path, token, contentType, body string) *httptest.ResponseRecorder {
 	h.t.Helper()

@@ -53,7 +53,7 @@ func TestUnfurlBodyMessages(t *testing.T) {
 
 // TestCachedBearerStillChecked: a bearer served from the cache is still
 // refused on another provider's route (TH-27) and once it expires
-// (TH-26); a connection the server is told about is refused at once.
+// (TH-26); a connection deleted through the shared store is refused at once.
 func TestCachedBearerStillChecked(t *testing.T) {
 	h := newHarness(t)
 	tok, conn := h.token("tracker")
@@ -62,16 +62,17 @@ func TestCachedBearerStillChecked(t *testing.T) {
 
 	assert.Equal(t, http.StatusUnauthorized, h.unfurl("wiki", tok, "https://wiki.example.com/pages/home").Code, "cached, other provider")
 
-	// Deleted behind the server's back: served from the cache until the
-	// TTL, refused after it; ForgetConnection makes it immediate.
+	// Deleted through the shared store (a disconnect, the connect flow,
+	// the live updates): refused at once.
 	require.NoError(t, h.st.DeleteConnection(t.Context(), conn))
-	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code, "within the cache TTL")
-	h.srv.ForgetConnection(conn)
-	assert.Equal(t, http.StatusUnauthorized, h.unfurl("tracker", tok, uri).Code, "after ForgetConnection")
+	assert.Equal(t, http.StatusUnauthorized, h.unfurl("tracker", tok, uri).Code, "deleted through the shared store")
 
+	// Deleted behind its back (another process on the same file):
+	// served from the cache until the TTL, refused after it.
 	tok2, _ := h.token("tracker")
 	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok2, uri).Code)
-	require.NoError(t, h.st.DeleteToken(t.Context(), digestOf(tok2)))
+	require.NoError(t, h.raw.DeleteToken(t.Context(), digestOf(tok2)))
+	assert.Equal(t, http.StatusOK, h.unfurl("tracker", tok2, uri).Code, "within the cache TTL")
 	h.now = h.now.Add(5 * time.Second)
 	assert.Equal(t, http.StatusUnauthorized, h.unfurl("tracker", tok2, uri).Code, "after the cache TTL")
 }

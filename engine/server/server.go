@@ -15,7 +15,7 @@ import (
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/status"
-	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 // Config holds the server's dependencies; New never builds them (STYLE.md
@@ -23,8 +23,11 @@ import (
 type Config struct {
 	// Settings are the server settings from the configuration file.
 	Settings config.Server
-	// Store is the persistent state.
-	Store store.Store
+	// Store is the persistent state: the one cached handle every
+	// component of the process shares, so that the server sees every
+	// write the live updates and the connection flow make, and they see
+	// every subscription an unfurl recorded.
+	Store *cached.Store
 	// Registry holds the compiled providers.
 	Registry *provider.Registry
 	// Connect runs the connection flow; nil serves no flow routes (unit
@@ -50,10 +53,6 @@ type Server struct {
 	cfg  Config
 	echo *echo.Echo
 	log  *slog.Logger
-	// bearers and subs keep the request path off the store (issue 2);
-	// see state.go.
-	bearers *bearerCache
-	subs    *subscriptionRecorder
 }
 
 // New builds the echo app with every route registered.
@@ -71,7 +70,6 @@ func New(cfg Config) *Server {
 	// server.trusted_proxies (TH-50).
 	e.IPExtractor = ipExtractor(cfg.Settings.TrustedProxies)
 	s := &Server{cfg: cfg, echo: e, log: cfg.Logger}
-	s.initState()
 	e.HTTPErrorHandler = s.handleError
 
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{

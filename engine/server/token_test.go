@@ -25,6 +25,7 @@ import (
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 // Pair A of the test providers (protocol 1.2).
@@ -140,14 +141,12 @@ func newOAuthHarness(t testing.TB, accessTTL time.Duration, opts ...option) *oau
 	h := newHarness(t, append([]option{withNotion(accessTTL)}, opts...)...)
 	kr, err := oauth.NewKeyring("t1", bytes.Repeat([]byte{7}, 32), nil)
 	require.NoError(t, err)
-	wc := &writeCounter{Store: h.st}
+	wc := &writeCounter{Store: h.raw}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.st = wc
-	// The harness's own server is replaced; stop its background writer.
-	require.NoError(t, h.srv.Close(context.Background()))
-	h.srv = server.New(server.Config{Settings: h.settings, Store: wc, Registry: h.reg, Keyring: kr, Logger: logger, Now: func() time.Time { return h.now }})
-	return &oauthHarness{harness: h, wc: wc, logs: logs, iss: &oauth.Issuer{Store: wc, Keyring: kr, Now: func() time.Time { return h.now }}}
+	h.st = cached.New(wc, cached.Options{})
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Keyring: kr, Logger: logger, Now: func() time.Time { return h.now }})
+	return &oauthHarness{harness: h, wc: wc, logs: logs, iss: &oauth.Issuer{Store: h.st, Keyring: kr, Now: func() time.Time { return h.now }}}
 }
 
 // code seeds a connection of provider and mints our code for it, as the

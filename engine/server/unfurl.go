@@ -68,17 +68,19 @@ func (h *unfurlHandler) authenticate(c echo.Context) (*caller, error) {
 	switch {
 	case err != nil:
 		return nil, err
-	case b.token.Provider != p.Name:
+	case b.Token.Provider != p.Name:
 		// A token of provider A on B's route (TH-27).
 		return nil, &bearerError{presented: true, reason: "token of another provider"}
-	case b.token.Expired(now.Add(-tokenGrace)):
+	case b.Token.Expired(now.Add(-tokenGrace)):
 		return nil, &bearerError{presented: true, reason: "expired token"}
 	}
-	return &caller{provider: p, token: b.token, conn: b.conn}, nil
+	return &caller{provider: p, token: b.Token, conn: b.Conn}, nil
 }
 
 // unfurl answers R5 (protocol 5.2): authenticate, read {"uri"}, run the
-// provider, answer the envelope, record the subscription.
+// provider, record the subscription, answer the envelope. The answer
+// waits for the subscription to be on disk: a 200 means the link is
+// subscribed, even across a crash.
 func (h *unfurlHandler) unfurl(c echo.Context) error {
 	cl, err := h.authenticate(c)
 	if err != nil {
@@ -88,10 +90,11 @@ func (h *unfurlHandler) unfurl(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r := h.run(c.Request().Context(), cl, uri)
-	h.logFailure(c.Request().Context(), cl.provider.Name, r)
+	ctx := c.Request().Context()
+	r := h.run(ctx, cl, uri)
+	h.logFailure(ctx, cl.provider.Name, r)
 	if r.Error == nil && cl.conn.ID != "" {
-		h.subscribe(c.Request().Context(), cl, uri, r)
+		r = h.subscribe(ctx, cl, uri, r)
 	}
 	status := http.StatusOK
 	if r.Error != nil {
@@ -120,19 +123,25 @@ func (h *unfurlHandler) logFailure(ctx context.Context, providerName string, r *
 }
 
 // subscribe records (provider, connection, uri) for live updates
-// (protocol 1.6) through the recorder, off the request path: an
-// unchanged subscription costs a map lookup, a new one is written in the
-// background with others in one commit (subscriptions.go). A store
-// failure must not cost the user their preview: it is logged, not
-// returned.
-func (h *unfurlHandler) subscribe(ctx context.Context, cl *caller, uri string, r *provider.Result) {
+// (protocol 1.6) and returns the result to answer. An unchanged
+// subscription costs a map lookup; a new one waits for the group commit
+// that carries it with the other unfurls of the moment (engine/store/
+// cached). If that commit fails, the preview is not answered as if the
+// link were subscribed: Notion is asked to try later, and its retry
+// records it again.
+func (h *unfurlHandler) subscribe(ctx context.Context, cl *caller, uri string, r *provider.Result) *provider.Result {
 	now := h.s.cfg.Now().UTC()
-	h.s.subs.record(ctx, store.Subscription{
+	err := h.s.cfg.Store.RecordSubscription(ctx, store.Subscription{
 		SubscriptionKey: store.SubscriptionKey{Provider: cl.provider.Name, ConnectionID: cl.conn.ID, URI: uri},
 		AttrHash:        r.Hash,
 		CreatedAt:       now,
 		UpdatedAt:       now,
 	})
+	if err != nil {
+		h.s.log.WarnContext(ctx, "subscription not recorded", "provider", cl.provider.Name, "err", err)
+		return cl.provider.TryLaterResult(uri)
+	}
+	return r
 }
 
 // readURI reads {"uri": "..."} strictly: a JSON object with a string uri,

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -28,9 +27,7 @@ func withLogs(t *testing.T, h *harness) *syncBuffer {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(server.LogHandler(slog.NewJSONHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	require.NoError(t, h.srv.Close(context.Background()))
 	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Logger: logger, Now: func() time.Time { return h.now }})
-	t.Cleanup(func() { require.NoError(t, h.srv.Close(context.Background())) })
 	return logs
 }
 

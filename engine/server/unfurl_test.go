@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 )
 
 func TestUnfurlAnswersAttributes(t *testing.T) {
@@ -299,4 +304,53 @@ func TestNoCORSHeaders(t *testing.T) { // TH-51
 	for k := range req.Header() {
 		assert.NotContains(t, strings.ToLower(k), "access-control")
 	}
+}
+
+// failingPuts is a store whose subscription commits fail while fail is
+// set.
+type failingPuts struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingPuts) PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error) {
+	if f.fail.Load() {
+		return 0, errors.New("disk full")
+	}
+	return f.Store.PutSubscriptions(ctx, subs)
+}
+
+// TestUnfurlAnswersOnceSubscribed_F1: a 200 means the subscription is in
+// the store, not waiting in memory; when its commit fails the unfurl
+// answers "try later" instead of a preview whose link would never be
+// updated; a warm unfurl whose subscription is already stored writes
+// nothing, so a failing disk does not touch it.
+func TestUnfurlAnswersOnceSubscribed_F1(t *testing.T) {
+	h := newHarness(t)
+	fp := &failingPuts{Store: h.raw}
+	h.st = cached.New(fp, cached.Options{})
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Now: func() time.Time { return h.now }})
+	tok, conn := h.token("tracker")
+	uri := "https://tracker.example.com/acme/items/1"
+
+	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code)
+	_, err := h.raw.GetSubscription(t.Context(), store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: uri})
+	require.NoError(t, err, "stored when the 200 was sent")
+
+	fp.fail.Store(true)
+	assert.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code, "warm: nothing to write")
+
+	other := "https://tracker.example.com/acme/items/2"
+	h.up.set("/api/projects/acme/items/2", 0, itemJSON)
+	rec := h.unfurl("tracker", tok, other)
+	status, msg := errorSet(t, rec)
+	assert.Equal(t, 503, status, rec.Body.String())
+	assert.NotEmpty(t, msg)
+	_, err = h.raw.GetSubscription(t.Context(), store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: other})
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	fp.fail.Store(false)
+	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, other).Code, "Notion's retry records it")
+	_, err = h.raw.GetSubscription(t.Context(), store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: other})
+	require.NoError(t, err)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/store/cached"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
 
@@ -127,8 +128,7 @@ func newWebhookServer(t *testing.T, live server.LiveRefresher, opts ...option) *
 	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
 	t.Cleanup(reg.Close)
-	srv := server.New(server.Config{Settings: cfg.Server, Store: memory.New(), Registry: reg, Live: live, Logger: logger})
-	t.Cleanup(func() { require.NoError(t, srv.Close(context.Background())) })
+	srv := server.New(server.Config{Settings: cfg.Server, Store: cached.New(memory.New(), cached.Options{}), Registry: reg, Live: live, Logger: logger})
 	return srv
 }
 
