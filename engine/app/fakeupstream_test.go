@@ -33,6 +33,9 @@ type fakeService struct {
 	// refuseRefresh makes the token endpoint answer invalid_grant to
 	// refresh requests (a revoked grant).
 	refuseRefresh bool
+	// rateLimited makes the API answer 401 with a Retry-After, as an
+	// upstream that limits unauthenticated-looking bursts does.
+	rateLimited bool
 	// tokenCalls counts token endpoint requests by grant type.
 	tokenCalls map[string]int
 	// apiAuth records the Authorization header of each API call.
@@ -141,8 +144,13 @@ func (f *fakeService) api(next http.HandlerFunc) http.HandlerFunc {
 		f.mu.Lock()
 		f.apiAuth = append(f.apiAuth, auth)
 		ok := f.access[strings.TrimPrefix(auth, "Bearer ")]
+		limited := f.rateLimited
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if limited {
+			w.Header().Set("Retry-After", "30")
+			ok = false
+		}
 		if !ok {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"message":"Bad credentials"}`))

@@ -71,12 +71,12 @@ const maxSubsPerURI = 1000
 // finalFlushTimeout bounds the write of the last records when Run ends.
 const finalFlushTimeout = 5 * time.Second
 
-// Credentials is the part of *connect.Service the Refresher calls: the
-// connection's upstream credential, refreshed when expired, and one
-// renewal after the upstream refused it.
+// Credentials is the part of *connect.Service the Refresher calls: an
+// unfurl as a connection under the engine's one credential policy (its
+// upstream credential, refreshed when expired, renewed once after the
+// upstream refused it), the same the unfurl route follows.
 type Credentials interface {
-	Credential(ctx context.Context, p *provider.Provider, conn store.Connection) (provider.Credential, error)
-	Rejected(ctx context.Context, p *provider.Provider, conn store.Connection) (provider.Credential, error)
+	Unfurl(ctx context.Context, p *provider.Provider, conn store.Connection, uri string, opts provider.UnfurlOptions) (*provider.Result, error)
 }
 
 // Interface guards: the wiring passes these.
@@ -473,51 +473,37 @@ func (r *Refresher) refresh(ctx context.Context, k store.SubscriptionKey, trigge
 	if err != nil {
 		return Outcome{}, fmt.Errorf("refresh: %w", err)
 	}
-	cred, err := r.credential(ctx, p, conn)
+	opts := provider.UnfurlOptions{NoCache: true, Validators: provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}}
+	res, err := r.unfurl(ctx, p, conn, k.URI, opts)
+	if cerr := ctx.Err(); cerr != nil {
+		// Cancelled, not failed: nothing to record.
+		return Outcome{}, cerr
+	}
 	switch {
 	case errors.Is(err, connect.ErrReconnect):
 		// The unfurl route and the deliverer deal with a connection that
 		// needs a reconnect; fetching with no credential would only show
 		// what an anonymous user sees.
 		return r.skip(ctx, sub, run, "connection needs reconnecting")
+	case err != nil && res == nil:
+		return r.settleError(ctx, sub, run, provider.UpstreamInfo{}, err.Error(), false)
 	case err != nil:
-		return r.settleError(ctx, sub, run, provider.UpstreamInfo{}, fmt.Sprintf("upstream credential: %v", err), false)
-	}
-	opts := provider.UnfurlOptions{NoCache: true, Validators: provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}}
-	res := p.Unfurl(ctx, k.URI, cred, opts)
-	if err := ctx.Err(); err != nil {
-		// Cancelled, not failed: nothing to record.
-		return Outcome{}, err
-	}
-	if res.Error != nil && res.Error.Status == 401 && len(conn.UpstreamCredential) > 0 && r.creds != nil && !transient(res.Upstream) {
-		// An access token refused before its time: renew it once and
-		// retry, as an unfurl does (issue 3 item 6).
-		renewed, err := r.creds.Rejected(ctx, p, conn)
-		switch {
-		case errors.Is(err, connect.ErrReconnect):
-			return r.skip(ctx, sub, run, "connection needs reconnecting")
-		case err != nil:
-			return r.settleError(ctx, sub, run, res.Upstream, fmt.Sprintf("upstream credential refused and not renewed: %v", err), false)
-		}
-		requests := res.Upstream.Requests
-		res = p.Unfurl(ctx, k.URI, renewed, opts)
-		res.Upstream.Requests += requests
-		if err := ctx.Err(); err != nil {
-			return Outcome{}, err
-		}
+		return r.settleError(ctx, sub, run, res.Upstream, err.Error(), false)
 	}
 	return r.settle(ctx, sub, run, res)
 }
 
-// credential is the upstream credential of conn.
-func (r *Refresher) credential(ctx context.Context, p *provider.Provider, conn store.Connection) (provider.Credential, error) {
-	if r.creds == nil {
-		if conn.Status == store.StatusReconnect {
-			return provider.Credential{}, connect.ErrReconnect
-		}
-		return provider.Credential{}, nil
+// unfurl fetches uri as conn under connect.Service.Unfurl's policy.
+// Without a connection service (tests of this package) there is no
+// credential of a connection's own to use.
+func (r *Refresher) unfurl(ctx context.Context, p *provider.Provider, conn store.Connection, uri string, opts provider.UnfurlOptions) (*provider.Result, error) {
+	if r.creds != nil {
+		return r.creds.Unfurl(ctx, p, conn, uri, opts)
 	}
-	return r.creds.Credential(ctx, p, conn)
+	if conn.Status == store.StatusReconnect {
+		return nil, connect.ErrReconnect
+	}
+	return p.Unfurl(ctx, uri, provider.Credential{}, opts), nil
 }
 
 // transient reports whether an upstream failure should pass: rate
