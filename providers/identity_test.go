@@ -176,6 +176,14 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"user": {"id": 3543600012345, "name": "Johnny Agent", "email": "johnny@example.com", "role": "agent"}}`,
 			wantKey:  "zendesk:3543600012345", wantName: "Johnny Agent",
 		},
+		{
+			// GET /v1/me (figma/rest-api-spec GetMeResponse: User + email).
+			name: "figma me", provider: "figma", token: "figd_0123456789abcdefghijklmnopqrstuvwxyz",
+			method: http.MethodGet, path: "/v1/me",
+			authHeader: "X-Figma-Token", authValue: "figd_0123456789abcdefghijklmnopqrstuvwxyz", noHeader: "Authorization",
+			response: `{"id": "1234567890123456789", "handle": "Ada Example", "img_url": "https://s3-alpha.figma.com/profile/6f2d1c4e", "email": "ada@example.com"}`,
+			wantKey:  "figma:1234567890123456789", wantName: "Ada Example",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -266,6 +274,7 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		{provider: "bitbucket", body: `{"type": "user", "display_name": "Emma Richards"}`},
 		{provider: "asana", body: `{"data": {"name": "Greg Sanchez"}}`},
 		{provider: "zendesk", body: `{"user": {"id": null, "name": "Anonymous user", "role": "end-user"}}`},
+		{provider: "figma", body: `{"handle": "Ada Example"}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()

@@ -161,3 +161,32 @@ func TestBuiltinWebhookSignatures(t *testing.T) {
 		})
 	}
 }
+
+// TestBuiltinsPollOnly: the providers whose upstream has no webhook a
+// header signature can verify (public registries, Stack Exchange, Figma's
+// passcode-in-body webhooks) serve no webhook route whatever the
+// environment, and poll more gently than the default (10m, 3600 an hour),
+// within what each upstream allows anonymous clients.
+func TestBuiltinsPollOnly(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		interval    string
+		maxRequests int
+	}{
+		{name: "figma", interval: "30m0s", maxRequests: 600},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := buildBuiltin(t, tc.name, providers.PlaceholderEnv())
+			live := p.Config.Live
+			assert.True(t, live.IsEnabled())
+			assert.Equal(t, tc.interval, live.PollInterval.D().String())
+			assert.Equal(t, tc.maxRequests, live.MaxRequestsPerHour)
+			assert.True(t, live.Webhook.Secret.IsZero(), "no webhook secret to set")
+			assert.Empty(t, live.Webhook.URIs)
+			assert.False(t, p.HasWebhook())
+		})
+	}
+}
