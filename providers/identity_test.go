@@ -184,6 +184,22 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"id": "1234567890123456789", "handle": "Ada Example", "img_url": "https://s3-alpha.figma.com/profile/6f2d1c4e", "email": "ada@example.com"}`,
 			wantKey:  "figma:1234567890123456789", wantName: "Ada Example",
 		},
+		{
+			// GET /api/0/ names the token's user (what sentry-cli's
+			// "info" shows).
+			name: "sentry user", provider: "sentry", token: "sntryu_0123456789abcdef0123456789abcdef",
+			method: http.MethodGet, path: "/api/0/",
+			authHeader: "Authorization", authValue: "Bearer sntryu_0123456789abcdef0123456789abcdef",
+			response: `{"version": "0", "auth": {"scopes": ["event:read", "org:read"]}, "user": {"id": "1234567", "name": "John Doe", "username": "john.doe@example.com", "email": "john.doe@example.com"}}`,
+			wantKey:  "sentry:1234567", wantName: "John Doe",
+		},
+		{
+			name: "sentry user without a name shows the email", provider: "sentry", token: "sntryu_0123456789abcdef0123456789abcdef",
+			method: http.MethodGet, path: "/api/0/",
+			authHeader: "Authorization", authValue: "Bearer sntryu_0123456789abcdef0123456789abcdef",
+			response: `{"version": "0", "auth": {"scopes": ["event:read"]}, "user": {"id": "1234567", "name": null, "email": "john.doe@example.com"}}`,
+			wantKey:  "sentry:1234567", wantName: "john.doe@example.com",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -242,6 +258,7 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "bitbucket", body: `{"type": "error", "error": {"message": "Unauthorized"}}`},
 		{provider: "asana", body: `{"errors": [{"message": "Not Authorized"}]}`},
 		{provider: "zendesk", body: `{"error": "invalid_token", "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons."}`},
+		{provider: "sentry", body: `{"detail": "Invalid token"}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -275,6 +292,9 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		{provider: "asana", body: `{"data": {"name": "Greg Sanchez"}}`},
 		{provider: "zendesk", body: `{"user": {"id": null, "name": "Anonymous user", "role": "end-user"}}`},
 		{provider: "figma", body: `{"handle": "Ada Example"}`},
+		// An organization token (sntrys_...) authenticates but belongs to
+		// no user: it must not connect as an empty or shared account.
+		{provider: "sentry", body: `{"version": "0", "auth": {"scopes": ["org:ci"]}, "user": null}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()

@@ -23,6 +23,7 @@ func TestBuiltinsLiveDefaults(t *testing.T) {
 		"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_SECRET", "linear": "LINEAR_WEBHOOK_SECRET",
 		"shortcut": "SHORTCUT_WEBHOOK_SECRET", "pagerduty": "PAGERDUTY_WEBHOOK_SECRET", "clickup": "CLICKUP_WEBHOOK_SECRET",
 		"jira": "JIRA_WEBHOOK_SECRET", "bitbucket": "BITBUCKET_WEBHOOK_SECRET",
+		"sentry": "SENTRY_WEBHOOK_SECRET",
 	}
 	for name, env := range secrets {
 		t.Run(name, func(t *testing.T) {
@@ -90,9 +91,17 @@ func TestBuiltinWebhookURIs(t *testing.T) {
 		{"clickup", "task status updated", `{"event":"taskStatusUpdated","history_items":[{"id":"2800787326486798749","type":1,"field":"status"}],"task_id":"1vj37mc","webhook_id":"7fa3ec74-69a8-4530-a251-8a13730bd204"}`,
 			[]string{"https://app.clickup.com/t/1vj37mc"}},
 		{"clickup", "list created", `{"event":"listCreated","history_items":[],"list_id":"162641285","webhook_id":"7fa3ec74-69a8-4530-a251-8a13730bd204"}`, nil},
+		// Sentry's "issue" webhook (Sentry-Hook-Resource: issue): the
+		// sentry.io form of the link, whichever form web_url names.
+		{"sentry", "issue resolved", `{"action":"resolved","installation":{"uuid":"7a485448-a9e2-4c85-8a3c-4f44175783c9"},"data":{"issue":{"id":"1170820242","shortId":"FRONTEND-1","url":"https://sentry.io/api/0/issues/1170820242/","web_url":"https://sentry.io/organizations/example/issues/1170820242/","project_url":"https://sentry.io/organizations/example/issues/?project=1","status":"resolved"}},"actor":{"type":"user","id":1,"name":"Jane Doe"}}`,
+			[]string{"https://sentry.io/organizations/example/issues/1170820242/"}},
+		{"sentry", "issue on the org subdomain", `{"action":"created","data":{"issue":{"id":"4509301234","web_url":"https://acme.sentry.io/issues/4509301234/"}}}`,
+			[]string{"https://sentry.io/organizations/acme/issues/4509301234/"}},
+		{"sentry", "installation", `{"action":"created","data":{"installation":{"uuid":"7a485448-a9e2-4c85-8a3c-4f44175783c9"}}}`, nil},
+		{"sentry", "issue without a link", `{"action":"created","data":{"issue":{"id":"1"}}}`, nil},
 	}
 	built := map[string]*provider.Provider{}
-	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty", "clickup", "jira", "bitbucket"} {
+	for _, name := range []string{"github", "gitlab", "linear", "shortcut", "pagerduty", "clickup", "jira", "bitbucket", "sentry"} {
 		built[name] = buildBuiltin(t, name, providers.PlaceholderEnv())
 	}
 	for _, tc := range tests {
@@ -141,6 +150,9 @@ func TestBuiltinWebhookSignatures(t *testing.T) {
 		{"pagerduty", "X-PagerDuty-Signature", config.WebhookHMACSHA256, "v1=", "hex"},
 		// ClickUp: X-Signature, hex HMAC-SHA256 of the body.
 		{"clickup", "X-Signature", config.WebhookHMACSHA256, "", "hex"},
+		// Sentry integrations: Sentry-Hook-Signature, hex HMAC-SHA256 of
+		// the body with the integration's client secret.
+		{"sentry", "Sentry-Hook-Signature", config.WebhookHMACSHA256, "", "hex"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.provider, func(t *testing.T) {
