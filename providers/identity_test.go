@@ -19,6 +19,7 @@ import (
 // handler.
 type seenRequest struct {
 	method, path string
+	query        string
 	header       http.Header
 	body         string
 }
@@ -30,7 +31,7 @@ func fakeIdentity(t *testing.T, status int, body string) (*httptest.Server, <-ch
 	seen := make(chan seenRequest, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		seen <- seenRequest{method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: string(b)}
+		seen <- seenRequest{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), body: string(b)}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		_, _ = io.WriteString(w, body)
@@ -44,7 +45,13 @@ func fakeIdentity(t *testing.T, status int, body string) (*httptest.Server, <-ch
 // allowed for this copy only, as the fixture runner does.
 func buildAt(t *testing.T, name, fakeURL string) *provider.Provider {
 	t.Helper()
-	cfg, errs := parseBuiltin(t, name)
+	return buildAtEnv(t, name, fakeURL, providers.PlaceholderEnv())
+}
+
+// buildAtEnv is buildAt with env as the whole environment.
+func buildAtEnv(t *testing.T, name, fakeURL string, env map[string]string) *provider.Provider {
+	t.Helper()
+	cfg, errs := parseBuiltinEnv(t, name, env)
 	require.False(t, errs.HasErrors(), "%v", errs)
 	fake, err := url.Parse(fakeURL)
 	require.NoError(t, err)

@@ -187,6 +187,8 @@ func TestBuiltinsPollOnly(t *testing.T) {
 		maxRequests int
 	}{
 		{name: "figma", interval: "30m0s", maxRequests: 600},
+		// 10 an hour keeps a day under the API's keyless quota of 300.
+		{name: "stackoverflow", interval: "6h0m0s", maxRequests: 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"asana", "bitbucket", "clickup", "confluence", "figma", "github", "github-oauth", "gitlab", "jira", "linear", "pagerduty", "sentry", "shortcut", "zendesk"}, providers.Names())
+	assert.Equal(t, []string{"asana", "bitbucket", "clickup", "confluence", "figma", "github", "github-oauth", "gitlab", "jira", "linear", "pagerduty", "sentry", "shortcut", "stackoverflow", "zendesk"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -123,6 +123,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 		{name: "zendesk", authType: config.AuthOAuth2, oauthApp: "ZENDESK", site: "ZENDESK_SUBDOMAIN", host: "acme.zendesk.com"},
 		{name: "figma", authType: config.AuthAPIKey},
 		{name: "sentry", authType: config.AuthAPIKey},
+		{name: "stackoverflow", authType: config.AuthNone},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
