@@ -248,12 +248,15 @@ func TestBuiltinIdentity(t *testing.T) {
 	}
 }
 
-// TestBuiltinIdentityRejects: a key or token the upstream refuses (401)
-// is reported as ErrCredentialRejected, which the API-key form turns into
+// TestBuiltinIdentityRejects: a key or token the upstream refuses (401,
+// or 403 as Figma answers) is reported as ErrCredentialRejected, which the API-key form turns into
 // "did not accept this key" (engine/connect), and gives no account.
 func TestBuiltinIdentityRejects(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ provider, body string }{
+	for _, tc := range []struct {
+		provider, body string
+		status         int
+	}{
 		{provider: "github-oauth", body: `{"message": "Bad credentials", "status": "401"}`},
 		{provider: "gitlab", body: `{"message": "401 Unauthorized"}`},
 		{provider: "linear", body: `{"errors": [{"message": "Authentication required, not authenticated"}]}`},
@@ -266,10 +269,15 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "asana", body: `{"errors": [{"message": "Not Authorized"}]}`},
 		{provider: "zendesk", body: `{"error": "invalid_token", "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons."}`},
 		{provider: "sentry", body: `{"detail": "Invalid token"}`},
+		{provider: "figma", body: `{"status": 403, "err": "Invalid token"}`, status: http.StatusForbidden},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
-			srv, _ := fakeIdentity(t, http.StatusUnauthorized, tc.body)
+			status := tc.status
+			if status == 0 {
+				status = http.StatusUnauthorized
+			}
+			srv, _ := fakeIdentity(t, status, tc.body)
 			p := buildAt(t, tc.provider, srv.URL)
 			acct, err := p.Identify(t.Context(), provider.Credential{Key: "identify:test", Token: "wrong"})
 			require.ErrorIs(t, err, provider.ErrCredentialRejected)

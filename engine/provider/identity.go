@@ -66,7 +66,11 @@ func (p *Provider) Identify(ctx context.Context, cred Credential) (Account, erro
 	m := &Match{Pattern: &Pattern{Name: identityDoc}, Groups: map[string]string{}}
 	doc, uerr := p.fetch(ctx, m, p.identity.req, map[string]mapping.Doc{}, cred, UnfurlOptions{NoCache: true}, nil)
 	if uerr != nil {
-		if uerr.status == 401 {
+		// 401 or 403 (upstreamError keeps the status): Figma, for one,
+		// answers a bad token with 403. A rate limit's 403 carries
+		// Retry-After and became a 503 there, so it is not taken for a
+		// refusal.
+		if uerr.status == 401 || uerr.status == 403 {
 			return Account{}, fmt.Errorf("%w: %s", ErrCredentialRejected, uerr.cause)
 		}
 		return Account{}, fmt.Errorf("identity request: %s", uerr.cause)
