@@ -287,3 +287,21 @@ func TestPagerDutyRegion(t *testing.T) {
 		})
 	}
 }
+
+// TestPagerDutyAnyTenant: every account's own subdomain is served (the
+// builtin sets notion.subdomains), not only the hosts of its samples,
+// and a look-alike host is not (TH-28).
+func TestPagerDutyAnyTenant(t *testing.T) {
+	t.Parallel()
+	p := buildBuiltin(t, "pagerduty", providers.PlaceholderEnv())
+	for _, uri := range []string{
+		"https://othertenant.pagerduty.com/incidents/Q2ABCDE",
+		"https://othertenant.eu.pagerduty.com/incidents/Q2ABCDE",
+	} {
+		m, err := p.Match(uri)
+		require.NoError(t, err, uri)
+		assert.Equal(t, "Q2ABCDE", m.Groups["id"], uri)
+	}
+	_, err := p.Match("https://othertenant.pagerduty.com.evil.example/incidents/Q2ABCDE")
+	assert.Error(t, err)
+}

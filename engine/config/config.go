@@ -262,6 +262,12 @@ type ProviderNotion struct {
 	// Domain is the Unfurl URL Domain verified in Notion's dashboard, e.g.
 	// "github.com". Default: the host of the first pattern's first sample.
 	Domain string `yaml:"domain"`
+	// Subdomains serves links on any subdomain of Domain, for services
+	// that give every customer a host of their own
+	// (acme.pagerduty.com). Default false: only the hosts of the samples
+	// and Domain itself (with www.) are served. Either way the patterns
+	// decide what matches; this only widens which hosts may be tried.
+	Subdomains bool `yaml:"subdomains"`
 	// AccessTokenTTL makes the access tokens we issue to Notion expire;
 	// Notion then refreshes them with the refresh token we send alongside
 	// (protocol 2.3). Default 0: long-lived tokens and no refresh token,

@@ -146,6 +146,9 @@ func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Pr
 	if d := pc.Notion.Domain; d != "" {
 		p.uriHosts[strings.ToLower(d)] = true
 		p.uriHosts["www."+strings.ToLower(d)] = true
+		if pc.Notion.Subdomains {
+			p.uriDomain = strings.ToLower(d)
+		}
 	} else if len(p.Patterns) > 0 && len(p.Patterns[0].Samples) > 0 {
 		if u, err := url.Parse(p.Patterns[0].Samples[0]); err == nil {
 			pc.Notion.Domain = strings.TrimPrefix(strings.ToLower(u.Hostname()), "www.")

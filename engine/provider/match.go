@@ -32,7 +32,7 @@ type Match struct {
 // on our side whatever Notion matched (TH-28): Notion's engine is not
 // RE2, and the URI arrives from the internet.
 func (p *Provider) Match(uri string) (*Match, error) {
-	if err := checkURI(uri, p.uriHosts); err != nil {
+	if err := checkURI(uri, p.serves); err != nil {
 		return nil, err
 	}
 	for _, pat := range p.Patterns {
@@ -56,13 +56,25 @@ func (p *Provider) Match(uri string) (*Match, error) {
 	return nil, ErrNoMatch
 }
 
-// checkURI refuses URIs that are not plain ASCII http(s) URLs on one of
-// hosts (all hosts when hosts is nil), per TH-28: no userinfo, no port
+// serves reports whether a pasted URI may name host (TH-28): one of the
+// sample hosts or the domain, or with notion.subdomains a subdomain of
+// the domain. checkURI has already made sure host is lower-case ASCII
+// without a trailing dot, so the suffix test cannot be fooled by a
+// look-alike: "evilpagerduty.com" does not end in ".pagerduty.com".
+func (p *Provider) serves(host string) bool {
+	if p.uriHosts[host] {
+		return true
+	}
+	return p.uriDomain != "" && strings.HasSuffix(host, "."+p.uriDomain)
+}
+
+// checkURI refuses URIs that are not plain ASCII http(s) URLs on a host
+// served says yes to (all hosts when served is nil), per TH-28: no userinfo, no port
 // other than the default, no trailing dot, no IDN or full-width look-alikes
 // (refused rather than normalised, since IDNA mapping would turn
 // full-width "ｇｉｔｈｕｂ.com" into github.com), no control characters or
 // whitespace, and at most maxURILength bytes.
-func checkURI(uri string, hosts map[string]bool) error {
+func checkURI(uri string, served func(host string) bool) error {
 	if uri == "" {
 		return fmt.Errorf("%w: empty uri", ErrBadURI)
 	}
@@ -99,7 +111,7 @@ func checkURI(uri string, hosts map[string]bool) error {
 	if host == "" || strings.HasSuffix(host, ".") || host != strings.ToLower(host) {
 		return fmt.Errorf("%w: host must be a lower-case name without a trailing dot", ErrBadURI)
 	}
-	if hosts != nil && !hosts[host] {
+	if served != nil && !served(host) {
 		return fmt.Errorf("%w: host %s is not served by this provider", ErrBadURI, host)
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 )
 
 func TestCheckURI(t *testing.T) { // TH-28
-	hosts := map[string]bool{"github.com": true}
+	p := &Provider{uriHosts: map[string]bool{"github.com": true}}
 	cases := []struct {
 		uri string
 		ok  bool
@@ -38,7 +38,32 @@ func TestCheckURI(t *testing.T) { // TH-28
 		{"https://github.com/\xff", false},
 	}
 	for _, tc := range cases {
-		err := checkURI(tc.uri, hosts)
+		err := checkURI(tc.uri, p.serves)
+		assert.Equal(t, tc.ok, err == nil, "%q: %v", tc.uri, err)
+	}
+}
+
+// TestCheckURISubdomains: notion.subdomains serves every customer host
+// under the domain and nothing that merely ends like it (TH-28).
+func TestCheckURISubdomains(t *testing.T) {
+	p := &Provider{uriHosts: map[string]bool{"pagerduty.com": true, "acme.pagerduty.com": true}}
+	assert.Error(t, checkURI("https://other.pagerduty.com/incidents/P1", p.serves), "without subdomains only listed hosts")
+	p.uriDomain = "pagerduty.com"
+	for _, tc := range []struct {
+		uri string
+		ok  bool
+	}{
+		{"https://other.pagerduty.com/incidents/P1", true},
+		{"https://acme.eu.pagerduty.com/incidents/P1", true},
+		{"https://pagerduty.com/incidents/P1", true},
+		{"https://evilpagerduty.com/incidents/P1", false},
+		{"https://pagerduty.com.evil.com/incidents/P1", false},
+		{"https://Other.pagerduty.com/incidents/P1", false},
+		{"https://other.pagerduty.com./incidents/P1", false},
+		{"https://ｏther.pagerduty.com/incidents/P1", false},
+		{"https://other.pagerduty.com:8443/incidents/P1", false},
+	} {
+		err := checkURI(tc.uri, p.serves)
 		assert.Equal(t, tc.ok, err == nil, "%q: %v", tc.uri, err)
 	}
 }

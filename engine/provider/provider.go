@@ -83,6 +83,9 @@ type Provider struct {
 	// uriHosts are the hosts a pasted URI may name (TH-28): the hosts of
 	// the samples and the configured domain.
 	uriHosts map[string]bool
+	// uriDomain, when set (notion.subdomains), also serves every
+	// subdomain of it: a host that ends in "."+uriDomain.
+	uriDomain string
 	// embedHosts are the hosts URL-valued attributes may point at (TH-31).
 	embedHosts map[string]bool
 	results    resultCache
