@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -100,11 +101,15 @@ type Options struct {
 	// run. Skip it only for a large file known to be healthy, because a
 	// corrupt page found later may stop the process.
 	SkipCheck bool
+	// Logger receives the eraser's warnings (erase.go); nil discards
+	// them.
+	Logger *slog.Logger
 }
 
 // Store is a store.Store kept in one bbolt file.
 type Store struct {
-	db *bbolt.DB
+	db    *bbolt.DB
+	erase *eraser
 }
 
 var _ store.Store = (*Store)(nil)
@@ -136,7 +141,9 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	// Scratch buckets of an erase cut short by a crash are zeros only.
+	dropScratch(db)
+	return &Store{db: db, erase: newEraser(db, opts.Logger)}, nil
 }
 
 // corruptError is Open's error for a file it will not use.
@@ -219,8 +226,18 @@ func (s *Store) Probe(ctx context.Context) error {
 	})
 }
 
-// Close releases the file and its lock.
-func (s *Store) Close() error { return s.db.Close() }
+// Close finishes any erase still due (erase.go), then releases the file
+// and its lock.
+func (s *Store) Close() error {
+	s.erase.close()
+	return s.db.Close()
+}
+
+// WaitErased returns when the free pages of the file hold nothing of any
+// connection deleted before the call (erase.go), or when ctx ends. An
+// offline command that deletes waits here before it exits; the server
+// need not, the eraser runs in the background.
+func (s *Store) WaitErased(ctx context.Context) error { return s.erase.wait(ctx) }
 
 // update runs fn in a write transaction and names op in any error, the
 // store sentinels included (errors.Is still finds them). Methods that run

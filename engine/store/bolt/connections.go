@@ -96,7 +96,7 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.update("delete connection", func(tx *bbolt.Tx) error {
+	err := s.update("delete connection", func(tx *bbolt.Tx) error {
 		old, err := getConn(tx, id)
 		if err != nil {
 			return err
@@ -116,6 +116,13 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 		}
 		return tx.Bucket(bucketConns).Delete([]byte(id))
 	})
+	if err == nil {
+		// The records are gone from the tree, not from the file: their
+		// old pages are free but intact until the eraser rewrites them
+		// (erase.go). It runs after the commit, outside any transaction.
+		s.erase.request()
+	}
+	return err
 }
 
 // deleteConnTokens removes the tokens of connection id through the
