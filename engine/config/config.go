@@ -372,7 +372,33 @@ type OAuth2 struct {
 	// upstreams such as GitHub also accept). Never auto-detected: a retry
 	// in the other style would present the same code twice (TH-08).
 	ClientAuth string `yaml:"client_auth"`
+	// Revocation, when its url is set, revokes the user's grant at the
+	// upstream when their connection is deleted (Notion's deleted-token
+	// callback or `unfurld disconnect`), after the connection is erased
+	// locally; best effort. Default: nothing is revoked.
+	Revocation Revocation `yaml:"revocation"`
 }
+
+// Revocation is the upstream endpoint that revokes a user's grant.
+type Revocation struct {
+	// URL is the endpoint, absolute; its host is allowed for outbound
+	// calls automatically. E.g. "https://gitlab.example/oauth/revoke", or
+	// for GitHub "https://api.github.com/applications/${GITHUB_CLIENT_ID}/grant".
+	URL string `yaml:"url"`
+	// Style is the request shape: "rfc7009" (the default: POST a form with
+	// token and token_type_hint, client authenticated as at the token
+	// endpoint, RFC 7009) or "github_grant" (GitHub's "delete an app
+	// authorization": DELETE with HTTP Basic client_id:client_secret and
+	// the JSON body {"access_token": ...}, which revokes every token of
+	// the grant).
+	Style string `yaml:"style"`
+}
+
+// Revocation styles.
+const (
+	RevocationRFC7009     = "rfc7009"
+	RevocationGitHubGrant = "github_grant"
+)
 
 // Client authentication styles of OAuth2.ClientAuth.
 const (

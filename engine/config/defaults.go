@@ -122,6 +122,13 @@ func (p *Provider) setDefaults(path string, pos Positions) {
 		if t, err := url.Parse(u.Auth.OAuth2.TokenURL); err == nil && t.Host != "" && !slices.Contains(u.AllowedHosts, strings.ToLower(t.Host)) {
 			u.AllowedHosts = append(u.AllowedHosts, strings.ToLower(t.Host))
 		}
+		// So is the revocation endpoint, which receives the user's token.
+		if r := &u.Auth.OAuth2.Revocation; r.URL != "" {
+			setString(&r.Style, RevocationRFC7009)
+			if t, err := url.Parse(r.URL); err == nil && t.Host != "" && !slices.Contains(u.AllowedHosts, strings.ToLower(t.Host)) {
+				u.AllowedHosts = append(u.AllowedHosts, strings.ToLower(t.Host))
+			}
+		}
 	}
 	if _, set := pos[path+".live.poll_interval"]; !set || pos == nil {
 		setDuration(&p.Live.PollInterval, 10*time.Minute)

@@ -304,6 +304,7 @@ func (v *checker) auth(a *Auth, path string) {
 				v.plainHTTP(path + ".oauth2." + f.key)
 			}
 		}
+		v.revocation(&o.Revocation, path+".oauth2.revocation")
 		if o.ClientID == "" {
 			v.fail(path+".oauth2.client_id", "required for auth type oauth2: the OAuth app's client id at the upstream")
 		}
@@ -317,6 +318,26 @@ func (v *checker) auth(a *Auth, path string) {
 			if f.val == "" {
 				v.fail(path+".identity."+f.key, "required for auth type %s: the identity request tells whose account connected", a.Type)
 			}
+		}
+	}
+}
+
+// revocation checks the optional grant revocation endpoint.
+func (v *checker) revocation(r *Revocation, path string) {
+	if r.URL == "" {
+		if r.Style != "" {
+			v.fail(path+".url", "required when revocation.style is set: the upstream's revocation endpoint")
+		}
+		return
+	}
+	if r.Style != RevocationRFC7009 && r.Style != RevocationGitHubGrant {
+		v.fail(path+".style", "want %s or %s, got %q", RevocationRFC7009, RevocationGitHubGrant, r.Style)
+	}
+	if u := v.absURL(path+".url", r.URL, "https://example.com/oauth/revoke"); u != nil && u.Scheme == "http" {
+		if v.prod {
+			v.fail(path+".url", "plain http is refused in production mode; use https")
+		} else {
+			v.warn(path+".url", "plain http is allowed in development mode only")
 		}
 	}
 }
