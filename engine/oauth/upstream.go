@@ -103,6 +103,9 @@ type Upstream struct {
 	refreshTimeout time.Duration
 	flight         *singleflight.Group
 	spent          *spentTokens
+	revocation     config.Revocation
+	paramsAuth     bool
+	revokeDelay    time.Duration
 }
 
 // NewUpstream checks opts and returns the flow client for one provider.
@@ -123,6 +126,14 @@ func NewUpstream(opts UpstreamOptions) (*Upstream, error) {
 	}
 	if err := checkAbsURL(o.TokenURL); err != nil {
 		problems = append(problems, "token_url "+err.Error())
+	}
+	if o.Revocation.URL != "" {
+		if err := checkAbsURL(o.Revocation.URL); err != nil {
+			problems = append(problems, "revocation url "+err.Error())
+		}
+		if o.Revocation.Style != config.RevocationRFC7009 && o.Revocation.Style != config.RevocationGitHubGrant {
+			problems = append(problems, fmt.Sprintf("revocation style %q is unknown", o.Revocation.Style))
+		}
 	}
 	if err := checkRedirect(opts.RedirectURL, opts.Provider); err != nil {
 		problems = append(problems, "redirect url "+err.Error())
@@ -169,6 +180,9 @@ func NewUpstream(opts UpstreamOptions) (*Upstream, error) {
 		refreshTimeout: opts.RefreshTimeout,
 		flight:         &singleflight.Group{},
 		spent:          &spentTokens{byConn: map[string]spentToken{}},
+		revocation:     o.Revocation,
+		paramsAuth:     opts.ClientAuthInParams,
+		revokeDelay:    revokeRetryDelay,
 	}
 	if u.now == nil {
 		u.now = time.Now
