@@ -41,6 +41,14 @@ type fakeService struct {
 	// apiAuth records the Authorization header of each API call.
 	apiAuth []string
 	items   map[string]string
+	// revoked records each call to the revocation endpoint.
+	revoked []revokeCall
+}
+
+// revokeCall is one request to the fake's RFC 7009 endpoint.
+type revokeCall struct {
+	token, hint string
+	clientOK    bool
 }
 
 type pending struct {
@@ -56,6 +64,7 @@ func newFakeService(t *testing.T) *fakeService {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /oauth/authorize", f.authorize)
 	mux.HandleFunc("POST /oauth/token", f.token)
+	mux.HandleFunc("POST /oauth/revoke", f.revoke)
 	mux.HandleFunc("GET /api/user", f.api(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"id": 4242, "login": "octo-user", "name": "Octo User"}`))
 	}))
@@ -136,6 +145,25 @@ func (f *fakeService) token(w http.ResponseWriter, r *http.Request) {
 	f.refresh[rt] = true
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": at, "refresh_token": rt, "token_type": "bearer", "expires_in": f.expiresIn})
+}
+
+// revoke is RFC 7009's endpoint: it records the call and forgets the
+// token; 200 whatever the token (RFC 7009 2.2).
+func (f *fakeService) revoke(w http.ResponseWriter, r *http.Request) {
+	id, secret, ok := r.BasicAuth()
+	_ = r.ParseForm()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tok := r.PostForm.Get("token")
+	f.revoked = append(f.revoked, revokeCall{token: tok, hint: r.PostForm.Get("token_type_hint"), clientOK: ok && id == f.clientID && secret == f.secret})
+	delete(f.refresh, tok)
+	delete(f.access, tok)
+}
+
+func (f *fakeService) revocations() []revokeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]revokeCall(nil), f.revoked...)
 }
 
 func (f *fakeService) api(next http.HandlerFunc) http.HandlerFunc {

@@ -35,11 +35,15 @@ const notionRedirect = "https://notion.so/externalIntegrationAuthCallback"
 // URL (protocol 1.2).
 const notionFacingSecret = "notion-facing-secret-0123456789abcdef"
 
+// adminToken guards the /admin routes.
+const adminToken = "admin-token-0123456789abcdef0123456789"
+
 const flowConfig = `
 server:
   mode: development
   public_url: PUBLIC
   secret_keys: "KEYS"
+  admin_token: "` + adminToken + `"
   log: {level: debug}
 storage:
   path: DATA/unfurld.db
@@ -67,6 +71,7 @@ providers:
           client_id: upstream-app
           client_secret: upstream-app-secret-0123456789
           scopes: [read]
+          revocation: {url: UP/oauth/revoke}
         identity: {url: /user, key: '"tracker:" + string(identity.id)', name: identity.login}
     patterns:
       - name: item

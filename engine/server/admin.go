@@ -3,21 +3,54 @@ package server
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/unfurld/unfurld/engine/status"
+	"github.com/unfurld/unfurld/engine/store"
 )
 
-// adminHandler serves GET /admin/status (issue 4 item 5): the operator's
-// JSON view of live updates, guarded by server.admin_token.
+// adminHandler serves the operator's routes, guarded by
+// server.admin_token: GET /admin/status (issue 4 item 5), the JSON view of
+// live updates, and POST /admin/connections/:id/delete, which disconnects
+// one connection as Notion's deleted-token callback would (TH-40).
 type adminHandler struct{ s *Server }
 
-// Register mounts the admin route.
+// Register mounts the admin routes.
 func (h *adminHandler) Register(e *echo.Echo) {
 	e.GET("/admin/status", h.status)
+	e.POST("/admin/connections/:id/delete", h.deleteConnection)
+}
+
+// refuse answers a request without the admin token.
+func (h *adminHandler) refuse(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="unfurld admin"`)
+	return c.JSON(http.StatusUnauthorized, map[string]string{"error": "admin token required"})
+}
+
+// deleteConnection erases a connection and revokes its upstream grant
+// (Server.Disconnect). 200 means the deletion is committed; the erase of
+// the freed pages and the revocation follow.
+func (h *adminHandler) deleteConnection(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	if !h.authorized(c) {
+		return h.refuse(c)
+	}
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	err := h.s.Disconnect(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return c.JSON(http.StatusNotFound, map[string]string{"error": "unknown connection"})
+	case err != nil:
+		h.s.log.ErrorContext(ctx, "admin delete connection", "connection", id, "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+	}
+	h.s.log.InfoContext(ctx, "connection deleted by admin", "connection", id)
+	return c.JSON(http.StatusOK, map[string]string{"deleted": id})
 }
 
 // authorized compares the bearer with the admin token through fixed-length
@@ -35,8 +68,7 @@ func (h *adminHandler) authorized(c echo.Context) bool {
 func (h *adminHandler) status(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	if !h.authorized(c) {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="unfurld admin"`)
-		return c.JSON(http.StatusUnauthorized, map[string]string{"error": "admin token required"})
+		return h.refuse(c)
 	}
 	q := status.Query{
 		Provider:   c.QueryParam("provider"),

@@ -87,8 +87,9 @@ func (h *deletedHandler) deleted(c echo.Context) error {
 // ours: issued for this provider, still live (not a spent refresh token).
 // An expired access token still identifies its connection: Notion may
 // well hold only that when the user disconnects. Unknown tokens are
-// skipped silently. DeleteConnection takes the connection's tokens and
-// subscriptions with it in one transaction (TH-40, TH-44).
+// skipped silently. Disconnect takes the connection's tokens and
+// subscriptions with it in one transaction (TH-40, TH-44), and revokes its
+// upstream grant after the commit.
 func (h *deletedHandler) revoke(c echo.Context, p *provider.Provider, candidates []string) (int, error) {
 	ctx := c.Request().Context()
 	st := h.s.cfg.Store
@@ -111,7 +112,8 @@ func (h *deletedHandler) revoke(c echo.Context, p *provider.Provider, candidates
 		}
 		done[t.GrantID+"\x00"+t.ConnectionID] = true
 		if t.ConnectionID != "" {
-			err := st.DeleteConnection(ctx, t.ConnectionID)
+			// Erased locally, then revoked upstream (Disconnect).
+			err := h.s.Disconnect(ctx, t.ConnectionID)
 			switch {
 			case err == nil:
 				removed++

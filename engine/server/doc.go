@@ -8,4 +8,5 @@
 //	POST   /providers/<name>/unfurl   Notion's unfurl call (protocol 5.1)
 //	DELETE /providers/<name>/unfurl   every preview of a URL was deleted (protocol 5.6)
 //	GET    /healthz                   liveness and store health (reads and a write probe)
+//	POST   /admin/connections/<id>/delete  disconnect one connection (admin token)
 package server
