@@ -305,3 +305,25 @@ func TestPagerDutyAnyTenant(t *testing.T) {
 	_, err := p.Match("https://othertenant.pagerduty.com.evil.example/incidents/Q2ABCDE")
 	assert.Error(t, err)
 }
+
+// TestBuiltinRevocation: github-oauth revokes the user's grant at GitHub
+// when the connection is deleted (TH-40); API-key and public builtins
+// have no grant of ours to revoke and declare nothing.
+func TestBuiltinRevocation(t *testing.T) {
+	t.Parallel()
+	for _, n := range providers.Names() {
+		t.Run(n, func(t *testing.T) {
+			cfg, errs := parseBuiltinEnv(t, n, providers.PlaceholderEnv())
+			require.False(t, errs.HasErrors(), "%v", errs)
+			require.Len(t, cfg.Providers, 1)
+			up := cfg.Providers[0].Upstream
+			rev := up.Auth.OAuth2.Revocation
+			if up.Auth.Type != config.AuthOAuth2 {
+				assert.Zero(t, rev)
+				return
+			}
+			assert.Equal(t, config.Revocation{URL: "https://api.github.com/applications/{client_id}/grant", Style: config.RevocationGitHubGrant}, rev)
+			assert.Contains(t, up.AllowedHosts, "api.github.com")
+		})
+	}
+}

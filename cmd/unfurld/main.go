@@ -8,6 +8,8 @@
 //	unfurld token --config config.yaml --provider NAME
 //	unfurld notion-settings --config config.yaml [--provider NAME] [--show-secrets]
 //	unfurld status --config config.yaml [--provider NAME] [--uri URI | --connection ID]
+//	unfurld disconnect --config config.yaml --connection ID
+//	unfurld compact [--config config.yaml | PATH]
 //
 // This package only wires: it parses flags, builds the logger, opens the
 // bbolt store, handles signals and owns the exit codes. Behaviour lives in
@@ -59,6 +61,8 @@ Usage:
                                                    print what to type into Notion's dashboard
   unfurld status --config FILE [--provider NAME] [--uri URI] [--connection ID] [--format json]
                                                    live updates: subscriptions, queue, last refresh
+  unfurld disconnect --config FILE --connection ID erase a connection and revoke its upstream grant
+  unfurld compact [--config FILE | PATH]           rewrite the stopped server's database file, live records only
   unfurld version
 
 Run 'unfurld COMMAND --help' for a command's flags.
@@ -92,6 +96,10 @@ func run(ctx context.Context, args []string, e env) int {
 		return notionSettings(rest, e)
 	case "status":
 		return statusCmd(ctx, rest, e)
+	case "disconnect":
+		return disconnect(ctx, rest, e)
+	case "compact":
+		return compactCmd(rest, e)
 	case "version":
 		fmt.Fprintln(e.stdout, "unfurld", version())
 		return exitOK

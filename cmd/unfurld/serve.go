@@ -52,7 +52,7 @@ func serve(ctx context.Context, args []string, e env) int {
 			"file", filepath.Join(dataDir, config.DevSecretsFile), "generated", strings.Join(filled, ","))
 	}
 
-	st, err := bolt.Open(cfg.Storage.Path, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D()})
+	st, err := bolt.Open(cfg.Storage.Path, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger})
 	if err != nil {
 		logger.Error("open store", "err", err)
 		return exitFailure

@@ -382,8 +382,9 @@ type OAuth2 struct {
 // Revocation is the upstream endpoint that revokes a user's grant.
 type Revocation struct {
 	// URL is the endpoint, absolute; its host is allowed for outbound
-	// calls automatically. E.g. "https://gitlab.example/oauth/revoke", or
-	// for GitHub "https://api.github.com/applications/${GITHUB_CLIENT_ID}/grant".
+	// calls automatically. "{client_id}" in it stands for oauth2.client_id.
+	// E.g. "https://gitlab.example/oauth/revoke", or for GitHub
+	// "https://api.github.com/applications/{client_id}/grant".
 	URL string `yaml:"url"`
 	// Style is the request shape: "rfc7009" (the default: POST a form with
 	// token and token_type_hint, client authenticated as at the token

@@ -18,7 +18,7 @@ import (
 
 // revokeCall is what the fake revocation endpoint saw.
 type revokeCall struct {
-	Method, ContentType, User, Pass string
+	Method, Path, ContentType, User, Pass string
 	BasicOK                         bool
 	Form                            url.Values
 	JSON                            map[string]string
@@ -31,7 +31,7 @@ func fakeRevoker(t *testing.T, statuses ...int) (*httptest.Server, func() []revo
 	var mu sync.Mutex
 	var calls []revokeCall
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := revokeCall{Method: r.Method, ContentType: r.Header.Get("Content-Type")}
+		c := revokeCall{Method: r.Method, Path: r.URL.EscapedPath(), ContentType: r.Header.Get("Content-Type")}
 		c.User, c.Pass, c.BasicOK = r.BasicAuth()
 		body, _ := io.ReadAll(r.Body)
 		if c.ContentType == "application/json" {
@@ -98,6 +98,7 @@ func TestRevoke_TH40(t *testing.T) {
 		}},
 		{"github grant", config.RevocationGitHubGrant, false, withRefresh, func(t *testing.T, c revokeCall) {
 			assert.Equal(t, http.MethodDelete, c.Method)
+			assert.Equal(t, "/applications/client%20id/grant", c.Path, "{client_id} filled in")
 			assert.True(t, c.BasicOK)
 			assert.Equal(t, "client id", c.User)
 			assert.Equal(t, "s3cret&", c.Pass)
@@ -107,7 +108,7 @@ func TestRevoke_TH40(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, calls := fakeRevoker(t, http.StatusNoContent)
-			u := revokingUpstream(t, srv.URL+"/revoke", tc.style, tc.params)
+			u := revokingUpstream(t, srv.URL+"/applications/{client_id}/grant", tc.style, tc.params)
 			require.NoError(t, u.Revoke(t.Context(), tc.tok, 10*time.Second))
 			got := calls()
 			require.Len(t, got, 1)

@@ -180,7 +180,7 @@ func NewUpstream(opts UpstreamOptions) (*Upstream, error) {
 		refreshTimeout: opts.RefreshTimeout,
 		flight:         &singleflight.Group{},
 		spent:          &spentTokens{byConn: map[string]spentToken{}},
-		revocation:     o.Revocation,
+		revocation:     revocationFor(o),
 		paramsAuth:     opts.ClientAuthInParams,
 		revokeDelay:    revokeRetryDelay,
 	}
@@ -191,6 +191,14 @@ func NewUpstream(opts UpstreamOptions) (*Upstream, error) {
 		u.refreshTimeout = DefaultRefreshTimeout
 	}
 	return u, nil
+}
+
+// revocationFor fills in the client id where the revocation URL names it
+// (GitHub's /applications/{client_id}/grant).
+func revocationFor(o config.OAuth2) config.Revocation {
+	r := o.Revocation
+	r.URL = strings.ReplaceAll(r.URL, "{client_id}", url.PathEscape(o.ClientID))
+	return r
 }
 
 // checkAbsURL accepts an absolute http(s) URL without a fragment.
