@@ -19,9 +19,9 @@ import (
 // revokeCall is what the fake revocation endpoint saw.
 type revokeCall struct {
 	Method, Path, ContentType, User, Pass string
-	BasicOK                         bool
-	Form                            url.Values
-	JSON                            map[string]string
+	BasicOK                               bool
+	Form                                  url.Values
+	JSON                                  map[string]string
 }
 
 // fakeRevoker answers with the statuses given, in turn (200 past the
