@@ -94,8 +94,12 @@ func newEraser(db *bbolt.DB, log *slog.Logger) *eraser {
 	return e
 }
 
-// request asks for a pass after a deletion has committed.
+// request asks for a pass after a deletion has committed. A nil eraser
+// (benchmarks measuring deletion alone) does nothing.
 func (e *eraser) request() {
+	if e == nil {
+		return
+	}
 	e.mu.Lock()
 	e.requested++
 	e.mu.Unlock()
@@ -108,6 +112,9 @@ func (e *eraser) request() {
 // wait returns when every deletion requested before the call has been
 // erased, or ctx ends.
 func (e *eraser) wait(ctx context.Context) error {
+	if e == nil {
+		return nil
+	}
 	e.mu.Lock()
 	want := e.requested
 	e.mu.Unlock()
@@ -129,6 +136,9 @@ func (e *eraser) wait(ctx context.Context) error {
 // close stops the background loop after a last pass for any deletion
 // not yet erased: by then the caller's reads are over, so it completes.
 func (e *eraser) close() {
+	if e == nil {
+		return
+	}
 	e.stopOnce.Do(func() { close(e.stop) })
 	e.wg.Wait()
 }

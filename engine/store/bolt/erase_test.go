@@ -74,7 +74,7 @@ func (v victim) needles() map[string][]byte {
 
 // fill writes v with a history: stale versions of the connection, its
 // tokens, subscriptions and queued PATCHes.
-func fill(t *testing.T, s *Store, v victim) {
+func fill(t testing.TB, s *Store, v victim) {
 	t.Helper()
 	ctx := t.Context()
 	require.NoError(t, s.CreateConnection(ctx, v.conn))
