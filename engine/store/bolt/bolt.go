@@ -3,6 +3,7 @@
 // so the file format is spelled out in one place and can evolve.
 //
 //	meta            "schema"                         -> "1"
+//	                "erase_pending"                  -> uint64 (deletions not yet erased, erase.go)
 //	tokens          <digest>                         -> tokenRecord
 //	tokens_by_conn  <connID> 00 <digest>             -> empty (a connection's tokens, TH-40)
 //	tokens_by_grant <grantID> 00 <digest>            -> empty (a grant's tokens, TH-16, TH-23)
@@ -143,7 +144,13 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	// Scratch buckets of an erase cut short by a crash are zeros only.
 	dropScratch(db)
-	return &Store{db: db, erase: newEraser(db, opts.Logger)}, nil
+	s := &Store{db: db, erase: newEraser(db, opts.Logger)}
+	if erasePending(db) {
+		// A deletion committed but its erase did not finish: a crash,
+		// or an old reader that outlasted the retries.
+		s.erase.request()
+	}
+	return s, nil
 }
 
 // corruptError is Open's error for a file it will not use.

@@ -114,6 +114,9 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 		if err := deleteConnOutbox(tx, id, &n); err != nil && !errors.Is(err, errNoChange) {
 			return err
 		}
+		if err := markErasePending(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketConns).Delete([]byte(id))
 	})
 	if err == nil {

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -39,6 +40,10 @@ import (
 //  3. drops the scratch buckets, whose pages, now zeros, go back to the
 //     freelist.
 //
+// The deletion's transaction also writes a marker, meta/erase_pending, and
+// the pass that erases everything clears it, so a crash between the two
+// is caught up at the next Open.
+//
 // A page freed by a transaction stays pending, not reusable, while a read
 // transaction older than that one is open. Such pages are still listed as
 // free after step 2; the eraser then retries with backoff, so the erasure
@@ -61,6 +66,31 @@ const (
 
 // scratchPrefix names the eraser's buckets; Open drops any a crash left.
 const scratchPrefix = "\x00erase-"
+
+// keyErasePending, in meta, holds a counter of deletions not yet erased.
+var keyErasePending = []byte("erase_pending")
+
+// markErasePending records in tx, the deletion's own transaction, that an
+// erase is due. The value changes with every deletion, so a pass clears
+// it only if no deletion committed since the pass listed the free pages.
+func markErasePending(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	var n uint64
+	if v := meta.Get(keyErasePending); len(v) == 8 {
+		n = binary.BigEndian.Uint64(v)
+	}
+	return meta.Put(keyErasePending, binary.BigEndian.AppendUint64(nil, n+1))
+}
+
+// erasePending reports whether the file says an erase is due.
+func erasePending(db *bbolt.DB) bool {
+	pending := false
+	_ = db.View(func(tx *bbolt.Tx) error {
+		pending = tx.Bucket(bucketMeta).Get(keyErasePending) != nil
+		return nil
+	})
+	return pending
+}
 
 // eraser runs passes in the background. requested counts deletions,
 // done the requests covered by the last complete pass.
@@ -196,17 +226,16 @@ func (e *eraser) pass(retry bool) {
 // transaction still pins them.
 func scrub(db *bbolt.DB) (int, error) {
 	var dirty []int
+	var mark []byte
 	// tx.Page reads the freelist, which only the writer may touch: every
 	// look at it happens inside Update.
 	err := db.Update(func(tx *bbolt.Tx) error {
 		dirty = allFreePages(tx)
+		mark = bytes.Clone(tx.Bucket(bucketMeta).Get(keyErasePending))
 		return errNoChange
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
 		return 0, fmt.Errorf("erase: list free pages: %w", err)
-	}
-	if len(dirty) == 0 {
-		return 0, nil
 	}
 	value := make([]byte, scratchValueSize(db.Info().PageSize))
 	// Each scratch transaction frees a few pages of its own (the root
@@ -251,7 +280,18 @@ func scrub(db *bbolt.DB) (int, error) {
 		// Look before dropping: the drop frees the scratch pages, which
 		// would read as free again.
 		left = len(stillFree(tx, dirty))
-		return dropScratchTx(tx)
+		changed := false
+		if meta := tx.Bucket(bucketMeta); left == 0 && mark != nil && bytes.Equal(meta.Get(keyErasePending), mark) {
+			if err := meta.Delete(keyErasePending); err != nil {
+				return err
+			}
+			changed = true
+		}
+		err := dropScratchTx(tx)
+		if errors.Is(err, errNoChange) && changed {
+			return nil
+		}
+		return err
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
 		return left, fmt.Errorf("erase: drop scratch: %w", err)

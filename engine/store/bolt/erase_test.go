@@ -147,6 +147,7 @@ func TestDeleteConnectionErasesFile_TH40_TH41(t *testing.T) {
 	require.NoError(t, s.WaitErased(ctx))
 
 	assert.Empty(t, findIn(t, path, gone.needles()), "deleted data still readable in the file")
+	assert.False(t, erasePending(s.db), "the erase cleared its marker")
 	var missing []string
 	present := findIn(t, path, kept.needles())
 	for name := range kept.needles() {
@@ -220,4 +221,28 @@ func TestEraseCoalesces(t *testing.T) {
 	for _, v := range all {
 		assert.Empty(t, findIn(t, path, v.needles()), v.conn.ID)
 	}
+}
+
+// TestEraseCatchesUpAtOpen_TH40: a deletion whose erase never ran (the
+// process died right after the commit) is erased at the next Open, and
+// the marker that said so is cleared.
+func TestEraseCatchesUpAtOpen_TH40(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := t.Context()
+	gone := newVictim("c1", 200)
+	fill(t, s, newVictim("c2", 200))
+	fill(t, s, gone)
+	// No eraser: as if killed right after the commit.
+	s.erase.close()
+	s.erase = nil
+	require.NoError(t, s.DeleteConnection(ctx, gone.conn.ID))
+	require.NoError(t, s.Close())
+	require.NotEmpty(t, findIn(t, path, gone.needles()))
+
+	s2, err := Open(path, Options{})
+	require.NoError(t, err)
+	defer s2.Close()
+	require.NoError(t, s2.WaitErased(ctx))
+	assert.Empty(t, findIn(t, path, gone.needles()))
+	assert.False(t, erasePending(s2.db), "the marker is cleared")
 }
