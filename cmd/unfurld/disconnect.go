@@ -83,11 +83,14 @@ func disconnectOffline(ctx context.Context, opts app.Options, st *bolt.Store, id
 	if err != nil {
 		return err
 	}
+	wctx, cancel := context.WithTimeout(ctx, disconnectWait)
+	defer cancel()
+	// The server's background subscription writer stops before the store
+	// closes.
+	defer func() { _ = a.Server.Close(wctx) }()
 	if err := a.Server.Disconnect(ctx, id); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, disconnectWait)
-	defer cancel()
 	return st.WaitErased(wctx)
 }
 
