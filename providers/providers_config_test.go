@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"io/fs"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -306,11 +307,15 @@ func TestPagerDutyAnyTenant(t *testing.T) {
 	assert.Error(t, err)
 }
 
-// TestBuiltinRevocation: github-oauth revokes the user's grant at GitHub
-// when the connection is deleted (TH-40); API-key and public builtins
-// have no grant of ours to revoke and declare nothing.
+// TestBuiltinRevocation: builtins whose users sign in with OAuth revoke
+// the grant at the upstream when the connection is deleted (TH-40), with
+// the endpoint's host allowed; API-key and public builtins have no grant
+// of ours to revoke and declare nothing.
 func TestBuiltinRevocation(t *testing.T) {
 	t.Parallel()
+	want := map[string]config.Revocation{
+		"github-oauth": {URL: "https://api.github.com/applications/{client_id}/grant", Style: config.RevocationGitHubGrant},
+	}
 	for _, n := range providers.Names() {
 		t.Run(n, func(t *testing.T) {
 			cfg, errs := parseBuiltinEnv(t, n, providers.PlaceholderEnv())
@@ -318,12 +323,13 @@ func TestBuiltinRevocation(t *testing.T) {
 			require.Len(t, cfg.Providers, 1)
 			up := cfg.Providers[0].Upstream
 			rev := up.Auth.OAuth2.Revocation
-			if up.Auth.Type != config.AuthOAuth2 {
-				assert.Zero(t, rev)
-				return
+			assert.Equal(t, want[n], rev)
+			if rev.URL != "" {
+				assert.Equal(t, config.AuthOAuth2, up.Auth.Type)
+				u, err := url.Parse(rev.URL)
+				require.NoError(t, err)
+				assert.Contains(t, up.AllowedHosts, u.Host)
 			}
-			assert.Equal(t, config.Revocation{URL: "https://api.github.com/applications/{client_id}/grant", Style: config.RevocationGitHubGrant}, rev)
-			assert.Contains(t, up.AllowedHosts, "api.github.com")
 		})
 	}
 }

@@ -203,7 +203,7 @@ func (e *eraser) pass(retry bool) {
 			break
 		}
 		if !retry || attempt == eraseAttempts {
-			e.log.Warn("erase of deleted data incomplete; it is retried after the next deletion, or run unfurld compact",
+			e.log.Warn("erase of deleted data incomplete; it is retried at the next deletion or start, or run unfurld compact",
 				"pages_left", left, "err", err)
 			return
 		}
