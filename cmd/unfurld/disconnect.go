@@ -74,23 +74,22 @@ func disconnect(ctx context.Context, args []string, e env) int {
 // disconnectOffline runs the server's Disconnect on the store, then waits
 // for the erase and closes the store.
 func disconnectOffline(ctx context.Context, opts app.Options, st *bolt.Store, id string) (err error) {
+	a, err := app.New(opts)
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	// a.Store wraps st; closing it closes st.
 	defer func() {
-		if cerr := st.Close(); err == nil {
+		if cerr := a.Store.Close(); err == nil {
 			err = cerr
 		}
 	}()
-	a, err := app.New(opts)
-	if err != nil {
+	if err := a.Server.Disconnect(ctx, id); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, disconnectWait)
 	defer cancel()
-	// The server's background subscription writer stops before the store
-	// closes.
-	defer func() { _ = a.Server.Close(wctx) }()
-	if err := a.Server.Disconnect(ctx, id); err != nil {
-		return err
-	}
 	return st.WaitErased(wctx)
 }
 
