@@ -256,6 +256,7 @@ func (b *builder) pattern(p *Provider, pc *config.Pattern, path string) *Pattern
 	}
 
 	comp := mapping.NewCompiler(docNames, pat.Groups)
+	pat.comp = comp
 	hasTitle := false
 	for i := range pc.Attributes {
 		ac := &pc.Attributes[i]

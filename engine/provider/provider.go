@@ -113,6 +113,10 @@ type Pattern struct {
 	attrs       []*attrPlan
 	hasDev      bool
 	placeholder []notion.Attribute
+	// comp is the compiler the attributes were compiled with, kept so
+	// that the lab's playground (Evaluate) compiles with exactly the same
+	// names, limits and helpers.
+	comp *mapping.Compiler
 }
 
 // Placeholder returns the Unfurl Regex Attributes to paste into Notion's
