@@ -113,8 +113,21 @@ type Server struct {
 	// `unfurld status` ask the running server. Empty turns the route off.
 	// Generated beside the data file in development mode.
 	AdminToken Secret `yaml:"admin_token"`
+	// Lab configures the lab page (GET /lab), where an operator pastes a
+	// URL and sees the preview, the trace and the JSON Notion would get.
+	Lab Lab `yaml:"lab"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
+}
+
+// Lab configures the lab page. In development mode the page is always on
+// and needs no token; in production mode it is off unless enabled, and
+// then every run needs server.admin_token, because each one calls the
+// upstream.
+type Lab struct {
+	// Enabled serves /lab in production mode, behind the admin token.
+	// Default false. Ignored in development mode, where the page is on.
+	Enabled bool `yaml:"enabled"`
 }
 
 // Log configures the process logger.

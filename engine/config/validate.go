@@ -133,6 +133,11 @@ func (v *checker) server(s *Server) {
 		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials, e.g. ${UNFURLD_SECRET_KEYS}")
 	}
 	v.adminToken(s.AdminToken)
+	if s.Lab.Enabled && v.prod && s.AdminToken.IsZero() {
+		// The lab calls upstreams with the service credential for whoever
+		// submits its form; without a token it would be open to anyone.
+		v.fail("server.lab.enabled", "needs server.admin_token in production mode: every run of the lab is guarded by it")
+	}
 }
 
 func (v *checker) notion(n *Notion) {
