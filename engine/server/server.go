@@ -91,6 +91,7 @@ func New(cfg Config) *Server {
 	if !cfg.Settings.AdminToken.IsZero() {
 		(&adminHandler{s: s}).Register(e)
 	}
+	newLabHandler(s).Register(e)
 	g := e.Group("/providers/:provider")
 	(&unfurlHandler{s: s}).Register(g)
 	(&tokenHandler{s: s}).Register(g)
