@@ -105,6 +105,8 @@ func (h *labHandler) show(c echo.Context) error {
 }
 
 func (h *labHandler) run(c echo.Context) error {
+	// The consent form's checks, reused as they are: Sec-Fetch-Site and
+	// Origin, a urlencoded body under formBodyLimit, no repeated fields.
 	form, o := (&connectHandler{s: h.s}).readForm(c)
 	if o != nil {
 		return h.render(c, o.Page.Status, labForm{Mode: provider.PlaygroundExpr}, o.Page.Message, nil)

@@ -68,6 +68,8 @@ var labShots = []struct{ name, sel string }{
 	{"avatar", `#card [data-kind="avatar"]`},
 	{"footer", `#card-foot`},
 	{"mention", `#mention`},
+	// The whole card, for the background section and the layout.
+	{"card", `#card`},
 }
 
 // jsProbe is a page whose inline script renames it: with JavaScript off

@@ -53,6 +53,7 @@ providers:
           - {id: avatar, kind: image, section: avatar, path: author.avatar}
           - {id: key, kind: plain_text, section: identifier, expr: '"KND-" + groups.id'}
           - {id: shot, kind: image, section: embed, path: screenshot}
+          - {id: shade, kind: color, section: background, expr: '"#cb912f"'}
 `
 
 // labItemJSON is the upstream's item 1.
@@ -312,6 +313,7 @@ func TestLabShowsTheRun(t *testing.T) {
 		`class="entity swatch c-blue" data-kind="entity" title="#2f80ed"`,
 		`<span class="ident" data-kind="identifier">KND-1</span>`,
 		`data-kind="avatar"`, `title="https://media.example.com/u/1.png"`,
+		`<article class="card bg-yellow" id="card">`,
 		`<div class="embed" data-kind="image">`, `href="https://media.example.com/shot.png"`,
 		"It needs 1.21 gigawatts.\nSecond line.",
 		// the trace
