@@ -7,7 +7,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -101,10 +104,47 @@ type labForm struct {
 }
 
 func (h *labHandler) show(c echo.Context) error {
+	if !h.hostOK(c.Request().Host) {
+		return h.render(c, http.StatusForbidden, labForm{Mode: provider.PlaygroundExpr}, msgLabHost, nil)
+	}
 	return h.render(c, http.StatusOK, labForm{Mode: provider.PlaygroundExpr}, "", nil)
 }
 
+// msgLabHost answers a development-mode request for another host name.
+const msgLabHost = "In development mode the lab answers only on localhost, a loopback address or the host of server.public_url."
+
+// hostOK guards development mode, where no token stands between the page
+// and upstream calls with the service credential: a web page the
+// developer visits could rebind its own DNS name to 127.0.0.1 and so
+// become same-origin with the lab. Such a request still names the
+// attacker's host, so only loopback names and the public URL's host are
+// served. Production needs the admin token for every run, which a
+// rebound page cannot know, and proxies there may rewrite Host.
+func (h *labHandler) hostOK(host string) bool {
+	if h.needToken {
+		return true
+	}
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if name == "localhost" {
+		return true
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil && ip.IsLoopback() {
+		return true
+	}
+	if u, err := url.Parse(h.s.cfg.Settings.PublicURL); err == nil && u.Hostname() != "" {
+		return strings.EqualFold(u.Hostname(), name)
+	}
+	return false
+}
+
 func (h *labHandler) run(c echo.Context) error {
+	if !h.hostOK(c.Request().Host) {
+		return h.render(c, http.StatusForbidden, labForm{Mode: provider.PlaygroundExpr}, msgLabHost, nil)
+	}
 	// The consent form's checks, reused as they are: Sec-Fetch-Site and
 	// Origin, a urlencoded body under formBodyLimit, no repeated fields.
 	form, o := (&connectHandler{s: h.s}).readForm(c)

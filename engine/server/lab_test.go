@@ -131,6 +131,9 @@ type labSession struct {
 }
 
 func (e *labEnv) serve(req *http.Request) *httptest.ResponseRecorder {
+	if req.Host == "example.com" { // httptest's default
+		req.Host = "localhost:8080"
+	}
 	rec := httptest.NewRecorder()
 	e.srv.Handler().ServeHTTP(rec, req)
 	return rec
@@ -215,6 +218,14 @@ func TestLabAccess(t *testing.T) {
 			edit: func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") }, want: http.StatusForbidden},
 		{name: "foreign origin is 403 (TH-04)", form: run,
 			edit: func(r *http.Request) { r.Header.Del("Sec-Fetch-Site"); r.Header.Set("Origin", "https://evil.example") }, want: http.StatusForbidden},
+		{name: "development refuses a rebound host name", form: run,
+			edit: func(r *http.Request) { r.Host = "attacker.example:8080" }, want: http.StatusForbidden, wantIn: "answers only on localhost"},
+		{name: "development serves a loopback address", form: run,
+			edit: func(r *http.Request) { r.Host = "[::1]:8080" }, want: http.StatusOK, wantIn: "Fix the flux capacitor"},
+		{name: "development serves the public URL's host", mutate: func(s *config.Server) { s.PublicURL = "http://devbox.internal:8080" }, form: run,
+			edit: func(r *http.Request) { r.Host = "devbox.internal:8080" }, want: http.StatusOK, wantIn: "Fix the flux capacitor"},
+		{name: "production does not judge the host", mutate: production, form: with(run, "admin_token", labAdminToken),
+			edit: func(r *http.Request) { r.Host = "unfurl.example.com" }, want: http.StatusOK, wantIn: "Fix the flux capacitor"},
 		{name: "no url is 400", form: url.Values{}, want: http.StatusBadRequest, wantIn: "Paste a URL"},
 		{name: "no provider matches", form: url.Values{"url": {"https://elsewhere.example.com/1"}}, want: http.StatusOK, wantIn: "No provider matches this URL"},
 		{name: "unknown provider", form: with(run, "provider", "nope"), want: http.StatusOK, wantIn: "There is no provider named"},
