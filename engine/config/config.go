@@ -355,6 +355,20 @@ type Auth struct {
 	// Identity asks the upstream whose credential it is, for
 	// external_account (protocol 4.2). Required for oauth2 and api_key.
 	Identity Identity `yaml:"identity"`
+	// Value is an expression giving the whole value of Header, for APIs
+	// that want the credential in another shape than "<prefix>
+	// <credential>". It sees credential.<field> (the api_key fields, or
+	// credential.token for a single key or token), secrets.<name> (the
+	// operator secrets below) and the helpers, base64 among them. Example
+	// for HTTP Basic:
+	//   value: '"Basic " + base64(credential.email + ":" + credential.token)'
+	// A key stored before api_key.fields were added is still sent as
+	// "<prefix> <key>". Default: none, "<prefix> <credential>" is sent.
+	Value string `yaml:"value"`
+	// Secrets are operator-level secrets that only Value reads, as
+	// secrets.<name>: an app key the upstream wants next to each user's
+	// token, e.g. {app_key: "${TRELLO_APP_KEY}"}. They are never logged.
+	Secrets map[string]Secret `yaml:"secrets"`
 }
 
 // OAuth2 is the upstream's OAuth 2 authorization-code flow, run with PKCE
@@ -427,6 +441,32 @@ type APIKey struct {
 	// HelpURL links to where keys are made, e.g.
 	// "https://linear.app/settings/api".
 	HelpURL string `yaml:"help_url"`
+	// Fields make the form ask for several values, which together are the
+	// credential, sealed as one; upstream.auth.value reads them as
+	// credential.<name>. Example for Atlassian's e-mail and API token:
+	//   fields: [{name: email, label: E-mail, type: email}, {name: token, label: API token}]
+	// Default: one secret field, the API key.
+	Fields []APIKeyField `yaml:"fields"`
+}
+
+// API-key field types.
+const (
+	FieldSecret = "secret"
+	FieldText   = "text"
+	FieldEmail  = "email"
+)
+
+// APIKeyField is one value the API-key form asks for.
+type APIKeyField struct {
+	// Name is how upstream.auth.value reads it (credential.<name>): an
+	// identifier, unique in the form.
+	Name string `yaml:"name"`
+	// Label is shown on the form. Default: Name.
+	Label string `yaml:"label"`
+	// Type is secret (hidden as typed, the default), text or email
+	// (shown, and kept in the form when the key is refused). Every field
+	// is sealed at rest, whatever its type.
+	Type string `yaml:"type"`
 }
 
 // Identity is a request made with the user's fresh credential to learn
@@ -459,7 +499,21 @@ type ErrorMessages struct {
 	// TryLater is used on 429, 5xx, timeouts and overload. Default
 	// "The service is unavailable, try again later".
 	TryLater string `yaml:"try_later"`
+	// Statuses say what an upstream status code means for unfurls, when
+	// the upstream's use of it differs from HTTP's: not_found, reconnect
+	// or try_later. Trello answers 401 for a card on a board the user
+	// cannot see: {401: not_found}. The identity request is not affected:
+	// a 401 there still means the credential was refused. Default: 404
+	// and 410 not found, 401 and 403 reconnect, 429 and 5xx try later.
+	Statuses map[string]string `yaml:"statuses"`
 }
+
+// What an upstream status may mean (ErrorMessages.Statuses).
+const (
+	StatusNotFound  = "not_found"
+	StatusReconnect = "reconnect"
+	StatusTryLater  = "try_later"
+)
 
 // Pattern is one URL rule (protocol 9): a regex with named groups, the
 // upstream requests it makes and the attributes it produces.

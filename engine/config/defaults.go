@@ -143,6 +143,11 @@ func (p *Provider) setDefaults(path string, pos Positions) {
 	setString(&u.Auth.Identity.Method, "GET")
 	setString(&u.Auth.Header, defaultAuthHeader)
 	setString(&u.Auth.Prefix, defaultAuthPrefix)
+	for i := range u.Auth.APIKey.Fields {
+		f := &u.Auth.APIKey.Fields[i]
+		setString(&f.Type, FieldSecret)
+		setString(&f.Label, f.Name)
+	}
 
 	for i := range p.Patterns {
 		pt := &p.Patterns[i]

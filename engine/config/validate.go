@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -209,6 +210,7 @@ func (v *checker) provider(p *Provider, path string) {
 	}
 	v.credentials(&p.Notion, path+".notion")
 	v.upstream(&p.Upstream, path+".upstream")
+	v.errorStatuses(p.Errors.Statuses, path+".errors.statuses")
 	v.live(&p.Live, path+".live")
 
 	if len(p.Patterns) == 0 {
@@ -317,6 +319,20 @@ func (v *checker) auth(a *Auth, path string) {
 			v.fail(path+".oauth2.client_secret", "required for auth type oauth2: the OAuth app's client secret at the upstream")
 		}
 	}
+	v.apiKeyFields(a, path)
+	if a.Value == "" && len(a.Secrets) > 0 {
+		v.fail(path+".secrets", "only upstream.auth.value reads secrets; set value or remove secrets")
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.Secrets)) {
+		sp := path + ".secrets." + name
+		switch {
+		case v.bad[sp]:
+		case !isIdentifier(name):
+			v.fail(sp, "%q is not an identifier: use letters, digits and _, not starting with a digit", name)
+		case a.Secrets[name].IsZero():
+			v.fail(sp, "empty: set it, e.g. from the environment with ${NAME}")
+		}
+	}
 	if a.Type == AuthOAuth2 || a.Type == AuthAPIKey {
 		id := &a.Identity
 		for _, f := range []struct{ key, val string }{{"url", id.URL}, {"key", id.Key}, {"name", id.Name}} {
@@ -343,6 +359,55 @@ func (v *checker) revocation(r *Revocation, path string) {
 			v.fail(path+".url", "plain http is refused in production mode; use https")
 		} else {
 			v.warn(path+".url", "plain http is allowed in development mode only")
+		}
+	}
+}
+
+// apiKeyFields checks upstream.auth.api_key.fields: named, typed, and
+// combined by upstream.auth.value when there are several.
+func (v *checker) apiKeyFields(a *Auth, path string) {
+	fields := a.APIKey.Fields
+	if len(fields) == 0 {
+		return
+	}
+	fp := path + ".api_key.fields"
+	if a.Type != AuthAPIKey {
+		v.fail(fp, "only auth type %s has a key form; remove fields or set type: %s", AuthAPIKey, AuthAPIKey)
+		return
+	}
+	if len(fields) > 1 && a.Value == "" {
+		v.fail(fp, "several fields need upstream.auth.value to say how they make the header, e.g. '\"Basic \" + base64(credential.email + \":\" + credential.token)'")
+	}
+	names := make([]string, len(fields))
+	for i := range fields {
+		names[i] = fields[i].Name
+	}
+	first := map[string]string{}
+	for i, ip := range itemPaths(fp, names) {
+		f := &fields[i]
+		switch {
+		case f.Name == "":
+			v.fail(ip+".name", "required: how upstream.auth.value reads the field, e.g. token")
+		case !isIdentifier(f.Name):
+			v.fail(ip+".name", "%q is not an identifier: use letters, digits and _, not starting with a digit", f.Name)
+		}
+		v.unique(first, f.Name, ip+".name", "field name")
+		if !slices.Contains([]string{FieldSecret, FieldText, FieldEmail}, f.Type) {
+			v.fail(ip+".type", "want %s, %s or %s, got %q", FieldSecret, FieldText, FieldEmail, f.Type)
+		}
+	}
+}
+
+// errorStatuses checks errors.statuses: upstream status codes and what
+// they mean for unfurls.
+func (v *checker) errorStatuses(m map[string]string, path string) {
+	for _, code := range slices.Sorted(maps.Keys(m)) {
+		sp := path + "." + code
+		if n, err := strconv.Atoi(code); err != nil || n < 400 || n > 599 || strconv.Itoa(n) != code {
+			v.fail(sp, "want an HTTP error status from 400 to 599 as the key, got %q", code)
+		}
+		if w := m[code]; !slices.Contains([]string{StatusNotFound, StatusReconnect, StatusTryLater}, w) {
+			v.fail(sp, "want %s, %s or %s, got %q", StatusNotFound, StatusReconnect, StatusTryLater, w)
 		}
 	}
 }

@@ -202,8 +202,18 @@ func (l *loader) decodeMap(n *yaml.Node, v reflect.Value, path, file string) {
 	if v.IsNil() {
 		v.Set(reflect.MakeMap(t))
 	}
-	for _, p := range l.pairs(n, path, file) {
+	pairs := l.pairs(n, path, file)
+	for _, p := range pairs {
 		elem := reflect.New(t.Elem()).Elem()
+		if base, ok := strings.CutSuffix(p.key.Value, secretFileSuffix); ok && base != "" && t.Elem() == secretType() {
+			// A map of secrets (upstream.auth.secrets) takes the same
+			// <name>_file form as a secret field.
+			l.decodeSecretFile(p, pairs, elem, path, file)
+			if elem.String() != "" {
+				v.SetMapIndex(reflect.ValueOf(base).Convert(t.Key()), elem)
+			}
+			continue
+		}
 		l.decode(p.val, elem, joinPath(path, p.key.Value), file, p.key)
 		v.SetMapIndex(reflect.ValueOf(p.key.Value).Convert(t.Key()), elem)
 	}
