@@ -46,6 +46,9 @@ type Env struct {
 	// Docs are the responses by request name; a missing name reads as an
 	// empty response.
 	Docs map[string]Doc
+	// Records are the string maps of a NewRecordCompiler program by name,
+	// e.g. the credential's fields; a missing record or key reads as nil.
+	Records map[string]map[string]string
 }
 
 // Evaluator is what an attribute mapping runs: a Program or a Path.
@@ -62,8 +65,11 @@ var (
 // Compiler compiles expressions for one pattern: it knows the response
 // names and group names, so that any other name fails at load time.
 type Compiler struct {
-	docs    map[string]bool
-	groups  map[string]bool
+	docs   map[string]bool
+	groups map[string]bool
+	// records are the string maps a program reads by name, each with
+	// the keys it may use (NewRecordCompiler).
+	records map[string]map[string]bool
 	kept    map[string]bool // expr builtins left enabled
 	metered map[string]bool // helpers that take the hidden budget
 	// names are the names an expression may use, for suggestions.
@@ -78,7 +84,21 @@ type Compiler struct {
 // name for which IsReserved is true makes every Compile fail; callers
 // should report such names where the request is declared.
 func NewCompiler(docNames, groupNames []string) *Compiler {
+	return newCompiler(docNames, groupNames, nil)
+}
+
+// NewRecordCompiler returns a compiler for expressions over string maps
+// only, such as upstream.auth.value over the credential's fields and the
+// operator's secrets: records maps each name to the keys it has, and any
+// other key of a record fails at compile time, as an unknown group does.
+// Such expressions read no response, no group and no uri.
+func NewRecordCompiler(records map[string][]string) *Compiler {
+	return newCompiler(nil, nil, records)
+}
+
+func newCompiler(docNames, groupNames []string, records map[string][]string) *Compiler {
 	c := &Compiler{
+		records: make(map[string]map[string]bool, len(records)),
 		docs:    make(map[string]bool, len(docNames)),
 		groups:  make(map[string]bool, len(groupNames)),
 		kept:    make(map[string]bool, len(keptBuiltins)),
@@ -86,10 +106,19 @@ func NewCompiler(docNames, groupNames []string) *Compiler {
 	}
 	// The typed environment: expr.Env makes every other name a compile
 	// error. The values only give types; Eval supplies the real ones.
-	env := map[string]any{
-		"groups":   map[string]string{},
-		"uri":      "",
-		budgetName: (*budget)(nil),
+	env := map[string]any{budgetName: (*budget)(nil)}
+	if records == nil {
+		env["groups"], env["uri"] = map[string]string{}, ""
+		c.names = append(c.names, "groups", "uri")
+	}
+	for name, keys := range records {
+		known := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			known[k] = true
+		}
+		c.records[name] = known
+		env[name] = map[string]string{}
+		c.names = append(c.names, name)
 	}
 	for _, d := range docNames {
 		if IsReserved(d) {
@@ -103,7 +132,6 @@ func NewCompiler(docNames, groupNames []string) *Compiler {
 	for _, g := range groupNames {
 		c.groups[g] = true
 	}
-	c.names = append(c.names, "groups", "uri")
 	c.opts = []expr.Option{expr.Env(env), expr.MaxNodes(MaxNodes), expr.DisableAllBuiltins()}
 	for _, name := range keptBuiltins {
 		c.kept[name] = true
@@ -186,7 +214,11 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 	for d := range c.docs {
 		docs = append(docs, d)
 	}
-	return &Program{prog: p, docs: docs, pos: pos, path: path}, nil
+	records := make([]string, 0, len(c.records))
+	for r := range c.records {
+		records = append(records, r)
+	}
+	return &Program{prog: p, docs: docs, records: records, pos: pos, path: path}, nil
 }
 
 // build runs expr's compile pipeline with our rewrite in the middle.
@@ -289,6 +321,22 @@ func (c *Compiler) groupHint(name string) string {
 	return fmt.Sprintf(" (the regex's groups are %s)", strings.Join(names, ", "))
 }
 
+// recordHint helps with an unknown key of a record.
+func (c *Compiler) recordHint(record, key string) string {
+	names := make([]string, 0, len(c.records[record]))
+	for k := range c.records[record] {
+		names = append(names, k)
+	}
+	if len(names) == 0 {
+		return fmt.Sprintf(" (%s has no keys)", record)
+	}
+	sort.Strings(names)
+	if s := suggest(key, names); s != "" {
+		return fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return fmt.Sprintf(" (the keys of %s are %s)", record, strings.Join(names, ", "))
+}
+
 // unavailable explains an expr builtin that the language leaves out.
 func unavailable(name string) string {
 	return fmt.Sprintf("function %s is not available in unfurld expressions", name)
@@ -357,8 +405,11 @@ func distance(a, b string) int {
 type Program struct {
 	prog *vm.Program
 	docs []string
-	pos  config.Pos
-	path string
+	// records are the record names of a NewRecordCompiler program; such
+	// a program has no groups or uri.
+	records []string
+	pos     config.Pos
+	path    string
 	// vms holds *vm.VM for reuse: expr's VM resets its stack, scopes and
 	// memory count at the start of every Run, and keeps the buffers it
 	// grew, where a fresh VM per evaluation allocated them again on
@@ -383,12 +434,22 @@ func (p *Program) Eval(env *Env) (out any, err error) {
 	for _, d := range p.docs {
 		vars[d] = env.Docs[d]
 	}
-	groups := env.Groups
-	if groups == nil {
-		groups = map[string]string{}
+	if len(p.records) > 0 {
+		for _, r := range p.records {
+			rec := env.Records[r]
+			if rec == nil {
+				rec = map[string]string{}
+			}
+			vars[r] = rec
+		}
+	} else {
+		groups := env.Groups
+		if groups == nil {
+			groups = map[string]string{}
+		}
+		vars["groups"] = groups
+		vars["uri"] = env.URI
 	}
-	vars["groups"] = groups
-	vars["uri"] = env.URI
 	vars[budgetName] = &budget{left: MaxEvalBytes}
 	machine, _ := p.vms.Get().(*vm.VM)
 	if machine == nil {

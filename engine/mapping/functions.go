@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,6 +90,7 @@ func helpers() []helper {
 		m("split", fnSplit, new(func(*budget, string, string) []string)),
 		m("join", fnJoin, new(func(*budget, any) string), new(func(*budget, any, string) string)),
 		m("string", fnString, new(func(*budget, any) string)),
+		m("base64", fnBase64, new(func(*budget, string) string)),
 		m("keys", fnKeys, new(func(*budget, any) []any)),
 		m("values", fnValues, new(func(*budget, any) []any)),
 		m("truncate", fnTruncate, new(func(*budget, any, int) any)),
@@ -220,6 +222,24 @@ func fnConcat(b *budget, args []any) (out any, err error) {
 		}
 	}()
 	return runtime.Add(x, y), nil
+}
+
+// fnBase64 is standard Base64 with padding (RFC 4648 section 4), the
+// encoding of HTTP Basic credentials (RFC 7617): upstream.auth.value
+// builds "Basic " + base64(credential.email + ":" + credential.token).
+func fnBase64(b *budget, args []any) (any, error) {
+	if err := want("base64", args, 1); err != nil {
+		return nil, err
+	}
+	s, err := str("base64", args[0])
+	if err != nil {
+		return nil, err
+	}
+	n := base64.StdEncoding.EncodedLen(len(s))
+	if err := b.spend(n); err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s)), nil
 }
 
 // fnCase is upper or lower.

@@ -56,6 +56,12 @@ func TestHelpers(t *testing.T) {
 		{name: "join a map item", src: `join([issue.user], ",")`, wantErr: "join: item 0: cannot write a map as text"},
 		{name: "join not a list", src: `join(issue.title, ",")`, wantErr: "join: want a list, got a string"},
 
+		// base64: standard alphabet with padding, as HTTP Basic wants
+		{name: "base64", src: `base64("mia@example.com:ATATT3xFfGF0")`, want: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA=="},
+		{name: "base64 padding and /", src: `base64("???>")`, want: "Pz8/Pg=="},
+		{name: "base64 nil", src: `base64(issue.milestone)`, want: ""},
+		{name: "base64 number", src: `base64(issue.number)`, wantErr: "base64: want a string, got a number"},
+
 		// string
 		{name: "string integral number", src: `string(issue.number)`, want: "1347"},
 		{name: "string fraction", src: `string(1.25)`, want: "1.25"},

@@ -78,6 +78,12 @@ func (r *rewriter) Visit(node *ast.Node) {
 // member extends a response read by one constant key or index, and checks
 // group names.
 func (r *rewriter) member(node *ast.Node, n *ast.MemberNode) {
+	if id, ok := n.Node.(*ast.IdentifierNode); ok && r.c.records[id.Value] != nil {
+		if s, ok := n.Property.(*ast.StringNode); ok && !r.c.records[id.Value][s.Value] {
+			r.fail(n.Property, "unknown %s key %s%s", id.Value, s.Value, r.c.recordHint(id.Value, s.Value))
+		}
+		return
+	}
 	if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == "groups" {
 		if s, ok := n.Property.(*ast.StringNode); ok && !r.c.groups[s.Value] {
 			r.fail(n.Property, "unknown group %s%s", s.Value, r.c.groupHint(s.Value))
