@@ -469,6 +469,9 @@ func (p *Program) Eval(env *Env) (out any, err error) {
 	return out, nil
 }
 
+// Pos is where the program was written in the configuration.
+func (p *Program) Pos() config.Pos { return p.pos }
+
 // String returns where the program was written.
 func (p *Program) String() string { return p.path }
 

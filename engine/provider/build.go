@@ -155,6 +155,8 @@ func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Pr
 		}
 	}
 	b.buildIdentity(p, &pc.Upstream.Auth.Identity, path+".upstream.auth.identity")
+	b.buildCredential(p, &pc.Upstream.Auth, path+".upstream.auth")
+	p.statuses = statuses(pc.Errors.Statuses)
 	b.buildWebhook(p, &pc.Live.Webhook, path+".live.webhook")
 	b.checkSamples(p, path)
 	return p

@@ -94,6 +94,12 @@ type Provider struct {
 	// webhookURIs is the compiled live.webhook.uris; nil without one
 	// (webhook.go).
 	webhookURIs *mapping.Program
+	// authValue is the compiled upstream.auth.value; nil without one
+	// (credential.go).
+	authValue *mapping.Program
+	// statuses is errors.statuses: what an upstream status means for
+	// unfurls, when the upstream uses it unlike HTTP.
+	statuses map[int]string
 }
 
 // Pattern is one compiled URL rule.

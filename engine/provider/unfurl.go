@@ -28,6 +28,9 @@ type Credential struct {
 	// Token is the credential. Empty means the provider's service-wide
 	// token from upstream.auth.token, if any.
 	Token config.Secret
+	// Fields are the values of the API-key form when the provider asks
+	// for several (upstream.auth.api_key.fields); Token is then unused.
+	Fields map[string]config.Secret
 }
 
 // staticKey is the cache identity of the provider's service-wide token.
@@ -421,7 +424,12 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 		req.Body, _ = json.Marshal(v)
 		req.Header.Set("Content-Type", "application/json")
 	}
-	p.authorize(req.Header, cred)
+	if err := p.authorize(req.Header, cred); err != nil {
+		// The operator's expression, not the user or the upstream, is
+		// at fault; nothing was sent.
+		return mapping.Doc{}, &unfurlError{status: 502, msg: p.messages.TryLater, cause: fmt.Sprintf("request %s: %v", rp.name, err),
+			failure: &Failure{Request: rp.name, Kind: FailureRefused, Err: err}}
+	}
 	opts.probe.prepare(rp, req.Header)
 
 	select {
@@ -454,7 +462,9 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 		p.traceRequest(tr, rt)
 	}
 	if err != nil {
-		return mapping.Doc{}, p.upstreamError(rp.name, err)
+		// errors.statuses applies to unfurls only: on the identity
+		// request a 401 still means the credential was refused.
+		return mapping.Doc{}, p.upstreamError(rp.name, err, !p.isIdentity(rp))
 	}
 	doc, err := mapping.NewDoc(resp.Body)
 	if err != nil {
@@ -502,20 +512,62 @@ func (p *Provider) traceRequest(tr *Trace, rt RequestTrace) {
 
 // authorize attaches the credential: the connection's, or else the
 // provider's service-wide token. The upstream client only ever sends it to
-// the provider's allowed hosts (TH-27).
-func (p *Provider) authorize(h http.Header, cred Credential) {
-	tok := cred.Token
-	if tok.IsZero() {
-		tok = p.staticAuth.Token
+// the provider's allowed hosts (TH-27). With upstream.auth.value the
+// header is what that expression makes of the credential's fields;
+// otherwise, and for a single key stored before the provider asked for
+// several fields, it is "<prefix> <credential>". Errors never quote the
+// credential.
+func (p *Provider) authorize(h http.Header, cred Credential) error {
+	var fields map[string]string
+	switch {
+	case len(cred.Fields) > 0:
+		fields = make(map[string]string, len(cred.Fields))
+		for k, v := range cred.Fields {
+			fields[k] = v.Reveal()
+		}
+	default:
+		tok := cred.Token
+		if tok.IsZero() {
+			tok = p.staticAuth.Token
+		}
+		if tok.IsZero() {
+			return nil
+		}
+		if p.authValue == nil || len(p.staticAuth.APIKey.Fields) > 0 {
+			h.Set(p.staticAuth.Header, p.prefixed(tok.Reveal()))
+			return nil
+		}
+		fields = map[string]string{credentialToken: tok.Reveal()}
 	}
-	if tok.IsZero() {
-		return
+	if p.authValue == nil {
+		// One form field and no expression: that field is the key.
+		for _, v := range fields {
+			h.Set(p.staticAuth.Header, p.prefixed(v))
+		}
+		return nil
 	}
-	v := tok.Reveal()
-	if prefix := p.staticAuth.Prefix; prefix != "" && prefix != "none" {
-		v = joinPrefix(prefix, v)
+	secrets := make(map[string]string, len(p.staticAuth.Secrets))
+	for k, v := range p.staticAuth.Secrets {
+		secrets[k] = v.Reveal()
+	}
+	out, err := p.authValue.Eval(&mapping.Env{Records: map[string]map[string]string{recordCredential: fields, recordSecrets: secrets}})
+	v, ok := out.(string)
+	if err != nil || !ok || v == "" || strings.ContainsAny(v, "\r\n\x00") {
+		// The evaluation's own message may quote a field: only the
+		// place of the expression is reported.
+		return fmt.Errorf("%s: %s gave no usable header value", p.authValue.Pos(), p.authValue)
 	}
 	h.Set(p.staticAuth.Header, v)
+	return nil
+}
+
+// prefixed joins upstream.auth.prefix and a credential; "none" sends the
+// bare credential.
+func (p *Provider) prefixed(cred string) string {
+	if prefix := p.staticAuth.Prefix; prefix != "" && prefix != "none" {
+		return joinPrefix(prefix, cred)
+	}
+	return cred
 }
 
 // joinPrefix puts the auth prefix before the credential: with a space
@@ -531,7 +583,8 @@ func joinPrefix(prefix, cred string) string {
 
 // upstreamError maps an upstream failure to a fixed error operation; the
 // upstream's body never reaches Notion (TH-36).
-func (p *Provider) upstreamError(name string, err error) *unfurlError {
+// With remap, errors.statuses may give a status another meaning first.
+func (p *Provider) upstreamError(name string, err error, remap bool) *unfurlError {
 	cause := fmt.Sprintf("request %s: %v", name, err)
 	fail := func(kind string, status int) *Failure {
 		return &Failure{Request: name, Kind: kind, Status: status, Err: err}
@@ -539,7 +592,17 @@ func (p *Provider) upstreamError(name string, err error) *unfurlError {
 	var se *upstream.StatusError
 	switch {
 	case errors.As(err, &se):
+		meaning := ""
+		if remap {
+			meaning = p.statuses[se.Code]
+		}
 		switch {
+		case meaning == config.StatusNotFound:
+			return &unfurlError{status: 404, msg: p.messages.NotFound, cause: cause}
+		case meaning == config.StatusReconnect:
+			return &unfurlError{status: http.StatusUnauthorized, msg: p.messages.Reconnect, cause: cause}
+		case meaning == config.StatusTryLater:
+			return &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause, failure: fail(FailureStatus, se.Code)}
 		case se.Code == http.StatusNotFound || se.Code == http.StatusGone:
 			return &unfurlError{status: 404, msg: p.messages.NotFound, cause: cause}
 		case se.Code == http.StatusTooManyRequests || se.Code >= 500 || se.RetryAfter > 0:
