@@ -335,7 +335,7 @@ func (s *Service) Continue(ctx context.Context, p *provider.Provider, handle str
 		}
 		return &Outcome{Redirect: st.AuthURL}
 	case config.AuthAPIKey:
-		return s.apiKeyPage(p, d, "")
+		return s.apiKeyPage(p, d, "", nil)
 	default:
 		acct := provider.Account{Key: "public:" + p.Name, Name: p.DisplayName}
 		if p.HasIdentity() {
@@ -409,9 +409,11 @@ func (s *Service) Callback(ctx context.Context, p *provider.Provider, handle, ra
 	return s.signedIn(ctx, p, id, d, tok)
 }
 
-// SubmitAPIKey handles the API-key form: the key is checked with the
-// identity request before it is accepted (issue 3 item 2).
-func (s *Service) SubmitAPIKey(ctx context.Context, p *provider.Provider, handle, csrf, decision, key string) *Outcome {
+// SubmitAPIKey handles the API-key form: the key, or every field of a
+// form that asks for several (upstream.auth.api_key.fields), is checked
+// with the identity request before it is accepted (issue 3 item 2). form
+// reads one value of the submitted form.
+func (s *Service) SubmitAPIKey(ctx context.Context, p *provider.Provider, handle, csrf, decision string, form func(name string) string) *Outcome {
 	if p.AuthType() != config.AuthAPIKey {
 		return pageError(404, "Not found", "This service does not take API keys.")
 	}
@@ -428,27 +430,80 @@ func (s *Service) SubmitAPIKey(ctx context.Context, p *provider.Provider, handle
 	if decision == "cancel" {
 		return s.cancel(ctx, id, d)
 	}
-	key = strings.TrimSpace(key)
-	switch {
-	case key == "":
-		return s.apiKeyPage(p, d, "Paste your API key.")
-	case len(key) > maxAPIKey || strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r == 0x7f }):
-		return s.apiKeyPage(p, d, "That does not look like an API key: it is too long or holds spaces or control characters.")
+	fields := p.Config.Upstream.Auth.APIKey.Fields
+	if len(fields) == 0 {
+		key := strings.TrimSpace(form(singleKeyInput))
+		switch {
+		case key == "":
+			return s.apiKeyPage(p, d, "Paste your API key.", nil)
+		case len(key) > maxAPIKey || strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r == 0x7f }):
+			return s.apiKeyPage(p, d, "That does not look like an API key: it is too long or holds spaces or control characters.", nil)
+		}
+		return s.signedIn(ctx, p, id, d, oauth.UpstreamToken{AccessToken: config.Secret(key)})
 	}
-	return s.signedIn(ctx, p, id, d, oauth.UpstreamToken{AccessToken: config.Secret(key)})
+	// Every field is checked before any is used.
+	tok := oauth.UpstreamToken{Fields: make(map[string]config.Secret, len(fields))}
+	var complaint string
+	for _, f := range fields {
+		v := strings.TrimSpace(form(fieldInput(f.Name)))
+		if complaint == "" {
+			complaint = checkKeyField(f, v)
+		}
+		tok.Fields[f.Name] = config.Secret(v)
+	}
+	if complaint != "" {
+		return s.apiKeyPage(p, d, complaint, kept(p, tok))
+	}
+	return s.signedIn(ctx, p, id, d, tok)
+}
+
+// kept returns the text and email fields of tok, to refill the form
+// after a refusal; secrets are never sent back to the browser.
+func kept(p *provider.Provider, tok oauth.UpstreamToken) map[string]string {
+	out := map[string]string{}
+	for _, f := range p.Config.Upstream.Auth.APIKey.Fields {
+		if f.Type != config.FieldSecret {
+			out[f.Name] = tok.Fields[f.Name].Reveal()
+		}
+	}
+	return out
+}
+
+// singleKeyInput is the form field of a single API key.
+const singleKeyInput = "api_key"
+
+// fieldInput is the form field of one of upstream.auth.api_key.fields.
+func fieldInput(name string) string { return "field_" + name }
+
+// checkKeyField says what is wrong with the value v of form field f, or
+// "" when nothing is.
+func checkKeyField(f config.APIKeyField, v string) string {
+	switch {
+	case v == "":
+		return "Fill in " + f.Label + "."
+	case len(v) > maxAPIKey:
+		return f.Label + " is too long."
+	case f.Type == config.FieldText && strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return f.Label + " holds control characters."
+	case f.Type != config.FieldText && strings.ContainsFunc(v, func(r rune) bool { return r < 0x21 || r == 0x7f }):
+		return f.Label + " holds spaces or control characters."
+	case f.Type == config.FieldEmail && !strings.Contains(v, "@"):
+		return f.Label + " does not look like an e-mail address."
+	}
+	return ""
 }
 
 // signedIn identifies the account behind a fresh credential and moves the
 // flow to consent.
 func (s *Service) signedIn(ctx context.Context, p *provider.Provider, id string, d *flowData, tok oauth.UpstreamToken) *Outcome {
-	acct, err := p.Identify(ctx, provider.Credential{Key: "identify:" + id, Token: tok.AccessToken})
+	acct, err := p.Identify(ctx, provider.Credential{Key: "identify:" + id, Token: tok.AccessToken, Fields: tok.Fields})
 	if err != nil {
 		s.log.WarnContext(ctx, "identity request failed", "provider", p.Name, "err", err)
 		if p.AuthType() == config.AuthAPIKey && errors.Is(err, provider.ErrCredentialRejected) {
-			return s.apiKeyPage(p, d, p.DisplayName+" did not accept this key. Check that it is complete and still valid.")
+			return s.apiKeyPage(p, d, p.DisplayName+" did not accept this key. Check that it is complete and still valid.", kept(p, tok))
 		}
 		if p.AuthType() == config.AuthAPIKey {
-			return s.apiKeyPage(p, d, p.DisplayName+" could not be reached to check the key. Try again in a minute.")
+			return s.apiKeyPage(p, d, p.DisplayName+" could not be reached to check the key. Try again in a minute.", kept(p, tok))
 		}
 		_, _ = s.opts.Store.DeleteFlow(ctx, id)
 		o := s.errorRedirect(d.RedirectURI, d.State, "temporarily_unavailable", "Could not read your "+p.DisplayName+" account; try connecting again")
@@ -567,11 +622,24 @@ func (s *Service) consentPage(p *provider.Provider, d *flowData) *Outcome {
 	}}
 }
 
-func (s *Service) apiKeyPage(p *provider.Provider, d *flowData, msg string) *Outcome {
+// apiKeyPage is the key form, with msg as its complaint and kept
+// refilling the text and email fields.
+func (s *Service) apiKeyPage(p *provider.Provider, d *flowData, msg string, kept map[string]string) *Outcome {
 	a := p.Config.Upstream.Auth.APIKey
+	fields := []KeyField{{Input: singleKeyInput, Label: "API key", Type: "password"}}
+	if len(a.Fields) > 0 {
+		fields = make([]KeyField, len(a.Fields))
+		for i, f := range a.Fields {
+			typ := "password"
+			if f.Type != config.FieldSecret {
+				typ = f.Type
+			}
+			fields[i] = KeyField{Input: fieldInput(f.Name), Label: f.Label, Type: typ, Value: kept[f.Name]}
+		}
+	}
 	return &Outcome{Page: &Page{
 		Kind: PageAPIKey, Status: 200, ServiceName: p.DisplayName, IconURL: p.Config.IconURL,
-		HelpText: a.HelpText, HelpURL: a.HelpURL, CSRF: d.CSRF, Error: msg,
+		HelpText: a.HelpText, HelpURL: a.HelpURL, CSRF: d.CSRF, Error: msg, Fields: fields,
 		FormAction: []string{d.RedirectURI},
 	}}
 }

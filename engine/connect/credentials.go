@@ -49,7 +49,7 @@ func (s *Service) Credential(ctx context.Context, p *provider.Provider, conn sto
 			return provider.Credential{}, err
 		}
 	}
-	return provider.Credential{Key: conn.ID, Token: tok.AccessToken}, nil
+	return provider.Credential{Key: conn.ID, Token: tok.AccessToken, Fields: tok.Fields}, nil
 }
 
 // Rejected is called when the upstream answered 401 to conn's credential.
@@ -73,7 +73,7 @@ func (s *Service) Rejected(ctx context.Context, p *provider.Provider, conn store
 	if err != nil {
 		return provider.Credential{}, err
 	}
-	return provider.Credential{Key: conn.ID, Token: tok.AccessToken}, nil
+	return provider.Credential{Key: conn.ID, Token: tok.AccessToken, Fields: tok.Fields}, nil
 }
 
 func (s *Service) openCredential(conn store.Connection) (oauth.UpstreamToken, error) {

@@ -50,8 +50,24 @@ type Page struct {
 	HelpText, HelpURL    string
 	// Error is the API-key form's complaint about the last key.
 	Error string
+	// Fields are the API-key form's inputs, in order.
+	Fields []KeyField
 	// FormAction lists where the form's POST may redirect (TH-55).
 	FormAction []string
+}
+
+// KeyField is one input of the API-key form.
+type KeyField struct {
+	// Input is the form field's name: "api_key" for a single key,
+	// "field_<name>" for each of upstream.auth.api_key.fields.
+	Input string
+	// Label is shown next to the input.
+	Label string
+	// Type is the HTML input type: password, text or email.
+	Type string
+	// Value refills a text or email input after a refused key; a secret
+	// is never sent back to the browser.
+	Value string
 }
 
 func pageError(status int, title, msg string) *Outcome {

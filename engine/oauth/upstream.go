@@ -419,26 +419,39 @@ type UpstreamToken struct {
 	TokenType string
 	// Expiry is when AccessToken expires; zero means it does not.
 	Expiry time.Time
+	// Fields are the values of an API-key form that asks for several
+	// (upstream.auth.api_key.fields), sealed together as one credential;
+	// AccessToken is then empty.
+	Fields map[string]config.Secret
 }
 
-// upstreamTokenV is the version of the encoded form.
+// upstreamTokenV is the version of the encoded form. fields was added
+// without a new version: every record written before it still decodes.
 const upstreamTokenV = 1
 
 // sealedUpstreamToken is the encoded form, with real values.
 type sealedUpstreamToken struct {
-	V            int       `json:"v"`
-	AccessToken  string    `json:"access_token"`
-	RefreshToken string    `json:"refresh_token,omitempty"`
-	TokenType    string    `json:"token_type,omitempty"`
-	Expiry       time.Time `json:"expiry,omitzero"`
+	V            int               `json:"v"`
+	AccessToken  string            `json:"access_token"`
+	RefreshToken string            `json:"refresh_token,omitempty"`
+	TokenType    string            `json:"token_type,omitempty"`
+	Expiry       time.Time         `json:"expiry,omitzero"`
+	Fields       map[string]string `json:"fields,omitempty"`
 }
 
 // Encode returns JSON with the real token values, for the caller to seal
 // with the Keyring before it is stored (TH-41). Never store or log it
 // unsealed.
 func (t UpstreamToken) Encode() ([]byte, error) {
-	if t.AccessToken.IsZero() {
+	if t.AccessToken.IsZero() && len(t.Fields) == 0 {
 		return nil, errors.New("encode upstream token: access token is empty")
+	}
+	var fields map[string]string
+	if len(t.Fields) > 0 {
+		fields = make(map[string]string, len(t.Fields))
+		for k, v := range t.Fields {
+			fields[k] = v.Reveal()
+		}
 	}
 	return json.Marshal(sealedUpstreamToken{
 		V:            upstreamTokenV,
@@ -446,6 +459,7 @@ func (t UpstreamToken) Encode() ([]byte, error) {
 		RefreshToken: t.RefreshToken.Reveal(),
 		TokenType:    t.TokenType,
 		Expiry:       t.Expiry,
+		Fields:       fields,
 	})
 }
 
@@ -461,21 +475,28 @@ func DecodeUpstreamToken(b []byte) (UpstreamToken, error) {
 	if s.V != upstreamTokenV {
 		return UpstreamToken{}, fmt.Errorf("decode upstream token: unknown version %d", s.V)
 	}
-	if s.AccessToken == "" {
+	if s.AccessToken == "" && len(s.Fields) == 0 {
 		return UpstreamToken{}, errors.New("decode upstream token: access token is empty")
 	}
-	return UpstreamToken{
+	t := UpstreamToken{
 		AccessToken:  config.Secret(s.AccessToken),
 		RefreshToken: config.Secret(s.RefreshToken),
 		TokenType:    s.TokenType,
 		Expiry:       s.Expiry,
-	}, nil
+	}
+	if len(s.Fields) > 0 {
+		t.Fields = make(map[string]config.Secret, len(s.Fields))
+		for k, v := range s.Fields {
+			t.Fields[k] = config.Secret(v)
+		}
+	}
+	return t, nil
 }
 
 // Expired reports whether the access token is missing or expires within
 // skew of now. A zero Expiry never expires (GitHub OAuth app tokens).
 func (t UpstreamToken) Expired(now time.Time, skew time.Duration) bool {
-	if t.AccessToken.IsZero() {
+	if t.AccessToken.IsZero() && len(t.Fields) == 0 {
 		return true
 	}
 	return !t.Expiry.IsZero() && !now.Add(skew).Before(t.Expiry)

@@ -122,7 +122,7 @@ func (h *connectHandler) apiKey(c echo.Context) error {
 	if o != nil {
 		return h.respond(c, p, o)
 	}
-	return h.respond(c, p, h.svc.SubmitAPIKey(c.Request().Context(), p, h.handle(c), form.Get("csrf"), form.Get("decision"), form.Get("api_key")))
+	return h.respond(c, p, h.svc.SubmitAPIKey(c.Request().Context(), p, h.handle(c), form.Get("csrf"), form.Get("decision"), form.Get))
 }
 
 func (h *connectHandler) consent(c echo.Context) error {
@@ -241,7 +241,7 @@ func (h *connectHandler) page(c echo.Context, p *provider.Provider, o *connect.O
 	case connect.PageAPIKey:
 		return renderAPIKey(w, apiKeyPage{
 			ServiceName: pg.ServiceName, IconURL: pg.IconURL, HelpText: pg.HelpText, HelpURL: pg.HelpURL,
-			CSRFToken: pg.CSRF, ActionURL: action + "/api-key", Error: pg.Error,
+			CSRFToken: pg.CSRF, ActionURL: action + "/api-key", Error: pg.Error, Fields: keyFields(pg.Fields),
 		}, pg.FormAction)
 	default:
 		return renderError(w, errorPage{Title: pg.Title, Message: pg.Message, Status: pg.Status})
@@ -264,4 +264,14 @@ func (s *Server) basePath() string {
 		return ""
 	}
 	return strings.TrimRight(u.Path, "/")
+}
+
+// keyFields turns the engine's form fields into the template's, with an
+// element id derived from the input name.
+func keyFields(in []connect.KeyField) []apiKeyField {
+	out := make([]apiKeyField, len(in))
+	for i, f := range in {
+		out[i] = apiKeyField{Input: f.Input, ID: strings.ReplaceAll(f.Input, "_", "-"), Label: f.Label, Type: f.Type, Value: f.Value}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -112,10 +113,20 @@ type consentPage struct {
 
 // apiKeyPage is the data of the form for providers whose users paste an
 // API key instead of running an upstream OAuth flow. The key arrives as
-// form field "api_key"; the buttons are name="decision" value="allow" /
-// "cancel". A non-empty Error re-renders the form with that message.
+// form field "api_key", or as one field per entry of Fields; the buttons
+// are name="decision" value="allow" / "cancel". A non-empty Error
+// re-renders the form with that message.
 type apiKeyPage struct {
 	ServiceName, IconURL, HelpText, HelpURL, CSRFToken, ActionURL, Error string
+	// Fields are the inputs; empty means the one "api_key" input.
+	Fields []apiKeyField
+}
+
+// apiKeyField is one input of the API-key form.
+type apiKeyField struct {
+	Input, ID, Label, Type, Value string
+	// Last carries the help text under it.
+	Last bool
 }
 
 // errorPage is a terminal error shown instead of redirecting, for example
@@ -166,6 +177,11 @@ func renderAPIKey(w http.ResponseWriter, p apiKeyPage, formAction []string) erro
 	if p.Error != "" {
 		status = http.StatusBadRequest
 	}
+	if len(p.Fields) == 0 {
+		p.Fields = []apiKeyField{{Input: "api_key", ID: "api-key", Label: "API key", Type: "password"}}
+	}
+	p.Fields = slices.Clone(p.Fields)
+	p.Fields[len(p.Fields)-1].Last = true
 	v := apiKeyView{
 		apiKeyPage: p,
 		Icon:       httpsURL(p.IconURL),

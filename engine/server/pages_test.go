@@ -163,6 +163,33 @@ func pageCases() []pageCase {
 			helpURL:   "https://example.com/settings/keys",
 		},
 		{
+			// Two fields (upstream.auth.api_key.fields): the e-mail is
+			// shown and kept after a refusal, escaped like everything
+			// else; the token is a password input and never refilled.
+			name: "api key with fields",
+			render: func(w http.ResponseWriter) error {
+				return renderAPIKey(w, apiKeyPage{
+					ServiceName: "Jira", CSRFToken: csrf, ActionURL: "/providers/jira/api-key", Error: "Jira did not accept this key.",
+					Fields: []apiKeyField{
+						{Input: "field_email", ID: "field-email", Label: evil, Type: "email", Value: evil},
+						{Input: "field_token", ID: "field-token", Label: "API token", Type: "password"},
+					},
+				}, nil)
+			},
+			status:    http.StatusBadRequest,
+			evilCount: 2, // label and kept value
+			contains: []string{
+				`name="field_email" type="email" required autofocus autocomplete="email"`,
+				`<label for="field-token">API token</label>`,
+				`name="field_token" type="password" required autocomplete="off"`,
+				`aria-invalid="true"`,
+			},
+			absent:    []string{`name="api_key"`},
+			form:      true,
+			actionURL: "/providers/jira/api-key",
+			csrf:      csrf,
+		},
+		{
 			name: "api key with error",
 			render: func(w http.ResponseWriter) error {
 				return renderAPIKey(w, apiKeyPage{
