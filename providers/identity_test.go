@@ -2,9 +2,11 @@ package providers_test
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -70,6 +72,10 @@ func buildAtEnv(t *testing.T, name, fakeURL string, env map[string]string) *prov
 	return p
 }
 
+// atlassianFields are what a user enters on the Jira, Confluence and
+// Bitbucket key form.
+var atlassianFields = map[string]string{"email": "mia@example.com", "token": "ATATT3xFfGF0"}
+
 // TestBuiltinIdentity runs the identity request of every built-in provider
 // with per-user sign-in against a canned answer of its real API (issue 3
 // item 2): the credential travels in the header and form the upstream
@@ -83,6 +89,9 @@ func TestBuiltinIdentity(t *testing.T) {
 		name     string
 		provider string
 		token    string
+		// fields, when set, is the credential instead of token: the
+		// values of a form that asks for several.
+		fields map[string]string
 		// How the request must look.
 		method, path string
 		authHeader   string // the header carrying the credential
@@ -147,23 +156,33 @@ func TestBuiltinIdentity(t *testing.T) {
 			wantKey:  "clickup:123456789012", wantName: "John Doe",
 		},
 		{
-			// Atlassian API tokens go as HTTP Basic: the user pastes the
-			// Base64 of "email:token" (here mia@example.com:ATATT3xFfGF0).
-			name: "jira myself", provider: "jira", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			// Atlassian API tokens go as HTTP Basic: the form asks for
+			// the e-mail and the token, and the header is
+			// Basic base64("mia@example.com:ATATT3xFfGF0").
+			name: "jira myself", provider: "jira", fields: atlassianFields,
 			method: http.MethodGet, path: "/rest/api/2/myself",
 			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
 			response: `{"self": "https://your-domain.atlassian.net/rest/api/2/user?accountId=5b10a2844c20165700ede21g", "accountId": "5b10a2844c20165700ede21g", "accountType": "atlassian", "emailAddress": "mia@example.com", "displayName": "Mia Krystof", "active": true}`,
 			wantKey:  "jira:5b10a2844c20165700ede21g", wantName: "Mia Krystof",
 		},
 		{
-			name: "confluence current user", provider: "confluence", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			// Connected before the form had two fields: the user pasted
+			// the Base64 of "email:token", which is sent as it was.
+			name: "jira key pasted as one value", provider: "jira", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			method: http.MethodGet, path: "/rest/api/2/myself",
+			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			response: `{"accountId": "5b10a2844c20165700ede21g", "displayName": "Mia Krystof"}`,
+			wantKey:  "jira:5b10a2844c20165700ede21g", wantName: "Mia Krystof",
+		},
+		{
+			name: "confluence current user", provider: "confluence", fields: atlassianFields,
 			method: http.MethodGet, path: "/wiki/rest/api/user/current",
 			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
 			response: `{"type": "known", "accountId": "5b10ac8d82e05b22cc7d4ef5", "accountType": "atlassian", "email": "emma@example.com", "publicName": "emma", "displayName": "Emma Richards"}`,
 			wantKey:  "confluence:5b10ac8d82e05b22cc7d4ef5", wantName: "Emma Richards",
 		},
 		{
-			name: "bitbucket user", provider: "bitbucket", token: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
+			name: "bitbucket user", provider: "bitbucket", fields: atlassianFields,
 			method: http.MethodGet, path: "/2.0/user",
 			authHeader: "Authorization", authValue: "Basic bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA==",
 			response: `{"type": "user", "uuid": "{d301aafa-d676-4ee0-88be-962be7417567}", "account_id": "5b10ac8d82e05b22cc7d4ef5", "nickname": "emmar", "display_name": "Emma Richards"}`,
@@ -217,11 +236,28 @@ func TestBuiltinIdentity(t *testing.T) {
 			p := buildAt(t, tc.provider, srv.URL)
 			require.True(t, p.HasIdentity())
 
-			acct, err := p.Identify(t.Context(), provider.Credential{Key: "identify:test", Token: config.Secret(tc.token)})
+			cred := provider.Credential{Key: "identify:test", Token: config.Secret(tc.token)}
+			secret := tc.token
+			if tc.fields != nil {
+				cred = provider.Credential{Key: "identify:test", Fields: map[string]config.Secret{}}
+				for k, v := range tc.fields {
+					cred.Fields[k] = config.Secret(v)
+				}
+				secret = tc.fields["token"]
+				// The form asks for exactly these fields, the secret
+				// ones hidden.
+				var asked []string
+				for _, f := range p.Config.Upstream.Auth.APIKey.Fields {
+					asked = append(asked, f.Name)
+					assert.Equal(t, f.Name != "email", f.Type == config.FieldSecret, f.Name)
+				}
+				assert.ElementsMatch(t, slices.Collect(maps.Keys(tc.fields)), asked)
+			}
+			acct, err := p.Identify(t.Context(), cred)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantKey, acct.Key)
 			assert.Equal(t, tc.wantName, acct.Name)
-			assert.NotContains(t, acct.Key+acct.Name, tc.token, "the credential never becomes the account (TH-14)")
+			assert.NotContains(t, acct.Key+acct.Name, secret, "the credential never becomes the account (TH-14)")
 
 			require.Len(t, seen, 1, "exactly one identity request")
 			r := <-seen
