@@ -39,7 +39,8 @@ func Names() []string {
 // PlaceholderEnv returns stand-in values for the environment variables
 // that a built-in provider cannot load without (those referenced as
 // ${NAME}, with no default): the upstream OAuth apps of github-oauth and
-// zendesk, and the customer's own host of jira, confluence and zendesk.
+// zendesk, Trello's app key, and the customer's own host of jira,
+// confluence and zendesk.
 // The hosts stand in with the names the vendors' documentation uses
 // (your-domain.atlassian.net, example.zendesk.com), so fixture URIs read
 // like the vendors' examples. It is for offline runs that never reach an
@@ -55,5 +56,6 @@ func PlaceholderEnv() map[string]string {
 		"ZENDESK_SUBDOMAIN":     "example",
 		"ZENDESK_CLIENT_ID":     "placeholder-zendesk-client-id",
 		"ZENDESK_CLIENT_SECRET": "placeholder-zendesk-client-secret",
+		"TRELLO_APP_KEY":        "placeholder-trello-app-key",
 	}
 }

@@ -226,6 +226,16 @@ func TestBuiltinIdentity(t *testing.T) {
 			response: `{"version": "0", "auth": {"scopes": ["event:read"]}, "user": {"id": "1234567", "name": null, "email": "john.doe@example.com"}}`,
 			wantKey:  "sentry:1234567", wantName: "john.doe@example.com",
 		},
+		{
+			// Trello wants the operator's app key and the user's token in
+			// one header (PlaceholderEnv's app key here); GET
+			// /1/members/me answers the token's member.
+			name: "trello me", provider: "trello", fields: map[string]string{"token": "ATTA0f1e2d3c4b5a69788796a5b4c3d2e1f0"},
+			method: http.MethodGet, path: "/1/members/me",
+			authHeader: "Authorization", authValue: `OAuth oauth_consumer_key="placeholder-trello-app-key", oauth_token="ATTA0f1e2d3c4b5a69788796a5b4c3d2e1f0"`,
+			response: `{"id": "5abbe4b7ddc1b351ef961411", "username": "bentleycook", "fullName": "Bentley Cook", "initials": "BC"}`,
+			wantKey:  "trello:5abbe4b7ddc1b351ef961411", wantName: "Bentley Cook",
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -249,7 +259,7 @@ func TestBuiltinIdentity(t *testing.T) {
 				var asked []string
 				for _, f := range p.Config.Upstream.Auth.APIKey.Fields {
 					asked = append(asked, f.Name)
-					assert.Equal(t, f.Name != "email", f.Type == config.FieldSecret, f.Name)
+					assert.Equal(t, f.Name == "token", f.Type == config.FieldSecret, f.Name)
 				}
 				assert.ElementsMatch(t, slices.Collect(maps.Keys(tc.fields)), asked)
 			}
@@ -306,6 +316,9 @@ func TestBuiltinIdentityRejects(t *testing.T) {
 		{provider: "zendesk", body: `{"error": "invalid_token", "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons."}`},
 		{provider: "sentry", body: `{"detail": "Invalid token"}`},
 		{provider: "figma", body: `{"status": 403, "err": "Invalid token"}`, status: http.StatusForbidden},
+		// errors.statuses reads an unfurl's 401 as "not found", never the
+		// identity request's.
+		{provider: "trello", body: `"invalid token"`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -346,6 +359,7 @@ func TestBuiltinIdentityNeedsAnAccount(t *testing.T) {
 		// An organization token (sntrys_...) authenticates but belongs to
 		// no user: it must not connect as an empty or shared account.
 		{provider: "sentry", body: `{"version": "0", "auth": {"scopes": ["org:ci"]}, "user": null}`},
+		{provider: "trello", body: `{"username": "bentleycook"}`},
 	} {
 		t.Run(tc.provider, func(t *testing.T) {
 			t.Parallel()
@@ -370,4 +384,28 @@ func TestGitHubHasNoIdentity(t *testing.T) {
 	assert.Equal(t, config.AuthNone, p.AuthType())
 	assert.False(t, p.HasIdentity())
 	assert.Empty(t, seen)
+}
+
+// TestTrelloUnfurlCredential: a card unfurl carries the same OAuth header
+// as the identity request, and Trello's 401 for a card on a board the
+// user cannot see is "not found", so one such link does not ask the user
+// to reconnect.
+func TestTrelloUnfurlCredential(t *testing.T) {
+	t.Parallel()
+	cred := provider.Credential{Key: "conn-1", Fields: map[string]config.Secret{"token": "ATTA0f1e2d3c4b5a69788796a5b4c3d2e1f0"}}
+	want := `OAuth oauth_consumer_key="placeholder-trello-app-key", oauth_token="ATTA0f1e2d3c4b5a69788796a5b4c3d2e1f0"`
+
+	srv, seen := fakeIdentity(t, http.StatusOK, `{"name": "👋 What? Why? How?", "list": {"name": "Info"}}`)
+	p := buildAt(t, "trello", srv.URL)
+	r := p.Unfurl(t.Context(), "https://trello.com/c/H0TZyzbK/4-what-why-how", cred, provider.UnfurlOptions{NoCache: true})
+	require.Nil(t, r.Error, string(r.Body))
+	req := <-seen
+	assert.Equal(t, "/1/cards/H0TZyzbK", req.path)
+	assert.Equal(t, want, req.header.Get("Authorization"))
+
+	srv, _ = fakeIdentity(t, http.StatusUnauthorized, `"unauthorized card permission requested"`)
+	p = buildAt(t, "trello", srv.URL)
+	r = p.Unfurl(t.Context(), "https://trello.com/c/Xq9PcK2a", cred, provider.UnfurlOptions{NoCache: true})
+	require.NotNil(t, r.Error)
+	assert.Equal(t, http.StatusNotFound, r.Error.Status)
 }

@@ -35,7 +35,7 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 
 func TestNames(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, []string{"asana", "bitbucket", "clickup", "confluence", "figma", "github", "github-oauth", "gitlab", "jira", "linear", "pagerduty", "sentry", "shortcut", "stackoverflow", "zendesk"}, providers.Names())
+	assert.Equal(t, []string{"asana", "bitbucket", "clickup", "confluence", "figma", "github", "github-oauth", "gitlab", "jira", "linear", "pagerduty", "sentry", "shortcut", "stackoverflow", "trello", "zendesk"}, providers.Names())
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
@@ -109,6 +109,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 		oauthApp string // <oauthApp>_CLIENT_ID/SECRET reach upstream.auth.oauth2
 		site     string // the variable naming the customer's host
 		host     string // the host it gives with site set to "acme"
+		appKey   string // the variable reaching upstream.auth.secrets.app_key
 	}{
 		{name: "asana", authType: config.AuthAPIKey},
 		{name: "bitbucket", authType: config.AuthAPIKey},
@@ -125,6 +126,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 		{name: "figma", authType: config.AuthAPIKey},
 		{name: "sentry", authType: config.AuthAPIKey},
 		{name: "stackoverflow", authType: config.AuthNone},
+		{name: "trello", authType: config.AuthAPIKey, appKey: "TRELLO_APP_KEY"},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -147,6 +149,9 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 			if tc.site != "" {
 				env[tc.site] = "acme"
 			}
+			if tc.appKey != "" {
+				env[tc.appKey] = "app-key-0123"
+			}
 			cfg, errs := parseBuiltinEnv(t, tc.name, env)
 			require.False(t, errs.HasErrors(), "%v", errs)
 			p := cfg.Providers[0]
@@ -155,6 +160,12 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 				assert.Equal(t, "upstream-token", p.Upstream.Auth.Token.Reveal())
 			} else {
 				assert.True(t, p.Upstream.Auth.Token.IsZero(), "a per-user provider has no service-wide token")
+			}
+			if tc.appKey != "" {
+				// An operator secret: read by upstream.auth.value only,
+				// and by the token link the form shows.
+				assert.Equal(t, "app-key-0123", p.Upstream.Auth.Secrets["app_key"].Reveal())
+				assert.Contains(t, p.Upstream.Auth.APIKey.HelpURL, "key=app-key-0123")
 			}
 			if tc.oauthApp != "" {
 				assert.Equal(t, "app-client-id", p.Upstream.Auth.OAuth2.ClientID)
@@ -188,7 +199,7 @@ func TestBuiltinsUseEnvironment(t *testing.T) {
 }
 
 // TestBuiltinsWithoutEnvironment loads each built-in provider with nothing
-// exported. Only the upstream OAuth apps (github-oauth, zendesk) and the
+// exported. Only the upstream apps (github-oauth, zendesk, trello) and the
 // customer's own host (jira, confluence, zendesk: no default, so that
 // credentials never go to a guessed site) are required, and they are
 // named at once (config problems all reported together, STYLE.md 2);
@@ -201,6 +212,7 @@ func TestBuiltinsWithoutEnvironment(t *testing.T) {
 		"jira":         {"JIRA_SITE"},
 		"confluence":   {"CONFLUENCE_SITE"},
 		"zendesk":      {"ZENDESK_SUBDOMAIN", "ZENDESK_CLIENT_ID", "ZENDESK_CLIENT_SECRET"},
+		"trello":       {"TRELLO_APP_KEY"},
 	}
 	var all []string
 	for _, n := range providers.Names() {

@@ -136,6 +136,13 @@ func TestCredentialHeader(t *testing.T) {
 			want: `OAuth oauth_consumer_key="app-0123", oauth_token="ATTA1234"`,
 		},
 		{
+			// `unfurld preview --token` gives one value: a one-field
+			// form's field.
+			name: "single value for a one-field form", auth: trelloAuth,
+			cred: provider.Credential{Key: "c1", Token: "ATTA1234"},
+			want: `OAuth oauth_consumer_key="app-0123", oauth_token="ATTA1234"`,
+		},
+		{
 			name: "value over a single token", auth: "        type: api_key\n        value: '\"Token \" + credential.token'",
 			cred: provider.Credential{Key: "c1", Token: "k-1"},
 			want: "Token k-1",

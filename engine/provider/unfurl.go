@@ -533,11 +533,19 @@ func (p *Provider) authorize(h http.Header, cred Credential) error {
 		if tok.IsZero() {
 			return nil
 		}
-		if p.authValue == nil || len(p.staticAuth.APIKey.Fields) > 0 {
+		asked := p.staticAuth.APIKey.Fields
+		switch {
+		case p.authValue == nil || len(asked) > 1:
+			// A key stored before the form asked for several fields.
 			h.Set(p.staticAuth.Header, p.prefixed(tok.Reveal()))
 			return nil
+		case len(asked) == 1:
+			// One value is what a one-field form gives, e.g. a token
+			// passed to `unfurld preview --token`.
+			fields = map[string]string{asked[0].Name: tok.Reveal()}
+		default:
+			fields = map[string]string{credentialToken: tok.Reveal()}
 		}
-		fields = map[string]string{credentialToken: tok.Reveal()}
 	}
 	if p.authValue == nil {
 		// One form field and no expression: that field is the key.
