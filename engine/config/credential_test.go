@@ -1,6 +1,10 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -27,5 +31,14 @@ func TestCredentialShape(t *testing.T) {
 	assert.Equal(t, "dev-secret", a.Secrets["other"].Reveal())
 	assert.Equal(t, SourceFile, cfg.Sources["providers.tracker.upstream.auth.secrets.app_key"].Kind)
 	assert.Equal(t, map[string]string{"401": StatusNotFound, "418": StatusTryLater}, cfg.Providers[0].Errors.Statuses)
-	assert.NotContains(t, a.Secrets["app_key"].String(), "file-secret")
+
+	// Printed, logged or encoded, the auth block shows no secret.
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("auth", "auth", a, "secrets", a.Secrets)
+	js, err := json.Marshal(a)
+	require.NoError(t, err)
+	for _, out := range []string{logged.String(), string(js), fmt.Sprintf("%v %+v", a, a.Secrets)} {
+		assert.NotContains(t, out, "file-secret")
+		assert.NotContains(t, out, "dev-secret")
+	}
 }
