@@ -201,6 +201,23 @@ func TestCredentialValueFailureHidesSecrets(t *testing.T) {
 	assert.Empty(t, up.seen, "nothing is sent without the header")
 }
 
+// TestCredentialFieldsWithoutValue: a credential of several fields,
+// connected before the configuration dropped upstream.auth.value, is not
+// sent at all rather than one field picked at random.
+func TestCredentialFieldsWithoutValue(t *testing.T) {
+	t.Parallel()
+	p, up := buildCredential(t, "        type: api_key", "", nil)
+	cred := provider.Credential{Key: "c1", Fields: map[string]config.Secret{"email": "mia@example.com", "token": "tok-secret-42"}}
+	r := p.Unfurl(t.Context(), "https://acme.example/items/1", cred, provider.UnfurlOptions{})
+	require.NotNil(t, r.Error)
+	assert.Equal(t, 502, r.Error.Status)
+	require.NotNil(t, r.Failure)
+	assert.NotContains(t, r.Failure.Err.Error(), "tok-secret-42")
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	assert.Empty(t, up.seen)
+}
+
 // TestErrorStatuses: errors.statuses makes an unfurl's 401 "not found"
 // (Trello answers 401 for a card the user cannot see), while the identity
 // request's 401 still refuses the credential.

@@ -549,6 +549,11 @@ func (p *Provider) authorize(h http.Header, cred Credential) error {
 	}
 	if p.authValue == nil {
 		// One form field and no expression: that field is the key.
+		if len(fields) != 1 {
+			// Connected while the form asked for several fields, which
+			// the configuration no longer combines.
+			return fmt.Errorf("the credential has %d fields and upstream.auth.value does not say how to send them", len(fields))
+		}
 		for _, v := range fields {
 			h.Set(p.staticAuth.Header, p.prefixed(v))
 		}
