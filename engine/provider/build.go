@@ -220,11 +220,16 @@ func unsupportedRegex(src string, err error) string {
 }
 
 func (b *builder) pattern(p *Provider, pc *config.Pattern, path string) *Pattern {
+	if msg := notionSyntax(pc.Regex); msg != "" {
+		b.fail(path+".regex", "%s", msg)
+		return nil
+	}
 	re, err := regexp.Compile(pc.Regex)
 	if err != nil {
 		b.fail(path+".regex", "%s", unsupportedRegex(pc.Regex, err))
 		return nil
 	}
+	b.checkAnchors(re, pc, path+".regex")
 	pat := &Pattern{
 		Name:    pc.Name,
 		Regex:   re,
