@@ -23,6 +23,11 @@ type LoadOptions struct {
 	LookupEnv func(string) (string, bool)
 	// Builtins holds ready-made providers as "<name>.yaml" at its root, for `include: builtin:<name>`. May be nil.
 	Builtins fs.FS
+	// AllowSharedDomains skips the refusal of two providers claiming one
+	// Notion domain, for harnesses that load every built-in provider at
+	// once to run fixtures (builtin:github and builtin:github-oauth both
+	// claim github.com). A deployment never sets it.
+	AllowSharedDomains bool
 }
 
 // builtinPrefix marks an include of a provider shipped in the binary.
@@ -60,7 +65,7 @@ func Parse(name string, data []byte, opts LoadOptions) (*Config, Errors) {
 	cfg.Positions = l.pos
 	cfg.Sources = l.sources
 	cfg.SetDefaults()
-	l.errs = append(l.errs, cfg.validate(l.broken, l.bad)...)
+	l.errs = append(l.errs, cfg.validate(l.broken, l.bad, opts.AllowSharedDomains)...)
 	l.errs.Sort()
 	return cfg, l.errs
 }
