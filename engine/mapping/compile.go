@@ -71,6 +71,9 @@ type Compiler struct {
 	opts  []expr.Option
 	// reserved lists response names that collide with the language.
 	reserved []string
+	// helperNames are the helpers' names (not expr's builtins), whose
+	// arguments checkCalls checks.
+	helperNames map[string]bool
 }
 
 // NewCompiler returns a compiler for a pattern whose requests are named
@@ -110,7 +113,9 @@ func NewCompiler(docNames, groupNames []string) *Compiler {
 		c.names = append(c.names, name)
 		c.opts = append(c.opts, expr.EnableBuiltin(name))
 	}
+	c.helperNames = make(map[string]bool)
 	for _, h := range helpers() {
+		c.helperNames[h.name] = true
 		c.opts = append(c.opts, h.option())
 		if h.metered {
 			c.metered[h.name] = true
@@ -227,9 +232,15 @@ func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
 		if other != nil {
 			return nil, nil, other
 		}
+		explainCall(tree.Node, ce)
 		// A rewrite problem is the cause when it comes first.
 		if fe == nil || ce.From < fe.From {
 			fe = ce
+		}
+	}
+	if fe == nil {
+		if ce := checkCalls(tree.Node, c.helperNames); ce != nil {
+			fe = ce.Bind(file.NewSource(src))
 		}
 	}
 	if fe != nil {
