@@ -155,6 +155,14 @@ func syntaxError(file string, data []byte, err error) Error {
 	if line == 0 {
 		line = badByteLine(data)
 	}
+	if real, ok := problemLine(data, err.Error(), line); ok {
+		// yaml.v3 printed the line before the enclosing collection
+		// (see syntax.go); start is that collection's first line.
+		if hint := structureHint(data, strings.TrimPrefix(msg, "yaml: "), line+1, real); hint != "" {
+			msg += " (" + hint + ")"
+		}
+		return Error{Pos: Pos{File: file, Line: real, Col: indentCol(data, real)}, Msg: msg}
+	}
 	return Error{Pos: Pos{File: file, Line: line, Col: 1}, Msg: msg}
 }
 
