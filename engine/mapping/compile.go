@@ -178,7 +178,7 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 			prog, err = nil, &config.Error{Pos: pos, Path: path, Msg: fmt.Sprintf("cannot compile the expression: %v", r)}
 		}
 	}()
-	p, fe, err := c.build(src)
+	p, reads, fe, err := c.build(src)
 	if err != nil {
 		// Only a panic inside expr's compiler gets here: expr reports
 		// every problem with the expression as a *file.Error.
@@ -191,7 +191,7 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 	for d := range c.docs {
 		docs = append(docs, d)
 	}
-	return &Program{prog: p, docs: docs, pos: pos, path: path}, nil
+	return &Program{prog: p, docs: docs, reads: reads, pos: pos, path: path}, nil
 }
 
 // build runs expr's compile pipeline with our rewrite in the middle.
@@ -202,7 +202,7 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 // ourselves gives exactly one check for the string-`+` decision and one
 // final check on a tree with no stale call types. A problem in the
 // expression comes back as a *file.Error bound to src.
-func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
+func (c *Compiler) build(src string) (*vm.Program, []docRead, *file.Error, error) {
 	cfg := conf.CreateNew()
 	for _, op := range c.opts {
 		op(cfg)
@@ -213,7 +213,7 @@ func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
 	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
 		fe, other := asFileError(err)
-		return nil, fe, other
+		return nil, nil, fe, other
 	}
 	rw := &rewriter{c: c, reads: make(map[*ast.CallNode]docRead)}
 	ast.Walk(&tree.Node, rw)
@@ -230,7 +230,7 @@ func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
 	if err != nil {
 		ce, other := asFileError(err)
 		if other != nil {
-			return nil, nil, other
+			return nil, nil, nil, other
 		}
 		explainCall(tree.Node, ce)
 		// A rewrite problem is the cause when it comes first.
@@ -244,20 +244,55 @@ func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
 		}
 	}
 	if fe != nil {
-		return nil, fe, nil
+		return nil, nil, fe, nil
 	}
+	// Before the optimizer, which may fold calls away.
+	reads := c.constantReads(tree.Node)
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 		ce, other := asFileError(err)
 		if ce != nil {
 			ce = ce.Bind(tree.Source)
 		}
-		return nil, ce, other
+		return nil, nil, ce, other
 	}
 	prog, err := compiler.Compile(tree, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return prog, nil, nil
+	return prog, reads, nil, nil
+}
+
+// constantReads lists the response reads of a rewritten tree whose path
+// is a constant (issue.user.login, get(issue, "labels.0")), in the order
+// they appear, for Program.Missing.
+func (c *Compiler) constantReads(tree ast.Node) []docRead {
+	f := &readFinder{docs: c.docs}
+	ast.Walk(&tree, f)
+	return f.reads
+}
+
+type readFinder struct {
+	docs  map[string]bool
+	reads []docRead
+}
+
+// Visit implements ast.Visitor; it sees children first, so an inner read
+// (the argument of a helper) comes before the call around it.
+func (f *readFinder) Visit(node *ast.Node) {
+	call, ok := (*node).(*ast.CallNode)
+	if !ok || len(call.Arguments) != 3 {
+		return
+	}
+	if id, ok := call.Callee.(*ast.IdentifierNode); !ok || id.Value != "get" {
+		return
+	}
+	doc, ok := call.Arguments[1].(*ast.IdentifierNode)
+	if !ok || !f.docs[doc.Value] {
+		return
+	}
+	if path, ok := call.Arguments[2].(*ast.StringNode); ok {
+		f.reads = append(f.reads, docRead{doc: doc.Value, path: path.Value})
+	}
 }
 
 // asFileError splits expr's errors into positioned ones and the rest.
@@ -368,8 +403,10 @@ func distance(a, b string) int {
 type Program struct {
 	prog *vm.Program
 	docs []string
-	pos  config.Pos
-	path string
+	// reads are the response reads with a constant path, for Missing.
+	reads []docRead
+	pos   config.Pos
+	path  string
 	// vms holds *vm.VM for reuse: expr's VM resets its stack, scopes and
 	// memory count at the start of every Run, and keeps the buffers it
 	// grew, where a fresh VM per evaluation allocated them again on
@@ -417,6 +454,26 @@ func (p *Program) Eval(env *Env) (out any, err error) {
 		return nil, p.evalError(err)
 	}
 	return out, nil
+}
+
+// Missing explains why the program's value came out empty when a
+// response read it makes finds nothing: the first read whose path is
+// absent or null, with the nearest fields that exist (Doc.Missing). It
+// returns "" when every read finds a value. It reads the responses again,
+// so it is for reporting a missing value only, never per unfurl.
+func (p *Program) Missing(env *Env) string {
+	if env == nil {
+		return ""
+	}
+	for _, rd := range p.reads {
+		if rd.path == "" {
+			continue
+		}
+		if why := env.Docs[rd.doc].Missing(rd.doc, rd.path); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 // String returns where the program was written.
