@@ -85,7 +85,7 @@ func (v *checker) domains(ps []Provider, paths []string, skip map[int]bool) {
 			continue
 		}
 		for i := range j {
-			if !ok[i] || !sameRootDomain(ps[i].Notion.Domain, ps[j].Notion.Domain) {
+			if !ok[i] || !DomainsOverlap(ps[i].Notion.Domain, ps[j].Notion.Domain) {
 				continue
 			}
 			if ps[i].Notion.SharedDomain && ps[j].Notion.SharedDomain {
@@ -111,10 +111,10 @@ func (v *checker) domains(ps []Provider, paths []string, skip map[int]bool) {
 	}
 }
 
-// sameRootDomain reports whether a and b are the same domain or one is a
+// DomainsOverlap reports whether a and b are the same domain or one is a
 // subdomain of the other, ignoring case, a leading www. and a trailing
-// dot.
-func sameRootDomain(a, b string) bool {
+// dot: two Notion integrations with such domains claim the same links.
+func DomainsOverlap(a, b string) bool {
 	norm := func(d string) string {
 		return strings.TrimPrefix(strings.TrimSuffix(strings.ToLower(d), "."), "www.")
 	}

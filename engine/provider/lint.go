@@ -17,6 +17,10 @@ import (
 // Notion's dashboard takes (protocol 9.2, 9.3).
 const patternSyntaxDoc = "docs/protocol.md#92-syntax"
 
+// sharedDomainDoc is where the repository explains why each provider is
+// its own Notion integration with its own domain (protocol 1.3).
+const sharedDomainDoc = "docs/protocol.md#13-one-integration-per-upstream-domain"
+
 // goGroupRE finds Go's and Python's named-group spelling (?P<name>.
 var goGroupRE = regexp.MustCompile(`\(\?P<([A-Za-z_][A-Za-z0-9_]*)>`)
 
