@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"regexp/syntax"
+	"strings"
 
 	"github.com/unfurld/unfurld/engine/config"
 )
@@ -21,20 +22,56 @@ const patternSyntaxDoc = "docs/protocol.md#92-syntax"
 // its own Notion integration with its own domain (protocol 1.3).
 const sharedDomainDoc = "docs/protocol.md#13-one-integration-per-upstream-domain"
 
-// goGroupRE finds Go's and Python's named-group spelling (?P<name>.
-var goGroupRE = regexp.MustCompile(`\(\?P<([A-Za-z_][A-Za-z0-9_]*)>`)
-
 // notionSyntax refuses what Go's regexp accepts but Notion's dashboard
-// does not (protocol 9.2): `unfurld notion-settings` prints the pattern for
-// pasting there verbatim, so a Go-only spelling would pass here and fail
-// there. It returns "" when src is fine.
+// does not, or reads differently: `unfurld notion-settings` prints the
+// pattern for pasting there verbatim, so a Go-only spelling would pass
+// here and fail, or match other links, there. Notion's engine is taken to
+// be JavaScript's (protocol 9.2), which differs from RE2 in flag syntax
+// and Unicode classes (protocol 9.3). It returns "" when src is fine.
 func notionSyntax(src string) string {
-	m := goGroupRE.FindStringSubmatch(src)
-	if m == nil {
-		return ""
+	inClass := false
+	for i := 0; i < len(src); i++ {
+		rest := src[i:]
+		switch {
+		case rest[0] == '\\' && len(rest) > 1:
+			switch rest[1] {
+			case 'A', 'z':
+				return fmt.Sprintf("\\%c is Go's spelling, which Notion's dashboard does not take; write %s (see %s)", rest[1], map[byte]string{'A': "^", 'z': "$"}[rest[1]], patternSyntaxDoc)
+			case 'Q':
+				return fmt.Sprintf("\\Q...\\E is Go's quoting, which Notion's dashboard does not take; escape each special character with \\ instead (see %s)", patternSyntaxDoc)
+			case 'p', 'P':
+				return fmt.Sprintf("Unicode classes like \\%c{...} need a flag Notion's patterns do not set, and without it they match a plain letter %c; keep the pattern ASCII, e.g. [A-Za-z] (see %s)", rest[1], rest[1], patternSyntaxDoc)
+			}
+			i++ // the escaped character stands for itself
+		case inClass && strings.HasPrefix(rest, "[:"):
+			if end := strings.Index(rest, ":]"); end > 0 {
+				return fmt.Sprintf("%s is a Go character class, which Notion's dashboard reads as a set of single characters; write the range out, e.g. [A-Za-z] for [:alpha:] (see %s)", rest[:end+2], patternSyntaxDoc)
+			}
+		case rest[0] == '[' && !inClass:
+			inClass = true
+			if strings.HasPrefix(rest, "[^]") || strings.HasPrefix(rest, "[]") {
+				// A ] first in a class is a literal ].
+				i += strings.Index(rest, "]")
+			}
+		case rest[0] == ']' && inClass:
+			inClass = false
+		case inClass:
+		case strings.HasPrefix(rest, "(?P<"):
+			name, _, _ := strings.Cut(rest[len("(?P<"):], ">")
+			return fmt.Sprintf("(?P<%s>...) is Go's spelling of a named group, which Notion's dashboard refuses; write (?<%s>...) (see %s)", name, name, patternSyntaxDoc)
+		case strings.HasPrefix(rest, "(?") && len(rest) > 2 && isFlag(rest[2]):
+			j := 2
+			for j < len(rest) && (isFlag(rest[j]) || rest[j] == '-') {
+				j++
+			}
+			return fmt.Sprintf("%s sets flags inline, Go syntax that Notion's dashboard does not take; remove it, and for (?i) spell the cases out, e.g. [Gg]it[Hh]ub (see %s)", rest[:min(j+1, len(rest))], patternSyntaxDoc)
+		}
 	}
-	return fmt.Sprintf("(?P<%s>...) is Go's spelling of a named group, which Notion's dashboard refuses; write (?<%s>...) (see %s)", m[1], m[1], patternSyntaxDoc)
+	return ""
 }
+
+// isFlag reports whether c is one of RE2's inline flags.
+func isFlag(c byte) bool { return c == 'i' || c == 'm' || c == 's' || c == 'U' }
 
 // checkAnchors warns when re may match in the middle of a link. Notion
 // spots links with the pattern (protocol 9.1) and we route with it, so an
