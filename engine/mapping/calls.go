@@ -61,6 +61,16 @@ func signatures() map[string][]param {
 		"round":      {p("n", "number")},
 		"floor":      {p("n", "number")},
 		"ceil":       {p("n", "number")},
+		"map":        {p("list", "list"), p("predicate", "any")},
+		"filter":     {p("list", "list"), p("predicate", "any")},
+		"all":        {p("list", "list"), p("predicate", "any")},
+		"any":        {p("list", "list"), p("predicate", "any")},
+		"none":       {p("list", "list"), p("predicate", "any")},
+		"one":        {p("list", "list"), p("predicate", "any")},
+		"count":      {p("list", "list"), opt("predicate", "any")},
+		"find":       {p("list", "list"), p("predicate", "any")},
+		"sum":        {p("list", "list"), opt("predicate", "any")},
+		"sort":       {p("list", "list"), opt("order", "string")},
 	}
 }
 
@@ -68,7 +78,7 @@ func signatures() map[string][]param {
 // the function but neither what it takes nor what it was given, and with
 // overloads the count is the last overload tried: pluralize("many", 3)
 // said "not enough arguments".
-var callErrorRE = regexp.MustCompile(`^(?:not enough arguments to call|too many arguments to call|cannot use \S+ as argument \(type \S+\) to call) (\w+)$|^invalid number of arguments \(expected \d+, got \d+\)$`)
+var callErrorRE = regexp.MustCompile(`^(?:not enough arguments to call|too many arguments to call|cannot use .+? as argument \(type .+?\) to call) (\w+)$|^invalid number of arguments \(expected \d+, got \d+\)$`)
 
 // explainCall rewrites fe's message when it is about a call's arguments:
 // it names the function, the parameters it takes and the types it was
@@ -149,6 +159,46 @@ func (c *callChecker) Visit(node *ast.Node) {
 			return
 		}
 	}
+}
+
+// atLeastRE is the parser's message for a predicate builtin (map, filter,
+// ...) called without its predicate; the parser has no tree to give.
+var atLeastRE = regexp.MustCompile(`^expected at least \d+ arguments?$`)
+
+// explainParse rewrites the parser's argument-count message: it names the
+// function, found in src as the name before the innermost parenthesis
+// still open at the error, and what it takes.
+func explainParse(src string, fe *file.Error) {
+	if !atLeastRE.MatchString(strings.TrimSpace(fe.Message)) || fe.From > len(src) {
+		return
+	}
+	depth := 0
+	for i := min(fe.From, len(src)-1); i >= 0; i-- {
+		switch src[i] {
+		case ')':
+			if i < fe.From {
+				depth++
+			}
+		case '(':
+			if depth > 0 {
+				depth--
+				continue
+			}
+			j := i
+			for j > 0 && (isIdentByte(src[j-1])) {
+				j--
+			}
+			name := src[j:i]
+			if params, ok := signatures()[name]; ok {
+				fe.Message = fmt.Sprintf("%s takes %s (see %s)", name, usage(params), expressionsDoc)
+			}
+			return
+		}
+	}
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // callAt finds the call of name (any call when name is "") that holds

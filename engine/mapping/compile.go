@@ -213,6 +213,9 @@ func (c *Compiler) build(src string) (*vm.Program, []docRead, *file.Error, error
 	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
 		fe, other := asFileError(err)
+		if fe != nil {
+			explainParse(src, fe)
+		}
 		return nil, nil, fe, other
 	}
 	rw := &rewriter{c: c, reads: make(map[*ast.CallNode]docRead)}

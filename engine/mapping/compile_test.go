@@ -184,6 +184,16 @@ func TestCompileErrors(t *testing.T) {
 			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (any, string, string, string) (see README.md#expressions)`,
 		},
 		{
+			name: "swapped arguments with a list",
+			src:  `join(", ", map(issue.labels, .name))`, pos: plain,
+			want: "config.yaml:31:26: " + testPath + `: join takes (list list[, sep string]), got (string, list); are the two arguments swapped? (see README.md#expressions)`,
+		},
+		{
+			name: "predicate builtin without its predicate",
+			src:  `map(issue.labels)`, pos: plain,
+			want: "config.yaml:31:31: " + testPath + `: map takes (list list, predicate any) (see README.md#expressions)`,
+		},
+		{
 			name: "builtin with a wrong type",
 			src:  `trim(1)`, pos: plain,
 			want: "config.yaml:31:15: " + testPath + `: trim takes (s string[, chars string]), got (int) (see README.md#expressions)`,
