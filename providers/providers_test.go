@@ -19,7 +19,8 @@ var update = flag.Bool("update", false, "rewrite want.golden.json files from the
 // builtinConfig includes every built-in provider, in development mode and
 // with an empty environment, as a new user's first run would; only the
 // variables a builtin cannot load without get stand-ins
-// (providers.PlaceholderEnv), as `unfurld test` gives them.
+// (providers.PlaceholderEnv), as `unfurld test` gives them. Like `unfurld
+// test`, it lets github and github-oauth share github.com.
 func builtinConfig(t *testing.T) *config.Config {
 	t.Helper()
 	var b strings.Builder
@@ -29,7 +30,7 @@ func builtinConfig(t *testing.T) *config.Config {
 	}
 	env := providers.PlaceholderEnv()
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	cfg, errs := config.Parse("builtin.yaml", []byte(b.String()), config.LoadOptions{LookupEnv: lookup, Builtins: providers.FS()})
+	cfg, errs := config.Parse("builtin.yaml", []byte(b.String()), config.LoadOptions{LookupEnv: lookup, Builtins: providers.FS(), AllowSharedDomains: true})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	return cfg
 }

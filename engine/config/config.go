@@ -281,6 +281,14 @@ type ProviderNotion struct {
 	// and Domain itself (with www.) are served. Either way the patterns
 	// decide what matches; this only widens which hosts may be tried.
 	Subdomains bool `yaml:"subdomains"`
+	// SharedDomain acknowledges that another provider of this
+	// configuration claims the same domain (or one of its subdomains) as
+	// its own Notion integration, e.g. Jira and Confluence on one
+	// Atlassian site. Notion takes one root domain per integration and
+	// does not document how it chooses between two on one domain, so
+	// that is refused unless every provider on the domain sets this.
+	// Default false.
+	SharedDomain bool `yaml:"shared_domain"`
 	// AccessTokenTTL makes the access tokens we issue to Notion expire;
 	// Notion then refreshes them with the refresh token we send alongside
 	// (protocol 2.3). Default 0: long-lived tokens and no refresh token,

@@ -23,6 +23,11 @@ type LoadOptions struct {
 	LookupEnv func(string) (string, bool)
 	// Builtins holds ready-made providers as "<name>.yaml" at its root, for `include: builtin:<name>`. May be nil.
 	Builtins fs.FS
+	// AllowSharedDomains skips the refusal of two providers claiming one
+	// Notion domain, for harnesses that load every built-in provider at
+	// once to run fixtures (builtin:github and builtin:github-oauth both
+	// claim github.com). A deployment never sets it.
+	AllowSharedDomains bool
 }
 
 // builtinPrefix marks an include of a provider shipped in the binary.
@@ -60,7 +65,7 @@ func Parse(name string, data []byte, opts LoadOptions) (*Config, Errors) {
 	cfg.Positions = l.pos
 	cfg.Sources = l.sources
 	cfg.SetDefaults()
-	l.errs = append(l.errs, cfg.validate(l.broken, l.bad)...)
+	l.errs = append(l.errs, cfg.validate(l.broken, l.bad, opts.AllowSharedDomains)...)
 	l.errs.Sort()
 	return cfg, l.errs
 }
@@ -149,6 +154,14 @@ func syntaxError(file string, data []byte, err error) Error {
 	}
 	if line == 0 {
 		line = badByteLine(data)
+	}
+	if real, ok := problemLine(data, err.Error(), line); ok {
+		// yaml.v3 printed the line before the enclosing collection
+		// (see syntax.go); start is that collection's first line.
+		if hint := structureHint(data, strings.TrimPrefix(msg, "yaml: "), line+1, real); hint != "" {
+			msg += " (" + hint + ")"
+		}
+		return Error{Pos: Pos{File: file, Line: real, Col: indentCol(data, real)}, Msg: msg}
 	}
 	return Error{Pos: Pos{File: file, Line: line, Col: 1}, Msg: msg}
 }

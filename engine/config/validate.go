@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"net"
 	"net/url"
@@ -36,7 +37,7 @@ type checker struct {
 // validate checks c after SetDefaults. Providers at the indexes in skip
 // failed to include and are not checked; nothing is reported at the paths
 // in bad.
-func (c *Config) validate(skip map[int]bool, bad map[string]bool) Errors {
+func (c *Config) validate(skip map[int]bool, bad map[string]bool, sharedDomains bool) Errors {
 	v := &checker{
 		pos:  c.Positions,
 		bad:  bad,
@@ -56,7 +57,70 @@ func (c *Config) validate(skip map[int]bool, bad map[string]bool) Errors {
 		v.unique(first, p.Name, paths[i]+".name", "provider name")
 		v.provider(p, paths[i])
 	}
+	if !sharedDomains {
+		v.domains(c.Providers, paths, skip)
+	}
 	return v.errs
+}
+
+// integrationDoc is where the repository explains why each provider is
+// its own Notion integration with its own domain (protocol 1.3).
+const integrationDoc = "docs/protocol.md#13-one-integration-per-upstream-domain"
+
+// domains refuses two providers whose Notion domains overlap (equal, or
+// one a subdomain of the other), unless both set notion.shared_domain:
+// Notion takes one root domain per integration (protocol 1.3, 9.1), and
+// which of two integrations on one domain unfurls a link is not
+// documented.
+func (v *checker) domains(ps []Provider, paths []string, skip map[int]bool) {
+	// A provider whose name is invalid or taken is reported already, and
+	// is usually a copy of another: its domain would only repeat that.
+	ok := make([]bool, len(ps))
+	names := map[string]bool{}
+	for i := range ps {
+		ok[i] = !skip[i] && ps[i].Notion.Domain != "" && isProviderName(ps[i].Name) && !names[ps[i].Name]
+		names[ps[i].Name] = true
+	}
+	for j := range ps {
+		if !ok[j] {
+			continue
+		}
+		for i := range j {
+			if !ok[i] || !DomainsOverlap(ps[i].Notion.Domain, ps[j].Notion.Domain) {
+				continue
+			}
+			if ps[i].Notion.SharedDomain && ps[j].Notion.SharedDomain {
+				continue
+			}
+			at := v.pos.Of(paths[i] + ".notion.domain")
+			where := "on line " + strconv.Itoa(at.Line)
+			if here := v.pos.Of(paths[j] + ".notion.domain"); at.File != here.File {
+				where = "at " + at.String()
+			}
+			what := fmt.Sprintf("domain %q", ps[j].Notion.Domain)
+			if _, set := v.pos[paths[j]+".notion.domain"]; !set {
+				what += " (the host of the first sample)"
+			}
+			claim := "is also the domain of"
+			if !strings.EqualFold(strings.TrimPrefix(ps[i].Notion.Domain, "www."), strings.TrimPrefix(ps[j].Notion.Domain, "www.")) {
+				claim = fmt.Sprintf("overlaps %q, the domain of", ps[i].Notion.Domain)
+			}
+			v.fail(paths[j]+".notion.domain", "%s %s provider %q (%s); Notion takes one domain per integration, so keep one provider, or set notion.shared_domain: true on both if you mean two integrations on one domain (see %s)",
+				what, claim, ps[i].Name, where, integrationDoc)
+			break
+		}
+	}
+}
+
+// DomainsOverlap reports whether a and b are the same domain or one is a
+// subdomain of the other, ignoring case, a leading www. and a trailing
+// dot: two Notion integrations with such domains claim the same links.
+func DomainsOverlap(a, b string) bool {
+	norm := func(d string) string {
+		return strings.TrimPrefix(strings.TrimSuffix(strings.ToLower(d), "."), "www.")
+	}
+	a, b = norm(a), norm(b)
+	return a == b || strings.HasSuffix(a, "."+b) || strings.HasSuffix(b, "."+a)
 }
 
 func (v *checker) fail(path, format string, args ...any) {

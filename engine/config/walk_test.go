@@ -81,8 +81,9 @@ func TestAnchors(t *testing.T) {
 	assert.Equal(t, "q", b.Patterns[0].Name)
 	assert.Equal(t, cfg.Providers[0].Patterns[0].Regex, b.Patterns[0].Regex)
 	assert.Equal(t, []string{"https://a.example/1"}, b.Patterns[0].Samples)
-	assert.Equal(t, 11, cfg.Positions["providers.b.patterns.q.regex"].Line)
-	assert.Equal(t, 17, cfg.Positions["providers.b.upstream.timeout"].Line)
+	assert.True(t, b.Notion.SharedDomain, "notion: *notion")
+	assert.Equal(t, 12, cfg.Positions["providers.b.patterns.q.regex"].Line)
+	assert.Equal(t, 19, cfg.Positions["providers.b.upstream.timeout"].Line)
 }
 
 // TestAliasBombs checks that self-referring and exponential aliases end

@@ -77,6 +77,9 @@ type Compiler struct {
 	opts  []expr.Option
 	// reserved lists response names that collide with the language.
 	reserved []string
+	// helperNames are the helpers' names (not expr's builtins), whose
+	// arguments checkCalls checks.
+	helperNames map[string]bool
 }
 
 // NewCompiler returns a compiler for a pattern whose requests are named
@@ -138,7 +141,9 @@ func newCompiler(docNames, groupNames []string, records map[string][]string) *Co
 		c.names = append(c.names, name)
 		c.opts = append(c.opts, expr.EnableBuiltin(name))
 	}
+	c.helperNames = make(map[string]bool)
 	for _, h := range helpers() {
+		c.helperNames[h.name] = true
 		c.opts = append(c.opts, h.option())
 		if h.metered {
 			c.metered[h.name] = true
@@ -201,7 +206,7 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 			prog, err = nil, &config.Error{Pos: pos, Path: path, Msg: fmt.Sprintf("cannot compile the expression: %v", r)}
 		}
 	}()
-	p, fe, err := c.build(src)
+	p, reads, fe, err := c.build(src)
 	if err != nil {
 		// Only a panic inside expr's compiler gets here: expr reports
 		// every problem with the expression as a *file.Error.
@@ -218,7 +223,7 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 	for r := range c.records {
 		records = append(records, r)
 	}
-	return &Program{prog: p, docs: docs, records: records, pos: pos, path: path}, nil
+	return &Program{prog: p, docs: docs, records: records, reads: reads, pos: pos, path: path}, nil
 }
 
 // build runs expr's compile pipeline with our rewrite in the middle.
@@ -229,7 +234,7 @@ func (c *Compiler) Compile(src string, pos config.Pos, path string) (prog *Progr
 // ourselves gives exactly one check for the string-`+` decision and one
 // final check on a tree with no stale call types. A problem in the
 // expression comes back as a *file.Error bound to src.
-func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
+func (c *Compiler) build(src string) (*vm.Program, []docRead, *file.Error, error) {
 	cfg := conf.CreateNew()
 	for _, op := range c.opts {
 		op(cfg)
@@ -240,7 +245,10 @@ func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
 	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
 		fe, other := asFileError(err)
-		return nil, fe, other
+		if fe != nil {
+			explainParse(src, fe)
+		}
+		return nil, nil, fe, other
 	}
 	rw := &rewriter{c: c, reads: make(map[*ast.CallNode]docRead)}
 	ast.Walk(&tree.Node, rw)
@@ -257,28 +265,69 @@ func (c *Compiler) build(src string) (*vm.Program, *file.Error, error) {
 	if err != nil {
 		ce, other := asFileError(err)
 		if other != nil {
-			return nil, nil, other
+			return nil, nil, nil, other
 		}
+		explainCall(tree.Node, ce)
 		// A rewrite problem is the cause when it comes first.
 		if fe == nil || ce.From < fe.From {
 			fe = ce
 		}
 	}
-	if fe != nil {
-		return nil, fe, nil
+	if fe == nil {
+		if ce := checkCalls(tree.Node, c.helperNames); ce != nil {
+			fe = ce.Bind(file.NewSource(src))
+		}
 	}
+	if fe != nil {
+		return nil, nil, fe, nil
+	}
+	// Before the optimizer, which may fold calls away.
+	reads := c.constantReads(tree.Node)
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 		ce, other := asFileError(err)
 		if ce != nil {
 			ce = ce.Bind(tree.Source)
 		}
-		return nil, ce, other
+		return nil, nil, ce, other
 	}
 	prog, err := compiler.Compile(tree, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return prog, nil, nil
+	return prog, reads, nil, nil
+}
+
+// constantReads lists the response reads of a rewritten tree whose path
+// is a constant (issue.user.login, get(issue, "labels.0")), in the order
+// they appear, for Program.Missing.
+func (c *Compiler) constantReads(tree ast.Node) []docRead {
+	f := &readFinder{docs: c.docs}
+	ast.Walk(&tree, f)
+	return f.reads
+}
+
+type readFinder struct {
+	docs  map[string]bool
+	reads []docRead
+}
+
+// Visit implements ast.Visitor; it sees children first, so an inner read
+// (the argument of a helper) comes before the call around it.
+func (f *readFinder) Visit(node *ast.Node) {
+	call, ok := (*node).(*ast.CallNode)
+	if !ok || len(call.Arguments) != 3 {
+		return
+	}
+	if id, ok := call.Callee.(*ast.IdentifierNode); !ok || id.Value != "get" {
+		return
+	}
+	doc, ok := call.Arguments[1].(*ast.IdentifierNode)
+	if !ok || !f.docs[doc.Value] {
+		return
+	}
+	if path, ok := call.Arguments[2].(*ast.StringNode); ok {
+		f.reads = append(f.reads, docRead{doc: doc.Value, path: path.Value})
+	}
 }
 
 // asFileError splits expr's errors into positioned ones and the rest.
@@ -408,8 +457,10 @@ type Program struct {
 	// records are the record names of a NewRecordCompiler program; such
 	// a program has no groups or uri.
 	records []string
-	pos     config.Pos
-	path    string
+	// reads are the response reads with a constant path, for Missing.
+	reads []docRead
+	pos   config.Pos
+	path  string
 	// vms holds *vm.VM for reuse: expr's VM resets its stack, scopes and
 	// memory count at the start of every Run, and keeps the buffers it
 	// grew, where a fresh VM per evaluation allocated them again on
@@ -471,6 +522,26 @@ func (p *Program) Eval(env *Env) (out any, err error) {
 
 // Pos is where the program was written in the configuration.
 func (p *Program) Pos() config.Pos { return p.pos }
+
+// Missing explains why the program's value came out empty when a
+// response read it makes finds nothing: the first read whose path is
+// absent or null, with the nearest fields that exist (Doc.Missing). It
+// returns "" when every read finds a value. It reads the responses again,
+// so it is for reporting a missing value only, never per unfurl.
+func (p *Program) Missing(env *Env) string {
+	if env == nil {
+		return ""
+	}
+	for _, rd := range p.reads {
+		if rd.path == "" {
+			continue
+		}
+		if why := env.Docs[rd.doc].Missing(rd.doc, rd.path); why != "" {
+			return why
+		}
+	}
+	return ""
+}
 
 // String returns where the program was written.
 func (p *Program) String() string { return p.path }

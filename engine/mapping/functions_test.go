@@ -76,7 +76,7 @@ func TestHelpers(t *testing.T) {
 		{name: "keys of groups", src: `keys(groups)`, want: []any{"number", "owner", "repo"}},
 		{name: "keys nil", src: `keys(issue.milestone)`, want: []any{}},
 		{name: "keys of a list", src: `keys(issue.labels)`, wantErr: "keys: want a map, got a list"},
-		{name: "values of a string", src: `values(uri)`, wantErr: "values: want a map, got a string"},
+		{name: "values of a string", src: `values(issue.title)`, wantErr: "values: want a map, got a string"},
 
 		// truncate
 		{name: "truncate", src: `truncate(issue.title, 10)`, want: "Found a b…"},
@@ -93,7 +93,7 @@ func TestHelpers(t *testing.T) {
 		{name: "pluralize custom plural", src: `pluralize(len(issue.assignees) + 1, "person", "people")`, want: "2 people"},
 		{name: "pluralize fraction", src: `pluralize(1.5, "point")`, want: "1.5 points"},
 		{name: "pluralize nil", src: `pluralize(issue.milestone, "x")`, wantErr: "pluralize: want a number, got a nil"},
-		{name: "pluralize a string", src: `pluralize(groups.number, "x")`, wantErr: "pluralize: want a number, got a string"},
+		{name: "pluralize a string", src: `pluralize(issue.title, "x")`, wantErr: "pluralize: want a number, got a string"},
 
 		// date, datetime
 		{name: "date", src: `date(issue.created_at)`, want: "2024-04-22"},

@@ -28,6 +28,11 @@ func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[str
 		a, missing := p.attribute(ap, env)
 		if why, ok := skipped[ap.from]; ok && missing != "" && ap.path != "" {
 			missing = fmt.Sprintf("request %s was skipped (%s)", ap.from, why)
+		} else if tr != nil && missing == emptyValue {
+			// Only a trace pays for walking the response again.
+			if why := missingField(ap, env); why != "" {
+				missing += ": " + why
+			}
 		}
 		if tr != nil {
 			at := AttributeTrace{ID: ap.id, Missing: missing}
@@ -57,6 +62,23 @@ func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[str
 	return attrs, nil
 }
 
+// emptyValue is why an attribute whose value is nil, "" or empty is
+// missing.
+const emptyValue = "value is empty"
+
+// missingField explains an empty value read from a response: the part of
+// the path that is absent or null, and the nearest fields that exist
+// there, e.g. `issue has no field "asignee" (did you mean "assignee"?)`.
+func missingField(ap *attrPlan, env *mapping.Env) string {
+	switch {
+	case ap.path != "":
+		return env.Docs[ap.from].Missing(ap.from, ap.path)
+	case ap.expr != nil:
+		return ap.expr.Missing(env)
+	}
+	return ""
+}
+
 // value computes an attribute's raw value.
 func (p *Provider) value(ap *attrPlan, env *mapping.Env) (any, error) {
 	switch {
@@ -76,7 +98,7 @@ func (p *Provider) attribute(ap *attrPlan, env *mapping.Env) (notion.Attribute, 
 		return notion.Attribute{}, "evaluation failed: " + err.Error()
 	}
 	if isEmpty(v) {
-		return notion.Attribute{}, "value is empty"
+		return notion.Attribute{}, emptyValue
 	}
 	a := notion.Attribute{ID: ap.id, Name: ap.name, Type: "inline"}
 	switch ap.kind {

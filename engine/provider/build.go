@@ -50,11 +50,41 @@ func Build(cfg *config.Config, opts Options) (*Registry, config.Errors) {
 			reg.byName[p.Name] = p
 		}
 	}
+	b.checkSharedDomains(reg.providers)
 	b.errs.Sort()
 	if b.errs.HasErrors() {
 		return nil, b.errs
 	}
 	return reg, b.errs
+}
+
+// checkSharedDomains runs each sample of a provider that shares its
+// domain (notion.shared_domain) against the patterns of the others on
+// that domain. Which of two integrations on one domain Notion asks about
+// a link is not documented (protocol 1.3), so a link both would claim
+// must not exist.
+func (b *builder) checkSharedDomains(ps []*Provider) {
+	for _, p := range ps {
+		if !p.Config.Notion.SharedDomain {
+			continue
+		}
+		for _, q := range ps {
+			if q == p || !q.Config.Notion.SharedDomain || !config.DomainsOverlap(p.Config.Notion.Domain, q.Config.Notion.Domain) {
+				continue
+			}
+			for _, pat := range p.Patterns {
+				for i, s := range pat.Samples {
+					for _, other := range q.Patterns {
+						if other.Regex.MatchString(s) {
+							b.fail(fmt.Sprintf("providers.%s.patterns.%s.samples[%d]", p.Name, pat.Name, i),
+								"sample %q also matches pattern %q of provider %q, which shares this domain; Notion does not document which integration gets such a link, so make the patterns disjoint (see %s)",
+								s, other.Name, q.Name, sharedDomainDoc)
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 type builder struct {
@@ -222,11 +252,16 @@ func unsupportedRegex(src string, err error) string {
 }
 
 func (b *builder) pattern(p *Provider, pc *config.Pattern, path string) *Pattern {
+	if msg := notionSyntax(pc.Regex); msg != "" {
+		b.fail(path+".regex", "%s", msg)
+		return nil
+	}
 	re, err := regexp.Compile(pc.Regex)
 	if err != nil {
 		b.fail(path+".regex", "%s", unsupportedRegex(pc.Regex, err))
 		return nil
 	}
+	b.checkAnchors(re, pc, path+".regex")
 	pat := &Pattern{
 		Name:    pc.Name,
 		Regex:   re,

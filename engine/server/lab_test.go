@@ -345,7 +345,8 @@ func TestLabShowsTheRun(t *testing.T) {
 }
 
 // TestLabMissingAttributeTrace: an attribute whose value is missing
-// shows why, and a failed upstream shows as Notion's error operation.
+// shows why, naming the field the response lacks and the fields it has,
+// and a failed upstream shows as Notion's error operation.
 func TestLabMissingAttributeTrace(t *testing.T) {
 	t.Parallel()
 	e := newLabEnv(t, nil)
@@ -354,7 +355,7 @@ func TestLabMissingAttributeTrace(t *testing.T) {
 	_, s := e.open(t)
 	rec := e.post(s, url.Values{"url": {"https://kinds.example.com/items/2"}}, nil)
 	require.Equal(t, http.StatusOK, rec.Code)
-	assert.Contains(t, rec.Body.String(), `<tr class="missing"><td>state</td><td>missing: value is empty</td></tr>`)
+	assert.Contains(t, rec.Body.String(), `<tr class="missing"><td>state</td><td>missing: value is empty: item has no field &#34;state&#34;; its fields: &#34;title&#34;</td></tr>`)
 
 	rec = e.post(s, url.Values{"url": {"https://kinds.example.com/items/3"}}, nil)
 	require.Equal(t, http.StatusOK, rec.Code)
