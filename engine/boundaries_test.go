@@ -24,6 +24,8 @@ var forbidden = map[string][]string{
 	"engine/oauth":      {"github.com/labstack/echo", module + "engine/store/bolt"},
 	"engine/store":      {module + "engine/config", module + "engine/provider", "go.etcd.io/bbolt"},
 	"engine/store/bolt": {module + "engine/config", module + "engine/provider", module + "engine/mapping"},
+	// The PostgreSQL store is to pgx what bolt is to bbolt.
+	"engine/store/postgres": {module + "engine/config", module + "engine/provider", module + "engine/mapping", "go.etcd.io/bbolt"},
 	"engine/server":     {module + "engine/store/bolt", module + "providers", module + "cmd", "go.etcd.io/bbolt"},
 	"engine/fixture":    {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store"},
 	// Live updates, the connection flow and the status report are engine
@@ -72,5 +74,23 @@ func TestNoEngineImportsProviders(t *testing.T) {
 	require.NoError(t, err, string(out))
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		require.NotContains(t, line, module+"providers", line)
+	}
+}
+
+// TestOnlyPostgresImportsPgx keeps the PostgreSQL driver inside the
+// store that wraps it, as bbolt stays inside engine/store/bolt: the rest
+// of the engine sees store.Store, and cmd reaches pgx only through
+// engine/store/postgres.
+func TestOnlyPostgresImportsPgx(t *testing.T) {
+	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, "./...").CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, ": ")
+		pkg = strings.Fields(pkg)[0] // "p [p.test]" for test variants
+		if pkg == module+"engine/store/postgres" || strings.HasPrefix(pkg, module+"engine/store/postgres/") ||
+			strings.HasPrefix(pkg, module+"engine/store/postgres_test") {
+			continue
+		}
+		require.NotContains(t, imports, "github.com/jackc/", pkg)
 	}
 }

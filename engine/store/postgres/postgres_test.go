@@ -1,0 +1,105 @@
+package postgres_test
+
+import (
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/postgres"
+	"github.com/unfurld/unfurld/engine/store/postgres/pgtest"
+	"github.com/unfurld/unfurld/engine/store/storetest"
+)
+
+// cluster is this test binary's throwaway PostgreSQL server.
+var cluster pgtest.Cluster
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cluster.Stop()
+	os.Exit(code)
+}
+
+// open returns a store on a fresh database.
+func open(t *testing.T) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(t.Context(), cluster.Database(t))
+	require.NoError(t, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+func TestOutboxConformance(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return open(t) })
+}
+
+func TestSealedConformance(t *testing.T) {
+	storetest.RunSealed(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+// TestMigrateConcurrently: replicas that start at once apply each
+// migration once; the others wait for the lock and find nothing to do.
+func TestMigrateConcurrently(t *testing.T) {
+	dsn := cluster.Database(t)
+	const n = 4
+	applied := make(chan []string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			names, err := postgres.Migrate(t.Context(), dsn)
+			assert.NoError(t, err)
+			applied <- names
+		})
+	}
+	wg.Wait()
+	close(applied)
+	var all []string
+	for names := range applied {
+		all = append(all, names...)
+	}
+	assert.Equal(t, []string{"0001_init.sql"}, all, "each migration applied exactly once")
+
+	again, err := postgres.Migrate(t.Context(), dsn)
+	require.NoError(t, err)
+	assert.Empty(t, again)
+	s, err := postgres.Open(t.Context(), dsn)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+}
+
+// TestOpenRefusesNewerSchema: a database migrated by a newer unfurld is
+// not read by this one, as bolt refuses a newer file.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dsn := cluster.Database(t)
+	_, err := postgres.Migrate(t.Context(), dsn)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	require.NoError(t, err)
+	_, err = conn.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(t.Context()))
+
+	_, err = postgres.Open(t.Context(), dsn)
+	require.ErrorContains(t, err, "database schema version 9999, this unfurld knows versions up to 1")
+}
+
+// TestOpenErrorsHideThePassword: a DSN holds the database password; no
+// error of Open repeats it.
+func TestOpenErrorsHideThePassword(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://unfurld:hunter2-secret@127.0.0.1:1/db?sslmode=disable&connect_timeout=5",
+		"postgres://unfurld:hunter2-secret@host:notaport/db",
+		"host=127.0.0.1 port=1 password=hunter2-secret connect_timeout=5 sslmode=disable",
+	} {
+		_, err := postgres.Open(t.Context(), dsn)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "hunter2-secret")
+	}
+}
