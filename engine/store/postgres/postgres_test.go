@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -102,4 +103,29 @@ func TestOpenErrorsHideThePassword(t *testing.T) {
 		require.Error(t, err)
 		assert.NotContains(t, err.Error(), "hunter2-secret")
 	}
+}
+
+// TestTimeOutsideRangeIsRefused: int8 nanoseconds hold the years 1678 to
+// 2262; a time outside fails the write instead of wrapping around.
+func TestTimeOutsideRangeIsRefused(t *testing.T) {
+	s := open(t)
+	defer func() { require.NoError(t, s.Close()) }()
+	far := time.Date(3000, time.January, 1, 0, 0, 0, 0, time.UTC)
+	err := s.CreateToken(t.Context(), store.Token{Digest: "d", Kind: store.KindAccess, Provider: "p", CreatedAt: far})
+	require.ErrorContains(t, err, "outside the years 1678-2262")
+	_, err = s.GetToken(t.Context(), store.KindAccess, "d")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// TestImportNeedsAnEmptyStore: Import copies, it never merges.
+func TestImportNeedsAnEmptyStore(t *testing.T) {
+	s := open(t)
+	defer func() { require.NoError(t, s.Close()) }()
+	snap := store.Snapshot{Connections: []store.Connection{{ID: "c1", Provider: "p"}}}
+	require.NoError(t, s.Import(t.Context(), snap))
+	require.ErrorIs(t, s.Import(t.Context(), store.Snapshot{Tokens: []store.Token{{Digest: "d", Kind: store.KindAccess}}}), store.ErrNotEmpty)
+	got, err := s.Export(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c1"}, []string{got.Connections[0].ID})
+	assert.Empty(t, got.Tokens)
 }
