@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/cached"
 	"github.com/unfurld/unfurld/engine/store/postgres"
 	"github.com/unfurld/unfurld/engine/store/postgres/pgtest"
 	"github.com/unfurld/unfurld/engine/store/storetest"
@@ -128,4 +129,13 @@ func TestImportNeedsAnEmptyStore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"c1"}, []string{got.Connections[0].ID})
 	assert.Empty(t, got.Tokens)
+}
+
+// TestConformanceUnderCache: the shared cached store (bearer cache,
+// subscription group commit) over PostgreSQL keeps the contract too.
+func TestConformanceUnderCache(t *testing.T) {
+	over := func(t *testing.T) *cached.Store { return cached.New(open(t), cached.Options{}) }
+	storetest.Run(t, func(t *testing.T) store.Store { return over(t) })
+	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return over(t) })
+	storetest.RunSealed(t, func(t *testing.T) store.Store { return over(t) })
 }
