@@ -135,6 +135,9 @@ func (s *Store) ConsumeToken(ctx context.Context, c store.Consume) ([]store.Toke
 	var verdict error
 	err := s.tx(ctx, "consume token", func(tx pgx.Tx) error {
 		issued, tok, verdict = nil, store.Token{}, nil
+		if err := lockTokenFamily(ctx, tx, c.Digest); err != nil {
+			return err
+		}
 		old, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE digest = $1 FOR UPDATE`, b(c.Digest)))
 		if err != nil {
 			return err
@@ -186,6 +189,38 @@ func (s *Store) ConsumeToken(ctx context.Context, c store.Consume) ([]store.Toke
 	return issued, tok, err
 }
 
+// lockTokenFamily takes, before ConsumeToken locks the token itself,
+// the token's connection FOR KEY SHARE and an advisory lock on its
+// grant. A statement does not see rows committed after it began, so
+// without them a DeleteConnection (TH-40) or a RevokeGrant (TH-16,
+// TH-23) running beside a redemption could miss the tokens it creates:
+// here the deletion or revocation either comes first (the redemption
+// then finds the token gone) or waits for the commit and sees them. The
+// order (connection, grant, token) matches DeleteConnection's
+// (connection, tokens) and RevokeGrant's (grant, tokens), so no cycle.
+func lockTokenFamily(ctx context.Context, tx pgx.Tx, digest string) error {
+	var connID, grantID string
+	err := tx.QueryRow(ctx, `SELECT connection_id, grant_id FROM tokens WHERE digest = $1`, b(digest)).Scan(sb(&connID), sb(&grantID))
+	if err := notFound(err); err != nil {
+		if err == store.ErrNotFound {
+			return nil // the locked read after this reports it
+		}
+		return err
+	}
+	if connID != "" {
+		if _, err := tx.Exec(ctx, `SELECT FROM connections WHERE id = $1 FOR KEY SHARE`, b(connID)); err != nil {
+			return err
+		}
+	}
+	if grantID != "" {
+		return advisoryLock(ctx, tx, grantLock(grantID))
+	}
+	return nil
+}
+
+// grantLock is the advisory lock key of a grant's tokens.
+func grantLock(grantID string) int64 { return lockKey("grant", grantID) }
+
 // revoke deletes t and every token of its grant.
 func revoke(ctx context.Context, tx pgx.Tx, t store.Token) (int, error) {
 	tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE digest = $1 OR (grant_id <> '' AND grant_id = $2)`,
@@ -193,8 +228,9 @@ func revoke(ctx context.Context, tx pgx.Tx, t store.Token) (int, error) {
 	return int(tag.RowsAffected()), err
 }
 
-// RevokeGrant implements store.GrantStore. The empty grant ID names no
-// grant, so it revokes nothing.
+// RevokeGrant implements store.GrantStore under the grant's advisory
+// lock (see lockTokenFamily). The empty grant ID names no grant, so it
+// revokes nothing.
 func (s *Store) RevokeGrant(ctx context.Context, grantID string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -202,8 +238,16 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (int, error) {
 	if grantID == "" {
 		return 0, nil
 	}
-	n, err := s.exec(ctx, "revoke grant", `DELETE FROM tokens WHERE grant_id = $1`, b(grantID))
-	return int(n), err
+	var n int
+	err := s.tx(ctx, "revoke grant", func(tx pgx.Tx) error {
+		if err := advisoryLock(ctx, tx, grantLock(grantID)); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE grant_id = $1`, b(grantID))
+		n = int(tag.RowsAffected())
+		return err
+	})
+	return n, err
 }
 
 // copyConn gives the caller its own byte slices, as a stored record

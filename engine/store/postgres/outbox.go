@@ -28,13 +28,13 @@ func scanItem(row pgx.Row) (store.OutboxItem, error) {
 // in the UPDATE, after the row lock, so of concurrent enqueues the one
 // that commits last holds the largest Seq (the value drawn in VALUES
 // is then left unused). The subscription is read FOR
-// SHARE first, so a concurrent deletion either comes first (ErrNotFound)
+// KEY SHARE first, so a concurrent deletion either comes first (ErrNotFound)
 // or waits and deletes the item too (TH-40, TH-52).
 func (s *Store) Enqueue(ctx context.Context, it store.OutboxItem) (uint64, error) {
 	var seq int64
 	err := s.tx(ctx, "enqueue", func(tx pgx.Tx) error {
 		var ok bool
-		if err := tx.QueryRow(ctx, `SELECT true FROM subscriptions WHERE `+keyWhere+` FOR SHARE`,
+		if err := tx.QueryRow(ctx, `SELECT true FROM subscriptions WHERE `+keyWhere+` FOR KEY SHARE`,
 			keyArgs(it.SubscriptionKey)...).Scan(&ok); err != nil {
 			return notFound(err)
 		}

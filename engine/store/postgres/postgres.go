@@ -11,7 +11,7 @@
 // Concurrency: bbolt runs one write transaction at a time; PostgreSQL
 // runs many, so every read-modify-write locks what it reads. Updates
 // take the row with SELECT ... FOR UPDATE, writes that depend on another
-// record existing take that record FOR SHARE (so a concurrent delete
+// record existing take that record FOR KEY SHARE (so a concurrent delete
 // waits, then sees the new rows), and the two checks that span many rows
 // (CreateFlow's cap, UpsertConnection's identity) are serialized by a
 // transaction-scoped advisory lock. A transaction that loses a race on a

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"os"
 	"sync"
 	"testing"
@@ -138,4 +139,82 @@ func TestConformanceUnderCache(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return over(t) })
 	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return over(t) })
 	storetest.RunSealed(t, func(t *testing.T) store.Store { return over(t) })
+}
+
+// waitForLockWaiters polls until n sessions of the database wait on a
+// lock, so that a test can order its transactions.
+func waitForLockWaiters(t *testing.T, conn *pgx.Conn, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+		if waiting >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d sessions wait on a lock", n)
+}
+
+// TestConsumeDuringDeletion_TH16_TH40: a redemption racing the deletion
+// of its connection, or the revocation of its grant, leaves no token
+// behind. The redemption holds the connection and the grant while it
+// creates the new tokens, so the deletion waits and then removes them
+// too; without that, the deletion's statement, begun before the
+// redemption committed, would miss them. An outside transaction holds
+// the code's row so that both calls queue up behind it in a known order:
+// the redemption first.
+func TestConsumeDuringDeletion_TH16_TH40(t *testing.T) {
+	tests := []struct {
+		name   string
+		delete func(ctx context.Context, s *postgres.Store) error
+	}{
+		{"DeleteConnection", func(ctx context.Context, s *postgres.Store) error { return s.DeleteConnection(ctx, "c1") }},
+		{"RevokeGrant", func(ctx context.Context, s *postgres.Store) error { _, err := s.RevokeGrant(ctx, "g"); return err }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := cluster.Database(t)
+			s, err := postgres.Open(t.Context(), dsn)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, s.Close()) }()
+			ctx := t.Context()
+			now := time.Now()
+			require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c1", Provider: "p", CreatedAt: now}))
+			require.NoError(t, s.CreateToken(ctx, store.Token{Digest: "code", Kind: store.KindCode, Provider: "p",
+				ConnectionID: "c1", GrantID: "g", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}))
+
+			holder, err := pgx.Connect(ctx, dsn)
+			require.NoError(t, err)
+			defer func() { _ = holder.Close(context.WithoutCancel(ctx)) }()
+			watcher, err := pgx.Connect(ctx, dsn)
+			require.NoError(t, err)
+			defer func() { _ = watcher.Close(context.WithoutCancel(ctx)) }()
+			hold, err := holder.Begin(ctx)
+			require.NoError(t, err)
+			_, err = hold.Exec(ctx, `SELECT FROM tokens WHERE digest = 'code'::bytea FOR UPDATE`)
+			require.NoError(t, err)
+
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				_, _, err := s.ConsumeToken(ctx, store.Consume{Kind: store.KindCode, Digest: "code", Provider: "p", Now: now,
+					Issue: func(old store.Token) ([]store.Token, []byte, error) {
+						return []store.Token{{Digest: "access", Kind: store.KindAccess, Provider: "p", ConnectionID: "c1", GrantID: "g", CreatedAt: now}}, nil, nil
+					}})
+				assert.NoError(t, err)
+			})
+			waitForLockWaiters(t, watcher, 1)
+			wg.Go(func() { assert.NoError(t, tc.delete(ctx, s)) })
+			waitForLockWaiters(t, watcher, 2)
+			require.NoError(t, hold.Commit(ctx))
+			wg.Wait()
+
+			for _, d := range []string{"code", "access"} {
+				for _, kind := range []store.TokenKind{store.KindCode, store.KindAccess} {
+					_, err := s.GetToken(ctx, kind, d)
+					assert.ErrorIs(t, err, store.ErrNotFound, "token %s survived", d)
+				}
+			}
+		})
+	}
 }

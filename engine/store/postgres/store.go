@@ -158,7 +158,7 @@ func putSub(ctx context.Context, tx pgx.Tx, sub store.Subscription) (bool, error
 }
 
 // PutSubscriptions implements store.Store: one transaction, records in
-// order. Each record's connection is read FOR SHARE, so a concurrent
+// order. Each record's connection is read FOR KEY SHARE, so a concurrent
 // DeleteConnection either runs first (the record is skipped) or waits
 // for this commit and deletes what it wrote (TH-40).
 func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error) {
@@ -169,7 +169,7 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 		for _, sub := range subs {
 			ok, seen := live[sub.ConnectionID]
 			if !seen {
-				err := tx.QueryRow(ctx, `SELECT true FROM connections WHERE id = $1 FOR SHARE`, b(sub.ConnectionID)).Scan(&ok)
+				err := tx.QueryRow(ctx, `SELECT true FROM connections WHERE id = $1 FOR KEY SHARE`, b(sub.ConnectionID)).Scan(&ok)
 				if err := notFound(err); err != nil && err != store.ErrNotFound {
 					return err
 				}
