@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,12 +148,16 @@ func TestMigrateStoreToPostgres(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, src.Close())
 
+	// Nothing leaves loopback: serve below would deliver the copied
+	// queue to Notion and poll the upstream.
 	cfg := filepath.Join(dir, "postgres.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`server: {mode: development, secret_keys: "${KEYS}", log: {level: warn}}
 storage: {driver: postgres, dsn: "${DATABASE_URL}"}
+notion: {api_base_url: "http://127.0.0.1:9"}
 providers:
   - name: acme
-    upstream: {base_url: "https://api.acme.example"}
+    upstream: {base_url: "http://127.0.0.1:9", allow_private_networks: true}
+    live: {poll_interval: 0s}
     patterns:
       - name: item
         regex: '^https://acme\.example/items/(?<id>\d+)$'
@@ -227,11 +234,45 @@ providers:
 	require.Equal(t, exitOK, run(t.Context(), []string{"migrate", "--config", cfg}, e), errb.String())
 	assert.Equal(t, "applied 0001_init.sql\n", out.String())
 
-	// The other commands open the store by driver too.
+	// The other commands open the store by driver too: a token, then
+	// serve answers an unfurl with it and records the subscription in
+	// PostgreSQL before answering.
 	e, out, errb = testEnv(vars)
 	require.Equal(t, exitOK, run(t.Context(), []string{"token", "--config", cfg, "--provider", "acme"}, e), errb.String())
-	assert.NotEmpty(t, out.String())
+	token := strings.TrimSpace(out.String())
+	require.NotEmpty(t, token)
+	sctx, stop := context.WithCancel(t.Context())
+	se, _, serr := testEnv(vars)
+	ready := make(chan string, 1)
+	se.ready = func(addr string) { ready <- addr }
+	done := make(chan int, 1)
+	go func() { done <- run(sctx, []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0"}, se) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("serve exited with %d: %s", code, serr.String())
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/providers/acme/unfurl", strings.NewReader(`{"uri":"https://acme.example/items/9"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	stop()
+	assert.Equal(t, exitOK, <-done, serr.String())
+	conns, err := dst.ListConnections(t.Context(), "acme")
+	require.NoError(t, err)
+	var subs []string
+	require.NoError(t, dst.ListSubscriptions(t.Context(), "acme", func(s store.Subscription) error {
+		subs = append(subs, s.URI)
+		return nil
+	}))
+	assert.Contains(t, subs, "https://acme.example/items/9")
+	assert.Len(t, conns, 3)
 	e, out, errb = testEnv(vars)
 	require.Equal(t, exitOK, run(t.Context(), []string{"status", "--config", cfg}, e), errb.String())
-	assert.Regexp(t, `acme +3 +1 +3 +2 `, out.String(), "two copied connections and the token's")
+	assert.Regexp(t, `acme +3 +1 +4 `, out.String(), "two copied connections and the token's, three copied subscriptions and the unfurl's")
 }
