@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -67,6 +68,15 @@ const updateConnSQL = `UPDATE connections SET provider = $2, account_key = $3, a
 	workspace_id = $5, workspace_name = $6, bot_id = $7, owner = $8, notion_token = $9,
 	upstream_credential = $10, upstream_expiry = $11, status = $12, created_at = $13, updated_at = $14
 	WHERE id = $1`
+
+// subColsOf is subCols qualified by a table alias, for joins.
+func subColsOf(alias string) string {
+	cols := columns(subCols)
+	for i, c := range cols {
+		cols[i] = alias + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
 
 func scanSub(row pgx.Row) (store.Subscription, error) {
 	var s store.Subscription

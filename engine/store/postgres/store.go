@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/unfurld/unfurld/engine/store"
 )
@@ -116,45 +117,8 @@ func (s *Store) ListConnections(ctx context.Context, provider string) ([]store.C
 
 // PutSubscription implements store.Store.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bool, error) {
-	var wrote bool
-	err := s.tx(ctx, "put subscription", func(tx pgx.Tx) error {
-		var err error
-		wrote, err = putSub(ctx, tx, sub)
-		return err
-	})
-	return wrote, err
-}
-
-// putSub merges sub into the stored record (store.MergeSubscription)
-// with the row locked. When there is no row yet and another transaction
-// inserts one first, the insert does nothing and the transaction runs
-// again, to merge into that row.
-func putSub(ctx context.Context, tx pgx.Tx, sub store.Subscription) (bool, error) {
-	old, err := scanSub(tx.QueryRow(ctx, `SELECT `+subCols+` FROM subscriptions WHERE `+keyWhere+` FOR UPDATE`,
-		keyArgs(sub.SubscriptionKey)...))
-	found := err == nil
-	if err != nil && err != store.ErrNotFound {
-		return false, err
-	}
-	next, write := store.MergeSubscription(old, found, sub)
-	if !write {
-		return false, nil
-	}
-	if found {
-		_, err := tx.Exec(ctx, `UPDATE subscriptions SET attr_hash = $4, etag = $5, last_modified = $6,
-			created_at = $7, updated_at = $8, refresh_at = $9, refresh_trigger = $10, refresh_outcome = $11,
-			refresh_status = $12, refresh_detail = $13 WHERE `+keyWhere, subArgs(next)...)
-		return err == nil, err
-	}
-	tag, err := tx.Exec(ctx, `INSERT INTO subscriptions (`+subCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`, subArgs(next)...)
-	if err != nil {
-		return false, err
-	}
-	if tag.RowsAffected() == 0 {
-		return false, errRetry
-	}
-	return true, nil
+	n, err := s.putSubs(ctx, "put subscription", []store.Subscription{sub}, false)
+	return n > 0, err
 }
 
 // PutSubscriptions implements store.Store: one transaction, records in
@@ -162,33 +126,144 @@ func putSub(ctx context.Context, tx pgx.Tx, sub store.Subscription) (bool, error
 // DeleteConnection either runs first (the record is skipped) or waits
 // for this commit and deletes what it wrote (TH-40).
 func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error) {
+	return s.putSubs(ctx, "put subscriptions", subs, true)
+}
+
+// putSubs merges subs into the stored records (store.MergeSubscription)
+// in three round trips whatever their number, since the recorder puts
+// every unfurl of a busy second through here: lock the connections (when
+// needConn), lock and read the stored records, then send the writes as
+// one batch. Rows are locked in key order, so concurrent batches queue
+// rather than deadlock. A new row another transaction inserted first
+// makes the insert do nothing, and the whole transaction runs again, to
+// merge into that row.
+func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscription, needConn bool) (int, error) {
+	if len(subs) == 0 {
+		return 0, ctx.Err()
+	}
 	var written int
-	err := s.tx(ctx, "put subscriptions", func(tx pgx.Tx) error {
+	err := s.tx(ctx, op, func(tx pgx.Tx) error {
 		written = 0
-		live := map[string]bool{}
+		live, err := lockConnections(ctx, tx, subs, needConn)
+		if err != nil {
+			return err
+		}
+		stored, err := lockSubs(ctx, tx, subs, live)
+		if err != nil {
+			return err
+		}
+		type pending struct {
+			sub    store.Subscription
+			exists bool
+		}
+		next := map[store.SubscriptionKey]*pending{}
+		var order []store.SubscriptionKey
 		for _, sub := range subs {
-			ok, seen := live[sub.ConnectionID]
-			if !seen {
-				err := tx.QueryRow(ctx, `SELECT true FROM connections WHERE id = $1 FOR KEY SHARE`, b(sub.ConnectionID)).Scan(&ok)
-				if err := notFound(err); err != nil && err != store.ErrNotFound {
-					return err
-				}
-				live[sub.ConnectionID] = ok
-			}
-			if !ok {
+			if !live[sub.ConnectionID] {
 				continue
 			}
-			wrote, err := putSub(ctx, tx, sub)
-			if err != nil {
-				return err
+			p := next[sub.SubscriptionKey]
+			old, found := stored[sub.SubscriptionKey]
+			if p != nil {
+				old, found = p.sub, true
 			}
-			if wrote {
-				written++
+			merged, write := store.MergeSubscription(old, found, sub)
+			if !write {
+				continue
 			}
+			written++
+			if p == nil {
+				_, exists := stored[sub.SubscriptionKey]
+				p = &pending{exists: exists}
+				next[sub.SubscriptionKey] = p
+				order = append(order, sub.SubscriptionKey)
+			}
+			p.sub = merged
 		}
-		return nil
+		if len(order) == 0 {
+			return nil
+		}
+		batch := &pgx.Batch{}
+		for _, k := range order {
+			p := next[k]
+			if p.exists {
+				batch.Queue(updateSubSQL, subArgs(p.sub)...)
+				continue
+			}
+			batch.Queue(insertSubSQL, subArgs(p.sub)...).Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 0 {
+					return errRetry
+				}
+				return nil
+			})
+		}
+		return tx.SendBatch(ctx, batch).Close()
 	})
 	return written, err
+}
+
+const (
+	insertSubSQL = `INSERT INTO subscriptions (` + subCols + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`
+	updateSubSQL = `UPDATE subscriptions SET attr_hash = $4, etag = $5, last_modified = $6,
+		created_at = $7, updated_at = $8, refresh_at = $9, refresh_trigger = $10, refresh_outcome = $11,
+		refresh_status = $12, refresh_detail = $13 WHERE ` + keyWhere
+)
+
+// lockConnections returns which connections of subs exist, locked FOR
+// KEY SHARE; without needConn every one counts as live.
+func lockConnections(ctx context.Context, tx pgx.Tx, subs []store.Subscription, needConn bool) (map[string]bool, error) {
+	live := map[string]bool{}
+	var ids [][]byte
+	for _, sub := range subs {
+		if !live[sub.ConnectionID] {
+			live[sub.ConnectionID] = true
+			ids = append(ids, []byte(sub.ConnectionID))
+		}
+	}
+	if !needConn {
+		return live, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id FROM connections WHERE id = ANY($1::bytea[]) ORDER BY id FOR KEY SHARE`, ids)
+	found, err := collect(rows, err, func(row pgx.Row) (string, error) {
+		var id string
+		return id, row.Scan(sb(&id))
+	})
+	if err != nil {
+		return nil, err
+	}
+	clear(live)
+	for _, id := range found {
+		live[id] = true
+	}
+	return live, nil
+}
+
+// lockSubs reads and locks the stored subscriptions of subs whose
+// connection is live.
+func lockSubs(ctx context.Context, tx pgx.Tx, subs []store.Subscription, live map[string]bool) (map[store.SubscriptionKey]store.Subscription, error) {
+	var ps, cs, us [][]byte
+	for _, sub := range subs {
+		if live[sub.ConnectionID] {
+			ps, cs, us = append(ps, []byte(sub.Provider)), append(cs, []byte(sub.ConnectionID)), append(us, []byte(sub.URI))
+		}
+	}
+	stored := map[store.SubscriptionKey]store.Subscription{}
+	if len(ps) == 0 {
+		return stored, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT `+subColsOf("s")+` FROM subscriptions s
+		JOIN unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS k (p, c, u)
+		ON s.provider = k.p AND s.connection_id = k.c AND s.uri = k.u
+		ORDER BY s.provider, s.connection_id, s.uri FOR UPDATE OF s`, ps, cs, us)
+	list, err := collect(rows, err, scanSub)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range list {
+		stored[sub.SubscriptionKey] = sub
+	}
+	return stored, nil
 }
 
 // GetSubscription implements store.Store.
