@@ -272,7 +272,18 @@ providers:
 	}))
 	assert.Contains(t, subs, "https://acme.example/items/9")
 	assert.Len(t, conns, 3)
+	// disconnect deletes in the database (no lock to find); compact is
+	// for bbolt files and says what PostgreSQL has instead.
+	e, out, errb = testEnv(vars)
+	require.Equal(t, exitOK, run(t.Context(), []string{"disconnect", "--config", cfg, "--connection", "conn-2"}, e), errb.String())
+	assert.Equal(t, "deleted connection conn-2\n", out.String())
+	_, err = dst.GetConnection(t.Context(), "conn-2")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	e, _, errb = testEnv(vars)
+	assert.Equal(t, exitUsage, run(t.Context(), []string{"compact", "--config", cfg}, e))
+	assert.Contains(t, errb.String(), "VACUUM FULL")
+
 	e, out, errb = testEnv(vars)
 	require.Equal(t, exitOK, run(t.Context(), []string{"status", "--config", cfg}, e), errb.String())
-	assert.Regexp(t, `acme +3 +1 +4 `, out.String(), "two copied connections and the token's, three copied subscriptions and the unfurl's")
+	assert.Regexp(t, `acme +2 +0 +4 `, out.String(), "of two copied connections one deleted, and the token's; three copied subscriptions and the unfurl's")
 }
