@@ -41,9 +41,12 @@ var forbidden = map[string][]string{
 		module + "engine/app", module + "engine/config", module + "engine/connect", module + "engine/fixture",
 		module + "engine/live", module + "engine/mapping", module + "engine/notion", module + "engine/oauth",
 		module + "engine/provider", module + "engine/server", module + "engine/status", module + "engine/upstream",
-		module + "engine/store/bolt", module + "engine/store/memory", module + "engine/store/storetest",
+		module + "engine/store/bolt", module + "engine/store/postgres", module + "engine/store/memory", module + "engine/store/storetest",
 		"go.etcd.io/bbolt", "github.com/labstack/echo",
 	},
+
+	// The PostgreSQL store is to pgx what bolt is to bbolt.
+	"engine/store/postgres": {module + "engine/config", module + "engine/provider", module + "engine/mapping", "go.etcd.io/bbolt"},
 }
 
 func TestPackageBoundaries(t *testing.T) {
@@ -72,5 +75,22 @@ func TestNoEngineImportsProviders(t *testing.T) {
 	require.NoError(t, err, string(out))
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		require.NotContains(t, line, module+"providers", line)
+	}
+}
+
+// TestOnlyPostgresImportsPgx keeps the PostgreSQL driver inside the
+// store that wraps it, as bbolt stays inside engine/store/bolt: the rest
+// of the engine sees store.Store, and cmd reaches pgx only through
+// engine/store/postgres.
+func TestOnlyPostgresImportsPgx(t *testing.T) {
+	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, module+"...").CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, ": ")
+		pkg = strings.Fields(pkg)[0] // "p [p.test]" for test variants
+		if strings.HasPrefix(pkg, module+"engine/store/postgres") {
+			continue // the store, its tests and pgtest
+		}
+		require.NotContains(t, imports, "github.com/jackc/", pkg)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
 
@@ -25,6 +26,10 @@ func compactCmd(args []string, e env) int {
 			return exitFailure
 		}
 		l.reg.Close()
+		if l.cfg.Storage.Driver == config.StoragePostgres {
+			fmt.Fprintln(e.stderr, "unfurld compact: storage.driver is postgres; compact rewrites a bbolt file (in PostgreSQL, VACUUM FULL rewrites a table)")
+			return exitUsage
+		}
 		path = l.cfg.Storage.Path
 	case 1:
 		path = pos[0]

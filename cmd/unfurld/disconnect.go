@@ -48,7 +48,10 @@ func disconnect(ctx context.Context, args []string, e env) int {
 		return exitFailure
 	}
 	logger := newLogger(cfg.Server.Log, e.stderr)
-	st, err := bolt.Open(cfg.Storage.Path, bolt.Options{LockTimeout: statusLockTimeout, Logger: logger})
+	// PostgreSQL has no lock to find: the command deletes in the
+	// database beside running servers, whose bearer caches forget the
+	// connection's tokens within seconds.
+	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout, Logger: logger})
 	switch {
 	case errors.Is(err, bolt.ErrLocked):
 		if cfg.Server.AdminToken.IsZero() {
@@ -73,7 +76,7 @@ func disconnect(ctx context.Context, args []string, e env) int {
 
 // disconnectOffline runs the server's Disconnect on the store, then waits
 // for the erase and closes the store.
-func disconnectOffline(ctx context.Context, opts app.Options, st *bolt.Store, id string) (err error) {
+func disconnectOffline(ctx context.Context, opts app.Options, st store.Store, id string) (err error) {
 	a, err := app.New(opts)
 	if err != nil {
 		_ = st.Close()
@@ -88,9 +91,14 @@ func disconnectOffline(ctx context.Context, opts app.Options, st *bolt.Store, id
 	if err := a.Server.Disconnect(ctx, id); err != nil {
 		return err
 	}
+	// bbolt zeroes the freed pages after the commit; wait for that.
+	w, ok := st.(interface{ WaitErased(context.Context) error })
+	if !ok {
+		return nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, disconnectWait)
 	defer cancel()
-	return st.WaitErased(wctx)
+	return w.WaitErased(wctx)
 }
 
 // askDisconnect calls POST /admin/connections/<id>/delete on the running

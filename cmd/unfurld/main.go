@@ -10,9 +10,11 @@
 //	unfurld status --config config.yaml [--provider NAME] [--uri URI | --connection ID]
 //	unfurld disconnect --config config.yaml --connection ID
 //	unfurld compact [--config config.yaml | PATH]
+//	unfurld migrate --config config.yaml
+//	unfurld migrate-store --from OLD.yaml|unfurld.db --to NEW.yaml
 //
 // This package only wires: it parses flags, builds the logger, opens the
-// bbolt store, handles signals and owns the exit codes. Behaviour lives in
+// store (bbolt or PostgreSQL), handles signals and owns the exit codes. Behaviour lives in
 // engine/.
 package main
 
@@ -63,6 +65,9 @@ Usage:
                                                    live updates: subscriptions, queue, last refresh
   unfurld disconnect --config FILE --connection ID erase a connection and revoke its upstream grant
   unfurld compact [--config FILE | PATH]           rewrite the stopped server's database file, live records only
+  unfurld migrate --config FILE                    apply the PostgreSQL schema migrations
+  unfurld migrate-store --from CONFIG_OR_PATH --to CONFIG
+                                                   copy every record from a store (a bbolt file) into an empty PostgreSQL one
   unfurld version
 
 Run 'unfurld COMMAND --help' for a command's flags.
@@ -100,6 +105,10 @@ func run(ctx context.Context, args []string, e env) int {
 		return disconnect(ctx, rest, e)
 	case "compact":
 		return compactCmd(rest, e)
+	case "migrate":
+		return migrateCmd(ctx, rest, e)
+	case "migrate-store":
+		return migrateStoreCmd(ctx, rest, e)
 	case "version":
 		fmt.Fprintln(e.stdout, "unfurld", version())
 		return exitOK

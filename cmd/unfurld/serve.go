@@ -52,7 +52,7 @@ func serve(ctx context.Context, args []string, e env) int {
 			"file", filepath.Join(dataDir, config.DevSecretsFile), "generated", strings.Join(filled, ","))
 	}
 
-	st, err := bolt.Open(cfg.Storage.Path, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger})
+	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger})
 	if err != nil {
 		logger.Error("open store", "err", err)
 		return exitFailure
@@ -103,7 +103,7 @@ func serve(ctx context.Context, args []string, e env) int {
 	ln = srv.Listener(ln) // server.max_connections
 	hs := srv.HTTPServer(addr)
 	printRoutes(e, cfg)
-	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", cfg.Storage.Path, "mode", cfg.Server.Mode)
+	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", storeName(cfg.Storage), "mode", cfg.Server.Mode)
 	if e.ready != nil {
 		e.ready(ln.Addr().String())
 	}

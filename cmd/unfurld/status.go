@@ -66,7 +66,7 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 	}
 
 	var r *status.Report
-	st, err := bolt.Open(l.cfg.Storage.Path, bolt.Options{LockTimeout: statusLockTimeout})
+	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout})
 	switch {
 	case err == nil:
 		r, err = status.Build(ctx, st, names, q, nil, time.Now())

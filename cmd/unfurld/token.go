@@ -31,7 +31,7 @@ func token(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld token: --provider must name a provider of %s\n", *cfgPath)
 		return exitUsage
 	}
-	st, err := bolt.Open(l.cfg.Storage.Path, bolt.Options{LockTimeout: l.cfg.Storage.LockTimeout.D()})
+	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: l.cfg.Storage.LockTimeout.D()})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure

@@ -138,10 +138,28 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Storage configures the embedded bbolt database.
+// Drivers for Storage.Driver.
+const (
+	// StorageBolt keeps the state in one bbolt file (Storage.Path).
+	StorageBolt = "bolt"
+	// StoragePostgres keeps the state in PostgreSQL (Storage.DSN).
+	StoragePostgres = "postgres"
+)
+
+// Storage configures where unfurld keeps its state.
 type Storage struct {
-	// Path is the bbolt file. Its directory is created if missing and
-	// also holds generated development secrets. Default
+	// Driver is the store: "bolt", one file on local disk that needs no
+	// setup, or "postgres", a PostgreSQL database named by DSN. Default
+	// "bolt".
+	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL connection string, required with driver
+	// postgres and used by nothing else, e.g. ${DATABASE_URL} or
+	// "postgres://unfurld:PASSWORD@db.internal:5432/unfurld?sslmode=verify-full".
+	// It may hold a password, so it is a secret: give it through ${NAME}
+	// or dsn_file (production mode refuses one written in the file).
+	DSN Secret `yaml:"dsn"`
+	// Path is the bbolt file (driver bolt). Its directory is created if
+	// missing and also holds generated development secrets. Default
 	// "./data/unfurld.db".
 	Path string `yaml:"path"`
 	// LockTimeout is how long to wait for the file lock before giving up;

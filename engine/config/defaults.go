@@ -70,6 +70,7 @@ func (c *Config) SetDefaults() {
 	setString(&s.Log.Level, "info")
 	setString(&s.Log.Format, "text")
 
+	setString(&c.Storage.Driver, StorageBolt)
 	setString(&c.Storage.Path, defaultStoragePath)
 	setDuration(&c.Storage.LockTimeout, 2*time.Second) // TH-43
 

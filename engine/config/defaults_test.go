@@ -46,7 +46,7 @@ func TestSetDefaults(t *testing.T) {
 	assert.Equal(t, 1024, s.MaxConnections)
 	assert.Empty(t, s.TrustedProxies)
 	assert.Equal(t, Log{Level: "info", Format: "text"}, s.Log)
-	assert.Equal(t, Storage{Path: "./data/unfurld.db", LockTimeout: Duration(2 * time.Second)}, c.Storage)
+	assert.Equal(t, Storage{Driver: "bolt", Path: "./data/unfurld.db", LockTimeout: Duration(2 * time.Second)}, c.Storage)
 	assert.Equal(t, Notion{
 		APIBaseURL:    "https://api.notion.com",
 		TokenVersion:  "2022-06-28",

@@ -24,6 +24,7 @@ func testEnv() map[string]string {
 		"UNFURLD_SECRET_KEYS":        "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
 		"SHORT_SECRET":               "too-short",
 		"SAME_SECRET":                "same-same-same-same-same-same-same-same",
+		"DATABASE_URL":               "postgres://unfurld:env-password@db.internal:5432/unfurld",
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,6 +89,29 @@ func TestReadSecretFile(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// TestStorageDSN: the PostgreSQL DSN is a secret like the others: it
+// comes from ${NAME} or dsn_file, and its source is recorded without its
+// value (TH-49, TH-53).
+func TestStorageDSN(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file, want, kind string
+	}{
+		{"storage_postgres.good.yaml", "postgres://unfurld:env-password@db.internal:5432/unfurld", SourceEnv},
+		{"storage_dsn_file.good.yaml", "postgres://unfurld:file-password@db.internal:5432/unfurld?sslmode=verify-full", SourceFile},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			cfg, errs := Load(filepath.Join("testdata", tc.file), testOptions())
+			require.Empty(t, errs.Error())
+			assert.Equal(t, StoragePostgres, cfg.Storage.Driver)
+			assert.Equal(t, tc.want, cfg.Storage.DSN.Reveal())
+			assert.Equal(t, tc.kind, cfg.Sources["storage.dsn"].Kind)
+			assert.NotContains(t, fmt.Sprint(cfg.Storage), "password")
 		})
 	}
 }

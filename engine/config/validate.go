@@ -46,6 +46,7 @@ func (c *Config) validate(skip map[int]bool, bad map[string]bool, sharedDomains 
 	}
 	v.server(&c.Server)
 	v.notion(&c.Notion)
+	v.storage(&c.Storage)
 	v.secretSources(c.Sources)
 	paths := providerPaths(c.Providers)
 	first := map[string]string{}
@@ -121,6 +122,24 @@ func DomainsOverlap(a, b string) bool {
 	}
 	a, b = norm(a), norm(b)
 	return a == b || strings.HasSuffix(a, "."+b) || strings.HasSuffix(b, "."+a)
+}
+
+// storage checks the driver and that the DSN goes with postgres: a DSN
+// left beside driver bolt would otherwise be ignored in silence, and the
+// data written to a file the operator thinks is in PostgreSQL.
+func (v *checker) storage(s *Storage) {
+	switch s.Driver {
+	case StorageBolt:
+		if !s.DSN.IsZero() {
+			v.fail("storage.dsn", "only used with driver postgres; set storage.driver: postgres, or remove the dsn")
+		}
+	case StoragePostgres:
+		if s.DSN.IsZero() {
+			v.fail("storage.driver", "driver postgres needs storage.dsn, e.g. dsn: ${DATABASE_URL}")
+		}
+	default:
+		v.fail("storage.driver", "want %s or %s, got %q", StorageBolt, StoragePostgres, s.Driver)
+	}
 }
 
 func (v *checker) fail(path, format string, args ...any) {
