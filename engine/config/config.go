@@ -16,6 +16,9 @@ type Config struct {
 	// Notion holds the settings for calls to Notion's API that every
 	// provider shares.
 	Notion Notion `yaml:"notion"`
+	// Canary schedules canary runs in serve (unfurld canary runs them by
+	// hand). Default off.
+	Canary Canary `yaml:"canary"`
 	// Providers lists the upstream services this deployment unfurls. An
 	// entry is either a whole provider or `include: PATH` (a file holding
 	// one provider; `builtin:NAME` names a ready-made provider shipped in
@@ -218,6 +221,35 @@ type Provider struct {
 	Patterns []Pattern `yaml:"patterns"`
 	// Live keeps unfurled links current in Notion (protocol 7).
 	Live Live `yaml:"live"`
+	// Canary tunes the canary runs of this provider's samples.
+	Canary ProviderCanary `yaml:"canary"`
+}
+
+// Canary configures the canaries serve runs on a schedule: every
+// pattern's samples are unfurled against the real upstream and compared
+// with a recorded baseline (unfurld canary --record).
+type Canary struct {
+	// Interval is how often serve runs every provider's canaries, e.g.
+	// "24h". Default 0: off. At least 5m. A provider's canary.interval
+	// overrides it.
+	Interval Duration `yaml:"interval"`
+	// Baseline is the file `unfurld canary --record FILE` wrote; scheduled
+	// runs report what changed against it. Empty: they report what maps
+	// now and count errors.
+	Baseline string `yaml:"baseline"`
+}
+
+// ProviderCanary is one provider's canary settings.
+type ProviderCanary struct {
+	// Interval overrides the top-level canary.interval for this provider;
+	// "0s" turns its scheduled canaries off. Default: the top-level value.
+	Interval Duration `yaml:"interval"`
+	// Credential is the upstream credential canaries run with, usually
+	// "${GITHUB_CANARY_TOKEN}" (credential_file works too). Needed for
+	// oauth2 and api_key providers, whose canaries are skipped without
+	// it; a provider with auth none uses its upstream.auth.token unless
+	// this is set.
+	Credential Secret `yaml:"credential"`
 }
 
 // Live configures how changes upstream reach previews already in Notion:

@@ -86,6 +86,11 @@ func (c *Config) SetDefaults() {
 	paths := providerPaths(c.Providers)
 	for i := range c.Providers {
 		c.Providers[i].setDefaults(paths[i], c.Positions)
+		// A provider's canary.interval inherits the top-level one unless
+		// the key is there ("0s" turns this provider's canaries off).
+		if _, set := c.Positions[paths[i]+".canary.interval"]; !set && c.Providers[i].Canary.Interval == 0 {
+			c.Providers[i].Canary.Interval = c.Canary.Interval
+		}
 	}
 }
 

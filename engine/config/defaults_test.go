@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -145,4 +146,39 @@ func TestDefaultSection(t *testing.T) {
 	for _, k := range kinds() {
 		assert.NotEmpty(t, DefaultSection(k), "every kind has a section: %s", k)
 	}
+}
+
+// TestCanaryIntervalInherited: a provider without canary.interval takes
+// the top-level one; its own value, "0s" included, wins; and
+// canary.credential_file reads the credential like any other secret.
+func TestCanaryIntervalInherited(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "canary-token"), []byte("s3cret-canary\n"), 0o600))
+	provider := func(name, canary string) string {
+		return `
+  - name: ` + name + `
+    upstream: {base_url: https://api.tiny.example}
+    notion: {shared_domain: true}
+    canary: {` + canary + `}
+    patterns:
+      - name: thing
+        regex: '^https://tiny\.example/(?<id>\d+)$'
+        samples: [https://tiny.example/1]
+        attributes: [{id: title, kind: title, value: "x"}]`
+	}
+	yml := "server: {mode: development}\ncanary: {interval: 24h, baseline: canary.json}\nproviders:" +
+		provider("inherits", "credential_file: canary-token") +
+		provider("own", "interval: 48h") +
+		provider("off", "interval: 0s") + "\n"
+	path := filepath.Join(dir, "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(yml), 0o600))
+	cfg, errs := Load(path, testOptions())
+	require.Empty(t, errs.Error())
+
+	assert.Equal(t, Canary{Interval: Duration(24 * time.Hour), Baseline: "canary.json"}, cfg.Canary)
+	assert.Equal(t, 24*time.Hour, cfg.Providers[0].Canary.Interval.D())
+	assert.Equal(t, "s3cret-canary", cfg.Providers[0].Canary.Credential.Reveal())
+	assert.Equal(t, 48*time.Hour, cfg.Providers[1].Canary.Interval.D())
+	assert.Equal(t, time.Duration(0), cfg.Providers[2].Canary.Interval.D())
 }

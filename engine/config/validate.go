@@ -48,6 +48,7 @@ func (c *Config) validate(skip map[int]bool, bad map[string]bool, sharedDomains 
 	v.notion(&c.Notion)
 	v.storage(&c.Storage)
 	v.secretSources(c.Sources)
+	v.canaryInterval(c.Canary.Interval, "canary.interval")
 	paths := providerPaths(c.Providers)
 	first := map[string]string{}
 	for i := range c.Providers {
@@ -295,6 +296,7 @@ func (v *checker) provider(p *Provider, path string) {
 	v.upstream(&p.Upstream, path+".upstream")
 	v.errorStatuses(p.Errors.Statuses, path+".errors.statuses")
 	v.live(&p.Live, path+".live")
+	v.canaryInterval(p.Canary.Interval, path+".canary.interval")
 
 	if len(p.Patterns) == 0 {
 		v.fail(path+".patterns", "at least one pattern is required")
@@ -620,6 +622,19 @@ func isProviderName(s string) bool {
 
 // isIdentifier reports whether s matches ^[A-Za-z_][A-Za-z0-9_]*$.
 func isIdentifier(s string) bool { return isEnvName(s) }
+
+// minCanaryInterval keeps scheduled canaries rare: each run calls the
+// real upstream with a service credential.
+const minCanaryInterval = 5 * time.Minute
+
+// canaryInterval checks a canary.interval.
+func (v *checker) canaryInterval(d Duration, path string) {
+	if d < 0 {
+		v.fail(path, "must not be negative; 0s turns scheduled canaries off")
+	} else if d > 0 && d.D() < minCanaryInterval {
+		v.fail(path, "at least 5m: every run calls the real upstream")
+	}
+}
 
 // live checks the live-update settings (issue 4).
 func (v *checker) live(l *Live, path string) {
