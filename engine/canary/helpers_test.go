@@ -1,0 +1,206 @@
+package canary_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/provider"
+)
+
+// The credentials of the fake setup; no log line or report may hold them.
+const (
+	staticToken = "static-token-5f1e2d"
+	canaryToken = "canary-token-9a8b7c"
+)
+
+// testConfig has three providers on one fake upstream: "things" (auth
+// none with a service token) with four samples, "keyed" (api_key with a
+// canary credential) and "nocred" (api_key without one).
+const testConfig = `
+server: {mode: development, unfurl_timeout: 5s}
+canary: {interval: 24h}
+providers:
+  - name: things
+    upstream:
+      base_url: UPSTREAM
+      allow_private_networks: true
+      auth: {token: ` + staticToken + `}
+    live: {max_requests_per_hour: 60}
+    patterns:
+      - name: item
+        regex: '^https://things\.example\.com/items/(?<id>\d{1,10})$'
+        samples:
+          - https://things.example.com/items/1
+          - https://things.example.com/items/2
+          - https://things.example.com/items/3
+          - https://things.example.com/items/4
+        requests: [{name: item, url: "/items/{id}"}]
+        attributes:
+          - {id: title, kind: title, path: title}
+          - {id: author, kind: plain_text, section: secondary, path: author}
+  - name: keyed
+    upstream:
+      base_url: UPSTREAM/keyed
+      allow_private_networks: true
+      auth:
+        type: api_key
+        identity: {url: /user, key: 'string(identity.id)', name: identity.login}
+    canary: {credential: ` + canaryToken + `, interval: 48h}
+    patterns:
+      - name: doc
+        regex: '^https://keyed\.example\.com/docs/(?<id>\d{1,10})$'
+        samples: [https://keyed.example.com/docs/7]
+        requests: [{name: doc, url: "/docs/{id}"}]
+        attributes:
+          - {id: title, kind: title, path: title}
+  - name: nocred
+    upstream:
+      base_url: UPSTREAM/nocred
+      allow_private_networks: true
+      auth:
+        type: api_key
+        identity: {url: /user, key: 'string(identity.id)', name: identity.login}
+    patterns:
+      - name: doc
+        regex: '^https://nocred\.example\.com/docs/(?<id>\d{1,10})$'
+        samples: [https://nocred.example.com/docs/1]
+        requests: [{name: doc, url: "/docs/{id}"}]
+        attributes:
+          - {id: title, kind: title, path: title}
+`
+
+// answer is one canned upstream answer.
+type answer struct {
+	status int
+	body   any
+}
+
+// fakeUpstream serves canned answers by path and records the
+// Authorization header each path was asked with.
+type fakeUpstream struct {
+	mu      sync.Mutex
+	answers map[string]answer
+	auth    map[string]string
+	srv     *httptest.Server
+}
+
+func newFakeUpstream(t *testing.T) *fakeUpstream {
+	t.Helper()
+	f := &fakeUpstream{auth: map[string]string{}, answers: map[string]answer{
+		"/items/1":      {200, map[string]any{"title": "One", "author": "ann"}},
+		"/items/2":      {200, map[string]any{"title": "Two", "author": "bob"}},
+		"/items/3":      {200, map[string]any{"title": "Three", "author": "cy"}},
+		"/items/4":      {200, map[string]any{"title": "Four", "author": "di"}},
+		"/keyed/docs/7": {200, map[string]any{"title": "Seven"}},
+	}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		a, ok := f.answers[r.URL.Path]
+		f.auth[r.URL.Path] = r.Header.Get("Authorization")
+		f.mu.Unlock()
+		if !ok {
+			a = answer{status: 404, body: map[string]any{"message": "Not Found"}}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.status)
+		_ = json.NewEncoder(w).Encode(a.body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeUpstream) set(path string, a answer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answers[path] = a
+}
+
+func (f *fakeUpstream) authOf(path string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.auth[path]
+}
+
+// registry builds testConfig against the fake upstream.
+func registry(t *testing.T, up *fakeUpstream) *provider.Registry {
+	t.Helper()
+	cfg, errs := config.Parse("canary.yaml", []byte(strings.ReplaceAll(testConfig, "UPSTREAM", up.srv.URL)),
+		config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
+	require.False(t, errs.HasErrors(), "%v", errs)
+	reg, berrs := provider.Build(cfg, provider.Options{})
+	require.False(t, berrs.HasErrors(), "%v", berrs)
+	t.Cleanup(reg.Close)
+	return reg
+}
+
+// fakeClock never sleeps: After moves the time on by d and fires at
+// once, and remembers every wait.
+type fakeClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	waits []time.Duration
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waits = append(c.waits, d)
+	c.now = c.now.Add(d)
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *fakeClock) recorded() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.waits...)
+}
+
+// logBuffer is a concurrency-safe log sink for scanning what was logged.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newLogger(w *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
