@@ -9,6 +9,7 @@
 //	unfurld notion-settings --config config.yaml [--provider NAME] [--show-secrets]
 //	unfurld status --config config.yaml [--provider NAME] [--uri URI | --connection ID]
 //	unfurld disconnect --config config.yaml --connection ID
+//	unfurld canary --config config.yaml [--provider NAME] [--baseline FILE | --record FILE] [--format json]
 //	unfurld compact [--config config.yaml | PATH]
 //	unfurld migrate --config config.yaml
 //	unfurld migrate-store --from OLD.yaml|unfurld.db --to NEW.yaml
@@ -64,6 +65,8 @@ Usage:
   unfurld status --config FILE [--provider NAME] [--uri URI] [--connection ID] [--format json]
                                                    live updates: subscriptions, queue, last refresh
   unfurld disconnect --config FILE --connection ID erase a connection and revoke its upstream grant
+  unfurld canary --config FILE [--provider NAME] [--baseline FILE | --record FILE] [--format json]
+                                                   run every sample against the real upstream; exit 1 on regressions
   unfurld compact [--config FILE | PATH]           rewrite the stopped server's database file, live records only
   unfurld migrate --config FILE                    apply the PostgreSQL schema migrations
   unfurld migrate-store --from CONFIG_OR_PATH --to CONFIG
@@ -103,6 +106,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return statusCmd(ctx, rest, e)
 	case "disconnect":
 		return disconnect(ctx, rest, e)
+	case "canary":
+		return canaryCmd(ctx, rest, e)
 	case "compact":
 		return compactCmd(rest, e)
 	case "migrate":
