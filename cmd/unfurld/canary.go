@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -56,7 +55,7 @@ func canaryCmd(ctx context.Context, args []string, e env) int {
 	if *record == "" {
 		basePathUsed = *basePath
 		if basePathUsed == "" {
-			basePathUsed = configRelative(l.cfg.File, l.cfg.Canary.Baseline)
+			basePathUsed = l.cfg.CanaryBaseline()
 		}
 		if basePathUsed != "" {
 			var err error
@@ -115,15 +114,6 @@ func recordBaseline(e env, rep *canary.Report, path string) int {
 		return exitFailure
 	}
 	return exitOK
-}
-
-// configRelative resolves a path from the config file against the
-// file's directory.
-func configRelative(cfgFile, p string) string {
-	if p == "" || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(filepath.Dir(cfgFile), p)
 }
 
 func printCanary(w io.Writer, rep *canary.Report, basePath string, base *canary.Baseline) {

@@ -6,6 +6,8 @@ package config
 // structs) so that the loader can check unknown keys against the yaml tags
 // and report each problem with its file:line:col (see load.go).
 
+import "path/filepath"
+
 // Config is a whole unfurld configuration file after includes are resolved
 // and ${ENV} references are expanded.
 type Config struct {
@@ -233,10 +235,21 @@ type Canary struct {
 	// "24h". Default 0: off. At least 5m. A provider's canary.interval
 	// overrides it.
 	Interval Duration `yaml:"interval"`
-	// Baseline is the file `unfurld canary --record FILE` wrote; scheduled
-	// runs report what changed against it. Empty: they report what maps
-	// now and count errors.
+	// Baseline is the file `unfurld canary --record FILE` wrote, relative
+	// to this file; scheduled runs and `unfurld canary` report what
+	// changed against it. Empty: they report what maps now and count
+	// errors.
 	Baseline string `yaml:"baseline"`
+}
+
+// CanaryBaseline is canary.baseline resolved against the configuration
+// file's directory, as _file paths and includes are; empty when unset.
+func (c *Config) CanaryBaseline() string {
+	p := c.Canary.Baseline
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.File), p)
 }
 
 // ProviderCanary is one provider's canary settings.

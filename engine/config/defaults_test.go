@@ -177,6 +177,7 @@ func TestCanaryIntervalInherited(t *testing.T) {
 	require.Empty(t, errs.Error())
 
 	assert.Equal(t, Canary{Interval: Duration(24 * time.Hour), Baseline: "canary.json"}, cfg.Canary)
+	assert.Equal(t, filepath.Join(dir, "canary.json"), cfg.CanaryBaseline(), "relative to the config file")
 	assert.Equal(t, 24*time.Hour, cfg.Providers[0].Canary.Interval.D())
 	assert.Equal(t, "s3cret-canary", cfg.Providers[0].Canary.Credential.Reveal())
 	assert.Equal(t, 48*time.Hour, cfg.Providers[1].Canary.Interval.D())
