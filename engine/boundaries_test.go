@@ -31,6 +31,9 @@ var forbidden = map[string][]string{
 	"engine/live":    {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/server"},
 	"engine/connect": {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/server"},
 	"engine/status":  {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/server"},
+	// Canaries go through the provider's own unfurl path: no store, no
+	// handlers, nothing of live updates.
+	"engine/canary": {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store", module + "engine/server", module + "engine/live"},
 	// The app assembles the engine; cmd chooses the store and the
 	// built-in providers and passes them in.
 	"engine/app": {module + "cmd", module + "providers"},
@@ -38,7 +41,7 @@ var forbidden = map[string][]string{
 	// The shared cached store wraps any store: from engine/ it imports
 	// store alone, so that every component can be handed it.
 	"engine/store/cached": {
-		module + "engine/app", module + "engine/config", module + "engine/connect", module + "engine/fixture",
+		module + "engine/app", module + "engine/canary", module + "engine/config", module + "engine/connect", module + "engine/fixture",
 		module + "engine/live", module + "engine/mapping", module + "engine/notion", module + "engine/oauth",
 		module + "engine/provider", module + "engine/server", module + "engine/status", module + "engine/upstream",
 		module + "engine/store/bolt", module + "engine/store/postgres", module + "engine/store/memory", module + "engine/store/storetest",

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/canary"
+	"github.com/unfurld/unfurld/engine/status"
 )
 
 // canaryVars are the credentials of the canary tests' config; no output
@@ -231,4 +233,14 @@ func TestCanaryCommandUsage(t *testing.T) {
 			assert.Contains(t, errb, tc.msg)
 		})
 	}
+}
+
+// TestStatusPrintsCanary: `unfurld status` shows the last canary run the
+// server reported.
+func TestStatusPrintsCanary(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, &status.Report{Providers: []status.ProviderReport{{
+		Name: "things", Canary: canary.Summary{OK: 1, Changed: 1, Problems: []string{"changed https://things.example.com/items/2: status 404, was 200"}},
+	}}})
+	assert.Contains(t, out.String(), `things last canary run: {"at":"0001-01-01T00:00:00Z","ok":1,"changed":1,"failed":0,"problems":["changed https://things.example.com/items/2: status 404, was 200"]`)
 }

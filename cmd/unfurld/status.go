@@ -159,6 +159,10 @@ func printStatus(w io.Writer, r *status.Report) {
 			b, _ := json.Marshal(map[string]any{"delivery": p.Delivery, "polling": p.Polling})
 			fmt.Fprintf(w, "%s live: %s\n", p.Name, b)
 		}
+		if p.Canary != nil {
+			b, _ := json.Marshal(p.Canary)
+			fmt.Fprintf(w, "%s last canary run: %s\n", p.Name, b)
+		}
 		if len(p.Outcomes) > 0 {
 			keys := make([]string, 0, len(p.Outcomes))
 			for k := range p.Outcomes {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/canary"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/live"
@@ -64,6 +65,8 @@ type App struct {
 	// Resealer moves records sealed with older keys to the primary key
 	// (keys.go).
 	Resealer *oauth.Resealer
+	// Canary runs the providers' canaries on their canary.interval.
+	Canary *canary.Scheduler
 	// Store is the one store handle of the process, wrapping
 	// Options.Store: the server, the live updates, the connection flow,
 	// the issuer, the resealer and the status report all read and write
@@ -125,7 +128,12 @@ func New(opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("live polling: %w", err)
 	}
+	sched, err := newCanaries(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
 	a := &App{
+		Canary:  sched,
 		Connect: cs, Issuer: iss, Keyring: kr, Notion: nc,
 		Deliverer: del, Refresher: ref, Poller: poll, Store: st,
 		log: opts.Logger, now: opts.Now,
@@ -139,9 +147,38 @@ func New(opts Options) (*App, error) {
 	return a, nil
 }
 
+// newCanaries builds the canary scheduler. The baseline is read only when
+// some provider is scheduled: canary.baseline alone may serve
+// `unfurld canary` only.
+func newCanaries(cfg *config.Config, opts Options) (*canary.Scheduler, error) {
+	var clock canary.Clock
+	if opts.Clock != nil {
+		clock = opts.Clock
+	}
+	runner := canary.New(canary.Options{
+		Registry: opts.Registry, Logger: opts.Logger, Clock: clock, Timeout: cfg.Server.UnfurlTimeout.D(),
+	})
+	sopts := canary.SchedulerOptions{Runner: runner, Registry: opts.Registry, Clock: clock}
+	scheduled := false
+	for _, p := range opts.Registry.All() {
+		scheduled = scheduled || p.Config.Canary.Interval > 0
+	}
+	if scheduled && cfg.CanaryBaseline() != "" {
+		base, err := canary.ReadBaseline(cfg.CanaryBaseline())
+		if err != nil {
+			return nil, fmt.Errorf("%w (record it with unfurld canary --config FILE --record FILE)", err)
+		}
+		sopts.Baseline = base
+	}
+	return canary.NewScheduler(sopts), nil
+}
+
 // liveStats is the in-memory part of the admin status report.
 func (a *App) liveStats() *status.Live {
-	l := &status.Live{Delivery: map[string]any{}, Polling: map[string]any{}}
+	l := &status.Live{Delivery: map[string]any{}, Polling: map[string]any{}, Canary: map[string]any{}}
+	for p, s := range a.Canary.Summaries() {
+		l.Canary[p] = s
+	}
 	for p, s := range a.Deliverer.Stats() {
 		l.Delivery[p] = s
 	}
@@ -164,12 +201,13 @@ func (a *App) Sweep(ctx context.Context) {
 }
 
 // Run does the background work until ctx ends: live delivery, refresh
-// and polling, the periodic sweep, and the re-seal of records sealed
-// with older keys (which ends once they are all moved). It returns when
+// and polling, the periodic sweep, the scheduled canaries, and the
+// re-seal of records sealed with older keys (which ends once they are
+// all moved). It returns when
 // all of them have stopped.
 func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.Poller.Run, a.sweepLoop, a.Resealer.Run} {
+	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.Poller.Run, a.sweepLoop, a.Resealer.Run, a.Canary.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -55,6 +55,10 @@ type ProviderReport struct {
 	// when the report is built from the store alone.
 	Delivery any `json:"delivery,omitempty"`
 	Polling  any `json:"polling,omitempty"`
+	// Canary is the last scheduled canary run (engine/canary Summary);
+	// absent when canaries are not scheduled for the provider or the
+	// report is built from the store alone.
+	Canary any `json:"canary,omitempty"`
 }
 
 // Story is everything known about one URI or connection.
@@ -101,6 +105,8 @@ type QueuedView struct {
 type Live struct {
 	Delivery map[string]any
 	Polling  map[string]any
+	// Canary holds the scheduled canaries' last run per provider.
+	Canary map[string]any
 }
 
 // Build reads the store and assembles a report for the providers named
@@ -143,7 +149,7 @@ func Build(ctx context.Context, st store.Store, providers []string, q Query, liv
 			return nil, fmt.Errorf("subscriptions of %s: %w", name, err)
 		}
 		if live != nil {
-			pr.Delivery, pr.Polling = live.Delivery[name], live.Polling[name]
+			pr.Delivery, pr.Polling, pr.Canary = live.Delivery[name], live.Polling[name], live.Canary[name]
 		}
 		r.Providers = append(r.Providers, pr)
 	}

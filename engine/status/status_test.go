@@ -58,7 +58,7 @@ func TestBuild(t *testing.T) {
 	assert.Nil(t, gh.Delivery, "store-only report has no in-memory statistics")
 	assert.Nil(t, r.Story)
 
-	r, err = status.Build(ctx, st, []string{"github", "linear"}, status.Query{URI: a.URI}, &status.Live{Delivery: map[string]any{"github": "d"}}, now)
+	r, err = status.Build(ctx, st, []string{"github", "linear"}, status.Query{URI: a.URI}, &status.Live{Delivery: map[string]any{"github": "d"}, Canary: map[string]any{"github": "c"}}, now)
 	require.NoError(t, err)
 	require.NotNil(t, r.Story)
 	require.Len(t, r.Story.Subscriptions, 1)
@@ -67,6 +67,8 @@ func TestBuild(t *testing.T) {
 	require.NotNil(t, v.Queued)
 	assert.Equal(t, now.Add(time.Second), v.Queued.NextAt)
 	assert.Equal(t, "d", r.Providers[0].Delivery)
+	assert.Equal(t, "c", r.Providers[0].Canary, "the last canary run, per provider")
+	assert.Nil(t, r.Providers[1].Canary)
 
 	r, err = status.Build(ctx, st, []string{"github", "linear"}, status.Query{Provider: "github", Connection: "c2"}, nil, now)
 	require.NoError(t, err)
