@@ -31,7 +31,7 @@ const (
 
 // SkipNoCredential is why an oauth2 or api_key provider without
 // canary.credential is skipped: its samples need someone's credential.
-const SkipNoCredential = "no canary credential (set canary.credential on this provider)"
+const SkipNoCredential = "no canary credential (set canary.credential or canary.credential_fields on this provider)"
 
 // canaryKey is the cache identity of a canary credential; canaries run
 // with NoCache anyway, so it only keeps them apart from real users.
@@ -179,11 +179,15 @@ func (r *Runner) Run(ctx context.Context, names []string, base *Baseline) *Repor
 }
 
 // credential picks what a provider's canaries run with: its
-// canary.credential, else for auth none the provider's own token (the
-// zero Credential), else nothing.
+// canary.credential_fields or canary.credential, else for auth none the
+// provider's own token (the zero Credential), else nothing.
 func credential(p *provider.Provider) (provider.Credential, bool) {
-	if c := p.Config.Canary.Credential; !c.IsZero() {
-		return provider.Credential{Key: canaryKey, Token: c}, true
+	c := p.Config.Canary
+	if len(c.CredentialFields) > 0 {
+		return provider.Credential{Key: canaryKey, Fields: c.CredentialFields}, true
+	}
+	if !c.Credential.IsZero() {
+		return provider.Credential{Key: canaryKey, Token: c.Credential}, true
 	}
 	switch p.Config.Upstream.Auth.Type {
 	case "", config.AuthNone:

@@ -2,6 +2,7 @@ package canary_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -64,7 +65,7 @@ func TestRunAgainstBaseline(t *testing.T) {
 	require.Zero(t, first.Regressions(), "%+v", first)
 	base, left := canary.NewBaseline(first)
 	require.Empty(t, left)
-	require.Len(t, base.Samples, 5)
+	require.Len(t, base.Samples, 6)
 
 	breakUpstream(up)
 	rep := r.Run(t.Context(), nil, base)
@@ -85,6 +86,7 @@ func TestRunAgainstBaseline(t *testing.T) {
 			changes: []string{"status 404, was 200"}},
 		{name: "upstream errors", prov: "things", url: items + "4", verdict: canary.VerdictFailed, status: 503, errSet: true},
 		{name: "api_key with a canary credential", prov: "keyed", url: "https://keyed.example.com/docs/7", verdict: canary.VerdictOK, status: 200},
+		{name: "api_key form of two fields", prov: "pair", url: "https://pair.example.com/docs/3", verdict: canary.VerdictOK, status: 200},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,8 +147,9 @@ func TestNewAttributeIsNotARegression(t *testing.T) {
 }
 
 // TestCanaryCredentials (TH-27, TH-49): the auth-none provider runs with
-// its own service token, the api_key provider with its canary
-// credential, and neither credential appears in the logs or the report.
+// its own service token, the api_key providers with their canary
+// credential (one value, or the fields of a two-field form), and no
+// credential appears in the logs or the report.
 func TestCanaryCredentials(t *testing.T) {
 	t.Parallel()
 	up := newFakeUpstream(t)
@@ -158,12 +161,13 @@ func TestCanaryCredentials(t *testing.T) {
 
 	assert.Equal(t, "Bearer "+staticToken, up.authOf("/items/1"))
 	assert.Equal(t, "Bearer "+canaryToken, up.authOf("/keyed/docs/7"))
+	assert.Equal(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("ops@example.com:"+pairToken)), up.authOf("/pair/docs/3"))
 	assert.Empty(t, up.authOf("/nocred/docs/1"), "a skipped provider sends nothing")
 
 	js, err := json.Marshal(rep)
 	require.NoError(t, err)
 	require.Contains(t, logs.String(), "canary failed", "the scan covers the problem lines")
-	for _, secret := range []string{staticToken, canaryToken} {
+	for _, secret := range []string{staticToken, canaryToken, pairToken} {
 		assert.NotContains(t, logs.String(), secret)
 		assert.NotContains(t, string(js), secret)
 	}
@@ -209,12 +213,13 @@ func TestBaselineFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, base.Samples, got.Samples)
 
-	// Re-recording "things" alone keeps "keyed".
+	// Re-recording "things" alone keeps the others.
 	up.set("/items/1", answer{200, map[string]any{"title": "One"}})
 	part, _ := canary.NewBaseline(r.Run(t.Context(), []string{"things"}, nil))
 	part.Merge(got, []string{"things"})
-	require.Len(t, part.Samples, 5)
+	require.Len(t, part.Samples, 6)
 	assert.Equal(t, "keyed", part.Samples[4].Provider)
+	assert.Equal(t, "pair", part.Samples[5].Provider)
 	assert.Equal(t, map[string]string{"title": "inline.title", "dev": "inline.plain_text"}, part.Samples[0].Attributes)
 
 	require.NoError(t, os.WriteFile(path, []byte(`{"v": 9, "samples": []}`), 0o600))

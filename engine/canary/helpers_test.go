@@ -21,11 +21,13 @@ import (
 const (
 	staticToken = "static-token-5f1e2d"
 	canaryToken = "canary-token-9a8b7c"
+	pairToken   = "pair-token-0c4e61"
 )
 
-// testConfig has three providers on one fake upstream: "things" (auth
+// testConfig has four providers on one fake upstream: "things" (auth
 // none with a service token) with four samples, "keyed" (api_key with a
-// canary credential) and "nocred" (api_key without one).
+// canary credential), "pair" (an api_key form of two fields with canary
+// credential_fields) and "nocred" (api_key without one).
 const testConfig = `
 server: {mode: development, unfurl_timeout: 5s}
 canary: {interval: 24h}
@@ -60,6 +62,23 @@ providers:
       - name: doc
         regex: '^https://keyed\.example\.com/docs/(?<id>\d{1,10})$'
         samples: [https://keyed.example.com/docs/7]
+        requests: [{name: doc, url: "/docs/{id}"}]
+        attributes:
+          - {id: title, kind: title, path: title}
+  - name: pair
+    upstream:
+      base_url: UPSTREAM/pair
+      allow_private_networks: true
+      auth:
+        type: api_key
+        api_key: {fields: [{name: email, type: email}, {name: token}]}
+        value: '"Basic " + base64(credential.email + ":" + credential.token)'
+        identity: {url: /user, key: 'string(identity.id)', name: identity.login}
+    canary: {credential_fields: {email: ops@example.com, token: ` + pairToken + `}}
+    patterns:
+      - name: doc
+        regex: '^https://pair\.example\.com/docs/(?<id>\d{1,10})$'
+        samples: [https://pair.example.com/docs/3]
         requests: [{name: doc, url: "/docs/{id}"}]
         attributes:
           - {id: title, kind: title, path: title}
@@ -102,6 +121,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 		"/items/3":      {200, map[string]any{"title": "Three", "author": "cy"}},
 		"/items/4":      {200, map[string]any{"title": "Four", "author": "di"}},
 		"/keyed/docs/7": {200, map[string]any{"title": "Seven"}},
+		"/pair/docs/3":  {200, map[string]any{"title": "Three"}},
 	}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

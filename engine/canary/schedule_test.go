@@ -25,7 +25,7 @@ func ran(reps []*canary.Report) [][]string {
 
 // TestSchedulerIntervals: with the top-level canary.interval 24h and
 // keyed's own 48h, nothing runs at start; all run FirstRunDelay later;
-// then things and nocred every 24h and keyed every 48h. The clock is a
+// then the others every 24h and keyed every 48h. The clock is a
 // fake: no test sleeps.
 func TestSchedulerIntervals(t *testing.T) {
 	t.Parallel()
@@ -38,7 +38,7 @@ func TestSchedulerIntervals(t *testing.T) {
 		OnRun: func(r *canary.Report) { reps = append(reps, r) },
 	})
 	t0 := clock.Now()
-	assert.Equal(t, []string{"things", "keyed", "nocred"}, s.Scheduled())
+	assert.Equal(t, []string{"things", "keyed", "pair", "nocred"}, s.Scheduled())
 
 	assert.Equal(t, t0.Add(canary.FirstRunDelay), s.RunDue(t.Context()))
 	assert.Empty(t, reps)
@@ -50,9 +50,10 @@ func TestSchedulerIntervals(t *testing.T) {
 	first := t0.Add(canary.FirstRunDelay)
 	assert.Equal(t, first.Add(24*time.Hour), s.RunDue(t.Context()), "the next run counts from when this one was due")
 	require.Len(t, reps, 1)
-	assert.Equal(t, [][]string{{"things", "keyed", "nocred"}}, ran(reps))
+	assert.Equal(t, [][]string{{"things", "keyed", "pair", "nocred"}}, ran(reps))
 
-	for _, want := range [][]string{{"things", "nocred"}, {"things", "keyed", "nocred"}, {"things", "nocred"}} {
+	daily := []string{"things", "pair", "nocred"}
+	for _, want := range [][]string{daily, {"things", "keyed", "pair", "nocred"}, daily} {
 		clock.advance(first.Add(time.Duration(len(reps)) * 24 * time.Hour).Sub(clock.Now()))
 		s.RunDue(t.Context())
 		assert.Equal(t, want, ran(reps)[len(reps)-1])

@@ -263,6 +263,11 @@ type ProviderCanary struct {
 	// it; a provider with auth none uses its upstream.auth.token unless
 	// this is set.
 	Credential Secret `yaml:"credential"`
+	// CredentialFields is the canary credential of a provider whose key
+	// form has several fields (upstream.auth.api_key.fields), one value
+	// per field name, e.g. {email: ops@example.com, token:
+	// "${JIRA_CANARY_TOKEN}"}. Set instead of Credential.
+	CredentialFields map[string]Secret `yaml:"credential_fields"`
 }
 
 // Live configures how changes upstream reach previews already in Notion:

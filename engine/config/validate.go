@@ -297,6 +297,7 @@ func (v *checker) provider(p *Provider, path string) {
 	v.errorStatuses(p.Errors.Statuses, path+".errors.statuses")
 	v.live(&p.Live, path+".live")
 	v.canaryInterval(p.Canary.Interval, path+".canary.interval")
+	v.canaryCredential(p, path+".canary")
 
 	if len(p.Patterns) == 0 {
 		v.fail(path+".patterns", "at least one pattern is required")
@@ -634,6 +635,40 @@ func (v *checker) canaryInterval(d Duration, path string) {
 	} else if d > 0 && d.D() < minCanaryInterval {
 		v.fail(path, "at least 5m: every run calls the real upstream")
 	}
+}
+
+// canaryCredential checks that a canary credential has the shape the
+// provider's credentials have: one value, or exactly the key form's
+// fields when it has several.
+func (v *checker) canaryCredential(p *Provider, path string) {
+	c, fields := &p.Canary, p.Upstream.Auth.APIKey.Fields
+	switch {
+	case len(c.CredentialFields) > 0 && !c.Credential.IsZero():
+		v.fail(path+".credential_fields", "set credential or credential_fields, not both")
+	case len(c.CredentialFields) > 0 && len(fields) == 0:
+		v.fail(path+".credential_fields", "this provider's credential is one value: use canary.credential")
+	case !c.Credential.IsZero() && len(fields) > 1:
+		v.fail(path+".credential", "this provider's key form has several fields: use canary.credential_fields with %s", fieldNames(fields))
+	case len(c.CredentialFields) > 0:
+		for _, f := range fields {
+			if _, ok := c.CredentialFields[f.Name]; !ok {
+				v.fail(path+".credential_fields", "missing %q: the key form's fields are %s", f.Name, fieldNames(fields))
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(c.CredentialFields)) {
+			if !slices.ContainsFunc(fields, func(f APIKeyField) bool { return f.Name == name }) {
+				v.fail(path+".credential_fields."+name, "not a field of the key form (%s)", fieldNames(fields))
+			}
+		}
+	}
+}
+
+func fieldNames(fields []APIKeyField) string {
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // live checks the live-update settings (issue 4).
