@@ -175,8 +175,20 @@ func validName(s string) bool {
 func (l *loader) overlay(base, over *yaml.Node, path, file string) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: base.Tag, Line: base.Line, Column: base.Column, Style: base.Style}
 	out.Content = append(out.Content, base.Content...)
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(over.Content); i += 2 {
 		k, v := over.Content[i], over.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Tag == mergeTag {
+			// Merge keys and non-text keys have no base value to pair
+			// with; decoding reports them as in any mapping.
+			out.Content = append(out.Content, k, v)
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			l.errs.Add(nodePos(k, file), path, "key %q is already defined on line %d", k.Value, first.Line)
+			continue
+		}
+		seen[k.Value] = k
 		at := -1
 		for j := 0; j+1 < len(out.Content); j += 2 {
 			if ok := out.Content[j]; ok.Kind == yaml.ScalarNode && ok.Tag != mergeTag && ok.Value == k.Value {

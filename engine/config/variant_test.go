@@ -51,16 +51,18 @@ func TestListBuiltins(t *testing.T) {
 }
 
 // TestVariantsDeclaration: the variants key itself is checked when a file
-// declaring it is included, whichever variant is asked for.
+// declaring it is included, whichever variant is asked for; the keys inside
+// a variant when it is the one asked for.
 func TestVariantsDeclaration(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name, variants, want string
+		name, variants, variant, want string
 	}{
 		{name: "not a mapping", variants: "variants: [a]", want: `f.yaml:3:1: providers[0].variants: want a mapping of variant names to the keys they change, got a list`},
 		{name: "bad name", variants: "variants: {Big: {name: x}}", want: `f.yaml:3:12: providers[0].variants: a variant name is lower-case letters, digits and '-', got "Big"`},
 		{name: "not a mapping inside", variants: "variants: {a: 1}", want: `f.yaml:3:12: providers[0].variants.a: want a mapping of the keys the variant changes`},
 		{name: "nested", variants: "variants: {a: {variants: {}}}", want: `f.yaml:3:12: providers[0].variants.a: a variant cannot declare variants or includes`},
+		{name: "duplicate key inside", variants: "variants: {a: {name: x, name: y}}", variant: "a", want: `f.yaml:3:25: providers[0]: key "name" is already defined on line 3`},
 		{name: "duplicate", variants: "variants: {a: {name: x}, a: {name: y}}", want: `f.yaml:3:26: providers[0].variants: variant "a" is already defined on line 3`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +72,11 @@ func TestVariantsDeclaration(t *testing.T) {
 				"patterns: [{name: p, regex: '^https://x\\.example/(?<id>[0-9]+)$', samples: [https://x.example/1], attributes: [{id: title, kind: title, value: t}]}]\n"
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "f.yaml"), []byte(file), 0o600))
 			cfgFile := filepath.Join(dir, "c.yaml")
-			require.NoError(t, os.WriteFile(cfgFile, []byte("server: {mode: development}\nproviders: [{include: f.yaml}]\n"), 0o600))
+			entry := "{include: f.yaml}"
+			if tc.variant != "" {
+				entry = "{include: f.yaml, variant: " + tc.variant + "}"
+			}
+			require.NoError(t, os.WriteFile(cfgFile, []byte("server: {mode: development}\nproviders: ["+entry+"]\n"), 0o600))
 			_, errs := Load(cfgFile, testOptions())
 			require.True(t, errs.HasErrors())
 			assert.Equal(t, filepath.Join(dir, tc.want), errs.Error())
