@@ -31,9 +31,9 @@ func TestVariantOverlay(t *testing.T) {
 
 	// Positions point at the file and line holding each value: the
 	// variant's lines for what it changed, the base's for the rest.
-	assert.Equal(t, Pos{File: "builtin:duo", Line: 7, Col: 12}, cfg.Positions["providers.duo-signin.upstream.timeout"])
-	assert.Equal(t, Pos{File: "builtin:duo", Line: 19, Col: 15}, cfg.Positions["providers.duo-signin.upstream.auth.type"])
-	assert.Equal(t, Pos{File: "builtin:duo", Line: 8, Col: 16}, cfg.Positions["providers.duo.upstream.auth.type"])
+	assert.Equal(t, Pos{File: "builtin:duo", Line: 9, Col: 12}, cfg.Positions["providers.duo-signin.upstream.timeout"])
+	assert.Equal(t, Pos{File: "builtin:duo", Line: 21, Col: 15}, cfg.Positions["providers.duo-signin.upstream.auth.type"])
+	assert.Equal(t, Pos{File: "builtin:duo", Line: 10, Col: 16}, cfg.Positions["providers.duo.upstream.auth.type"])
 
 	local := cfg.Providers[2]
 	assert.Equal(t, "local-other", local.Name)
