@@ -175,6 +175,17 @@ func validName(s string) bool {
 func (l *loader) overlay(base, over *yaml.Node, path, file string) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: base.Tag, Line: base.Line, Column: base.Column, Style: base.Style}
 	out.Content = append(out.Content, base.Content...)
+	// index finds a base key in one step, so laying a large variant over
+	// a large mapping stays linear. A repeated base key is indexed at its
+	// first place; decoding reports the repeat.
+	index := map[string]int{}
+	for j := 0; j+1 < len(out.Content); j += 2 {
+		if bk := out.Content[j]; bk.Kind == yaml.ScalarNode && bk.Tag != mergeTag {
+			if _, dup := index[bk.Value]; !dup {
+				index[bk.Value] = j
+			}
+		}
+	}
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(over.Content); i += 2 {
 		k, v := over.Content[i], over.Content[i+1]
@@ -189,14 +200,8 @@ func (l *loader) overlay(base, over *yaml.Node, path, file string) *yaml.Node {
 			continue
 		}
 		seen[k.Value] = k
-		at := -1
-		for j := 0; j+1 < len(out.Content); j += 2 {
-			if ok := out.Content[j]; ok.Kind == yaml.ScalarNode && ok.Tag != mergeTag && ok.Value == k.Value {
-				at = j
-				break
-			}
-		}
-		if at < 0 {
+		at, ok := index[k.Value]
+		if !ok {
 			out.Content = append(out.Content, k, v)
 			continue
 		}
