@@ -1,10 +1,11 @@
 // Package providers ships unfurld's ready-made provider definitions: one
-// YAML file per upstream service (Names lists them; `unfurld validate`
-// and the README's table describe each), embedded in the binary and loaded
-// with `include: builtin:NAME`.
+// YAML file per upstream service, with its variants (Names lists them;
+// `unfurld providers` and the README's table describe each), embedded in
+// the binary and loaded with `include: builtin:NAME`.
 //
 // Sign-in: github uses one service-wide token (auth none), so it starts
-// with nothing exported; github-oauth and zendesk sign each user in
+// with nothing exported; its oauth variant, github-oauth (declared in
+// github.yaml, not a file of its own), and zendesk sign each user in
 // (oauth2, need an OAuth app); the others take each user's own API key
 // (api_key). jira, confluence and zendesk serve one customer host each,
 // named by a required variable (JIRA_SITE, CONFLUENCE_SITE,

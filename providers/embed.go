@@ -4,7 +4,8 @@ import (
 	"embed"
 	"io/fs"
 	"sort"
-	"strings"
+
+	"github.com/unfurld/unfurld/engine/config"
 )
 
 // files holds the built-in provider definitions. It is a package-level
@@ -18,19 +19,14 @@ var files embed.FS
 // layout config.LoadOptions.Builtins expects.
 func FS() fs.FS { return files }
 
-// Names returns the names of the built-in providers, sorted: the file names
-// without ".yaml", which are also the providers' name keys.
+// Names returns what `include: builtin:NAME` accepts, sorted: each file's
+// name without ".yaml" and, for a file declaring variants, NAME-VARIANT for
+// each (github-oauth is github's oauth variant). Each is also the
+// provider's name key.
 func Names() []string {
-	entries, err := fs.ReadDir(files, ".")
-	if err != nil {
-		// An embed.FS root always reads; nothing to report.
-		return nil
-	}
 	var names []string
-	for _, e := range entries {
-		if n, ok := strings.CutSuffix(e.Name(), ".yaml"); ok && !e.IsDir() {
-			names = append(names, n)
-		}
+	for _, b := range config.ListBuiltins(files) {
+		names = append(names, b.Includes()...)
 	}
 	sort.Strings(names)
 	return names

@@ -36,8 +36,14 @@ func parseBuiltinEnv(t *testing.T, name string, env map[string]string) (*config.
 func TestNames(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, []string{"asana", "bitbucket", "clickup", "confluence", "figma", "github", "github-oauth", "gitlab", "jira", "linear", "pagerduty", "sentry", "shortcut", "stackoverflow", "trello", "zendesk"}, providers.Names())
+	// One definition per service: github-oauth is github's oauth variant,
+	// with no file of its own; every other name is a file.
 	for _, n := range providers.Names() {
 		_, err := fs.Stat(providers.FS(), n+".yaml")
+		if n == "github-oauth" {
+			assert.ErrorIs(t, err, fs.ErrNotExist, "github-oauth is a variant of github.yaml, not a copy")
+			continue
+		}
 		assert.NoError(t, err, "Names lists %s, FS must hold %s.yaml", n, n)
 	}
 }
@@ -240,19 +246,23 @@ func TestBuiltinsWithoutEnvironment(t *testing.T) {
 	}
 }
 
-// TestGitHubOAuthMatchesGitHub guards the copy in github-oauth.yaml: the
-// config loader has no way to share patterns between providers, so
-// github-oauth duplicates github's patterns, upstream settings and error
-// messages, and only the sign-in and the Notion credentials may differ.
-func TestGitHubOAuthMatchesGitHub(t *testing.T) {
+// TestGitHubOAuthVariant: builtin:github-oauth is github.yaml with its
+// oauth variant laid over it. Everything but the sign-in, the Notion
+// credentials and the webhook secret comes from the one definition, and the
+// service-wide token is cleared, so a GITHUB_TOKEN in the environment never
+// goes out on a signed-in user's requests.
+func TestGitHubOAuthVariant(t *testing.T) {
 	t.Parallel()
-	base, errs := parseBuiltin(t, "github")
+	env := providers.PlaceholderEnv()
+	env["GITHUB_TOKEN"] = "ghp_service-wide-token"
+	base, errs := parseBuiltinEnv(t, "github", env)
 	require.False(t, errs.HasErrors(), "%v", errs)
-	oauth, errs := parseBuiltin(t, "github-oauth")
+	oauth, errs := parseBuiltinEnv(t, "github-oauth", env)
 	require.False(t, errs.HasErrors(), "%v", errs)
 	g, o := base.Providers[0], oauth.Providers[0]
 
-	assert.Equal(t, g.Patterns, o.Patterns, "patterns: edit github.yaml and github-oauth.yaml together")
+	assert.Equal(t, g.Patterns, o.Patterns)
+	assert.Len(t, o.Patterns, 8, "the new kinds reach both ways in")
 	assert.Equal(t, g.Errors, o.Errors)
 	assert.Equal(t, g.DisplayName, o.DisplayName)
 	assert.Equal(t, g.Notion.Domain, o.Notion.Domain)
@@ -265,11 +275,14 @@ func TestGitHubOAuthMatchesGitHub(t *testing.T) {
 	assert.Equal(t, gu, ou, "upstream settings besides auth")
 
 	assert.Equal(t, config.AuthNone, g.Upstream.Auth.Type)
+	assert.Equal(t, "ghp_service-wide-token", g.Upstream.Auth.Token.Reveal())
 	assert.Equal(t, config.AuthOAuth2, o.Upstream.Auth.Type)
+	assert.Empty(t, o.Upstream.Auth.Token.Reveal(), "the variant clears the service-wide token")
 	assert.Equal(t, "https://github.com/login/oauth/authorize", o.Upstream.Auth.OAuth2.AuthorizeURL)
 	assert.Equal(t, "https://github.com/login/oauth/access_token", o.Upstream.Auth.OAuth2.TokenURL)
 	assert.Equal(t, []string{"repo", "read:user"}, o.Upstream.Auth.OAuth2.Scopes)
 	assert.False(t, o.Upstream.Auth.OAuth2.DisablePKCE, "PKCE stays on (TH-06)")
+	assert.Empty(t, g.Upstream.Auth.OAuth2.TokenURL, "the variant does not leak into the base")
 }
 
 // TestPagerDutyRegion: PAGERDUTY_API_URL moves the API to another service

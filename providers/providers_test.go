@@ -1,8 +1,11 @@
 package providers_test
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/fixture"
+	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/providers"
 )
 
@@ -52,5 +56,43 @@ func TestFixtures(t *testing.T) {
 	}
 	for _, n := range providers.Names() {
 		assert.GreaterOrEqual(t, perProvider[n], 1, "provider %s has no fixture case", n)
+	}
+}
+
+// TestFixturesCoverEveryKind: every URL kind (pattern) of every built-in
+// has at least one fixture case whose URI it matches, so a new kind cannot
+// ship without a recorded answer. A variant's kinds are its file's: a case
+// of github covers github-oauth's pattern of the same name.
+func TestFixturesCoverEveryKind(t *testing.T) {
+	fileOf := map[string]string{}
+	for _, b := range config.ListBuiltins(providers.FS()) {
+		for _, n := range b.Includes() {
+			fileOf[n] = b.Name
+		}
+	}
+	cfg := builtinConfig(t)
+	reg, berrs := provider.Build(cfg, provider.Options{})
+	require.False(t, berrs.HasErrors(), "%v", berrs)
+	t.Cleanup(reg.Close)
+	cases, err := fixture.Discover("testdata", providers.Names())
+	require.NoError(t, err)
+	covered := map[string]bool{}
+	for _, c := range cases {
+		data, err := os.ReadFile(filepath.Join(c.Dir, "request.json"))
+		require.NoError(t, err)
+		var req struct {
+			URI string `json:"uri"`
+		}
+		require.NoError(t, json.Unmarshal(data, &req), c.Dir)
+		p, ok := reg.Get(c.Provider)
+		require.True(t, ok, c.Provider)
+		m, err := p.Match(req.URI)
+		require.NoError(t, err, "%s: %s matches no pattern of %s", c.Dir, req.URI, c.Provider)
+		covered[fileOf[c.Provider]+"/"+m.Pattern.Name] = true
+	}
+	for _, p := range reg.All() {
+		for _, pat := range p.Patterns {
+			assert.True(t, covered[fileOf[p.Name]+"/"+pat.Name], "%s: URL kind %s has no fixture case", p.Name, pat.Name)
+		}
 	}
 }

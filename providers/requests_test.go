@@ -1,6 +1,7 @@
 package providers_test
 
 import (
+	"encoding/json"
 	"maps"
 	"net/http"
 	"net/url"
@@ -65,4 +66,29 @@ func TestBuiltinRequestsOnTheWire(t *testing.T) {
 			assert.Empty(t, r.header.Get("Authorization"), "public APIs get no credential")
 		})
 	}
+}
+
+// TestGitHubDiscussionRequest: a discussion link becomes one GraphQL POST
+// whose query carries the number (digits only, by the regex: TH-29) and
+// whose variables carry owner and repository as JSON strings, sent with
+// the service-wide token, which GitHub's GraphQL API requires.
+func TestGitHubDiscussionRequest(t *testing.T) {
+	t.Parallel()
+	env := maps.Clone(providers.PlaceholderEnv())
+	env["GITHUB_TOKEN"] = "ghp_service-wide-token"
+	srv, seen := fakeIdentity(t, http.StatusOK, `{"data": {"repository": {"discussion": {"title": "t"}}}}`)
+	p := buildAtEnv(t, "github", srv.URL, env)
+	p.Unfurl(t.Context(), "https://github.com/octo-org/.github/discussions/90#discussioncomment-1", provider.Credential{}, provider.UnfurlOptions{NoCache: true})
+	require.NotEmpty(t, seen, "the unfurl reached the fake upstream")
+	r := <-seen
+	assert.Equal(t, http.MethodPost, r.method)
+	assert.Equal(t, "/graphql", r.path)
+	assert.Equal(t, "Bearer ghp_service-wide-token", r.header.Get("Authorization"))
+	var body struct {
+		Query     string            `json:"query"`
+		Variables map[string]string `json:"variables"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.body), &body))
+	assert.Contains(t, body.Query, "discussion(number: 90)")
+	assert.Equal(t, map[string]string{"owner": "octo-org", "name": ".github"}, body.Variables)
 }

@@ -13,6 +13,7 @@
 //	unfurld compact [--config config.yaml | PATH]
 //	unfurld migrate --config config.yaml
 //	unfurld migrate-store --from OLD.yaml|unfurld.db --to NEW.yaml
+//	unfurld providers [--format json]
 //
 // This package only wires: it parses flags, builds the logger, opens the
 // store (bbolt or PostgreSQL), handles signals and owns the exit codes. Behaviour lives in
@@ -71,6 +72,7 @@ Usage:
   unfurld migrate --config FILE                    apply the PostgreSQL schema migrations
   unfurld migrate-store --from CONFIG_OR_PATH --to CONFIG
                                                    copy every record from a store (a bbolt file) into an empty PostgreSQL one
+  unfurld providers [--format json]                list the built-in providers: domains, URL kinds, sign-in
   unfurld version
 
 Run 'unfurld COMMAND --help' for a command's flags.
@@ -114,6 +116,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return migrateCmd(ctx, rest, e)
 	case "migrate-store":
 		return migrateStoreCmd(ctx, rest, e)
+	case "providers":
+		return providersCmd(rest, e)
 	case "version":
 		fmt.Fprintln(e.stdout, "unfurld", version())
 		return exitOK

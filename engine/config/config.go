@@ -197,7 +197,9 @@ type Notion struct {
 type Provider struct {
 	// Include loads this provider from another file instead: a path
 	// relative to the including file, or builtin:NAME. An include entry
-	// holds no other key.
+	// holds no other key but `variant: NAME`, which lays one of the
+	// variants the file declares over it (variant.go);
+	// builtin:BASE-VARIANT is the same as builtin:BASE with that variant.
 	Include string `yaml:"include"`
 	// Name identifies the provider in routes (/providers/<name>/...),
 	// logs and the store. Lower-case letters, digits and '-'; unique.

@@ -7,7 +7,8 @@
 //
 //  1. parse the file with yaml.v3 (syntax errors carry the line yaml gives);
 //  2. resolve `include:` entries of providers, from files or from the
-//     built-in providers (LoadOptions.Builtins);
+//     built-in providers (LoadOptions.Builtins), and lay the variant an
+//     entry asks for over the included file (variant.go);
 //  3. expand ${NAME} and ${NAME:-default} in scalar values;
 //  4. check every key against the yaml tags of the Go structs and decode
 //     the values, recording the position of every path in Config.Positions;

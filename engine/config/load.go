@@ -181,15 +181,20 @@ func badByteLine(data []byte) int {
 
 // include resolves the include entry item (at path, e.g. providers[2]) and
 // returns the included provider's root mapping and its file name, or nil
-// after recording why it could not be read.
+// after recording why it could not be read. The entry may name a variant
+// (`variant: oauth`), which is laid over the included file (variant.go).
 func (l *loader) include(item *yaml.Node, path, file string) (*yaml.Node, string) {
-	var target *yaml.Node
+	var target, variant *yaml.Node
 	var extra []string
 	var firstExtra *yaml.Node
 	for j := 0; j+1 < len(item.Content); j += 2 {
 		k := item.Content[j]
-		if k.Value == "include" && target == nil {
+		switch {
+		case k.Value == "include" && target == nil:
 			target = item.Content[j+1]
+			continue
+		case k.Value == "variant" && variant == nil:
+			variant = item.Content[j+1]
 			continue
 		}
 		extra = append(extra, strconv.Quote(k.Value))
@@ -198,7 +203,7 @@ func (l *loader) include(item *yaml.Node, path, file string) (*yaml.Node, string
 		}
 	}
 	if len(extra) > 0 {
-		l.errs.Add(nodePos(firstExtra, file), path, "an include entry holds no other key; found %s", strings.Join(extra, ", "))
+		l.errs.Add(nodePos(firstExtra, file), path, "an include entry holds only include and variant; found %s", strings.Join(extra, ", "))
 		return nil, ""
 	}
 	target = resolveAlias(target)
@@ -216,11 +221,32 @@ func (l *loader) include(item *yaml.Node, path, file string) (*yaml.Node, string
 		l.errs.Add(at, path+".include", "want a file path or builtin:NAME")
 		return nil, ""
 	}
+	want := ""
+	if variant = resolveAlias(variant); variant != nil {
+		if variant.Kind != yaml.ScalarNode || variant.ShortTag() == nullTag || strings.TrimSpace(variant.Value) == "" {
+			l.errs.Add(nodePos(variant, file), path+".variant", "want the name of a variant the included file declares")
+			return nil, ""
+		}
+		l.expandNode(variant, path+".variant", file)
+		if l.bad[path+".variant"] {
+			return nil, ""
+		}
+		want = strings.TrimSpace(variant.Value)
+	}
 	incName := ref
 	var data []byte
 	var err error
 	if name, ok := strings.CutPrefix(ref, builtinPrefix); ok {
-		data, err = l.readBuiltin(name)
+		var implied string
+		data, incName, implied, err = l.readBuiltin(name)
+		if err == nil && implied != "" {
+			if want != "" {
+				l.errs.Add(nodePos(variant, file), path+".variant", "builtin:%s is already the %s variant of builtin:%s; include builtin:%s to choose another",
+					name, implied, strings.TrimSuffix(name, "-"+implied), strings.TrimSuffix(name, "-"+implied))
+				return nil, ""
+			}
+			want = implied
+		}
 	} else {
 		if !filepath.IsAbs(incName) {
 			incName = filepath.Join(l.dir, incName)
@@ -245,33 +271,50 @@ func (l *loader) include(item *yaml.Node, path, file string) (*yaml.Node, string
 			return nil, ""
 		}
 	}
-	return root, incName
+	variantAt := at
+	if variant != nil {
+		variantAt = nodePos(variant, file)
+	}
+	return l.applyVariant(root, want, ref, variantAt, path, incName), incName
 }
 
-// readBuiltin reads NAME.yaml from the built-in providers.
-func (l *loader) readBuiltin(name string) ([]byte, error) {
+// readBuiltin reads NAME.yaml from the built-in providers and returns its
+// bytes and its file name in messages (builtin:NAME). When there is
+// no such file but NAME is BASE-VARIANT, with BASE.yaml declaring VARIANT,
+// it reads BASE.yaml and returns VARIANT too: builtin:github-oauth is the
+// oauth variant of builtin:github.
+func (l *loader) readBuiltin(name string) (data []byte, file, variant string, err error) {
 	if l.opts.Builtins == nil || !fs.ValidPath(name) || strings.Contains(name, "/") || name == "." {
-		return nil, fmt.Errorf("unknown builtin provider %q", name)
+		return nil, "", "", fmt.Errorf("unknown builtin provider %q", name)
 	}
-	data, err := fs.ReadFile(l.opts.Builtins, name+".yaml")
-	if errors.Is(err, fs.ErrNotExist) {
-		var names []string
-		entries, _ := fs.ReadDir(l.opts.Builtins, ".")
-		for _, e := range entries {
-			if n, ok := strings.CutSuffix(e.Name(), ".yaml"); ok && !e.IsDir() {
-				names = append(names, n)
+	data, err = fs.ReadFile(l.opts.Builtins, name+".yaml")
+	if err == nil {
+		return data, builtinPrefix + name, "", nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", "", fmt.Errorf("read builtin provider %q: %w", name, err)
+	}
+	builtins := ListBuiltins(l.opts.Builtins)
+	for _, b := range builtins {
+		for _, v := range b.Variants {
+			if b.Name+"-"+v == name {
+				data, err = fs.ReadFile(l.opts.Builtins, b.Name+".yaml")
+				if err != nil {
+					return nil, "", "", fmt.Errorf("read builtin provider %q: %w", b.Name, err)
+				}
+				return data, builtinPrefix + b.Name, v, nil
 			}
 		}
-		sort.Strings(names)
-		if len(names) == 0 {
-			return nil, fmt.Errorf("unknown builtin provider %q", name)
-		}
-		return nil, fmt.Errorf("unknown builtin provider %q; known: %s", name, strings.Join(names, ", "))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read builtin provider %q: %w", name, err)
+	var names []string
+	for _, b := range builtins {
+		names = append(names, b.Includes()...)
 	}
-	return data, nil
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, "", "", fmt.Errorf("unknown builtin provider %q", name)
+	}
+	return nil, "", "", fmt.Errorf("unknown builtin provider %q; known: %s", name, strings.Join(names, ", "))
 }
 
 // readInclude reads an included file. Only regular files are read, and at
