@@ -76,7 +76,7 @@ func logWarnings(logger *slog.Logger, errs config.Errors) {
 			continue
 		}
 		seen[e.Error()] = true
-		logger.Warn("config", "file", e.Pos.File, "line", e.Pos.Line, "col", e.Pos.Col, "key", e.Path, "msg", e.Msg)
+		logger.Warn("config", "file", e.Pos.File, "line", e.Pos.Line, "col", e.Pos.Col, "key", e.Path, "problem", e.Msg)
 	}
 }
 
