@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -50,6 +51,44 @@ var forbidden = map[string][]string{
 
 	// The PostgreSQL store is to pgx what bolt is to bbolt.
 	"engine/store/postgres": {module + "engine/config", module + "engine/provider", module + "engine/mapping", "go.etcd.io/bbolt"},
+}
+
+// prometheus is the metrics library: only engine/metrics wraps it. The
+// instrumented packages declare narrow observer interfaces instead, so
+// the arrows stay engine/metrics → (nothing of the engine) and app,
+// cmd → engine/metrics.
+const prometheus = "github.com/prometheus/"
+
+// mayUsePrometheus lists the packages that may depend on the metrics
+// library, even transitively.
+var mayUsePrometheus = map[string]bool{
+	"engine/metrics": true,
+	"engine/app":     true,
+}
+
+// TestMetricsLibraryBoundary keeps client_golang inside engine/metrics
+// and the wiring above it: the store, the providers, the server and the
+// live updates only see their own observer interfaces.
+func TestMetricsLibraryBoundary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Deps " "}}`, module+"engine/...").CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, deps, _ := strings.Cut(line, ": ")
+		rel := strings.TrimPrefix(pkg, module)
+		if mayUsePrometheus[rel] {
+			continue
+		}
+		assert.NotContains(t, deps, prometheus, "%s depends on the metrics library; give it an observer interface instead", rel)
+	}
+	// engine/metrics itself imports nothing of the engine: every
+	// package can be observed without a cycle.
+	out, err = exec.Command("go", "list", "-deps", module+"engine/metrics").CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, module) && dep != module+"engine/metrics" {
+			t.Errorf("engine/metrics depends on %s", dep)
+		}
+	}
 }
 
 func TestPackageBoundaries(t *testing.T) {

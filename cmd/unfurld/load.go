@@ -19,6 +19,9 @@ import (
 type loaded struct {
 	cfg *config.Config
 	reg *provider.Registry
+	// warnings are the problems that do not stop the server; loadQuiet
+	// leaves them for the caller to log.
+	warnings config.Errors
 }
 
 // load reads, compiles and checks a configuration, printing every
@@ -26,11 +29,19 @@ type loaded struct {
 // error. Every command loads through it, so `validate` refuses exactly
 // what `serve` would.
 func load(path string, e env, logger *slog.Logger, w io.Writer) *loaded {
+	return loadWith(path, e, provider.Options{Logger: logger}, w, false)
+}
+
+// loadWith is load with the providers' options; with quiet, a
+// configuration that loads prints nothing, and its warnings are left in
+// loaded.warnings for serve to log in the process's log format (errors
+// still print to w: there is no logger without a configuration).
+func loadWith(path string, e env, opts provider.Options, w io.Writer, quiet bool) *loaded {
 	cfg, errs := config.Load(path, config.LoadOptions{LookupEnv: e.lookupEnv, Builtins: providers.FS()})
 	var reg *provider.Registry
 	if cfg != nil && !errs.HasErrors() {
 		var berrs config.Errors
-		reg, berrs = provider.Build(cfg, provider.Options{Logger: logger})
+		reg, berrs = provider.Build(cfg, opts)
 		errs = append(errs, berrs...)
 		if reg != nil && !berrs.HasErrors() {
 			// What serve's app.New would refuse, validate refuses too.
@@ -38,16 +49,35 @@ func load(path string, e env, logger *slog.Logger, w io.Writer) *loaded {
 		}
 	}
 	errs.Sort()
-	for _, line := range dedupe(errs) {
-		fmt.Fprintln(w, line)
+	failed := errs.HasErrors() || reg == nil
+	if !quiet || failed {
+		for _, line := range dedupe(errs) {
+			fmt.Fprintln(w, line)
+		}
 	}
-	if errs.HasErrors() || reg == nil {
+	if failed {
 		if reg != nil {
 			reg.Close()
 		}
 		return nil
 	}
-	return &loaded{cfg: cfg, reg: reg}
+	return &loaded{cfg: cfg, reg: reg, warnings: errs}
+}
+
+// logWarnings logs the configuration's warnings through the process
+// logger, one record each with the position and key as attributes, so
+// that they reach the same sink, in the same format, as everything else.
+// A warning never holds a secret: config errors quote keys and shapes,
+// and secrets are redacted values.
+func logWarnings(logger *slog.Logger, errs config.Errors) {
+	seen := map[string]bool{}
+	for _, e := range errs {
+		if !e.Warning || seen[e.Error()] {
+			continue
+		}
+		seen[e.Error()] = true
+		logger.Warn("config", "file", e.Pos.File, "line", e.Pos.Line, "col", e.Pos.Col, "key", e.Path, "problem", e.Msg)
+	}
 }
 
 func dedupe(errs config.Errors) []string {

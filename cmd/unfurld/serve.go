@@ -13,6 +13,8 @@ import (
 
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/metrics"
+	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
 
@@ -32,7 +34,10 @@ func serve(ctx context.Context, args []string, e env) int {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(400)
 	}
-	l := load(*cfgPath, e, nil, e.stderr)
+	// The metrics exist before the providers, which report their
+	// upstream calls to them (engine/metrics).
+	m := metrics.New()
+	l := loadWith(*cfgPath, e, provider.Options{Observer: m}, e.stderr, true)
 	if l == nil {
 		fmt.Fprintf(e.stderr, "unfurld: %s has errors; nothing started\n", *cfgPath)
 		return exitFailure
@@ -40,6 +45,7 @@ func serve(ctx context.Context, args []string, e env) int {
 	defer l.reg.Close()
 	cfg := l.cfg
 	logger := newLogger(cfg.Server.Log, e.stderr)
+	logWarnings(logger, l.warnings)
 
 	dataDir := filepath.Dir(cfg.Storage.Path)
 	filled, err := cfg.FillDevSecrets(dataDir)
@@ -57,7 +63,7 @@ func serve(ctx context.Context, args []string, e env) int {
 		logger.Error("open store", "err", err)
 		return exitFailure
 	}
-	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger})
+	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger, Metrics: m})
 	if err != nil {
 		logger.Error("start", "err", err)
 		if err := st.Close(); err != nil {
@@ -102,14 +108,35 @@ func serve(ctx context.Context, args []string, e env) int {
 	}
 	ln = srv.Listener(ln) // server.max_connections
 	hs := srv.HTTPServer(addr)
+	// The admin listener (server.admin_listen) serves /metrics and
+	// /admin/status off the public port.
+	var (
+		adminLn net.Listener
+		adminHS *http.Server
+	)
+	if a := cfg.Server.AdminListen; a != "" {
+		if adminLn, err = net.Listen("tcp", a); err != nil {
+			_ = ln.Close()
+			logger.Error("listen", "addr", a, "err", err)
+			return exitFailure
+		}
+		adminHS = srv.AdminHTTPServer(a)
+	}
 	printRoutes(e, cfg)
 	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", storeName(cfg.Storage), "mode", cfg.Server.Mode)
+	if adminLn != nil {
+		logger.Info("admin listening", "addr", adminLn.Addr().String())
+	}
 	if e.ready != nil {
 		e.ready(ln.Addr().String())
 	}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	if adminHS != nil {
+		go func() { errc <- adminHS.Serve(adminLn) }()
+		defer func() { _ = adminHS.Close() }()
+	}
 	select {
 	case err := <-errc:
 		logger.Error("serve", "err", err)

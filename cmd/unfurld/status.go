@@ -83,7 +83,11 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 			fmt.Fprintf(e.stderr, "unfurld status: the store is held by a running unfurld; set server.admin_token and this command asks the server instead\n")
 			return exitFailure
 		}
-		r, err = askServer(ctx, l.cfg.Server.Listen, l.cfg.Server.AdminToken.Reveal(), q)
+		addr := l.cfg.Server.Listen
+		if l.cfg.Server.AdminListen != "" {
+			addr = l.cfg.Server.AdminListen // /admin/status lives there
+		}
+		r, err = askServer(ctx, addr, l.cfg.Server.AdminToken.Reveal(), q)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld status: %v\n", err)

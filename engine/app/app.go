@@ -17,6 +17,7 @@ import (
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/live"
+	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/notion"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
@@ -49,6 +50,10 @@ type Options struct {
 	// Notion are base options for the Notion client (tests set HTTPClient);
 	// its URL, versions and timeout come from the config.
 	Notion notion.ClientOptions
+	// Metrics, when set, is fed by every component and served at
+	// /metrics. cmd builds it before the providers, whose observer it
+	// also is (provider.Options.Observer). nil collects nothing.
+	Metrics *metrics.Metrics
 }
 
 // App is an assembled unfurld.
@@ -99,12 +104,19 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	kr, nc := pre.keyring, pre.notion
-	st := cached.New(opts.Store, cached.Options{Now: opts.Now})
+	m := opts.Metrics
+	base := opts.Store
+	if m != nil {
+		// Timed under the cache: what is counted is what reached the
+		// storage engine.
+		base = store.Observe(base, storeObserver(m))
+	}
+	st := cached.New(base, cached.Options{Now: opts.Now})
 	iss := &oauth.Issuer{Store: st, Keyring: kr, Now: opts.Now}
 	cs, err := connect.New(connect.Options{
 		Store: st, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,
 		PublicURL: cfg.Server.PublicURL, RedirectURIs: cfg.Notion.RedirectURIs,
-		Logger: opts.Logger, Now: opts.Now,
+		Logger: opts.Logger, Now: opts.Now, Observe: oauthObserver(m),
 	})
 	if err != nil {
 		return nil, err
@@ -114,12 +126,13 @@ func New(opts Options) (*App, error) {
 	// and queues what changed; the poller and the webhook route decide
 	// when.
 	clock := opts.Clock
-	del, err := live.New(live.Options{Store: st, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock})
+	del, err := live.New(live.Options{Store: st, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock, OnPush: pushObserver(m)})
 	if err != nil {
 		return nil, fmt.Errorf("live delivery: %w", err)
 	}
 	ref, err := live.NewRefresher(live.RefresherOptions{
 		Store: st, Registry: opts.Registry, Credentials: cs, Pusher: del, Logger: opts.Logger, Clock: clock,
+		OnRefresh: refreshObserver(m),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("live refresh: %w", err)
@@ -139,11 +152,16 @@ func New(opts Options) (*App, error) {
 		log: opts.Logger, now: opts.Now,
 	}
 	a.Resealer = oauth.NewResealer(oauth.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
-	a.Server = server.New(server.Config{
+	scfg := server.Config{
 		Settings: cfg.Server, Store: st, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
 		Live: ref, LiveStats: a.liveStats,
-	})
+	}
+	if m != nil {
+		scfg.Metrics, scfg.MetricsHandler = m, m.Handler()
+		m.SetLive(a.liveSource())
+	}
+	a.Server = server.New(scfg)
 	return a, nil
 }
 

@@ -121,6 +121,13 @@ type Server struct {
 	// Lab configures the lab page (GET /lab), where an operator pastes a
 	// URL and sees the preview, the trace and the JSON Notion would get.
 	Lab Lab `yaml:"lab"`
+	// AdminListen is a second TCP address, e.g. "127.0.0.1:9091", that
+	// serves GET /metrics and GET /admin/status instead of listen, so
+	// Prometheus scrapes a port the internet does not reach. Default
+	// empty: both are served on listen.
+	AdminListen string `yaml:"admin_listen"`
+	// Metrics configures GET /metrics.
+	Metrics Metrics `yaml:"metrics"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
 }
@@ -134,6 +141,25 @@ type Lab struct {
 	// Default false. Ignored in development mode, where the page is on.
 	Enabled bool `yaml:"enabled"`
 }
+
+// Metrics configures the Prometheus endpoint, GET /metrics.
+type Metrics struct {
+	// Enabled serves GET /metrics in the Prometheus text format. Default
+	// true.
+	Enabled *bool `yaml:"enabled"`
+	// RequireToken makes /metrics ask for server.admin_token as a bearer
+	// ("Authorization: Bearer <token>"; Prometheus: authorization:
+	// credentials_file). Default true. false is meant for a private
+	// server.admin_listen, and production mode refuses it without one.
+	RequireToken *bool `yaml:"require_token"`
+}
+
+// IsEnabled reports whether /metrics is served (default true).
+func (m Metrics) IsEnabled() bool { return m.Enabled == nil || *m.Enabled }
+
+// TokenRequired reports whether /metrics asks for the admin token
+// (default true).
+func (m Metrics) TokenRequired() bool { return m.RequireToken == nil || *m.RequireToken }
 
 // Log configures the process logger.
 type Log struct {

@@ -183,3 +183,16 @@ func TestCanaryIntervalInherited(t *testing.T) {
 	assert.Equal(t, 48*time.Hour, cfg.Providers[1].Canary.Interval.D())
 	assert.Equal(t, time.Duration(0), cfg.Providers[2].Canary.Interval.D())
 }
+
+// TestMetricsDefaults: /metrics is on and asks for the admin token
+// unless the configuration says otherwise.
+func TestMetricsDefaults(t *testing.T) {
+	var m Metrics
+	assert.True(t, m.IsEnabled())
+	assert.True(t, m.TokenRequired())
+	cfg, errs := Load(filepath.Join("testdata", "metrics.good.yaml"), testOptions())
+	require.False(t, errs.HasErrors(), "%v", errs)
+	assert.True(t, cfg.Server.Metrics.IsEnabled())
+	assert.False(t, cfg.Server.Metrics.TokenRequired())
+	assert.Equal(t, "127.0.0.1:9091", cfg.Server.AdminListen)
+}

@@ -223,6 +223,29 @@ func (v *checker) server(s *Server) {
 		// submits its form; without a token it would be open to anyone.
 		v.fail("server.lab.enabled", "needs server.admin_token in production mode: every run of the lab is guarded by it")
 	}
+	v.admin(s)
+}
+
+// admin checks server.admin_listen and server.metrics: a second listener
+// on the main one's address could never start, and metrics without a
+// token on the public listener would tell anyone the traffic of every
+// provider.
+func (v *checker) admin(s *Server) {
+	if s.AdminListen != "" {
+		v.address("server.admin_listen", s.AdminListen)
+		if s.AdminListen == s.Listen {
+			v.fail("server.admin_listen", "must differ from server.listen (%s)", s.Listen)
+		}
+	}
+	if !s.Metrics.IsEnabled() {
+		return
+	}
+	switch {
+	case !s.Metrics.TokenRequired() && s.AdminListen == "" && v.prod:
+		v.fail("server.metrics.require_token", "false would publish metrics on server.listen to anyone; set server.admin_listen to a private address, or leave require_token on")
+	case !s.Metrics.TokenRequired() && s.AdminListen == "" && v.dev:
+		v.warn("server.metrics.require_token", "false publishes metrics on server.listen to anyone; acceptable for local development only")
+	}
 }
 
 func (v *checker) notion(n *Notion) {
@@ -241,14 +264,17 @@ func (v *checker) notion(n *Notion) {
 // listen checks the shape of server.listen, which serve would otherwise
 // only find wrong when it listens. Named ports (":http") are left to the
 // resolver.
-func (v *checker) listen(addr string) {
+func (v *checker) listen(addr string) { v.address("server.listen", addr) }
+
+// address checks a host:port at path.
+func (v *checker) address(path, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		v.fail("server.listen", "want host:port or :port, e.g. :8080, got %q", addr)
+		v.fail(path, "want host:port or :port, e.g. :8080, got %q", addr)
 		return
 	}
 	if n, err := strconv.Atoi(port); err == nil && (n < 0 || n > 65535) {
-		v.fail("server.listen", "port %d is out of range 0-65535", n)
+		v.fail(path, "port %d is out of range 0-65535", n)
 	}
 }
 

@@ -61,6 +61,11 @@ type Options struct {
 	MaxFlows int
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Observe, when set, learns of every step of the flows and of
+	// credential renewals, for metrics: the provider, the step
+	// (authorize, upstream_exchange, identity, notion_exchange, consent,
+	// refresh, reconnect) and its result. It must not block.
+	Observe func(provider, step, result string)
 }
 
 // Service runs connection flows for every provider of a registry.
@@ -218,6 +223,10 @@ func equal(a, b string) bool {
 // its handle, to be set as a cookie, with a redirect to the clean
 // continue URL.
 func (s *Service) Begin(ctx context.Context, p *provider.Provider, rawQuery string) *Outcome {
+	return s.counted(p, "authorize", s.begin(ctx, p, rawQuery))
+}
+
+func (s *Service) begin(ctx context.Context, p *provider.Provider, rawQuery string) *Outcome {
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return pageError(400, "Invalid request", "The link that brought you here is malformed. Start again from Notion.")
@@ -399,6 +408,7 @@ func (s *Service) Callback(ctx context.Context, p *provider.Provider, handle, ra
 		return o
 	}
 	tok, err := u.Exchange(ctx, q.Get("code"), verifier)
+	s.event(p.Name, "upstream_exchange", err)
 	if err != nil {
 		s.log.WarnContext(ctx, "upstream code exchange failed", "provider", p.Name, "err", err)
 		_, _ = s.opts.Store.DeleteFlow(ctx, id)
@@ -497,6 +507,7 @@ func checkKeyField(f config.APIKeyField, v string) string {
 // flow to consent.
 func (s *Service) signedIn(ctx context.Context, p *provider.Provider, id string, d *flowData, tok oauth.UpstreamToken) *Outcome {
 	acct, err := p.Identify(ctx, provider.Credential{Key: "identify:" + id, Token: tok.AccessToken, Fields: tok.Fields})
+	s.event(p.Name, "identity", err)
 	if err != nil {
 		s.log.WarnContext(ctx, "identity request failed", "provider", p.Name, "err", err)
 		if p.AuthType() == config.AuthAPIKey && errors.Is(err, provider.ErrCredentialRejected) {
@@ -525,6 +536,10 @@ func (s *Service) signedIn(ctx context.Context, p *provider.Provider, id string,
 // is deleted before Notion's code is spent, so a double submit or a
 // replay cannot run R2 twice (TH-08).
 func (s *Service) Decide(ctx context.Context, p *provider.Provider, handle, csrf, decision string) *Outcome {
+	return s.counted(p, "consent", s.decide(ctx, p, handle, csrf, decision))
+}
+
+func (s *Service) decide(ctx context.Context, p *provider.Provider, handle, csrf, decision string) *Outcome {
 	id, d, o := s.load(ctx, p, handle)
 	if o != nil {
 		return o
@@ -565,6 +580,7 @@ func (s *Service) finish(ctx context.Context, p *provider.Provider, d *flowData)
 		ClientSecret: p.Config.Notion.IntegrationClientSecret,
 	}
 	tr, err := s.opts.Notion.ExchangeCode(ctx, creds, d.NotionCode, notion.ExternalAccount{Key: d.AccountKey, Name: d.AccountName})
+	s.event(p.Name, "notion_exchange", err)
 	if err != nil {
 		code, desc := exchangeFailure(err)
 		if notion.IsAuth(err) {
@@ -692,5 +708,36 @@ func redirectWith(base string, v url.Values) string {
 func expired() *Outcome {
 	o := pageError(400, "Sign-in expired", "This sign-in has expired or was already used. Start again from Notion.")
 	o.Clear = true
+	return o
+}
+
+// event reports a step that succeeded (err nil) or failed.
+func (s *Service) event(providerName, step string, err error) {
+	if s.opts.Observe == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	s.opts.Observe(providerName, step, result)
+}
+
+// counted reports a browser-facing step by what the browser gets: ok (a
+// redirect or a page to go on with), refused (an error page the user
+// caused: a bad link, an expired flow) or error (our failure), and
+// returns o.
+func (s *Service) counted(p *provider.Provider, step string, o *Outcome) *Outcome {
+	if s.opts.Observe == nil {
+		return o
+	}
+	result := "ok"
+	switch {
+	case o.Page != nil && o.Page.Kind == PageError && o.Page.Status >= 500:
+		result = "error"
+	case o.Page != nil && o.Page.Kind == PageError:
+		result = "refused"
+	}
+	s.opts.Observe(p.Name, step, result)
 	return o
 }

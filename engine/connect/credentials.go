@@ -107,6 +107,7 @@ func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.
 		})
 	}
 	next, err := u.Refresh(ctx, conn.ID, tok, commit)
+	s.event(p.Name, "refresh", err)
 	if errors.Is(err, oauth.ErrReauthorize) {
 		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, err.Error())
 	}
@@ -119,6 +120,9 @@ func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.
 // markReconnect flags conn so every later unfurl answers "reconnect" at
 // once (issue 3 item 6), and returns ErrReconnect.
 func (s *Service) markReconnect(ctx context.Context, conn store.Connection, why string) error {
+	if s.opts.Observe != nil {
+		s.opts.Observe(conn.Provider, "reconnect", "marked")
+	}
 	s.log.WarnContext(ctx, "connection needs reconnecting", "provider", conn.Provider, "connection", conn.ID, "reason", why)
 	err := s.opts.Store.UpdateConnection(ctx, conn.ID, func(c store.Connection) (store.Connection, error) {
 		c.Status, c.UpdatedAt = store.StatusReconnect, s.now().UTC()

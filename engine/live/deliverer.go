@@ -105,6 +105,10 @@ type Options struct {
 	Batch int
 	// PollInterval is the longest Run waits without a Kick.
 	PollInterval time.Duration
+	// OnPush, when set, learns the result of every attempt (ResultDelivered,
+	// ResultRetry, ResultFailed) per provider, for metrics. It must not
+	// block.
+	OnPush func(provider, result string)
 }
 
 // Deliverer drains the outbox into Notion. It is safe for concurrent use;
@@ -136,6 +140,7 @@ type Deliverer struct {
 	pacers   map[string]*pacer
 	reserved map[store.SubscriptionKey]time.Time
 	stats    map[string]*ProviderStats
+	onPush   func(provider, result string)
 }
 
 // New checks opts, applies defaults and returns a Deliverer. Start it
@@ -169,6 +174,7 @@ func New(opts Options) (*Deliverer, error) {
 		pacers:      map[string]*pacer{},
 		reserved:    map[store.SubscriptionKey]time.Time{},
 		stats:       map[string]*ProviderStats{},
+		onPush:      opts.OnPush,
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

@@ -100,6 +100,15 @@ type PollStats struct {
 	PausedUntil time.Time
 	// Deferred counts the times the request budget held due polls back.
 	Deferred int
+	// Budgeted is true when the provider has max_requests_per_hour;
+	// BudgetLeft is then the requests it could still send, as of its
+	// last poll.
+	Budgeted   bool
+	BudgetLeft float64
+	// RateLimitKnown is true once the upstream announced a rate limit;
+	// RateLimitRemaining is then what it said was left.
+	RateLimitKnown     bool
+	RateLimitRemaining int
 }
 
 // Poller re-fetches every subscription of each polling provider once per
@@ -340,6 +349,9 @@ func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []*entry, res
 			continue
 		}
 		pp.budget.charge(out.Upstream.Requests)
+		if rl := out.Upstream.RateLimit; rl.Known {
+			p.stat(pp, func(s *PollStats) { s.RateLimitKnown, s.RateLimitRemaining = true, rl.Remaining })
+		}
 		if out.Queued {
 			p.stat(pp, func(s *PollStats) { s.Changed++ })
 		}
@@ -439,11 +451,13 @@ func (p *Poller) sync(ctx context.Context, pp *providerPoll, now time.Time) erro
 	return nil
 }
 
-// stat updates pp's statistics under the lock.
+// stat updates pp's statistics under the lock. Its callers hold pp.mu,
+// so the budget can be read too.
 func (p *Poller) stat(pp *providerPoll, fn func(*PollStats)) {
 	p.statsMu.Lock()
 	defer p.statsMu.Unlock()
 	fn(&pp.stats)
+	pp.stats.Budgeted, pp.stats.BudgetLeft = pp.budget.perSecond > 0, pp.budget.tokens
 }
 
 // earliest is the earlier of two times, a zero time counting as none.

@@ -51,6 +51,9 @@ func (d *Deliverer) record(provider string, at time.Time, result string, err err
 	if err != nil {
 		msg = err.Error()
 	}
+	if d.onPush != nil {
+		d.onPush(provider, result)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.stats[provider]

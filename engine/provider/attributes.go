@@ -19,11 +19,13 @@ import (
 // whole result into "not found": with nothing to call the preview there is
 // nothing to show. dev is always present (protocol 6.3, 10 #13). skipped
 // names the optional requests that were not sent and why, so that the
-// trace of a missing attribute reading one says so.
-func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[string]string, tr *Trace) ([]notion.Attribute, *unfurlError) {
+// trace of a missing attribute reading one says so. The attributes left
+// out are returned with their reasons, for the operator's debug log.
+func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[string]string, tr *Trace) ([]notion.Attribute, []MissingAttribute, *unfurlError) {
 	env := &mapping.Env{URI: m.URI, Groups: m.Groups, Docs: docs}
 	attrs := make([]notion.Attribute, 0, len(m.Pattern.attrs)+1)
 	hasTitle := false
+	var left []MissingAttribute
 	for _, ap := range m.Pattern.attrs {
 		a, missing := p.attribute(ap, env)
 		if why, ok := skipped[ap.from]; ok && missing != "" && ap.path != "" {
@@ -43,15 +45,16 @@ func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[str
 		}
 		if missing != "" {
 			if ap.id == "title" {
-				return nil, &unfurlError{status: 404, msg: p.messages.NotFound, cause: "title: " + missing}
+				return nil, nil, &unfurlError{status: 404, msg: p.messages.NotFound, cause: "title: " + missing}
 			}
+			left = append(left, MissingAttribute{ID: ap.id, Why: missing})
 			continue
 		}
 		hasTitle = hasTitle || ap.id == "title"
 		attrs = append(attrs, a)
 	}
 	if !hasTitle {
-		return nil, &unfurlError{status: 404, msg: p.messages.NotFound, cause: "no title attribute"}
+		return nil, nil, &unfurlError{status: 404, msg: p.messages.NotFound, cause: "no title attribute"}
 	}
 	if !m.Pattern.hasDev {
 		attrs = append(attrs, devAttribute(p.Dev))
@@ -59,7 +62,7 @@ func (p *Provider) render(m *Match, docs map[string]mapping.Doc, skipped map[str
 			tr.Attributes = append(tr.Attributes, AttributeTrace{ID: "dev", Value: p.Dev})
 		}
 	}
-	return attrs, nil
+	return attrs, left, nil
 }
 
 // emptyValue is why an attribute whose value is nil, "" or empty is

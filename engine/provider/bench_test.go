@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/provider"
 )
 
@@ -132,7 +133,8 @@ func benchProvider(b *testing.B) (p *provider.Provider, calls *atomic.Int64) {
 	yml := strings.ReplaceAll(benchConfig, "UPSTREAM", up.URL)
 	cfg, errs := config.Parse("bench.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(b, errs.HasErrors(), "%v", errs)
-	reg, berrs := provider.Build(cfg, provider.Options{})
+	// The providers report to metrics, as in serve.
+	reg, berrs := provider.Build(cfg, provider.Options{Observer: metrics.New()})
 	require.False(b, berrs.HasErrors(), "%v", berrs)
 	b.Cleanup(reg.Close)
 	p, ok := reg.Get("bench")

@@ -28,6 +28,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Observer learns of upstream exchanges, refused calls and collapsed
+	// unfurls, for metrics; nil observes nothing.
+	Observer Observer
+}
+
+// Observer learns what the providers do, for metrics (engine/metrics
+// implements it). Its methods run on the request path and must not
+// block.
+type Observer interface {
+	upstream.Observer
+	// Collapsed reports an unfurl that waited for an identical one in
+	// flight instead of running its own (TH-38).
+	Collapsed(provider string)
 }
 
 // Build compiles every provider of cfg. It returns the registry and all
@@ -110,6 +123,7 @@ func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Pr
 		Config:      pc,
 		reg:         reg,
 		now:         opts.Now,
+		obs:         opts.Observer,
 		log:         opts.Logger.With("provider", pc.Name),
 		maxText:     pc.MaxTextLength,
 		messages:    pc.Errors,
@@ -152,6 +166,7 @@ func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Pr
 		MaxBodyBytes:         int64(pc.Upstream.MaxBodyBytes),
 		CacheTTL:             pc.Upstream.CacheTTL.D(),
 		Now:                  opts.Now,
+		Observer:             upstreamObserver(opts.Observer),
 	})
 	if err != nil {
 		b.fail(path+".upstream", "%v", err)
@@ -639,4 +654,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// upstreamObserver keeps a nil Observer nil as an interface, so the
+// client's nil check holds.
+func upstreamObserver(o Observer) upstream.Observer {
+	if o == nil {
+		return nil
+	}
+	return o
 }

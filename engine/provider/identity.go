@@ -64,7 +64,7 @@ func (p *Provider) Identify(ctx context.Context, cred Credential) (Account, erro
 		cred.Key = "identify"
 	}
 	m := &Match{Pattern: &Pattern{Name: identityDoc}, Groups: map[string]string{}}
-	doc, uerr := p.fetch(ctx, m, p.identity.req, map[string]mapping.Doc{}, cred, UnfurlOptions{NoCache: true}, nil)
+	doc, uerr := p.fetch(ctx, m, p.identity.req, map[string]mapping.Doc{}, cred, UnfurlOptions{NoCache: true}, nil, nil)
 	if uerr != nil {
 		// 401 or 403 (upstreamError keeps the status): Figma, for one,
 		// answers a bad token with 403. A rate limit's 403 carries

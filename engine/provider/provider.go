@@ -73,6 +73,7 @@ type Provider struct {
 	log         *slog.Logger
 	now         func() time.Time
 	client      *upstream.Client
+	obs         Observer // nil: none
 	baseURL     string
 	headers     http.Header
 	staticAuth  config.Auth

@@ -94,11 +94,32 @@ type Result struct {
 	Upstream UpstreamInfo
 	// Trace is set when UnfurlOptions.Trace was.
 	Trace *Trace
+	// Pattern is the name of the pattern that ran; "" when the URI
+	// matched none (or was refused before matching).
+	Pattern string
+	// Cause says in a few words why an error result came out as it did
+	// ("request issue: upstream api.github.com: status 404", "no title
+	// attribute"), for the operator's log; "" for attributes. It names
+	// hosts, never a credential, a URL query or an upstream body (TH-36,
+	// TH-49). Never sent to Notion.
+	Cause string
+	// UpstreamLatency is the time spent in upstream requests by the run
+	// that made this result; zero for a cache hit.
+	UpstreamLatency time.Duration
+	// Missing lists the attributes left out of an attributes result, and
+	// why, for the operator's debug log.
+	Missing []MissingAttribute
 	// Failure says why the upstream gave no usable answer, for the
 	// operator's log; nil for attributes, "not found", a credential the
 	// upstream refused (401/403) and answers that never went upstream.
 	// Never sent to Notion.
 	Failure *Failure
+}
+
+// MissingAttribute is an attribute left out of a result and why.
+type MissingAttribute struct {
+	// ID is the attribute's id and Why the reason it is missing.
+	ID, Why string
 }
 
 // Kinds of Failure.
@@ -263,6 +284,9 @@ func (p *Provider) UnfurlMatch(ctx context.Context, m *Match, cred Credential, o
 func (p *Provider) shared(ctx context.Context, key resultKey, m *Match, cred Credential, opts UnfurlOptions) *Result {
 	f, leader := p.results.join(key)
 	if !leader {
+		if p.obs != nil {
+			p.obs.Collapsed(p.Name)
+		}
 		select {
 		case <-f.done:
 			return f.r
@@ -305,8 +329,9 @@ func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts Unfu
 	}
 	docs := make(map[string]mapping.Doc, len(m.Pattern.requests))
 	var skipped map[string]string
+	var spent time.Duration // in upstream requests, for the log line
 	for _, rp := range m.Pattern.requests {
-		doc, uerr := p.fetch(ctx, m, rp, docs, cred, opts, tr)
+		doc, uerr := p.fetch(ctx, m, rp, docs, cred, opts, tr, &spent)
 		if uerr != nil {
 			switch {
 			case rp.optional && uerr.missing != "":
@@ -327,15 +352,16 @@ func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts Unfu
 			if uerr.failure != nil {
 				uerr.failure.Pattern = m.Pattern.Name
 			}
-			return p.finish(m.URI, nil, uerr, tr)
+			return p.finish(m, nil, nil, uerr, tr, spent)
 		}
 		docs[rp.name] = doc
 	}
-	attrs, uerr := p.render(m, docs, skipped, tr)
-	return p.finish(m.URI, attrs, uerr, tr)
+	attrs, missing, uerr := p.render(m, docs, skipped, tr)
+	return p.finish(m, attrs, missing, uerr, tr, spent)
 }
 
-func (p *Provider) finish(uri string, attrs []notion.Attribute, uerr *unfurlError, tr *Trace) *Result {
+func (p *Provider) finish(m *Match, attrs []notion.Attribute, missing []MissingAttribute, uerr *unfurlError, tr *Trace, spent time.Duration) *Result {
+	uri := m.URI
 	var r *Result
 	if uerr != nil {
 		r = p.errorResult(uri, uerr)
@@ -349,6 +375,7 @@ func (p *Provider) finish(uri string, attrs []notion.Attribute, uerr *unfurlErro
 		}
 	}
 	r.Trace = tr
+	r.Pattern, r.UpstreamLatency, r.Missing = m.Pattern.Name, spent, missing
 	return r
 }
 
@@ -362,7 +389,7 @@ func (p *Provider) errorResult(uri string, uerr *unfurlError) *Result {
 	set := notion.ErrorSet{Status: uerr.status, Message: uerr.msg}
 	env := notion.Envelope{URI: uri, Operations: []notion.Operation{notion.ErrorOp(set.Status, set.Message)}}
 	body := encode(env)
-	return &Result{Body: body, Error: &set, Hash: digest(body), Failure: uerr.failure}
+	return &Result{Body: body, Error: &set, Hash: digest(body), Cause: uerr.cause, Failure: uerr.failure}
 }
 
 // encode marshals an envelope. encoding/json always yields valid JSON
@@ -383,7 +410,8 @@ func digest(body []byte) string {
 }
 
 // fetch runs one upstream request.
-func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs map[string]mapping.Doc, cred Credential, opts UnfurlOptions, tr *Trace) (mapping.Doc, *unfurlError) {
+// The time spent upstream is added to *spent, unless spent is nil.
+func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs map[string]mapping.Doc, cred Credential, opts UnfurlOptions, tr *Trace, spent *time.Duration) (mapping.Doc, *unfurlError) {
 	lookup := func(name, path string) (string, error) {
 		if path == "" {
 			return m.Groups[name], nil
@@ -441,6 +469,9 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	}
 	resp, err := p.client.Do(ctx, req)
 	<-p.reg.sem
+	if spent != nil && resp != nil {
+		*spent += resp.Latency
+	}
 	opts.probe.observe(rp, resp, err, p.now())
 	if opts.Record != nil {
 		opts.Record(exchange(rp, req, resp, err))
@@ -737,6 +768,7 @@ func (c *resultCache) get(key resultKey, now time.Time) *Result {
 func (c *resultCache) put(key resultKey, r *Result, expires time.Time) {
 	hit := *r
 	hit.Cached = true
+	hit.UpstreamLatency = 0 // a hit sends nothing upstream
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
@@ -792,5 +824,5 @@ func (p *Provider) Forget() {
 // credential was revoked: an error operation asking the user to reconnect
 // (TH-36).
 func (p *Provider) ReconnectResult(uri string) *Result {
-	return p.errorResult(uri, &unfurlError{status: 401, msg: p.messages.Reconnect, cause: "connection needs reconnecting"})
+	return p.errorResult(uri, &unfurlError{status: 401, msg: p.messages.Reconnect, cause: "reconnect required"})
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
@@ -79,12 +81,17 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	}
 	cfg, errs := config.Parse("bench.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(b, errs.HasErrors(), "%v", errs)
-	reg, berrs := provider.Build(cfg, provider.Options{})
+	// Metrics are wired as serve wires them: the providers, the server
+	// and the store (under the cache) report to one registry.
+	m := metrics.New()
+	reg, berrs := provider.Build(cfg, provider.Options{Observer: m})
 	require.False(b, berrs.HasErrors(), "%v", berrs)
 	b.Cleanup(reg.Close)
 
 	ctx := b.Context()
-	st := cached.New(memory.New(), cached.Options{})
+	st := cached.New(store.Observe(memory.New(), func(op string, d time.Duration, err error) {
+		m.StoreOp(op, d, err != nil && !errors.Is(err, store.ErrNotFound))
+	}), cached.Options{})
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	connID := oauth.NewID()
 	require.NoError(b, st.CreateConnection(ctx, store.Connection{ID: connID, Provider: "tracker", AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: now}))
@@ -92,7 +99,7 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	require.NoError(b, err)
 	// The logger discards, like a production server at level warn: the
 	// per-request info line is checked for and skipped.
-	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Now: func() time.Time { return now }})
+	srv := server.New(server.Config{Settings: cfg.Server, Store: st, Registry: reg, Metrics: m, Now: func() time.Time { return now }})
 	return srv.Handler(), tok
 }
 

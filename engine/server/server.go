@@ -42,6 +42,12 @@ type Config struct {
 	// Keyring seals and opens secrets at rest: upstream credentials,
 	// Notion tokens, pending flows, refresh successors (TH-41).
 	Keyring *oauth.Keyring
+	// Metrics counts unfurls, token requests and webhooks; nil counts
+	// nothing.
+	Metrics Metrics
+	// MetricsHandler serves the Prometheus exposition at GET /metrics
+	// (engine/metrics); nil serves no /metrics route.
+	MetricsHandler http.Handler
 	// Logger receives request logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -52,7 +58,10 @@ type Config struct {
 type Server struct {
 	cfg  Config
 	echo *echo.Echo
-	log  *slog.Logger
+	// admin serves /metrics and /admin/* on server.admin_listen; nil
+	// when they are served by echo.
+	admin *echo.Echo
+	log   *slog.Logger
 }
 
 // New builds the echo app with every route registered.
@@ -63,33 +72,23 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := echo.New()
-	e.HideBanner = true
-	e.HidePort = true
-	// The direct peer is the client; X-Forwarded-For is trusted only from
-	// server.trusted_proxies (TH-50).
-	e.IPExtractor = ipExtractor(cfg.Settings.TrustedProxies)
-	s := &Server{cfg: cfg, echo: e, log: cfg.Logger}
-	e.HTTPErrorHandler = s.handleError
-
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
-		Generator: newRequestID,
-		RequestIDHandler: func(c echo.Context, id string) {
-			c.SetRequest(c.Request().WithContext(withRequestID(c.Request().Context(), id)))
-		},
-	}))
-	e.Use(s.logRequests)
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
-		DisableStackAll: true,
-		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			s.log.ErrorContext(c.Request().Context(), "panic", "err", err, "stack", string(stack))
-			return errPanic
-		},
-	}))
-
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	e := s.newEcho()
+	s.echo = e
 	e.GET("/healthz", (&healthHandler{s: s}).health)
+	// The operator's routes go to the admin listener when there is one,
+	// so that the public listener does not serve them at all.
+	ops := e
+	if cfg.Settings.AdminListen != "" {
+		s.admin = s.newEcho()
+		s.admin.GET("/healthz", (&healthHandler{s: s}).health)
+		ops = s.admin
+	}
 	if !cfg.Settings.AdminToken.IsZero() {
-		(&adminHandler{s: s}).Register(e)
+		(&adminHandler{s: s}).Register(ops)
+	}
+	if s.metricsServed() {
+		(&metricsHandler{s: s, next: cfg.MetricsHandler}).Register(ops)
 	}
 	newLabHandler(s).Register(e)
 	g := e.Group("/providers/:provider")
@@ -105,8 +104,58 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// newEcho builds an echo app with the middleware every listener
+// shares: request ids, the request log, panic recovery and the one
+// error handler.
+func (s *Server) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	// The direct peer is the client; X-Forwarded-For is trusted only from
+	// server.trusted_proxies (TH-50).
+	e.IPExtractor = ipExtractor(s.cfg.Settings.TrustedProxies)
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Generator: newRequestID,
+		RequestIDHandler: func(c echo.Context, id string) {
+			c.SetRequest(c.Request().WithContext(withRequestID(c.Request().Context(), id)))
+		},
+	}))
+	e.Use(s.logRequests)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			s.log.ErrorContext(c.Request().Context(), "panic", "err", err, "stack", string(stack))
+			return errPanic
+		},
+	}))
+	return e
+}
+
 // Handler returns the root http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// AdminHandler returns the admin listener's http.Handler (/metrics,
+// /admin/status, /healthz), or nil when server.admin_listen is empty
+// and Handler serves them.
+func (s *Server) AdminHandler() http.Handler {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin
+}
+
+// AdminHTTPServer returns an http.Server for the admin listener at addr,
+// with the same timeouts as the main one; nil without an admin
+// listener.
+func (s *Server) AdminHTTPServer(addr string) *http.Server {
+	if s.admin == nil {
+		return nil
+	}
+	hs := s.HTTPServer(addr)
+	hs.Handler = s.admin
+	return hs
+}
 
 // HTTPServer returns an http.Server for addr with every timeout and the
 // header cap set, since Notion calls us from the internet (TH-47).
@@ -141,6 +190,10 @@ func (s *Server) Listener(ln net.Listener) net.Listener {
 // or bodies (TH-49).
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if c.Path() == unfurlRoute && c.Request().Method == http.MethodPost {
+			// The unfurl handler writes its own, richer request line.
+			return next(c)
+		}
 		start := s.cfg.Now()
 		err := next(c)
 		if err != nil {

@@ -122,15 +122,28 @@ func (h *tokenHandler) token(c echo.Context) error {
 	tr := &tokenRequest{provider: c.Param("provider"), ip: c.RealIP(), clientAuth: "none"}
 	resp, err := h.serve(c, tr)
 	if err != nil {
+		h.count(tr, "refused")
 		return h.refuse(c, tr, err)
 	}
 	body, err := json.Marshal(resp)
 	if err != nil {
+		h.count(tr, "refused")
 		return h.refuse(c, tr, err)
 	}
+	h.count(tr, "granted")
 	h.s.log.InfoContext(c.Request().Context(), "token issued",
 		"provider", tr.provider, "grant_type", tr.grantType, "client_auth", tr.clientAuth, "token", resp)
 	return c.Blob(http.StatusOK, tokenJSONType, body)
+}
+
+// count feeds the token metrics; a provider that is not ours (its name
+// cleared by serve) is the caller's text and never a label.
+func (h *tokenHandler) count(tr *tokenRequest, result string) {
+	if m := h.s.cfg.Metrics; m != nil && tr.provider != "" {
+		if _, ok := h.s.cfg.Registry.Get(tr.provider); ok {
+			m.Token(tr.provider, tr.grantType, result)
+		}
+	}
 }
 
 // serve runs the checks in the order that leaks least: method, route,

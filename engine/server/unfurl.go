@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -77,11 +78,43 @@ func (h *unfurlHandler) authenticate(c echo.Context) (*caller, error) {
 	return &caller{provider: p, token: b.Token, conn: b.Conn}, nil
 }
 
-// unfurl answers R5 (protocol 5.2): authenticate, read {"uri"}, run the
-// provider, record the subscription, answer the envelope. The answer
-// waits for the subscription to be on disk: a 200 means the link is
-// subscribed, even across a crash.
+// unfurlRoute is the unfurl callback's route, as echo names it.
+const unfurlRoute = "/providers/:provider/unfurl"
+
+// unfurlEvent is what one unfurl callback did, for its request line and
+// metrics. It lives on the stack: a warm unfurl allocates nothing for
+// it.
+type unfurlEvent struct {
+	provider string // "" until the route's provider is known to be ours
+	result   *provider.Result
+	// outcome and cause when the request was refused before the
+	// provider ran.
+	outcome, cause string
+}
+
+// unfurl answers R5 (protocol 5.2) and then accounts for it: metrics
+// by provider, pattern and outcome, and one request line that explains
+// the answer. It writes error answers itself, so that the line carries
+// the status they got.
 func (h *unfurlHandler) unfurl(c echo.Context) error {
+	start := h.s.cfg.Now()
+	var ev unfurlEvent
+	if err := h.serveUnfurl(c, &ev); err != nil {
+		c.Error(err)
+		ev.outcome, ev.cause = refusalOutcome(err)
+	}
+	h.account(c, &ev, h.s.cfg.Now().Sub(start))
+	return nil
+}
+
+// serveUnfurl authenticates, reads {"uri"}, runs the provider, records
+// the subscription and answers the envelope. The answer waits for the
+// subscription to be on disk: a 200 means the link is subscribed, even
+// across a crash.
+func (h *unfurlHandler) serveUnfurl(c echo.Context, ev *unfurlEvent) error {
+	if _, ok := h.s.cfg.Registry.Get(c.Param("provider")); ok {
+		ev.provider = c.Param("provider")
+	}
 	cl, err := h.authenticate(c)
 	if err != nil {
 		return err
@@ -96,11 +129,120 @@ func (h *unfurlHandler) unfurl(c echo.Context) error {
 	if r.Error == nil && cl.conn.ID != "" {
 		r = h.subscribe(ctx, cl, uri, r)
 	}
+	ev.result = r
 	status := http.StatusOK
 	if r.Error != nil {
 		status = h.s.cfg.Settings.UnfurlErrorStatus
 	}
 	return c.Blob(status, echo.MIMEApplicationJSON, r.Body)
+}
+
+// resultOutcome classifies an answered envelope (protocol 5.4): error
+// operations carry 401/403 for "reconnect", 5xx for "try later" and
+// 400/404 for "not found".
+func resultOutcome(r *provider.Result) string {
+	switch {
+	case r.Error == nil:
+		return OutcomeAttributes
+	case r.Error.Status == http.StatusUnauthorized || r.Error.Status == http.StatusForbidden:
+		return OutcomeReconnect
+	case r.Error.Status >= 500:
+		return OutcomeTryLater
+	}
+	return OutcomeNotFound
+}
+
+// refusalOutcome classifies a callback refused before the provider ran.
+func refusalOutcome(err error) (outcome, cause string) {
+	var be *bearerError
+	var re *requestError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &be):
+		return OutcomeUnauthorized, be.reason
+	case errors.As(err, &re):
+		return OutcomeBadRequest, re.msg
+	case errors.As(err, &he) && he.Code < 500:
+		return OutcomeBadRequest, http.StatusText(he.Code)
+	}
+	return OutcomeError, "internal error"
+}
+
+// account counts the unfurl and writes its request line: provider,
+// pattern, outcome, cause, upstream latency (the request id comes from
+// the context). At debug level, one more line per attribute left out
+// says why. Nothing here names a token or a credential (TH-49): causes
+// name hosts and fields, never a URL query or an upstream body.
+func (h *unfurlHandler) account(c echo.Context, ev *unfurlEvent, d time.Duration) {
+	pattern, outcome, cache := patternNone, ev.outcome, ""
+	r := ev.result
+	if r != nil {
+		outcome, cache = resultOutcome(r), "miss"
+		if r.Cached {
+			cache = "hit"
+		}
+		if r.Pattern != "" {
+			pattern = r.Pattern
+		}
+	}
+	// A provider name that is not ours is never a label: it is the
+	// caller's text.
+	if m := h.s.cfg.Metrics; m != nil && ev.provider != "" {
+		m.Unfurl(ev.provider, pattern, outcome, cache, d)
+	}
+	req := c.Request()
+	ctx := req.Context()
+	status := c.Response().Status
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	// Building the attributes costs allocations; production runs at
+	// warn, where this line is not written.
+	if !h.s.log.Enabled(ctx, level) {
+		return
+	}
+	var upstream time.Duration
+	cause := ev.cause
+	if r != nil {
+		upstream = r.UpstreamLatency
+		cause = resultCause(r)
+	}
+	h.s.log.LogAttrs(ctx, level, "request",
+		slog.String("method", req.Method),
+		slog.String("path", req.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.String("provider", ev.provider),
+		slog.String("pattern", pattern),
+		slog.String("outcome", outcome),
+		slog.String("cause", cause),
+		slog.Duration("upstream_latency", upstream),
+	)
+	if r == nil || len(r.Missing) == 0 || !h.s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	for _, m := range r.Missing {
+		h.s.log.LogAttrs(ctx, slog.LevelDebug, "attribute left out",
+			slog.String("provider", ev.provider),
+			slog.String("pattern", pattern),
+			slog.String("attribute", m.ID),
+			slog.String("reason", m.Why),
+		)
+	}
+}
+
+// resultCause says in a few words why a result came out as it did.
+func resultCause(r *provider.Result) string {
+	switch {
+	case r.Cached && r.Error == nil:
+		return "cache hit"
+	case r.Cached:
+		return "cache hit: " + r.Cause
+	case r.Error == nil:
+		return "fetched"
+	}
+	return r.Cause
 }
 
 // logFailure logs, once per unfurl answered, an upstream failure or a
@@ -139,7 +281,9 @@ func (h *unfurlHandler) subscribe(ctx context.Context, cl *caller, uri string, r
 	})
 	if err != nil {
 		h.s.log.WarnContext(ctx, "subscription not recorded", "provider", cl.provider.Name, "err", err)
-		return cl.provider.TryLaterResult(uri)
+		tl := cl.provider.TryLaterResult(uri) // a new result: ours to change
+		tl.Cause = "subscription not recorded"
+		return tl
 	}
 	return r
 }

@@ -54,6 +54,35 @@ type webhookAccepted struct {
 // before any of them runs. Anything unsigned or wrongly signed gets 401
 // and changes nothing; the reason is logged, never answered.
 func (h *webhookHandler) webhook(c echo.Context) error {
+	err := h.serveWebhook(c)
+	if m := h.s.cfg.Metrics; m != nil {
+		// Only our providers with a webhook are labels; the route's
+		// parameter is otherwise the caller's text.
+		if p, ok := h.s.cfg.Registry.Get(c.Param("provider")); ok && p.HasWebhook() {
+			m.Webhook(p.Name, webhookResult(err))
+		}
+	}
+	return err
+}
+
+// webhookResult names the result of a delivery for metrics.
+func webhookResult(err error) string {
+	var he *echo.HTTPError
+	var re *requestError
+	switch {
+	case err == nil:
+		return "accepted"
+	case errors.As(err, &he) && he.Code == http.StatusUnauthorized:
+		return "unauthorized"
+	case errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case errors.As(err, &he) && he.Code < 500, errors.As(err, &re):
+		return "bad_request"
+	}
+	return "error"
+}
+
+func (h *webhookHandler) serveWebhook(c echo.Context) error {
 	p, ok := h.s.cfg.Registry.Get(c.Param("provider"))
 	if !ok || !p.HasWebhook() {
 		return echo.NewHTTPError(http.StatusNotFound, "no webhook for this provider")

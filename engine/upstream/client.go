@@ -73,6 +73,23 @@ type Options struct {
 	// Now gives the time for cache expiry and Retry-After dates. Default
 	// time.Now.
 	Now func() time.Time
+	// Observer learns of every exchange and refused call, for metrics;
+	// nil observes nothing.
+	Observer Observer
+}
+
+// Observer learns what a Client does upstream, for metrics. Its methods
+// run on the request path and must not block. engine/metrics implements
+// it; the provider name is the Client's Options.Provider.
+type Observer interface {
+	// Exchange reports one HTTP exchange sent upstream: its status code
+	// (0 when no answer came: timeout, network error, oversized body)
+	// and how long it took. Cache hits and callers collapsed onto
+	// another's call are not exchanges.
+	Exchange(provider string, status int, d time.Duration)
+	// Refused reports a call unfurld refused to make: a host off the
+	// allowlist, a redirect leaving it, a private address (TH-30).
+	Refused(provider string)
 }
 
 // Request is one upstream call.
@@ -128,6 +145,7 @@ type Client struct {
 	hc        *http.Client
 	group     singleflight.Group
 	cache     *cache // nil when disabled
+	obs       Observer
 	// bufs holds *bytes.Buffer for reading bodies of unknown length.
 	bufs sync.Pool
 
@@ -181,6 +199,7 @@ func New(opts Options) (*Client, error) {
 		maxBody:   orDefault(opts.MaxBodyBytes, defaultMaxBodyBytes),
 		userAgent: orDefault(opts.UserAgent, defaultUserAgent),
 		now:       opts.Now,
+		obs:       opts.Observer,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -334,6 +353,9 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		return nil, c.wrap(method, "", fmt.Errorf("invalid url: %w", unwrapURLError(err)))
 	}
 	if err := c.checkURL(u); err != nil {
+		if c.obs != nil && Refused(err) {
+			c.obs.Refused(c.provider)
+		}
 		return nil, c.wrap(method, u.Host, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -353,7 +375,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		// wait for this call. The client timeout still bounds it.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		r, err := c.send(fctx, method, rawURL, header, body)
+		r, err := c.observe(fctx, method, rawURL, header, body)
 		if err != nil {
 			return nil, c.wrap(method, u.Host, err)
 		}
@@ -375,6 +397,30 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		r, _ := res.Val.(*result)
 		return r.response(start, false, res.Shared), nil
 	}
+}
+
+// observe sends and reports the exchange, or the refusal, to the
+// observer.
+func (c *Client) observe(ctx context.Context, method, rawURL string, header http.Header, body []byte) (*result, error) {
+	if c.obs == nil {
+		return c.send(ctx, method, rawURL, header, body)
+	}
+	start := time.Now()
+	r, err := c.send(ctx, method, rawURL, header, body)
+	var se *StatusError
+	switch {
+	case err == nil:
+		c.obs.Exchange(c.provider, r.status, time.Since(start))
+	case errors.As(err, &se):
+		c.obs.Exchange(c.provider, se.Code, time.Since(start))
+	case Refused(err):
+		// Refused at dial time or on a redirect: nothing, or nothing
+		// more, was sent to the refused address.
+		c.obs.Refused(c.provider)
+	default:
+		c.obs.Exchange(c.provider, 0, time.Since(start))
+	}
+	return r, err
 }
 
 // send makes one HTTP exchange under ctx.
