@@ -23,7 +23,7 @@ import (
 // because its upstream failed.
 func canaryCmd(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("canary", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	prov := fs.String("provider", "", "only this provider")
 	basePath := fs.String("baseline", "", "compare with this baseline `file` (default: canary.baseline from the config)")
 	record := fs.String("record", "", "write this run as the baseline `file` (other providers' entries in it are kept)")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 
 	"github.com/unfurld/unfurld/engine/app"
@@ -112,7 +111,25 @@ func newLogger(s config.Log, w io.Writer) *slog.Logger {
 func newFlagSet(name string, e env) *flag.FlagSet {
 	fs := flag.NewFlagSet("unfurld "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		if e.help != nil {
+			e.help.printed = true
+			printCommandHelp(e.stdout, e.help.cmd, fs)
+			return
+		}
+		fmt.Fprintf(e.stderr, "Run 'unfurld %s --help' for its flags and an example.\n", name)
+	}
 	return fs
+}
+
+// configFlag defines --config, defaulting to $UNFURLD_CONFIG and then to
+// config.yaml, so a container or a shell can name the file once.
+func configFlag(fs *flag.FlagSet, e env) *string {
+	def := "config.yaml"
+	if v, ok := e.lookupEnv("UNFURLD_CONFIG"); ok && v != "" {
+		def = v
+	}
+	return fs.String("config", def, "configuration `file`; $UNFURLD_CONFIG names it when this flag is absent")
 }
 
 // parseFlags parses args allowing flags after positional arguments
@@ -130,11 +147,4 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
 }

@@ -26,7 +26,7 @@ const migrateLockTimeout = 2 * time.Second
 // the server (serve applies them too, under the same lock).
 func migrateCmd(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("migrate", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}

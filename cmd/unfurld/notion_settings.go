@@ -81,7 +81,7 @@ type secretSource struct {
 // --show-secrets (TH-49).
 func notionSettings(args []string, e env) int {
 	flags := newFlagSet("notion-settings", e)
-	cfgPath := flags.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(flags, e)
 	only := flags.String("provider", "", "print only this provider")
 	showSecrets := flags.Bool("show-secrets", false, "print the OAuth client secrets (otherwise only where they come from)")
 	format := flags.String("format", "text", "output `format`: text or json")

@@ -23,7 +23,7 @@ import (
 // (provider.UnfurlOptions.Record), so what is recorded is what was used.
 func preview(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("preview", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	trace := fs.Bool("trace", false, "show the matched pattern, groups, upstream requests and each attribute on stderr")
 	tok := fs.String("token", "", "upstream credential to use instead of the provider's (default $UNFURLD_PREVIEW_TOKEN)")
 	name := fs.String("provider", "", "provider to use (default: the first whose patterns match)")

@@ -20,7 +20,7 @@ import (
 
 func serve(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("serve", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	listen := fs.String("listen", "", "override server.listen (e.g. 127.0.0.1:0)")
 	var drop keyList
 	fs.Var(&drop, "drop-key", "give up on the records sealed with this removed key `id` (repeatable): their users must reconnect")

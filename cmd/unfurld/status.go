@@ -32,7 +32,7 @@ const statusLockTimeout = 500 * time.Millisecond
 // delivery and polling statistics.
 func statusCmd(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("status", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	q := status.Query{}
 	fs.StringVar(&q.Provider, "provider", "", "only this provider")
 	fs.StringVar(&q.URI, "uri", "", "the story of one link")

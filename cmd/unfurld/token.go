@@ -16,7 +16,7 @@ import (
 // is stopped.
 func token(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("token", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	name := fs.String("provider", "", "provider the token is for (required)")
 	account := fs.String("account", "development", "display name of the development connection")
 	if _, err := parseFlags(fs, args); err != nil {

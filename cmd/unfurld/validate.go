@@ -11,7 +11,7 @@ import (
 // no sealing key its records need was removed.
 func validate(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("validate", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return exitUsage

@@ -118,6 +118,13 @@ type Server struct {
 	// `unfurld status` ask the running server. Empty turns the route off.
 	// Generated beside the data file in development mode.
 	AdminToken Secret `yaml:"admin_token"`
+	// AdminURL is where `unfurld status` reaches the running server's
+	// admin API while the server holds the store, e.g.
+	// "http://127.0.0.1:8080" or "https://unfurl.example.com". The
+	// command never guesses it from listen, and refuses plain http to a
+	// host other than loopback, where the admin token would cross the
+	// network in clear. Optional; `unfurld status --server URL` wins.
+	AdminURL string `yaml:"admin_url"`
 	// Lab configures the lab page (GET /lab), where an operator pastes a
 	// URL and sees the preview, the trace and the JSON Notion would get.
 	Lab Lab `yaml:"lab"`

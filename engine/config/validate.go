@@ -223,6 +223,11 @@ func (v *checker) server(s *Server) {
 		// submits its form; without a token it would be open to anyone.
 		v.fail("server.lab.enabled", "needs server.admin_token in production mode: every run of the lab is guarded by it")
 	}
+	if s.AdminURL != "" {
+		if _, err := CheckAdminURL(s.AdminURL); err != nil {
+			v.fail("server.admin_url", "%s", err.Error())
+		}
+	}
 	v.admin(s)
 }
 
