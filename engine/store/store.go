@@ -132,6 +132,52 @@ type Connection struct {
 	// CreatedAt and UpdatedAt are bookkeeping times.
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// UpstreamRefreshedAt is when the upstream credential was last
+	// renewed with its refresh token; zero if it never was.
+	UpstreamRefreshedAt time.Time
+	// Reconnect says why Status became reconnect_required: which call,
+	// when, which status. Zero while the connection is active, and for
+	// connections marked before it was kept.
+	Reconnect ConnectionEvent
+	// Failures are the connection's last failed unfurls, oldest first, at
+	// most MaxConnectionFailures (WithFailure). They are written only when
+	// an unfurl fails, never on a successful one.
+	Failures []ConnectionEvent
+}
+
+// MaxConnectionFailures bounds Connection.Failures: enough to see a
+// pattern, small enough that the record stays a few hundred bytes.
+const MaxConnectionFailures = 5
+
+// ConnectionEvent is one thing that went wrong for a connection, for
+// `unfurld status --connection` and the admin API. It holds no secret:
+// no token, no credential, no upstream body.
+type ConnectionEvent struct {
+	// At is when it happened.
+	At time.Time
+	// Call names what was being done: "unfurl", "upstream request",
+	// "upstream token refresh", "open credential", "notion push", "key
+	// rotation".
+	Call string
+	// URI is the link being unfurled or pushed, if any.
+	URI string
+	// Status is the HTTP status that was answered; 0 when there was none.
+	Status int
+	// Detail explains it in a line.
+	Detail string
+}
+
+// WithFailure returns c with ev appended to Failures, dropping the oldest
+// beyond MaxConnectionFailures. It never shares c's slice, so a caller's
+// copy is not changed under it.
+func (c Connection) WithFailure(ev ConnectionEvent) Connection {
+	keep := c.Failures
+	if len(keep) >= MaxConnectionFailures {
+		keep = keep[len(keep)-MaxConnectionFailures+1:]
+	}
+	out := make([]ConnectionEvent, 0, len(keep)+1)
+	c.Failures = append(append(out, keep...), ev)
+	return c
 }
 
 // SubscriptionKey identifies a subscription.
@@ -208,6 +254,11 @@ type Store interface {
 	DeleteConnection(ctx context.Context, id string) error
 	// ListConnections returns the connections of a provider ("" for all).
 	ListConnections(ctx context.Context, provider string) ([]Connection, error)
+	// ListConnectionTokens returns the tokens issued for a connection
+	// (consumed markers included), in digest order; none when the
+	// connection has none or does not exist. For the operator's view of
+	// what Notion holds: callers show kinds and times, never digests.
+	ListConnectionTokens(ctx context.Context, connectionID string) ([]Token, error)
 
 	// PutSubscription stores s unless that changes nothing, and reports
 	// whether it wrote. An unfurl's put (zero Refresh) creates the record

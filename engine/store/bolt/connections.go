@@ -213,3 +213,31 @@ func (s *Store) ListConnections(ctx context.Context, provider string) ([]store.C
 	})
 	return out, err
 }
+
+// ListConnectionTokens implements store.Store through the tokens_by_conn
+// index, so it costs the connection's tokens, not a scan of all.
+func (s *Store) ListConnectionTokens(ctx context.Context, id string) ([]store.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []store.Token
+	err := s.view("list connection tokens", func(tx *bbolt.Tx) error {
+		prefix := keyPrefix(id)
+		c := tx.Bucket(bucketTokensByConn).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			parts, err := splitKey(k, 2)
+			if err != nil {
+				return fmt.Errorf("tokens_by_conn %q: %w", k, err)
+			}
+			t, ok, err := readToken(tx, parts[1])
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -52,6 +52,29 @@ type connRecord struct {
 	Status             string    `json:"status,omitempty"`
 	CreatedAt          time.Time `json:"created_at"`
 	UpdatedAt          time.Time `json:"updated_at"`
+	// The fields below came with the operator's connection view. They
+	// are omitted while empty, so records written before read as never
+	// refreshed and never failed, and the version stays 1.
+	UpstreamRefreshedAt time.Time     `json:"upstream_refreshed_at,omitzero"`
+	Reconnect           eventRecord   `json:"reconnect,omitzero"`
+	Failures            []eventRecord `json:"failures,omitempty"`
+}
+
+// eventRecord is store.ConnectionEvent as stored.
+type eventRecord struct {
+	At     time.Time `json:"at,omitzero"`
+	Call   string    `json:"call,omitempty"`
+	URI    string    `json:"uri,omitempty"`
+	Status int       `json:"status,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+func toEventRecord(e store.ConnectionEvent) eventRecord {
+	return eventRecord{At: e.At.UTC(), Call: e.Call, URI: e.URI, Status: e.Status, Detail: e.Detail}
+}
+
+func fromEventRecord(r eventRecord) store.ConnectionEvent {
+	return store.ConnectionEvent{At: r.At, Call: r.Call, URI: r.URI, Status: r.Status, Detail: r.Detail}
 }
 
 type subRecord struct {
@@ -120,23 +143,33 @@ func fromTokenRecord(digest string, r tokenRecord) store.Token {
 }
 
 func toConnRecord(c store.Connection) connRecord {
-	return connRecord{
+	rec := connRecord{
 		V: schemaVersion, Provider: c.Provider, AccountKey: c.AccountKey, AccountName: c.AccountName,
 		WorkspaceID: c.WorkspaceID, WorkspaceName: c.WorkspaceName, BotID: c.BotID, Owner: c.Owner,
 		NotionToken: c.NotionToken, UpstreamCredential: c.UpstreamCredential,
 		UpstreamExpiry: c.UpstreamExpiry.UTC(), Status: c.Status,
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+		UpstreamRefreshedAt: c.UpstreamRefreshedAt.UTC(), Reconnect: toEventRecord(c.Reconnect),
 	}
+	for _, e := range c.Failures {
+		rec.Failures = append(rec.Failures, toEventRecord(e))
+	}
+	return rec
 }
 
 func fromConnRecord(id string, r connRecord) store.Connection {
-	return store.Connection{
+	c := store.Connection{
 		ID: id, Provider: r.Provider, AccountKey: r.AccountKey, AccountName: r.AccountName,
 		WorkspaceID: r.WorkspaceID, WorkspaceName: r.WorkspaceName, BotID: r.BotID, Owner: r.Owner,
 		NotionToken: r.NotionToken, UpstreamCredential: r.UpstreamCredential,
 		UpstreamExpiry: r.UpstreamExpiry, Status: r.Status,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		UpstreamRefreshedAt: r.UpstreamRefreshedAt, Reconnect: fromEventRecord(r.Reconnect),
 	}
+	for _, e := range r.Failures {
+		c.Failures = append(c.Failures, fromEventRecord(e))
+	}
+	return c
 }
 
 func toSubRecord(s store.Subscription) subRecord {

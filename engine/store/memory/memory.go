@@ -40,6 +40,7 @@ func New() *Store {
 func copyConn(c store.Connection) store.Connection {
 	c.NotionToken = slices.Clone(c.NotionToken)
 	c.UpstreamCredential = slices.Clone(c.UpstreamCredential)
+	c.Failures = slices.Clone(c.Failures)
 	return c
 }
 
@@ -167,6 +168,23 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// ListConnectionTokens implements store.Store, in digest order.
+func (s *Store) ListConnectionTokens(ctx context.Context, id string) ([]store.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Token
+	for _, t := range s.toks {
+		if t.ConnectionID == id {
+			out = append(out, copyToken(t))
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Token) int { return strings.Compare(a.Digest, b.Digest) })
+	return out, nil
 }
 
 // ListConnections implements store.Store, in id order.

@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,7 +17,8 @@ import (
 const (
 	tokenCols = `digest, kind, provider, connection_id, grant_id, created_at, expires_at, redirect_uri, consumed_at, successor`
 	connCols  = `id, provider, account_key, account_name, workspace_id, workspace_name, bot_id, owner,
-		notion_token, upstream_credential, upstream_expiry, status, created_at, updated_at`
+		notion_token, upstream_credential, upstream_expiry, status, created_at, updated_at,
+		upstream_refreshed_at, reconnect, failures`
 	subCols = `provider, connection_id, uri, attr_hash, etag, last_modified, created_at, updated_at,
 		refresh_at, refresh_trigger, refresh_outcome, refresh_status, refresh_detail`
 )
@@ -48,25 +52,88 @@ func insertToken(ctx context.Context, tx pgx.Tx, t store.Token) error {
 
 func scanConn(row pgx.Row) (store.Connection, error) {
 	var c store.Connection
+	var reconnect, failures []byte
 	err := row.Scan(sb(&c.ID), sb(&c.Provider), sb(&c.AccountKey), sb(&c.AccountName), sb(&c.WorkspaceID),
 		sb(&c.WorkspaceName), sb(&c.BotID), sb(&c.Owner), &c.NotionToken, &c.UpstreamCredential,
-		sns(&c.UpstreamExpiry), sb(&c.Status), sns(&c.CreatedAt), sns(&c.UpdatedAt))
-	return c, notFound(err)
+		sns(&c.UpstreamExpiry), sb(&c.Status), sns(&c.CreatedAt), sns(&c.UpdatedAt),
+		sns(&c.UpstreamRefreshedAt), &reconnect, &failures)
+	if err != nil {
+		return c, notFound(err)
+	}
+	if len(reconnect) > 0 {
+		var ev eventJSON
+		if err := json.Unmarshal(reconnect, &ev); err != nil {
+			return c, fmt.Errorf("decode connection %s reconnect: %w", c.ID, err)
+		}
+		c.Reconnect = ev.event()
+	}
+	if len(failures) > 0 {
+		var evs []eventJSON
+		if err := json.Unmarshal(failures, &evs); err != nil {
+			return c, fmt.Errorf("decode connection %s failures: %w", c.ID, err)
+		}
+		for _, ev := range evs {
+			c.Failures = append(c.Failures, ev.event())
+		}
+	}
+	return c, nil
 }
 
 func connArgs(c store.Connection) []any {
+	var reconnect, failures []byte
+	if c.Reconnect != (store.ConnectionEvent{}) {
+		// Marshalling plain strings, ints and times cannot fail for times
+		// the ns columns accept.
+		reconnect, _ = json.Marshal(toEventJSON(c.Reconnect))
+	}
+	if len(c.Failures) > 0 {
+		evs := make([]eventJSON, len(c.Failures))
+		for i, f := range c.Failures {
+			evs[i] = toEventJSON(f)
+		}
+		failures, _ = json.Marshal(evs)
+	}
 	return []any{b(c.ID), b(c.Provider), b(c.AccountKey), b(c.AccountName), b(c.WorkspaceID),
 		b(c.WorkspaceName), b(c.BotID), b(c.Owner), nullBytes(c.NotionToken), nullBytes(c.UpstreamCredential),
-		ns(c.UpstreamExpiry), b(c.Status), ns(c.CreatedAt), ns(c.UpdatedAt)}
+		ns(c.UpstreamExpiry), b(c.Status), ns(c.CreatedAt), ns(c.UpdatedAt),
+		ns(c.UpstreamRefreshedAt), nullBytes(reconnect), nullBytes(failures)}
+}
+
+// eventJSON is a store.ConnectionEvent in the reconnect and failures
+// columns (migrations/0002_connection_story.sql). Times are nanoseconds
+// since the epoch, as in every other column, so instants survive exactly.
+type eventJSON struct {
+	At     int64  `json:"at,omitempty"`
+	Call   string `json:"call,omitempty"`
+	URI    string `json:"uri,omitempty"`
+	Status int    `json:"status,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func toEventJSON(e store.ConnectionEvent) eventJSON {
+	out := eventJSON{Call: e.Call, URI: e.URI, Status: e.Status, Detail: e.Detail}
+	if !e.At.IsZero() {
+		out.At = e.At.UnixNano()
+	}
+	return out
+}
+
+func (e eventJSON) event() store.ConnectionEvent {
+	out := store.ConnectionEvent{Call: e.Call, URI: e.URI, Status: e.Status, Detail: e.Detail}
+	if e.At != 0 {
+		out.At = time.Unix(0, e.At).UTC()
+	}
+	return out
 }
 
 const insertConnSQL = `INSERT INTO connections (` + connCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING`
 
 // updateConnSQL replaces every column of connection $1 but its id.
 const updateConnSQL = `UPDATE connections SET provider = $2, account_key = $3, account_name = $4,
 	workspace_id = $5, workspace_name = $6, bot_id = $7, owner = $8, notion_token = $9,
-	upstream_credential = $10, upstream_expiry = $11, status = $12, created_at = $13, updated_at = $14
+	upstream_credential = $10, upstream_expiry = $11, status = $12, created_at = $13, updated_at = $14,
+	upstream_refreshed_at = $15, reconnect = $16, failures = $17
 	WHERE id = $1`
 
 // subColsOf is subCols qualified by a table alias, for joins.

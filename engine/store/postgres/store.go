@@ -115,6 +115,17 @@ func (s *Store) ListConnections(ctx context.Context, provider string) ([]store.C
 	return out, wrap("list connections", err)
 }
 
+// ListConnectionTokens implements store.Store through the tokens_by_conn
+// index.
+func (s *Store) ListConnectionTokens(ctx context.Context, id string) ([]store.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenCols+` FROM tokens WHERE connection_id = $1 ORDER BY digest`, b(id))
+	out, err := collect(rows, err, scanToken)
+	return out, wrap("list connection tokens", err)
+}
+
 // PutSubscription implements store.Store.
 func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bool, error) {
 	n, err := s.putSubs(ctx, "put subscription", []store.Subscription{sub}, false)

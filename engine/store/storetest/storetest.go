@@ -33,6 +33,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteConnectionCascades", testDeleteConnectionCascades},
 		{"DeleteTokenForgetsConnection", testDeleteTokenForgetsConnection},
 		{"ListConnections", testListConnections},
+		{"ConnectionEvents", testConnectionEvents},
+		{"ListConnectionTokens", testListConnectionTokens},
 		{"PutSubscription", testPutSubscription},
 		{"PutSubscriptionConcurrent", testPutSubscriptionConcurrent},
 		{"PutSubscriptions", testPutSubscriptions},
@@ -135,6 +137,18 @@ func normToken(t store.Token) store.Token {
 func normConn(c store.Connection) store.Connection {
 	c.NotionToken, c.UpstreamCredential = normBytes(c.NotionToken), normBytes(c.UpstreamCredential)
 	c.UpstreamExpiry, c.CreatedAt, c.UpdatedAt = normTime(c.UpstreamExpiry), normTime(c.CreatedAt), normTime(c.UpdatedAt)
+	c.UpstreamRefreshedAt, c.Reconnect.At = normTime(c.UpstreamRefreshedAt), normTime(c.Reconnect.At)
+	if len(c.Failures) == 0 {
+		c.Failures = nil
+	}
+	fs := make([]store.ConnectionEvent, len(c.Failures))
+	for i, f := range c.Failures {
+		f.At = normTime(f.At)
+		fs[i] = f
+	}
+	if c.Failures != nil {
+		c.Failures = fs
+	}
 	return c
 }
 
