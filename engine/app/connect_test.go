@@ -387,6 +387,8 @@ func TestLostKeyMeansReconnect(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, conns, 1)
 	assert.Equal(t, store.StatusReconnect, conns[0].Status)
+	assert.Equal(t, "open credential", conns[0].Reconnect.Call)
+	assert.Contains(t, conns[0].Reconnect.Detail, "k1")
 	e.up.mu.Lock()
 	defer e.up.mu.Unlock()
 	assert.Equal(t, apiCalls, len(e.up.apiAuth), "no upstream call with an unopened credential")

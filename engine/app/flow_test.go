@@ -424,6 +424,12 @@ func TestFullFlow(t *testing.T) {
 	c, err := e.st.GetConnection(t.Context(), conns[0].ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusReconnect, c.Status)
+	// Why, for `unfurld status --connection`: the refused refresh.
+	assert.Equal(t, "upstream token refresh", c.Reconnect.Call)
+	assert.Equal(t, http.StatusBadRequest, c.Reconnect.Status)
+	assert.Contains(t, c.Reconnect.Detail, "invalid_grant")
+	assert.False(t, c.Reconnect.At.IsZero())
+	assert.False(t, c.UpstreamRefreshedAt.IsZero(), "the earlier refresh is on record")
 
 	// Deletion (protocol 8): every record of the connection goes.
 	req, err := http.NewRequest(http.MethodDelete, e.srv.URL+"/providers/tracker/deleted", nil)

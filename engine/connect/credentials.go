@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
@@ -32,7 +33,7 @@ func (s *Service) Credential(ctx context.Context, p *provider.Provider, conn sto
 	}
 	if len(conn.UpstreamCredential) == 0 {
 		if p.AuthType() != config.AuthNone {
-			return provider.Credential{}, s.markReconnect(ctx, conn, "no upstream credential")
+			return provider.Credential{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "open credential", Detail: "no upstream credential"})
 		}
 		// Public API: the provider's service-wide token, shared cache.
 		return provider.Credential{}, nil
@@ -41,7 +42,7 @@ func (s *Service) Credential(ctx context.Context, p *provider.Provider, conn sto
 	if err != nil {
 		// A key that is gone or a tampered record: never plaintext
 		// fallback (TH-42).
-		return provider.Credential{}, s.markReconnect(ctx, conn, err.Error())
+		return provider.Credential{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "open credential", Detail: err.Error()})
 	}
 	if tok.Expired(s.now(), refreshSkew) {
 		tok, err = s.refresh(ctx, p, conn, tok)
@@ -64,10 +65,10 @@ func (s *Service) Rejected(ctx context.Context, p *provider.Provider, conn store
 	}
 	tok, err := s.openCredential(conn)
 	if err != nil {
-		return provider.Credential{}, s.markReconnect(ctx, conn, err.Error())
+		return provider.Credential{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "open credential", Detail: err.Error()})
 	}
 	if tok.RefreshToken.IsZero() {
-		return provider.Credential{}, s.markReconnect(ctx, conn, "upstream refused the credential")
+		return provider.Credential{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "upstream request", Status: http.StatusUnauthorized, Detail: "upstream refused the credential and it cannot be refreshed"})
 	}
 	tok, err = s.refresh(ctx, p, conn, tok)
 	if err != nil {
@@ -90,7 +91,7 @@ func (s *Service) openCredential(conn store.Connection) (oauth.UpstreamToken, er
 func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.Connection, tok oauth.UpstreamToken) (oauth.UpstreamToken, error) {
 	u, ok := s.upstreams[p.Name]
 	if !ok || tok.RefreshToken.IsZero() {
-		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, "upstream credential expired and cannot be refreshed")
+		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "upstream token refresh", Detail: "upstream credential expired and cannot be refreshed"})
 	}
 	commit := func(ctx context.Context, next oauth.UpstreamToken) error {
 		enc, err := next.Encode()
@@ -102,14 +103,19 @@ func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.
 			return err
 		}
 		return s.opts.Store.UpdateConnection(ctx, conn.ID, func(c store.Connection) (store.Connection, error) {
-			c.UpstreamCredential, c.UpstreamExpiry, c.UpdatedAt = sealed, next.Expiry, s.now().UTC()
+			now := s.now().UTC()
+			c.UpstreamCredential, c.UpstreamExpiry, c.UpdatedAt, c.UpstreamRefreshedAt = sealed, next.Expiry, now, now
 			return c, nil
 		})
 	}
 	next, err := u.Refresh(ctx, conn.ID, tok, commit)
 	s.event(p.Name, "refresh", err)
 	if errors.Is(err, oauth.ErrReauthorize) {
-		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, err.Error())
+		ev := store.ConnectionEvent{Call: "upstream token refresh", Detail: err.Error()}
+		if te := (*oauth.TokenError)(nil); errors.As(err, &te) {
+			ev.Status = te.Status
+		}
+		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, ev)
 	}
 	if err != nil {
 		return oauth.UpstreamToken{}, fmt.Errorf("refresh upstream credential: %w", err)
@@ -118,14 +124,17 @@ func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.
 }
 
 // markReconnect flags conn so every later unfurl answers "reconnect" at
-// once (issue 3 item 6), and returns ErrReconnect.
-func (s *Service) markReconnect(ctx context.Context, conn store.Connection, why string) error {
+// once (issue 3 item 6), keeping why (which call, which status) for the
+// operator's view, and returns ErrReconnect.
+func (s *Service) markReconnect(ctx context.Context, conn store.Connection, why store.ConnectionEvent) error {
 	if s.opts.Observe != nil {
 		s.opts.Observe(conn.Provider, "reconnect", "marked")
 	}
-	s.log.WarnContext(ctx, "connection needs reconnecting", "provider", conn.Provider, "connection", conn.ID, "reason", why)
+	s.log.WarnContext(ctx, "connection needs reconnecting", "provider", conn.Provider, "connection", conn.ID, "call", why.Call, "status", why.Status, "reason", why.Detail)
+	now := s.now().UTC()
+	why.At = now
 	err := s.opts.Store.UpdateConnection(ctx, conn.ID, func(c store.Connection) (store.Connection, error) {
-		c.Status, c.UpdatedAt = store.StatusReconnect, s.now().UTC()
+		c.Status, c.UpdatedAt, c.Reconnect = store.StatusReconnect, now, why
 		return c, nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -321,6 +321,9 @@ func TestAuthStops_F9(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, store.StatusReconnect, conn.Status)
 			assert.Equal(t, t0, conn.UpdatedAt.UTC())
+			assert.Equal(t, "notion push", conn.Reconnect.Call)
+			assert.Equal(t, tc.name, strconv.Itoa(conn.Reconnect.Status))
+			assert.Contains(t, []string{uriA, uriA + "0"}, conn.Reconnect.URI)
 			depth, err := e.st.OutboxDepth(t.Context())
 			require.NoError(t, err)
 			assert.Empty(t, depth, "the connection's items are dropped")
@@ -353,6 +356,10 @@ func TestBadRequestNotRetried_F9(t *testing.T) {
 	conn, err := e.st.GetConnection(t.Context(), "c1")
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusActive, conn.Status, "a bad body is no reason to flag")
+	// The item that showed the error is gone; the connection keeps it.
+	require.Len(t, conn.Failures, 1)
+	assert.Equal(t, store.ConnectionEvent{At: conn.Failures[0].At, Call: "notion push", URI: uriA, Status: http.StatusBadRequest, Detail: conn.Failures[0].Detail}, conn.Failures[0])
+	assert.NotContains(t, conn.Failures[0].Detail, e.tokens["c1"], "no Notion token in the record")
 }
 
 // TestNotFoundDropsSubscription: Notion's 404 means the preview is gone:

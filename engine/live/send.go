@@ -164,6 +164,16 @@ func (d *Deliverer) drop(ctx context.Context, it store.OutboxItem, cause error) 
 	if _, err := d.st.DeleteOutboxItem(ctx, it.SubscriptionKey, it.Seq); err != nil {
 		return storeErr(err)
 	}
+	// The queued item, which showed the last error, is gone: the
+	// connection keeps the failure for `unfurld status --connection`.
+	// Only a push given up on costs this write.
+	ev := pushEvent(d.clock.Now(), it, cause)
+	err := d.st.UpdateConnection(ctx, it.ConnectionID, func(c store.Connection) (store.Connection, error) {
+		return c.WithFailure(ev), nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeErr(err)
+	}
 	d.record(it.Provider, d.clock.Now(), ResultFailed, cause)
 	d.log.ErrorContext(ctx, "notion push dropped", "provider", it.Provider, "uri", it.URI,
 		"attempts", it.Attempts+1, "err", cause)
@@ -187,8 +197,9 @@ func (d *Deliverer) dropConnection(ctx context.Context, it store.OutboxItem, cau
 // opened. Nothing more is sent for it (TH-52, F9).
 func (d *Deliverer) stopConnection(ctx context.Context, it store.OutboxItem, cause error) error {
 	now := d.clock.Now()
+	why := pushEvent(now, it, cause)
 	err := d.st.UpdateConnection(ctx, it.ConnectionID, func(c store.Connection) (store.Connection, error) {
-		c.Status, c.UpdatedAt = store.StatusReconnect, now
+		c.Status, c.UpdatedAt, c.Reconnect = store.StatusReconnect, now, why
 		return c, nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -243,4 +254,16 @@ func decodeEnvelope(it store.OutboxItem) (notion.Envelope, error) {
 		env.Operations = append(env.Operations, notion.Operation{Path: op.Path, Set: op.Set})
 	}
 	return env, nil
+}
+
+// pushEvent describes a failed PATCH for the connection's record: the
+// status Notion answered, if any, and the error, which never holds the
+// token (notion.APIError strips what we sent).
+func pushEvent(at time.Time, it store.OutboxItem, cause error) store.ConnectionEvent {
+	ev := store.ConnectionEvent{At: at.UTC(), Call: "notion push", URI: it.URI, Detail: cause.Error()}
+	var apiErr *notion.APIError
+	if errors.As(cause, &apiErr) {
+		ev.Status = apiErr.Status
+	}
+	return ev
 }

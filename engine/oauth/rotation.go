@@ -230,6 +230,7 @@ func DropRemovedKeys(ctx context.Context, st store.Store, k *Keyring, ids []stri
 				return c, errUnchanged
 			}
 			c.Status, c.UpdatedAt = store.StatusReconnect, now.UTC()
+			c.Reconnect = store.ConnectionEvent{At: now.UTC(), Call: "key rotation", Detail: "sealed with a key the operator dropped"}
 			return c, nil
 		})
 		switch {

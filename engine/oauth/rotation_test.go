@@ -363,6 +363,7 @@ func TestDropRemovedKeys_TH42(t *testing.T) {
 		c, err := st.GetConnection(ctx, id)
 		require.NoError(t, err)
 		assert.Equal(t, store.StatusReconnect, c.Status)
+		assert.Equal(t, "key rotation", c.Reconnect.Call)
 	}
 	c, err := st.GetConnection(ctx, "keep-ca")
 	require.NoError(t, err)

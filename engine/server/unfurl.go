@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
@@ -134,7 +135,25 @@ func (h *unfurlHandler) serveUnfurl(c echo.Context, ev *unfurlEvent) error {
 	if r.Error != nil {
 		status = h.s.cfg.Settings.UnfurlErrorStatus
 	}
-	return c.Blob(status, echo.MIMEApplicationJSON, r.Body)
+	err = c.Blob(status, echo.MIMEApplicationJSON, r.Body)
+	h.noteFailure(c.Request().Context(), cl, uri, r)
+	return err
+}
+
+// noteFailure keeps a failed unfurl on the caller's connection for
+// `unfurld status --connection`, after the answer is written so Notion
+// does not wait for the commit. Successful and cached answers write
+// nothing; neither does a connection already waiting for a reconnect,
+// whose reason is recorded already. A store failure is logged: the
+// record is a diagnostic, not part of the answer.
+func (h *unfurlHandler) noteFailure(ctx context.Context, cl *caller, uri string, r *provider.Result) {
+	if r.Error == nil || r.Cached || cl.conn.ID == "" || cl.conn.Status == store.StatusReconnect {
+		return
+	}
+	ev := connect.UnfurlFailure(h.s.cfg.Now(), uri, r)
+	if err := connect.NoteFailure(ctx, h.s.cfg.Store, cl.conn, ev); err != nil {
+		h.s.log.WarnContext(ctx, "record failed unfurl", "provider", cl.provider.Name, "err", err)
+	}
 }
 
 // resultOutcome classifies an answered envelope (protocol 5.4): error
