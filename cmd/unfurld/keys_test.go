@@ -25,7 +25,7 @@ func writeKeysConfig(t *testing.T, listen string) (cfg, db string) {
 	dir := t.TempDir()
 	db = filepath.Join(dir, "data", "unfurld.db")
 	cfg = filepath.Join(dir, "config.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`server: {mode: development, listen: "`+listen+`", secret_keys: "${KEYS}", shutdown_timeout: 2s, log: {level: warn}}
+	require.NoError(t, os.WriteFile(cfg, []byte(`server: {mode: development, listen: "`+listen+`", admin_url: "http://`+listen+`", secret_keys: "${KEYS}", shutdown_timeout: 2s, log: {level: warn}}
 storage: {path: `+db+`}
 providers:
   - name: acme

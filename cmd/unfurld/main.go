@@ -28,6 +28,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -56,6 +57,10 @@ type env struct {
 	ready func(addr string)
 	// help is set while a command runs only to print its help.
 	help *helpRequest
+	// dial, when set, replaces the dialer of `status`'s requests to a
+	// running server, so tests can prove what reaches which host
+	// without leaving loopback.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // commands lists every subcommand, in the order the overview prints

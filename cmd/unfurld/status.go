@@ -10,11 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store/bolt"
@@ -27,16 +26,19 @@ const statusLockTimeout = 500 * time.Millisecond
 // statusCmd prints the live-update status (issue 4 item 5): per provider,
 // subscriptions, queue depth, the last refresh and failures, and with
 // --uri or --connection the story of one link or connection. It reads the
-// store; when a running server holds it, it asks the server's
-// /admin/status with server.admin_token instead, which adds the in-memory
-// delivery and polling statistics.
+// store; when a running server holds it, it asks that server's
+// /admin/status with server.admin_token, which adds the in-memory
+// delivery and polling statistics. The server is asked only at an address
+// given explicitly (--server or server.admin_url), never one guessed from
+// server.listen, which may be a proxy's or another host's view.
 func statusCmd(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("status", e)
 	cfgPath := configFlag(fs, e)
 	q := status.Query{}
 	fs.StringVar(&q.Provider, "provider", "", "only this provider")
 	fs.StringVar(&q.URI, "uri", "", "the story of one link")
-	fs.StringVar(&q.Connection, "connection", "", "the story of one connection")
+	fs.StringVar(&q.Connection, "connection", "", "the story of one connection: tokens, credential, reconnect reason, failures")
+	server := fs.String("server", "", "ask the running server's admin API at this base `URL` instead of reading the store (default server.admin_url when the store is held); plain http only to loopback")
 	format := fs.String("format", "text", "text or json")
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitUsage
@@ -50,8 +52,10 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 		return exitFailure
 	}
 	defer l.reg.Close()
+	var providers []status.Provider
 	var names []string
 	for _, p := range l.reg.All() {
+		providers = append(providers, status.Provider{Name: p.Name, Auth: p.AuthType()})
 		names = append(names, p.Name)
 	}
 	if q.Provider != "" {
@@ -64,30 +68,21 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld status: %v\n", err)
 		return exitFailure
 	}
+	admin := adminClient{token: l.cfg.Server.AdminToken.Reveal(), dial: e.dial}
 
 	var r *status.Report
-	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout})
-	switch {
-	case err == nil:
-		r, err = status.Build(ctx, st, names, q, nil, time.Now())
-		var kr *oauth.Keyring
-		if err == nil {
-			kr, err = oauth.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
+	var err error
+	if *server != "" {
+		r, err = admin.ask(ctx, *server, q)
+	} else {
+		r, err = readStatus(ctx, l, providers, q)
+		if errors.Is(err, bolt.ErrLocked) {
+			if l.cfg.Server.AdminURL == "" {
+				fmt.Fprintf(e.stderr, "unfurld status: the store is held by a running unfurld; give its admin API with --server URL (for example %s) or server.admin_url\n", adminExample(l.cfg))
+				return exitFailure
+			}
+			r, err = admin.ask(ctx, l.cfg.Server.AdminURL, q)
 		}
-		if err == nil {
-			err = r.AddSealingKeys(ctx, st, kr, time.Now())
-		}
-		_ = st.Close()
-	case errors.Is(err, bolt.ErrLocked):
-		if l.cfg.Server.AdminToken.IsZero() {
-			fmt.Fprintf(e.stderr, "unfurld status: the store is held by a running unfurld; set server.admin_token and this command asks the server instead\n")
-			return exitFailure
-		}
-		addr := l.cfg.Server.Listen
-		if l.cfg.Server.AdminListen != "" {
-			addr = l.cfg.Server.AdminListen // /admin/status lives there
-		}
-		r, err = askServer(ctx, addr, l.cfg.Server.AdminToken.Reveal(), q)
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld status: %v\n", err)
@@ -104,15 +99,46 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 	return exitOK
 }
 
-// askServer queries the running server on its listen address (loopback
-// when it listens on every interface).
-func askServer(ctx context.Context, listen, token string, q status.Query) (*status.Report, error) {
-	host, port, err := net.SplitHostPort(listen)
+// readStatus builds the report from the store; bolt.ErrLocked when a
+// running server holds a bbolt file (PostgreSQL is shared, so the report
+// always comes from the database there).
+func readStatus(ctx context.Context, l *loaded, providers []status.Provider, q status.Query) (*status.Report, error) {
+	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("server.listen %q: %w", listen, err)
+		return nil, err
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+	defer func() { _ = st.Close() }()
+	r, err := status.Build(ctx, st, providers, q, nil, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	kr, err := oauth.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	if err := r.AddSealingKeys(ctx, st, kr, time.Now()); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// adminClient asks a running server's /admin/status.
+type adminClient struct {
+	token string
+	// dial replaces the default dialer when set (tests).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ask sends the admin token to base only when config.CheckAdminURL
+// allows it (https, or plain http to loopback), and follows no redirect,
+// so the token cannot be led to another host or scheme (TH-49, TH-53).
+func (a adminClient) ask(ctx context.Context, base string, q status.Query) (*status.Report, error) {
+	u, err := config.CheckAdminURL(base)
+	if err != nil {
+		return nil, fmt.Errorf("admin URL: %w", err)
+	}
+	if a.token == "" {
+		return nil, errors.New("server.admin_token is not set, so the running server's admin API is off; set it in the configuration the server runs with")
 	}
 	v := url.Values{}
 	for k, val := range map[string]string{"provider": q.Provider, "uri": q.URI, "connection": q.Connection} {
@@ -120,15 +146,25 @@ func askServer(ctx context.Context, listen, token string, q status.Query) (*stat
 			v.Set(k, val)
 		}
 	}
-	u := "http://" + net.JoinHostPort(host, port) + "/admin/status?" + v.Encode()
+	target := u.JoinPath("admin", "status")
+	target.RawQuery = v.Encode()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if a.dial != nil {
+		tr.DialContext = a.dial
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("ask the running server: %w", err)
 	}
@@ -137,8 +173,13 @@ func askServer(ctx context.Context, listen, token string, q status.Query) (*stat
 	if err != nil {
 		return nil, fmt.Errorf("read the server's answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the server answered %s", resp.Status)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("%s refused the admin token: is server.admin_token the one the server runs with?", u.Redacted())
+	case resp.StatusCode/100 == 3:
+		return nil, fmt.Errorf("%s answered %s to %s; give the final address with --server (redirects are not followed, so the token stays where it was sent)", u.Redacted(), resp.Status, resp.Header.Get("Location"))
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s answered %s", u.Redacted(), resp.Status)
 	}
 	var r status.Report
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -147,74 +188,17 @@ func askServer(ctx context.Context, listen, token string, q status.Query) (*stat
 	return &r, nil
 }
 
-func printStatus(w io.Writer, r *status.Report) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVIDER\tCONNECTIONS\tRECONNECT\tSUBSCRIPTIONS\tQUEUED\tLAST REFRESH\tREFRESH FAILURES")
-	for _, p := range r.Providers {
-		last := "never"
-		if !p.LastRefreshAt.IsZero() {
-			last = p.LastRefreshAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\n", p.Name, p.Connections, p.ReconnectRequired, p.Subscriptions, p.QueueDepth, last, p.RefreshFailures)
+// adminExample is an admin URL to suggest when none is configured: the
+// admin listener's port (or the main one's) on loopback. It is only
+// printed, never asked: the listen address may be a proxy's view or
+// another host's.
+func adminExample(cfg *config.Config) string {
+	addr := cfg.Server.Listen
+	if cfg.Server.AdminListen != "" {
+		addr = cfg.Server.AdminListen // /admin/status lives there
 	}
-	_ = tw.Flush()
-	for _, p := range r.Providers {
-		if p.Delivery != nil || p.Polling != nil {
-			b, _ := json.Marshal(map[string]any{"delivery": p.Delivery, "polling": p.Polling})
-			fmt.Fprintf(w, "%s live: %s\n", p.Name, b)
-		}
-		if p.Canary != nil {
-			b, _ := json.Marshal(p.Canary)
-			fmt.Fprintf(w, "%s last canary run: %s\n", p.Name, b)
-		}
-		if len(p.Outcomes) > 0 {
-			keys := make([]string, 0, len(p.Outcomes))
-			for k := range p.Outcomes {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			parts := make([]string, len(keys))
-			for i, k := range keys {
-				parts[i] = fmt.Sprintf("%s=%d", k, p.Outcomes[k])
-			}
-			fmt.Fprintf(w, "%s last refresh outcomes: %s\n", p.Name, strings.Join(parts, " "))
-		}
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return "http://" + net.JoinHostPort("127.0.0.1", port)
 	}
-	if r.Story == nil {
-		return
-	}
-	fmt.Fprintln(w)
-	if c := r.Story.Connection; c != nil {
-		fmt.Fprintf(w, "connection %s (%s): %s, account %q, workspace %q, updated %s\n",
-			c.ID, c.Provider, c.Status, c.AccountName, c.WorkspaceName, c.UpdatedAt.UTC().Format(time.RFC3339))
-	}
-	if len(r.Story.Subscriptions) == 0 {
-		fmt.Fprintln(w, "no subscriptions match")
-	}
-	for _, s := range r.Story.Subscriptions {
-		fmt.Fprintf(w, "%s  [%s, connection %s]\n", s.URI, s.Provider, s.ConnectionID)
-		fmt.Fprintf(w, "  subscribed %s, last sent %s (attributes %s)\n", s.CreatedAt.UTC().Format(time.RFC3339), s.UpdatedAt.UTC().Format(time.RFC3339), s.AttrHash)
-		if rr := s.LastRefresh; !rr.At.IsZero() {
-			fmt.Fprintf(w, "  last refresh %s by %s: %s", rr.At.UTC().Format(time.RFC3339), rr.Trigger, rr.Outcome)
-			if rr.Status != 0 {
-				fmt.Fprintf(w, " (status %d)", rr.Status)
-			}
-			if rr.Detail != "" {
-				fmt.Fprintf(w, ": %s", rr.Detail)
-			}
-			fmt.Fprintln(w)
-		} else {
-			fmt.Fprintln(w, "  not refreshed yet")
-		}
-		if s.ETag != "" || s.LastModified != "" {
-			fmt.Fprintf(w, "  validators: etag %q, last-modified %q\n", s.ETag, s.LastModified)
-		}
-		if qd := s.Queued; qd != nil {
-			fmt.Fprintf(w, "  queued for Notion since %s, next attempt %s, %d failed attempts", qd.EnqueuedAt.UTC().Format(time.RFC3339), qd.NextAt.UTC().Format(time.RFC3339), qd.Attempts)
-			if qd.LastError != "" {
-				fmt.Fprintf(w, ", last error: %s", qd.LastError)
-			}
-			fmt.Fprintln(w)
-		}
-	}
+	return "http://127.0.0.1:8080"
 }

@@ -75,9 +75,9 @@ func (h *adminHandler) status(c echo.Context) error {
 		URI:        c.QueryParam("uri"),
 		Connection: c.QueryParam("connection"),
 	}
-	names := make([]string, 0, len(h.s.cfg.Registry.All()))
+	names := make([]status.Provider, 0, len(h.s.cfg.Registry.All()))
 	for _, p := range h.s.cfg.Registry.All() {
-		names = append(names, p.Name)
+		names = append(names, status.Provider{Name: p.Name, Auth: p.AuthType()})
 	}
 	if q.Provider != "" {
 		if _, ok := h.s.cfg.Registry.Get(q.Provider); !ok {

@@ -39,7 +39,7 @@ func TestAddSealingKeys_TH42(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, st.CreateConnection(ctx, c))
 	}
-	r, err := status.Build(ctx, st, []string{"github"}, status.Query{}, nil, now)
+	r, err := status.Build(ctx, st, []status.Provider{{Name: "github", Auth: "oauth2"}}, status.Query{}, nil, now)
 	require.NoError(t, err)
 	require.NoError(t, r.AddSealingKeys(ctx, st, ring, now))
 	assert.Equal(t, []oauth.KeyUsage{

@@ -43,7 +43,7 @@ func TestBuild(t *testing.T) {
 	_, err = st.Enqueue(ctx, store.OutboxItem{SubscriptionKey: a, Body: []byte(`{}`), AttrHash: "h1", EnqueuedAt: now, NextAt: now.Add(time.Second), Attempts: 0})
 	require.NoError(t, err)
 
-	r, err := status.Build(ctx, st, []string{"github", "linear"}, status.Query{}, nil, now)
+	r, err := status.Build(ctx, st, []status.Provider{{Name: "github", Auth: "oauth2"}, {Name: "linear", Auth: "api_key"}}, status.Query{}, nil, now)
 	require.NoError(t, err)
 	require.Len(t, r.Providers, 2)
 	gh := r.Providers[0]
@@ -58,7 +58,7 @@ func TestBuild(t *testing.T) {
 	assert.Nil(t, gh.Delivery, "store-only report has no in-memory statistics")
 	assert.Nil(t, r.Story)
 
-	r, err = status.Build(ctx, st, []string{"github", "linear"}, status.Query{URI: a.URI}, &status.Live{Delivery: map[string]any{"github": "d"}, Canary: map[string]any{"github": "c"}}, now)
+	r, err = status.Build(ctx, st, []status.Provider{{Name: "github", Auth: "oauth2"}, {Name: "linear", Auth: "api_key"}}, status.Query{URI: a.URI}, &status.Live{Delivery: map[string]any{"github": "d"}, Canary: map[string]any{"github": "c"}}, now)
 	require.NoError(t, err)
 	require.NotNil(t, r.Story)
 	require.Len(t, r.Story.Subscriptions, 1)
@@ -70,7 +70,7 @@ func TestBuild(t *testing.T) {
 	assert.Equal(t, "c", r.Providers[0].Canary, "the last canary run, per provider")
 	assert.Nil(t, r.Providers[1].Canary)
 
-	r, err = status.Build(ctx, st, []string{"github", "linear"}, status.Query{Provider: "github", Connection: "c2"}, nil, now)
+	r, err = status.Build(ctx, st, []status.Provider{{Name: "github", Auth: "oauth2"}, {Name: "linear", Auth: "api_key"}}, status.Query{Provider: "github", Connection: "c2"}, nil, now)
 	require.NoError(t, err)
 	require.Len(t, r.Providers, 1)
 	require.NotNil(t, r.Story.Connection)
