@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -42,9 +43,9 @@ func healthcheck(ctx context.Context, args []string, e env) int {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(e.stderr, "unfurld healthcheck: %s answered %s: %s\n", *target, resp.Status, oneLine(string(body)))
+		fmt.Fprintf(e.stderr, "unfurld healthcheck: %s answered %s: %s\n", *target, resp.Status, oneLine(strings.TrimSpace(string(body))))
 		return exitFailure
 	}
-	fmt.Fprintf(e.stdout, "%s: %s\n", *target, oneLine(string(body)))
+	fmt.Fprintf(e.stdout, "%s: %s\n", *target, oneLine(strings.TrimSpace(string(body))))
 	return exitOK
 }

@@ -123,7 +123,8 @@ func serve(ctx context.Context, args []string, e env) int {
 		adminHS = srv.AdminHTTPServer(a)
 	}
 	printRoutes(e, cfg)
-	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", storeName(cfg.Storage), "mode", cfg.Server.Mode)
+	printNextSteps(e.stdout, cfg, *cfgPath, ln.Addr().String())
+	logger.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "store", storeName(cfg.Storage), "mode", cfg.Server.Mode, "version", version())
 	if adminLn != nil {
 		logger.Info("admin listening", "addr", adminLn.Addr().String())
 	}

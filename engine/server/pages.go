@@ -70,7 +70,7 @@ func pageStyleHash() string {
 // pageSet is the parsed template for each page. Each page is its own set
 // because all of them define "title" and "content" for the shared layout.
 type pageSet struct {
-	consent, apiKey, failure *template.Template
+	consent, apiKey, failure, home *template.Template
 }
 
 func parsePages() (*pageSet, error) {
@@ -94,6 +94,9 @@ func parsePages() (*pageSet, error) {
 		return nil, err
 	}
 	if ps.failure, err = parse("error.html"); err != nil {
+		return nil, err
+	}
+	if ps.home, err = parse("home.html"); err != nil {
 		return nil, err
 	}
 	return &ps, nil

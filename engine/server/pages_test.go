@@ -553,6 +553,19 @@ func TestPagesInChromium(t *testing.T) {
 			icon: true,
 		},
 		{
+			name: "home",
+			render: func(w http.ResponseWriter) error {
+				ps, err := loadPages()
+				if err != nil {
+					return err
+				}
+				return writePage(w, ps.home, http.StatusOK, homePage{DocsURL: DocsURL, Providers: []homeProvider{
+					{DisplayName: "GitHub", Domain: "github.com"}, {DisplayName: "Hacker News", Domain: "news.ycombinator.com"},
+				}}, nil)
+			},
+			want: pageBG,
+		},
+		{
 			name: "error",
 			render: func(w http.ResponseWriter) error {
 				return renderError(w, errorPage{

@@ -84,6 +84,7 @@ func New(cfg Config) *Server {
 		s.admin.GET("/healthz", (&healthHandler{s: s}).health)
 		ops = s.admin
 	}
+	(&homeHandler{s: s}).Register(e)
 	if !cfg.Settings.AdminToken.IsZero() {
 		(&adminHandler{s: s}).Register(ops)
 	}
