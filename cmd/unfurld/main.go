@@ -83,7 +83,7 @@ problem, one per line with file:line:col and the key. Exit 0 when it would start
 			run:     validate,
 		},
 		{
-			name: "preview", args: "[--config FILE] [--trace] [--token T] [--provider NAME] [--record DIR] URL", summary: "dry-run one unfurl and print Notion's JSON",
+			name: "preview", args: "[--config FILE] [--trace] [--token T] [--provider NAME] [--record DIR [--case NAME] [--expect-error]] URL", summary: "dry-run one unfurl and print Notion's JSON",
 			description: `Matches URL against the providers, calls the upstream as configured and prints
 the JSON the unfurl callback would answer. --trace explains each step on stderr;
 --record DIR writes the exchange as a fixture case for 'unfurld test'.
