@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/status"
+	"github.com/unfurld/unfurld/engine/store"
 )
 
 // freePort returns a loopback address that was free a moment ago.
@@ -260,7 +261,19 @@ func TestStatusConnectionText(t *testing.T) {
 			Reconnect: &status.EventView{At: now.Add(-time.Minute), Call: "upstream request", Status: 401, Detail: "upstream refused the credential"},
 			Failures:  []status.EventView{{At: now.Add(-2 * time.Minute), Call: "unfurl", URI: "https://github.com/o/r/issues/1", Status: 503, Detail: "timeout"}},
 		},
-		Subscriptions: []status.SubscriptionView{},
+		Subscriptions: []status.SubscriptionView{
+			{
+				Provider: "github", ConnectionID: "c1", URI: "https://github.com/o/r/issues/1", AttrHash: "h1",
+				CreatedAt: now.Add(-5 * time.Hour), UpdatedAt: now.Add(-time.Hour), DeliveredAt: now.Add(-time.Hour),
+				LastRefresh:     store.RefreshRecord{At: now.Add(-10 * time.Minute), Trigger: "poll", Outcome: "changed", Status: 200},
+				LastPushFailure: &status.EventView{At: now.Add(-3 * time.Hour), Call: "notion push", Status: 400, Detail: "validation_error"},
+			},
+			{
+				Provider: "github", ConnectionID: "c1", URI: "https://github.com/o/r/issues/2", AttrHash: "h2",
+				CreatedAt: now.Add(-5 * time.Hour), UpdatedAt: now.Add(-5 * time.Hour), DeliveredAt: now.Add(-4 * time.Hour),
+				LastPushFailure: &status.EventView{At: now.Add(-3 * time.Hour), Call: "notion push", Status: 400, Detail: "validation_error"},
+			},
+		},
 	}}
 	var b strings.Builder
 	printStatus(&b, r)
@@ -280,7 +293,16 @@ connection c1 (github)
   last failures, newest first:
     2m ago  unfurl  503  https://github.com/o/r/issues/1  timeout
 
-no subscriptions match
+https://github.com/o/r/issues/1  [github, connection c1]
+  subscribed    2026-12-01 07:00:00 UTC (5h ago)
+  last sent     2026-12-01 11:00:00 UTC (1h ago) (attributes h1)
+  last refresh  2026-12-01 11:50:00 UTC (10m ago) by poll: changed (status 200)
+  last push     accepted by Notion 2026-12-01 11:00:00 UTC (1h ago)
+https://github.com/o/r/issues/2  [github, connection c1]
+  subscribed    2026-12-01 07:00:00 UTC (5h ago)
+  last sent     2026-12-01 07:00:00 UTC (5h ago) (attributes h2)
+  last refresh  not refreshed yet
+  last push     refused 2026-12-01 09:00:00 UTC (3h ago): notion push answered 400: validation_error
 `
 	assert.Equal(t, want, b.String())
 }

@@ -168,8 +168,16 @@ func printSubscription(w io.Writer, s status.SubscriptionView, now time.Time) {
 		}
 		row("queued for Notion", "%s", v)
 	}
-	if f := s.LastPushFailure; f != nil {
-		row("last push refused", "%s", event(*f, now))
+	// The last PATCH's result: accepted, or refused and given up on,
+	// whichever is newer.
+	f := s.LastPushFailure
+	switch {
+	case f != nil && f.At.After(s.DeliveredAt):
+		row("last push", "refused %s", event(*f, now))
+	case !s.DeliveredAt.IsZero():
+		row("last push", "accepted by Notion %s", when(s.DeliveredAt, now))
+	default:
+		row("last push", "none yet")
 	}
 	_ = tw.Flush()
 }

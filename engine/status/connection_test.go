@@ -42,8 +42,10 @@ func TestConnectionStory(t *testing.T) {
 	} {
 		require.NoError(t, st.CreateToken(ctx, tok))
 	}
-	_, err := st.PutSubscription(ctx, store.Subscription{SubscriptionKey: store.SubscriptionKey{Provider: "github", ConnectionID: "c1", URI: uri}, AttrHash: "h", CreatedAt: now, UpdatedAt: now})
+	k := store.SubscriptionKey{Provider: "github", ConnectionID: "c1", URI: uri}
+	_, err := st.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h", CreatedAt: now, UpdatedAt: now})
 	require.NoError(t, err)
+	require.NoError(t, st.AckOutbox(ctx, store.OutboxItem{SubscriptionKey: k, AttrHash: "h2"}, now.Add(-4*time.Hour)))
 
 	r, err := status.Build(ctx, st, []status.Provider{{Name: "github", Auth: "oauth2"}}, status.Query{Connection: "c1"}, nil, now)
 	require.NoError(t, err)
@@ -63,6 +65,7 @@ func TestConnectionStory(t *testing.T) {
 	require.Len(t, r.Story.Subscriptions, 1)
 	require.NotNil(t, r.Story.Subscriptions[0].LastPushFailure)
 	assert.Equal(t, "validation_error", r.Story.Subscriptions[0].LastPushFailure.Detail)
+	assert.Equal(t, now.Add(-4*time.Hour), r.Story.Subscriptions[0].DeliveredAt.UTC(), "the last PATCH Notion accepted")
 
 	b, err := json.Marshal(r)
 	require.NoError(t, err)

@@ -159,6 +159,9 @@ type SubscriptionView struct {
 	UpdatedAt    time.Time           `json:"updated_at"`
 	LastRefresh  store.RefreshRecord `json:"last_refresh"`
 	Queued       *QueuedView         `json:"queued,omitempty"`
+	// DeliveredAt is when Notion last accepted a PATCH of this link;
+	// zero when none was sent yet.
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 	// LastPushFailure is the newest PATCH of this link that Notion
 	// refused and that was given up on, from the connection's record;
 	// absent when none is on record. A queued update shows its own
@@ -284,6 +287,7 @@ func story(ctx context.Context, st store.Store, providers []Provider, q Query, n
 				Provider: sub.Provider, ConnectionID: sub.ConnectionID, URI: sub.URI,
 				AttrHash: sub.AttrHash, ETag: sub.ETag, LastModified: sub.LastModified,
 				CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt, LastRefresh: sub.Refresh,
+				DeliveredAt: sub.DeliveredAt,
 			}
 			it, err := st.GetOutboxItem(ctx, sub.SubscriptionKey)
 			switch {

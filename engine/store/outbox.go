@@ -75,8 +75,10 @@ type Outbox interface {
 	// AckOutbox records that sent reached Notion at time at, in one
 	// transaction: the item is deleted if it still has sent.Seq (a newer
 	// state stays queued), and the subscription, if it still exists, gets
-	// AttrHash sent.AttrHash and UpdatedAt at. A subscription deleted
-	// meanwhile is not brought back (TH-40).
+	// AttrHash sent.AttrHash and UpdatedAt at, and DeliveredAt at when
+	// the item was deleted or the hash changed (so acking an item twice
+	// changes nothing). A subscription deleted meanwhile is not brought
+	// back (TH-40).
 	AckOutbox(ctx context.Context, sent OutboxItem, at time.Time) error
 	// DeleteOutboxItem removes the item of k if it has Seq seq (0: any
 	// Seq) and reports whether it did.

@@ -206,6 +206,10 @@ type Subscription struct {
 	// Refresh is the story of the last live refresh (issue 4 item 5);
 	// zero until the first one.
 	Refresh RefreshRecord
+	// DeliveredAt is when Notion last accepted a PATCH of this link
+	// (Outbox.AckOutbox sets it in the transaction that settles the
+	// item, so it costs no commit of its own); zero until then.
+	DeliveredAt time.Time
 }
 
 // RefreshRecord is what the last live refresh of a subscription did, for

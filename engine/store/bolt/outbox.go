@@ -261,9 +261,12 @@ func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Ti
 		if err != nil {
 			return err
 		}
-		if ok && rec.AttrHash != sent.AttrHash {
+		if ok && (changed || rec.AttrHash != sent.AttrHash) {
 			sub := fromSubRecord(sent.SubscriptionKey, rec)
-			sub.AttrHash, sub.UpdatedAt = sent.AttrHash, at
+			if sub.AttrHash != sent.AttrHash {
+				sub.AttrHash, sub.UpdatedAt = sent.AttrHash, at
+			}
+			sub.DeliveredAt = at
 			if _, err := putSub(tx, sub); err != nil {
 				return err
 			}

@@ -87,6 +87,9 @@ type subRecord struct {
 	// Refresh came with issue 4. It is omitted while zero, so records
 	// written before read as never refreshed and the version stays 1.
 	Refresh refreshRecord `json:"refresh,omitzero"`
+	// DeliveredAt came with the operator's connection view; omitted
+	// while zero, so the version stays 1.
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 }
 
 // refreshRecord is store.RefreshRecord as stored.
@@ -180,6 +183,7 @@ func toSubRecord(s store.Subscription) subRecord {
 			At: s.Refresh.At.UTC(), Trigger: s.Refresh.Trigger, Outcome: s.Refresh.Outcome,
 			Status: s.Refresh.Status, Detail: s.Refresh.Detail,
 		},
+		DeliveredAt: s.DeliveredAt.UTC(),
 	}
 }
 
@@ -191,5 +195,6 @@ func fromSubRecord(k store.SubscriptionKey, r subRecord) store.Subscription {
 			At: r.Refresh.At, Trigger: r.Refresh.Trigger, Outcome: r.Refresh.Outcome,
 			Status: r.Refresh.Status, Detail: r.Refresh.Detail,
 		},
+		DeliveredAt: r.DeliveredAt,
 	}
 }

@@ -45,7 +45,7 @@ func readSubAt(tx *bbolt.Tx, key []byte) (subRecord, bool, error) {
 // but the times kept by the store.
 func sameSub(rec subRecord, s store.Subscription) bool {
 	return rec.AttrHash == s.AttrHash && rec.ETag == s.ETag && rec.LastModified == s.LastModified &&
-		fromSubRecord(s.SubscriptionKey, rec).Refresh.Equal(s.Refresh)
+		fromSubRecord(s.SubscriptionKey, rec).Refresh.Equal(s.Refresh) && rec.DeliveredAt.Equal(s.DeliveredAt)
 }
 
 // mergeSub applies store.MergeSubscription to the stored record of sub's

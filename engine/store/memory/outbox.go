@@ -100,11 +100,16 @@ func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Ti
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	removed := false
 	if it, ok := s.outbox[sent.SubscriptionKey]; ok && it.Seq == sent.Seq {
 		delete(s.outbox, sent.SubscriptionKey)
+		removed = true
 	}
-	if sub, ok := s.subs[sent.SubscriptionKey]; ok && sub.AttrHash != sent.AttrHash {
-		sub.AttrHash, sub.UpdatedAt = sent.AttrHash, at
+	if sub, ok := s.subs[sent.SubscriptionKey]; ok && (removed || sub.AttrHash != sent.AttrHash) {
+		if sub.AttrHash != sent.AttrHash {
+			sub.AttrHash, sub.UpdatedAt = sent.AttrHash, at
+		}
+		sub.DeliveredAt = at
 		s.subs[sent.SubscriptionKey] = sub
 	}
 	return nil

@@ -101,12 +101,18 @@ func (s *Store) RescheduleOutbox(ctx context.Context, updates []store.OutboxUpda
 func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Time) error {
 	return s.tx(ctx, "ack outbox", func(tx pgx.Tx) error {
 		args := append(keyArgs(sent.SubscriptionKey), int64(sent.Seq)) //nolint:gosec // see scanItem
-		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE `+keyWhere+` AND seq = $4`, args...); err != nil {
+		tag, err := tx.Exec(ctx, `DELETE FROM outbox WHERE `+keyWhere+` AND seq = $4`, args...)
+		if err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE subscriptions SET attr_hash = $4, updated_at = $5
-			WHERE `+keyWhere+` AND attr_hash <> $4`,
-			append(keyArgs(sent.SubscriptionKey), b(sent.AttrHash), ns(at))...)
+		// As every store: the hash and UpdatedAt change with the hash, and
+		// DeliveredAt when the item was settled here or the hash changed,
+		// so acking an item twice changes nothing.
+		_, err = tx.Exec(ctx, `UPDATE subscriptions SET
+			updated_at = CASE WHEN attr_hash <> $4 THEN $5 ELSE updated_at END,
+			attr_hash = $4, delivered_at = $5
+			WHERE `+keyWhere+` AND (attr_hash <> $4 OR $6::boolean)`,
+			append(keyArgs(sent.SubscriptionKey), b(sent.AttrHash), ns(at), tag.RowsAffected() > 0)...)
 		return err
 	})
 }

@@ -215,10 +215,10 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 
 const (
 	insertSubSQL = `INSERT INTO subscriptions (` + subCols + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`
 	updateSubSQL = `UPDATE subscriptions SET attr_hash = $4, etag = $5, last_modified = $6,
 		created_at = $7, updated_at = $8, refresh_at = $9, refresh_trigger = $10, refresh_outcome = $11,
-		refresh_status = $12, refresh_detail = $13 WHERE ` + keyWhere
+		refresh_status = $12, refresh_detail = $13, delivered_at = $14 WHERE ` + keyWhere
 )
 
 // lockConnections returns which connections of subs exist, locked FOR

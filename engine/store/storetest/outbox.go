@@ -286,7 +286,7 @@ func testAck(t *testing.T, s OutboxStore) {
 	require.NoError(t, s.AckOutbox(t.Context(), it, sentAt))
 	assertNoItem(t, s, k)
 	want := newSub("github", "c1", k.URI)
-	want.AttrHash, want.UpdatedAt = "hash-two", sentAt
+	want.AttrHash, want.UpdatedAt, want.DeliveredAt = "hash-two", sentAt, sentAt
 	assertSub(t, s, want)
 
 	require.NoError(t, s.AckOutbox(t.Context(), it, sentAt.Add(time.Minute)), "a second ack is harmless")
@@ -309,6 +309,8 @@ func testAckAfterNewerState(t *testing.T, s OutboxStore) {
 	sub, err := s.GetSubscription(t.Context(), k)
 	require.NoError(t, err)
 	assert.Equal(t, "hash-one", sub.AttrHash)
+	assert.True(t, sub.DeliveredAt.Equal(at.Add(2*time.Second)), "Notion has the older state since then")
+
 }
 
 // testAckDoesNotResurrect: a subscription deleted while its update was in

@@ -76,7 +76,7 @@ func testPutSubscriptionOwners(t *testing.T, s store.Store) {
 	// A delivery sets AttrHash and keeps the refresh's fields.
 	sent := store.OutboxItem{SubscriptionKey: k, AttrHash: "hash-3"}
 	require.NoError(t, s.AckOutbox(ctx, sent, at.Add(3*time.Hour)))
-	want.AttrHash, want.UpdatedAt = "hash-3", at.Add(3*time.Hour)
+	want.AttrHash, want.UpdatedAt, want.DeliveredAt = "hash-3", at.Add(3*time.Hour), at.Add(3*time.Hour)
 	assertSub(t, s, want)
 
 	// Deleted while a refresh ran: its late record is dropped.

@@ -157,6 +157,7 @@ func normSub(s store.Subscription) store.Subscription {
 	if !s.Refresh.At.IsZero() {
 		s.Refresh.At = normTime(s.Refresh.At)
 	}
+	s.DeliveredAt = normTime(s.DeliveredAt)
 	return s
 }
 
