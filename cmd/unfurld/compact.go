@@ -13,7 +13,7 @@ import (
 // file lock refuses a compaction of a file in use.
 func compactCmd(args []string, e env) int {
 	fs := newFlagSet("compact", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file` naming storage.path")
+	cfgPath := configFlag(fs, e)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return exitUsage

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"time"
 
@@ -28,8 +25,9 @@ const disconnectWait = time.Minute
 // server.admin_token.
 func disconnect(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("disconnect", e)
-	cfgPath := fs.String("config", "config.yaml", "configuration `file`")
+	cfgPath := configFlag(fs, e)
 	id := fs.String("connection", "", "id of the connection to delete (required; see unfurld status)")
+	server := fs.String("server", "", "ask the running server's admin API at this base `URL` instead of opening the store (default server.admin_url when the store is held); plain http only to loopback")
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}
@@ -48,19 +46,27 @@ func disconnect(ctx context.Context, args []string, e env) int {
 		return exitFailure
 	}
 	logger := newLogger(cfg.Server.Log, e.stderr)
-	// PostgreSQL has no lock to find: the command deletes in the
-	// database beside running servers, whose bearer caches forget the
-	// connection's tokens within seconds.
-	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout, Logger: logger})
-	switch {
-	case errors.Is(err, bolt.ErrLocked):
-		if cfg.Server.AdminToken.IsZero() {
-			fmt.Fprintln(e.stderr, "unfurld disconnect: the store is held by a running unfurld; set server.admin_token and this command asks the server instead")
-			return exitFailure
+	admin := adminClient{token: cfg.Server.AdminToken.Reveal(), dial: e.dial}
+	var err error
+	if *server != "" {
+		err = askDisconnect(ctx, admin, *server, *id)
+	} else {
+		// PostgreSQL has no lock to find: the command deletes in the
+		// database beside running servers, whose bearer caches forget the
+		// connection's tokens within seconds.
+		var st store.Store
+		st, err = openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout, Logger: logger})
+		switch {
+		case errors.Is(err, bolt.ErrLocked):
+			base := adminBase("", cfg)
+			if base == "" {
+				fmt.Fprintln(e.stderr, "unfurld disconnect: the store is held by a running unfurld; give its admin API with --server URL (for example http://127.0.0.1:8080) or server.admin_url")
+				return exitFailure
+			}
+			err = askDisconnect(ctx, admin, base, *id)
+		case err == nil:
+			err = disconnectOffline(ctx, app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger}, st, *id)
 		}
-		err = askDisconnect(ctx, cfg.Server.Listen, cfg.Server.AdminToken.Reveal(), *id)
-	case err == nil:
-		err = disconnectOffline(ctx, app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger}, st, *id)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		fmt.Fprintf(e.stderr, "unfurld disconnect: no connection %q\n", *id)
@@ -102,34 +108,17 @@ func disconnectOffline(ctx context.Context, opts app.Options, st store.Store, id
 }
 
 // askDisconnect calls POST /admin/connections/<id>/delete on the running
-// server (loopback when it listens on every interface).
-func askDisconnect(ctx context.Context, listen, token, id string) error {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return fmt.Errorf("server.listen %q: %w", listen, err)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	u := "http://" + net.JoinHostPort(host, port) + "/admin/connections/" + url.PathEscape(id) + "/delete"
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+// server at base.
+func askDisconnect(ctx context.Context, admin adminClient, base, id string) error {
+	code, _, err := admin.call(ctx, base, http.MethodPost, nil, 30*time.Second, "admin", "connections", id, "delete")
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the running server: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	switch resp.StatusCode {
+	switch code {
 	case http.StatusOK:
 		return nil
 	case http.StatusNotFound:
 		return store.ErrNotFound
 	}
-	return fmt.Errorf("the server answered %s", resp.Status)
+	return fmt.Errorf("the server answered %d %s", code, http.StatusText(code))
 }

@@ -102,7 +102,11 @@ providers:
 	assert.Equal(t, exitFailure, run(t.Context(), []string{"compact", "--config", cfg}, e))
 	assert.Contains(t, errb.String(), "held by a running unfurld")
 	e, out, errb = testEnv(nil)
-	require.Equal(t, exitOK, run(t.Context(), []string{"disconnect", "--config", cfg, "--connection", ids[1]}, e), errb.String())
+	// The held store: without an address the command does not guess one.
+	assert.Equal(t, exitFailure, run(t.Context(), []string{"disconnect", "--config", cfg, "--connection", ids[1]}, e))
+	assert.Contains(t, errb.String(), "give its admin API with --server URL")
+	e, out, errb = testEnv(nil)
+	require.Equal(t, exitOK, run(t.Context(), []string{"disconnect", "--config", cfg, "--server", "http://" + listen, "--connection", ids[1]}, e), errb.String())
 	assert.True(t, strings.HasPrefix(out.String(), "deleted connection "))
 	cancel()
 	wg.Wait()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -122,64 +121,20 @@ func readStatus(ctx context.Context, l *loaded, providers []status.Provider, q s
 	return r, nil
 }
 
-// adminClient asks a running server's /admin/status.
-type adminClient struct {
-	token string
-	// dial replaces the default dialer when set (tests).
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
-}
-
-// ask sends the admin token to base only when config.CheckAdminURL
-// allows it (https, or plain http to loopback), and follows no redirect,
-// so the token cannot be led to another host or scheme (TH-49, TH-53).
+// ask fetches the report from the running server's /admin/status.
 func (a adminClient) ask(ctx context.Context, base string, q status.Query) (*status.Report, error) {
-	u, err := config.CheckAdminURL(base)
-	if err != nil {
-		return nil, fmt.Errorf("admin URL: %w", err)
-	}
-	if a.token == "" {
-		return nil, errors.New("server.admin_token is not set, so the running server's admin API is off; set it in the configuration the server runs with")
-	}
 	v := url.Values{}
 	for k, val := range map[string]string{"provider": q.Provider, "uri": q.URI, "connection": q.Connection} {
 		if val != "" {
 			v.Set(k, val)
 		}
 	}
-	target := u.JoinPath("admin", "status")
-	target.RawQuery = v.Encode()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	code, body, err := a.call(ctx, base, http.MethodGet, v, 10*time.Second, "admin", "status")
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if a.dial != nil {
-		tr.DialContext = a.dial
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ask the running server: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the server's answer: %w", err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("%s refused the admin token: is server.admin_token the one the server runs with?", u.Redacted())
-	case resp.StatusCode/100 == 3:
-		return nil, fmt.Errorf("%s answered %s to %s; give the final address with --server (redirects are not followed, so the token stays where it was sent)", u.Redacted(), resp.Status, resp.Header.Get("Location"))
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%s answered %s", u.Redacted(), resp.Status)
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("the server answered %d %s", code, http.StatusText(code))
 	}
 	var r status.Report
 	if err := json.Unmarshal(body, &r); err != nil {

@@ -215,6 +215,12 @@ func TestStatusAdminTokenNeverInClear_TH53(t *testing.T) {
 			}
 		})
 	}
+	// disconnect follows the same rule.
+	e, _, errb := testEnv(nil)
+	e.dial = dial
+	assert.Equal(t, exitFailure, run(t.Context(), []string{"disconnect", "--config", cfg, "--server", "http://unfurl.example.com:8080", "--connection", "c1"}, e))
+	assert.Contains(t, errb.String(), "would send the admin token in clear")
+
 	assert.Empty(t, elsewhere.seen(), "nothing reached a non-loopback host")
 	for _, r := range local.seen() {
 		assert.Contains(t, r, "Bearer "+token)
@@ -225,7 +231,7 @@ func TestStatusAdminTokenNeverInClear_TH53(t *testing.T) {
 	redirecting := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://unfurl.example.com/admin/status", http.StatusTemporaryRedirect)
 	})
-	e, _, errb := testEnv(nil)
+	e, _, errb = testEnv(nil)
 	e.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		target := strings.TrimPrefix(elsewhere.URL, "http://")
 		if host, _, _ := net.SplitHostPort(addr); host == "127.0.0.1" {
