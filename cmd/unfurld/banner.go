@@ -24,6 +24,9 @@ func printNextSteps(w io.Writer, cfg *config.Config, cfgPath, addr string) {
 		fmt.Fprintln(w, "Next: try a link without Notion, and see each step:")
 		fmt.Fprintf(w, "  unfurld preview --config %s --trace %s\n", shellQuote(cfgPath), shellQuote(sample))
 	}
+	if cfg.Server.Mode == config.ModeDevelopment || cfg.Server.Lab.Enabled {
+		fmt.Fprintf(w, "Or in a browser, with the preview as Notion draws it: %s/lab\n", localBase(addr))
+	}
 	fmt.Fprintf(w, "This server's page: %s/   Documentation: %s\n\n", localBase(addr), server.DocsURL)
 }
 

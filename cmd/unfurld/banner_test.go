@@ -27,6 +27,11 @@ func TestNextSteps(t *testing.T) {
 		{public: "https://box.local", addr: "0.0.0.0:9000", unreachable: true, page: "http://127.0.0.1:9000/"},
 		{public: "https://unfurl.example.com", addr: "10.0.0.5:8080", page: "http://10.0.0.5:8080/"},
 	}
+	dev := *cfg
+	dev.Server.Mode = config.ModeDevelopment
+	var b strings.Builder
+	printNextSteps(&b, &dev, "config.yaml", "127.0.0.1:8080")
+	assert.Contains(t, b.String(), "Or in a browser, with the preview as Notion draws it: http://127.0.0.1:8080/lab\n")
 	for _, tc := range tests {
 		t.Run(tc.public, func(t *testing.T) {
 			t.Parallel()
@@ -42,6 +47,7 @@ func TestNextSteps(t *testing.T) {
 			}
 			assert.Contains(t, out, "  unfurld preview --config 'my config.yaml' --trace 'https://news.ycombinator.com/item?id=8863'\n")
 			assert.Contains(t, out, "This server's page: "+tc.page)
+			assert.NotContains(t, out, "/lab", "production without server.lab.enabled has no lab")
 		})
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -33,7 +35,8 @@ func token(ctx context.Context, args []string, e env) int {
 	cfgPath := configFlag(fs, e)
 	name := fs.String("provider", "", "provider the token is for (required)")
 	account := fs.String("account", "development", "display name of the development connection")
-	credential := fs.String("credential", "", "the user's upstream API key or access `token`, for providers with per-user credentials (default $"+credentialEnv+")")
+	var credential stringList
+	fs.Var(&credential, "credential", "the user's upstream API key or access `token`, for providers with per-user credentials (default $"+credentialEnv+"); for a form of several fields, NAME=VALUE once per field (default $"+credentialEnv+"_NAME)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}
@@ -47,20 +50,9 @@ func token(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld token: --provider must name a provider of %s\n", *cfgPath)
 		return exitUsage
 	}
-	cred := strings.TrimSpace(*credential)
-	if cred == "" {
-		v, _ := e.lookupEnv(credentialEnv)
-		cred = strings.TrimSpace(v)
-	}
-	switch auth := p.AuthType(); {
-	case auth == config.AuthNone && cred != "":
-		fmt.Fprintf(e.stderr, "unfurld token: provider %s takes no per-user credential (upstream.auth type none); drop --credential and $%s\n", p.Name, credentialEnv)
-		return exitUsage
-	case auth != config.AuthNone && cred == "":
-		fmt.Fprintf(e.stderr, "unfurld token: provider %s needs each user's own %s: give it with --credential or $%s\n", p.Name, credentialKind(auth), credentialEnv)
-		return exitUsage
-	case len(cred) > maxCredential || strings.ContainsFunc(cred, func(r rune) bool { return r < 0x21 || r == 0x7f }):
-		fmt.Fprintf(e.stderr, "unfurld token: the credential is too long or holds spaces or control characters\n")
+	tok, msg := tokenCredential(p, credential, e)
+	if msg != "" {
+		fmt.Fprintf(e.stderr, "unfurld token: %s\n", msg)
 		return exitUsage
 	}
 	// The sealing keys: from the configuration, or the development ones
@@ -86,8 +78,8 @@ func token(ctx context.Context, args []string, e env) int {
 		ID: oauth.NewID(), Provider: p.Name, AccountKey: "dev:" + oauth.NewID(), AccountName: *account,
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
-	if cred != "" {
-		enc, err := oauth.UpstreamToken{AccessToken: config.Secret(cred)}.Encode()
+	if tok != nil {
+		enc, err := tok.Encode()
 		if err == nil {
 			conn.UpstreamCredential, err = oauth.SealConnectionField(kr, conn, oauth.FieldUpstreamCredential, enc)
 		}
@@ -100,12 +92,12 @@ func token(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure
 	}
-	tok, err := oauth.IssueAccessToken(ctx, st, p.Name, conn.ID, now, 0)
+	access, err := oauth.IssueAccessToken(ctx, st, p.Name, conn.ID, now, 0)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintln(e.stdout, tok)
+	fmt.Fprintln(e.stdout, access)
 	return exitOK
 }
 
@@ -115,4 +107,79 @@ func credentialKind(auth string) string {
 		return "API key"
 	}
 	return "access token"
+}
+
+// tokenCredential is the upstream credential given to `token` for p, nil
+// when p takes none, or a message saying what is wrong. A provider whose
+// API-key form asks for several fields gets each as --credential
+// NAME=VALUE or $UNFURLD_CREDENTIAL_NAME; the values are checked as the
+// form checks them.
+func tokenCredential(p *provider.Provider, given []string, e env) (*oauth.UpstreamToken, string) {
+	auth := p.AuthType()
+	fields := p.Config.Upstream.Auth.APIKey.Fields
+	if auth == config.AuthNone {
+		// $UNFURLD_CREDENTIAL may be left set for another provider; a flag
+		// given here is a mistake.
+		if len(given) > 0 {
+			return nil, fmt.Sprintf("provider %s takes no per-user credential (upstream.auth type none); drop --credential", p.Name)
+		}
+		return nil, ""
+	}
+	if auth != config.AuthAPIKey || len(fields) == 0 {
+		cred := ""
+		switch len(given) {
+		case 0:
+			v, _ := e.lookupEnv(credentialEnv)
+			cred = strings.TrimSpace(v)
+		case 1:
+			cred = strings.TrimSpace(given[0])
+		default:
+			return nil, fmt.Sprintf("provider %s takes one credential, not %d", p.Name, len(given))
+		}
+		switch {
+		case cred == "":
+			return nil, fmt.Sprintf("provider %s needs each user's own %s: give it with --credential or $%s", p.Name, credentialKind(auth), credentialEnv)
+		case len(cred) > maxCredential || strings.ContainsFunc(cred, func(r rune) bool { return r < 0x21 || r == 0x7f }):
+			return nil, "the credential is too long or holds spaces or control characters"
+		}
+		return &oauth.UpstreamToken{AccessToken: config.Secret(cred)}, ""
+	}
+	byName := map[string]string{}
+	for _, g := range given {
+		name, value, ok := strings.Cut(g, "=")
+		if !ok {
+			return nil, fmt.Sprintf("provider %s asks for several fields: give each as --credential NAME=VALUE", p.Name)
+		}
+		byName[name] = value
+	}
+	tok := &oauth.UpstreamToken{Fields: make(map[string]config.Secret, len(fields))}
+	var names []string
+	for _, f := range fields {
+		names = append(names, f.Name)
+		v, ok := byName[f.Name]
+		if !ok {
+			v, _ = e.lookupEnv(credentialEnv + "_" + strings.ToUpper(f.Name))
+		}
+		delete(byName, f.Name)
+		v = strings.TrimSpace(v)
+		if complaint := connect.CheckKeyField(f, v); complaint != "" {
+			return nil, fmt.Sprintf("%s (give %s with --credential %s=VALUE or $%s_%s)", complaint, f.Name, f.Name, credentialEnv, strings.ToUpper(f.Name))
+		}
+		tok.Fields[f.Name] = config.Secret(v)
+	}
+	for name := range byName {
+		return nil, fmt.Sprintf("provider %s has no credential field %q (it asks for %s)", p.Name, name, strings.Join(names, ", "))
+	}
+	return tok, ""
+}
+
+// stringList is a repeatable flag that keeps each value whole: a
+// credential may hold commas.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, " ") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }

@@ -62,6 +62,27 @@ providers:
         requests: [{name: item, url: "/items/{id}"}]
         attributes:
           - {id: title, kind: title, path: name}
+  - name: fielded
+    upstream:
+      base_url: `+api.URL+`
+      allow_private_networks: true
+      auth:
+        type: api_key
+        header: X-Api-Key
+        value: 'credential.email + ":" + credential.token'
+        api_key:
+          fields:
+            - {name: email, label: E-mail, type: email}
+            - {name: token, label: API token}
+        identity: {url: /me, key: 'identity.name', name: 'identity.name'}
+    live: {poll_interval: 0s}
+    patterns:
+      - name: item
+        regex: '^https://fielded\.example/items/(?<id>\d+)$'
+        samples: [https://fielded.example/items/1]
+        requests: [{name: item, url: "/items/{id}"}]
+        attributes:
+          - {id: title, kind: title, path: name}
   - name: public
     upstream: {base_url: `+api.URL+`, allow_private_networks: true}
     patterns:
@@ -82,6 +103,10 @@ providers:
 		{name: "needs a key", args: []string{"--provider", "keyed"}, err: "provider keyed needs each user's own API key: give it with --credential or $UNFURLD_CREDENTIAL"},
 		{name: "takes none", args: []string{"--provider", "public", "--credential", "k"}, err: "provider public takes no per-user credential"},
 		{name: "control characters", args: []string{"--provider", "keyed", "--credential", "a b"}, err: "holds spaces or control characters"},
+		{name: "fields: one missing", args: []string{"--provider", "fielded", "--credential", "email=ana@example.com"}, err: "Fill in API token. (give token with --credential token=VALUE or $UNFURLD_CREDENTIAL_TOKEN)"},
+		{name: "fields: unknown", args: []string{"--provider", "fielded", "--credential", "email=ana@example.com", "--credential", "token=t", "--credential", "pin=1"}, err: `provider fielded has no credential field "pin" (it asks for email, token)`},
+		{name: "fields: checked like the form", args: []string{"--provider", "fielded", "--credential", "email=nobody", "--credential", "token=t"}, err: "E-mail does not look like an e-mail address."},
+		{name: "fields: not NAME=VALUE", args: []string{"--provider", "fielded", "--credential", "just-a-key"}, err: "give each as --credential NAME=VALUE"},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,14 +125,25 @@ providers:
 	require.Equal(t, exitOK, run(t.Context(), []string{"token", "--config", cfg, "--provider", "keyed"}, e), errb.String())
 	envTok := strings.TrimSpace(out.String())
 
+	const fieldToken = "field-token-with,comma=4444"
+	e, out, errb = testEnv(map[string]string{"UNFURLD_CREDENTIAL_TOKEN": fieldToken})
+	require.Equal(t, exitOK, run(t.Context(), []string{"token", "--config", cfg, "--provider", "fielded", "--credential", "email=ana@example.com"}, e), errb.String())
+	fieldTok := strings.TrimSpace(out.String())
+
 	raw, err := os.ReadFile(db)
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), flagKey, "the key is sealed at rest")
 	assert.NotContains(t, string(raw), envKey)
 
+	assert.NotContains(t, string(raw), fieldToken)
+
 	stop := startServe(t, nil, "--config", cfg)
-	for tok, key := range map[string]string{flagTok: flagKey, envTok: envKey} {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+listen+"/providers/keyed/unfurl", strings.NewReader(`{"uri":"https://keyed.example/items/7"}`))
+	for tok, key := range map[string]string{flagTok: flagKey, envTok: envKey, fieldTok: "ana@example.com:" + fieldToken} {
+		prov := "keyed"
+		if tok == fieldTok {
+			prov = "fielded"
+		}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+listen+"/providers/"+prov+"/unfurl", strings.NewReader(`{"uri":"https://`+prov+`.example/items/7"}`))
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/json")
@@ -126,5 +162,5 @@ providers:
 	stop()
 	mu.Lock()
 	defer mu.Unlock()
-	assert.ElementsMatch(t, []string{flagKey, envKey}, seen, "each connection's own key reached the upstream")
+	assert.ElementsMatch(t, []string{flagKey, envKey, "ana@example.com:" + fieldToken}, seen, "each connection's own key reached the upstream, the fields in the provider's shape")
 }

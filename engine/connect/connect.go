@@ -457,7 +457,7 @@ func (s *Service) SubmitAPIKey(ctx context.Context, p *provider.Provider, handle
 	for _, f := range fields {
 		v := strings.TrimSpace(form(fieldInput(f.Name)))
 		if complaint == "" {
-			complaint = checkKeyField(f, v)
+			complaint = CheckKeyField(f, v)
 		}
 		tok.Fields[f.Name] = config.Secret(v)
 	}
@@ -485,9 +485,9 @@ const singleKeyInput = "api_key"
 // fieldInput is the form field of one of upstream.auth.api_key.fields.
 func fieldInput(name string) string { return "field_" + name }
 
-// checkKeyField says what is wrong with the value v of form field f, or
+// CheckKeyField says what is wrong with the value v of form field f, or
 // "" when nothing is.
-func checkKeyField(f config.APIKeyField, v string) string {
+func CheckKeyField(f config.APIKeyField, v string) string {
 	switch {
 	case v == "":
 		return "Fill in " + f.Label + "."

@@ -11,11 +11,15 @@ import (
 const DocsURL = "https://github.com/unfurld/unfurld#readme"
 
 // homeHandler answers GET / with a small page naming the providers and
-// linking the documentation, so someone who opens the server's address in
+// linking the documentation and, when it is on, the lab page, so someone who opens the server's address in
 // a browser learns what it is instead of reading a bare JSON 404. It is
 // public: it shows display names and link domains, which Notion's
 // integration listing shows anyway, and nothing from the store.
-type homeHandler struct{ s *Server }
+type homeHandler struct {
+	s *Server
+	// lab is true when the lab page is served, so the page links it.
+	lab bool
+}
 
 // Register mounts GET and HEAD /.
 func (h *homeHandler) Register(e *echo.Echo) {
@@ -27,6 +31,8 @@ func (h *homeHandler) Register(e *echo.Echo) {
 type homePage struct {
 	Providers []homeProvider
 	DocsURL   string
+	// Lab links /lab when the lab page is on.
+	Lab bool
 }
 
 // homeProvider is one provider on the home page.
@@ -39,7 +45,7 @@ func (h *homeHandler) home(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := homePage{DocsURL: DocsURL}
+	p := homePage{DocsURL: DocsURL, Lab: h.lab}
 	if reg := h.s.cfg.Registry; reg != nil {
 		for _, pr := range reg.All() {
 			hp := homeProvider{DisplayName: pr.DisplayName}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/server"
 )
 
@@ -33,6 +34,15 @@ func TestHomePage(t *testing.T) {
 	for _, third := range []string{"<script", "src=\"http", "href=\"http://"} {
 		assert.NotContains(t, body, third, "no script and no third-party resource")
 	}
+
+	assert.Contains(t, body, `href="/lab"`, "the lab page is on in development mode: linked")
+
+	// In production without server.lab.enabled there is no lab to link.
+	prod := newHarness(t, func(c *config.Config) { c.Server.Mode = config.ModeProduction })
+	rec = prod.do(http.MethodGet, "/", "", "", "")
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.NotContains(t, rec.Body.String(), `href="/lab"`)
+	assert.Equal(t, http.StatusNotFound, prod.do(http.MethodGet, "/lab", "", "", "").Code)
 
 	head := h.do(http.MethodHead, "/", "", "", "")
 	assert.Equal(t, http.StatusOK, head.Code)

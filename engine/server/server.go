@@ -84,14 +84,15 @@ func New(cfg Config) *Server {
 		s.admin.GET("/healthz", (&healthHandler{s: s}).health)
 		ops = s.admin
 	}
-	(&homeHandler{s: s}).Register(e)
 	if !cfg.Settings.AdminToken.IsZero() {
 		(&adminHandler{s: s}).Register(ops)
 	}
 	if s.metricsServed() {
 		(&metricsHandler{s: s, next: cfg.MetricsHandler}).Register(ops)
 	}
-	newLabHandler(s).Register(e)
+	lab := newLabHandler(s)
+	lab.Register(e)
+	(&homeHandler{s: s, lab: lab != nil}).Register(e)
 	g := e.Group("/providers/:provider")
 	(&unfurlHandler{s: s}).Register(g)
 	(&tokenHandler{s: s}).Register(g)
