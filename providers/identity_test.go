@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/providers"
@@ -64,8 +65,9 @@ func buildAtEnv(t *testing.T, name, fakeURL string, env map[string]string) *prov
 	u.BaseURL = base.String()
 	u.AllowedHosts = []string{fake.Host}
 	u.AllowPrivateNetworks = true
-	reg, berrs := provider.Build(cfg, provider.Options{})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	t.Cleanup(reg.Close)
 	p, ok := reg.Get(name)
 	require.True(t, ok)

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/providers"
@@ -132,8 +133,9 @@ func buildBuiltin(t *testing.T, name string, env map[string]string) *provider.Pr
 	t.Helper()
 	cfg, errs := parseBuiltinEnv(t, name, env)
 	require.False(t, errs.HasErrors(), "%v", errs)
-	reg, berrs := provider.Build(cfg, provider.Options{})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	t.Cleanup(reg.Close)
 	p, ok := reg.Get(name)
 	require.True(t, ok)

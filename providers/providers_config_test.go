@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/providers"
 )
 
@@ -67,10 +67,10 @@ func TestBuiltinsLoad(t *testing.T) {
 			assert.Equal(t, name, p.Name, "the file name is the builtin name")
 			assert.NotEmpty(t, p.Notion.Domain)
 
-			reg, berrs := provider.Build(cfg, provider.Options{})
+			comp, berrs := compiled.Compile(cfg, compiled.Options{})
 			require.Empty(t, berrs, "build problems:\n%v", berrs)
-			require.NotNil(t, reg)
-			t.Cleanup(reg.Close)
+			require.NotNil(t, comp)
+			t.Cleanup(comp.Registry.Close)
 		})
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/unfurld/unfurld/engine/app"
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
@@ -23,44 +23,36 @@ type loaded struct {
 	warnings config.Errors
 }
 
-// load reads, compiles and checks a configuration, printing every
-// problem (errors and warnings) to w. It returns nil when there is any
-// error. Every command loads through it, so `validate` refuses exactly
-// what `serve` would.
+// load reads, compiles and checks a configuration through
+// compiled.Load, printing every problem (errors and warnings) to w. It
+// returns nil when there is any error. Every command loads through it,
+// so `validate` refuses exactly what `serve` and a reload would.
 func load(path string, e env, logger *slog.Logger, w io.Writer) *loaded {
-	return loadWith(path, e, provider.Options{Logger: logger}, w, false)
+	return loadWith(path, e, loadOptions(e, logger), w, false)
 }
 
-// loadWith is load with the providers' options; with quiet, a
-// configuration that loads prints nothing, and its warnings are left in
-// loaded.warnings for serve to log in the process's log format (errors
-// still print to w: there is no logger without a configuration).
-func loadWith(path string, e env, opts provider.Options, w io.Writer, quiet bool) *loaded {
-	cfg, errs := config.Load(path, config.LoadOptions{LookupEnv: e.lookupEnv, Builtins: providers.FS()})
-	var reg *provider.Registry
-	if cfg != nil && !errs.HasErrors() {
-		var berrs config.Errors
-		reg, berrs = provider.Build(cfg, opts)
-		errs = append(errs, berrs...)
-		if reg != nil && !berrs.HasErrors() {
-			// What serve's app.New would refuse, validate refuses too.
-			errs = append(errs, app.Check(cfg, reg)...)
-		}
-	}
-	errs.Sort()
-	failed := errs.HasErrors() || reg == nil
-	if !quiet || failed {
+// loadWith is load with the given options (serve adds the metrics
+// observer); with quiet, a configuration that loads prints nothing, and
+// its warnings are left in loaded.warnings for serve to log in the
+// process's log format (errors still print to w: there is no logger
+// without a configuration).
+func loadWith(path string, e env, opts compiled.Options, w io.Writer, quiet bool) *loaded {
+	c, errs := compiled.Load(path, opts)
+	if !quiet || c == nil {
 		for _, line := range dedupe(errs) {
 			fmt.Fprintln(w, line)
 		}
 	}
-	if failed {
-		if reg != nil {
-			reg.Close()
-		}
+	if c == nil {
 		return nil
 	}
-	return &loaded{cfg: cfg, reg: reg, warnings: errs}
+	return &loaded{cfg: c.Config, reg: c.Registry, warnings: errs}
+}
+
+// loadOptions are the options every command loads with: the process
+// environment and the built-in providers.
+func loadOptions(e env, logger *slog.Logger) compiled.Options {
+	return compiled.Options{LookupEnv: e.lookupEnv, Builtins: providers.FS(), Logger: logger}
 }
 
 // logWarnings logs the configuration's warnings through the process

@@ -56,13 +56,14 @@ func providersCmd(args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld providers: --format must be text or json, got %q\n", *format)
 		return exitUsage
 	}
-	cfg, errs := builtinConfig(e)
-	if errs.HasErrors() {
+	c, errs := builtinConfig()
+	if c == nil {
 		// A built-in that does not load is a bug of this build.
 		fmt.Fprintf(e.stderr, "unfurld providers: the built-in providers do not load:\n%s\n", errs.Error())
 		return exitFailure
 	}
-	list, err := listBuiltins(cfg, config.ListBuiltins(providers.FS()))
+	c.Registry.Close()
+	list, err := listBuiltins(c.Config, config.ListBuiltins(providers.FS()))
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld providers: %v\n", err)
 		return exitFailure

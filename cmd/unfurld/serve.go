@@ -14,7 +14,6 @@ import (
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/metrics"
-	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
 
@@ -37,7 +36,9 @@ func serve(ctx context.Context, args []string, e env) int {
 	// The metrics exist before the providers, which report their
 	// upstream calls to them (engine/metrics).
 	m := metrics.New()
-	l := loadWith(*cfgPath, e, provider.Options{Observer: m}, e.stderr, true)
+	lopts := loadOptions(e, nil)
+	lopts.Observer = m
+	l := loadWith(*cfgPath, e, lopts, e.stderr, true)
 	if l == nil {
 		fmt.Fprintf(e.stderr, "unfurld: %s has errors; nothing started\n", *cfgPath)
 		return exitFailure

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/fixture"
 	"github.com/unfurld/unfurld/providers"
@@ -34,12 +35,13 @@ func test(ctx context.Context, args []string, e env) int {
 		l.reg.Close()
 		cfg = l.cfg
 	} else {
-		var errs config.Errors
-		cfg, errs = builtinConfig(e)
-		if errs.HasErrors() {
+		c, errs := builtinConfig()
+		if c == nil {
 			fmt.Fprintln(e.stderr, errs.Error())
 			return exitFailure
 		}
+		c.Registry.Close()
+		cfg = c.Config
 	}
 	names := make([]string, len(cfg.Providers))
 	for i, p := range cfg.Providers {
@@ -83,7 +85,7 @@ func test(ctx context.Context, args []string, e env) int {
 // fixture cases never reach an upstream's sign-in. github and
 // github-oauth both claim github.com, which a deployment may not do;
 // fixture cases never reach Notion, so the harness allows it.
-func builtinConfig(e env) (*config.Config, config.Errors) {
+func builtinConfig() (*compiled.Config, config.Errors) {
 	var b strings.Builder
 	b.WriteString("server: {mode: development}\nproviders:\n")
 	for _, n := range providers.Names() {
@@ -91,5 +93,5 @@ func builtinConfig(e env) (*config.Config, config.Errors) {
 	}
 	stand := providers.PlaceholderEnv()
 	lookup := func(k string) (string, bool) { v, ok := stand[k]; return v, ok }
-	return config.Parse("builtin", []byte(b.String()), config.LoadOptions{LookupEnv: lookup, Builtins: providers.FS(), AllowSharedDomains: true})
+	return compiled.Parse("builtin", []byte(b.String()), compiled.Options{LookupEnv: lookup, Builtins: providers.FS(), AllowSharedDomains: true})
 }

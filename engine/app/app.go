@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/canary"
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/live"
@@ -97,13 +98,13 @@ func New(opts Options) (*App, error) {
 	if cfg.Server.SecretKeys.IsZero() {
 		return nil, errors.New("server.secret_keys is empty: set UNFURLD_SECRET_KEYS (see README, Operations)")
 	}
-	// The same checks `unfurld validate` runs (Check); here they can only
+	// The same checks `unfurld validate` runs (compiled.Check); here they can only
 	// fail on what changed since: secrets generated in development mode.
-	pre, errs := prepare(cfg, opts.Registry, opts.Notion, opts.Now)
+	pre, errs := compiled.Prepare(cfg, opts.Registry, opts.Notion, opts.Now)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	kr, nc := pre.keyring, pre.notion
+	kr, nc := pre.Keyring, pre.Notion
 	m := opts.Metrics
 	base := opts.Store
 	if m != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/app"
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
 	"github.com/unfurld/unfurld/engine/oauth"
@@ -176,8 +177,9 @@ func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	cfg, errs := config.Parse("flow.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger, Now: e.clock})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger, Now: e.clock})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	t.Cleanup(reg.Close)
 
 	e.dbPath = filepath.Join(dir, "unfurld.db")

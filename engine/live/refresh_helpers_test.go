@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/provider"
@@ -206,8 +207,9 @@ func newLiveEnv(t *testing.T, budget int, edit ...func(*live.RefresherOptions)) 
 	cfg, errs := config.Parse("live.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger, Now: e.clock.Now})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger, Now: e.clock.Now})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	t.Cleanup(reg.Close)
 	p, ok := reg.Get("tracker")
 	require.True(t, ok)

@@ -14,10 +14,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/oauth"
-	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/cached"
@@ -84,8 +84,9 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	// Metrics are wired as serve wires them: the providers, the server
 	// and the store (under the cache) report to one registry.
 	m := metrics.New()
-	reg, berrs := provider.Build(cfg, provider.Options{Observer: m})
-	require.False(b, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Observer: m})
+	require.NotNil(b, comp, "%v", berrs)
+	reg := comp.Registry
 	b.Cleanup(reg.Close)
 
 	ctx := b.Context()

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 )
 
@@ -54,8 +54,9 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	cfg, errs := config.Parse("test.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(server.LogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
-	require.False(t, berrs.HasErrors())
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	h := &harness{t: t, up: up, reg: reg}
 	h.st = newMemoryStore()
 	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
@@ -162,8 +163,9 @@ func newHarness(t testing.TB, opts ...option) *harness {
 		o(cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	t.Cleanup(reg.Close)
 	raw := memory.New()
 	h := &harness{t: t, up: up, raw: raw, st: cached.New(raw, cached.Options{}), reg: reg, settings: cfg.Server, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store/cached"
 	"github.com/unfurld/unfurld/engine/store/memory"
@@ -125,8 +125,9 @@ func newWebhookServer(t *testing.T, live server.LiveRefresher, opts ...option) *
 		o(cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger})
+	require.NotNil(t, comp, "%v", berrs)
+	reg := comp.Registry
 	t.Cleanup(reg.Close)
 	srv := server.New(server.Config{Settings: cfg.Server, Store: cached.New(memory.New(), cached.Options{}), Registry: reg, Live: live, Logger: logger})
 	return srv

@@ -1,4 +1,4 @@
-package app
+package compiled
 
 import (
 	"fmt"
@@ -12,10 +12,10 @@ import (
 )
 
 // Check runs on a loaded configuration and its compiled registry every
-// check New makes before it touches a store: it parses the sealing keys,
+// check app.New makes before it touches a store: it parses the sealing keys,
 // builds the Notion client and each oauth2 provider's upstream sign-in.
-// cmd/unfurld runs it in the load step that `validate` and `serve` share,
-// so a configuration validate accepts is one serve starts with (TH-53:
+// Load runs it, so a configuration `validate` accepts is one serve
+// starts with and a reload applies (TH-53:
 // refuse at validation, not at the first request or the first restart).
 //
 // Like config validation it has no side effects: nothing is written,
@@ -23,22 +23,23 @@ import (
 // production mode has refused it already, and development mode generates
 // it on start (config.FillDevSecrets).
 func Check(cfg *config.Config, reg *provider.Registry) config.Errors {
-	_, errs := prepare(cfg, reg, notion.ClientOptions{}, time.Now)
+	_, errs := Prepare(cfg, reg, notion.ClientOptions{}, time.Now)
 	return errs
 }
 
-// prepared is what New builds from the configuration alone.
-type prepared struct {
-	// keyring is nil when server.secret_keys is empty.
-	keyring *oauth.Keyring
-	notion  *notion.Client
+// Prepared is what app.New builds from the configuration alone.
+type Prepared struct {
+	// Keyring is nil when server.secret_keys is empty.
+	Keyring *oauth.Keyring
+	// Notion is the client for Notion's API.
+	Notion *notion.Client
 }
 
-// prepare builds the parts of an App that depend only on the
+// Prepare builds the parts of an app that depend only on the
 // configuration, and reports at the configuration keys what refuses to
-// build. New and Check both run it, so they cannot disagree.
-func prepare(cfg *config.Config, reg *provider.Registry, nopts notion.ClientOptions, now func() time.Time) (prepared, config.Errors) {
-	var out prepared
+// build. app.New and Check both run it, so they cannot disagree.
+func Prepare(cfg *config.Config, reg *provider.Registry, nopts notion.ClientOptions, now func() time.Time) (Prepared, config.Errors) {
+	var out Prepared
 	var errs config.Errors
 	fail := func(path string, err error) {
 		errs.Add(cfg.Positions.Of(path), path, "%v%s", err, sourceHint(cfg, path))
@@ -50,7 +51,7 @@ func prepare(cfg *config.Config, reg *provider.Registry, nopts notion.ClientOpti
 		if err != nil {
 			fail("server.secret_keys", err)
 		}
-		out.keyring = kr
+		out.Keyring = kr
 	}
 	nopts.BaseURL = cfg.Notion.APIBaseURL
 	nopts.TokenVersion = cfg.Notion.TokenVersion
@@ -60,7 +61,7 @@ func prepare(cfg *config.Config, reg *provider.Registry, nopts notion.ClientOpti
 	if err != nil {
 		fail("notion.api_base_url", err)
 	}
-	out.notion = nc
+	out.Notion = nc
 	for _, p := range reg.All() {
 		if p.AuthType() != config.AuthOAuth2 {
 			continue
