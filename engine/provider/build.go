@@ -54,21 +54,20 @@ func Build(cfg *config.Config, opts Options) (*Registry, config.Errors) {
 		opts.Now = time.Now
 	}
 	b := &builder{cfg: cfg, pos: cfg.Positions}
-	reg := &Registry{byName: map[string]*Provider{}, sem: make(chan struct{}, max(cfg.Server.MaxConcurrentUpstream, 1))}
+	sem := make(chan struct{}, max(cfg.Server.MaxConcurrentUpstream, 1))
+	var providers []*Provider
 	for i := range cfg.Providers {
 		pc := &cfg.Providers[i]
-		p := b.provider(pc, opts, reg)
-		if p != nil {
-			reg.providers = append(reg.providers, p)
-			reg.byName[p.Name] = p
+		if p := b.provider(pc, opts, sem); p != nil {
+			providers = append(providers, p)
 		}
 	}
-	b.checkSharedDomains(reg.providers)
+	b.checkSharedDomains(providers)
 	b.errs.Sort()
 	if b.errs.HasErrors() {
 		return nil, b.errs
 	}
-	return reg, b.errs
+	return newRegistry(providers, sem), b.errs
 }
 
 // checkSharedDomains runs each sample of a provider that shares its
@@ -114,14 +113,14 @@ func (b *builder) warn(path, format string, args ...any) {
 	b.errs.Warn(b.pos.Of(path), path, format, args...)
 }
 
-func (b *builder) provider(pc *config.Provider, opts Options, reg *Registry) *Provider {
+func (b *builder) provider(pc *config.Provider, opts Options, sem chan struct{}) *Provider {
 	path := "providers." + pc.Name
 	p := &Provider{
 		Name:        pc.Name,
 		DisplayName: pc.DisplayName,
 		Dev:         pc.Dev,
 		Config:      pc,
-		reg:         reg,
+		sem:         sem,
 		now:         opts.Now,
 		obs:         opts.Observer,
 		log:         opts.Logger.With("provider", pc.Name),

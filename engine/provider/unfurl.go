@@ -461,14 +461,14 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 	opts.probe.prepare(rp, req.Header)
 
 	select {
-	case p.reg.sem <- struct{}{}:
+	case p.sem <- struct{}{}:
 	default:
 		cause := "too many upstream requests in flight"
 		return mapping.Doc{}, &unfurlError{status: 503, msg: p.messages.TryLater, cause: cause,
 			failure: &Failure{Request: rp.name, Kind: FailureOverload, Err: errors.New(cause)}}
 	}
 	resp, err := p.client.Do(ctx, req)
-	<-p.reg.sem
+	<-p.sem
 	if spent != nil && resp != nil {
 		*spent += resp.Latency
 	}
