@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/unfurld/unfurld/engine/app"
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/metrics"
+	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
 
@@ -64,7 +69,7 @@ func serve(ctx context.Context, args []string, e env) int {
 		logger.Error("open store", "err", err)
 		return exitFailure
 	}
-	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger, Metrics: m})
+	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger, Metrics: m, Load: reloader(*cfgPath, dataDir, e, logger, m)})
 	if err != nil {
 		logger.Error("start", "err", err)
 		if err := st.Close(); err != nil {
@@ -139,11 +144,22 @@ func serve(ctx context.Context, args []string, e env) int {
 		go func() { errc <- adminHS.Serve(adminLn) }()
 		defer func() { _ = adminHS.Close() }()
 	}
-	select {
-	case err := <-errc:
-		logger.Error("serve", "err", err)
-		return exitFailure
-	case <-ctx.Done():
+	// SIGHUP reloads the configuration (POST /admin/reload does the
+	// same); Reload logs what it did or why it refused the file.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for stop := false; !stop; {
+		select {
+		case err := <-errc:
+			logger.Error("serve", "err", err)
+			return exitFailure
+		case <-hup:
+			logger.Info("SIGHUP: reloading the configuration", "file", *cfgPath)
+			a.Reload(ctx)
+		case <-ctx.Done():
+			stop = true
+		}
 	}
 	// Drain in-flight requests, then close the store (F15).
 	logger.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout.D())
@@ -157,6 +173,26 @@ func serve(ctx context.Context, args []string, e env) int {
 		logger.Error("serve", "err", err)
 	}
 	return exitOK
+}
+
+// reloader loads path again for a reload exactly as serve loaded it at
+// start: through compiled.Load, then with the secrets development mode
+// generated filled in from the running data directory dataDir (a changed
+// storage.path takes effect at the next restart only).
+func reloader(path, dataDir string, e env, logger *slog.Logger, observer provider.Observer) func() (*compiled.Config, config.Errors) {
+	opts := loadOptions(e, logger)
+	opts.Observer = observer // the metrics see the providers a reload adds
+	return func() (*compiled.Config, config.Errors) {
+		c, errs := compiled.Load(path, opts)
+		if c == nil {
+			return nil, errs
+		}
+		if _, err := c.Config.FillDevSecrets(dataDir); err != nil {
+			c.Registry.Close()
+			return nil, append(errs, config.Error{Pos: config.Pos{File: path}, Msg: fmt.Sprintf("development secrets: %v", err)})
+		}
+		return c, errs
+	}
 }
 
 // printRoutes tells the operator, per provider, the URLs to paste into

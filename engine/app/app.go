@@ -55,6 +55,10 @@ type Options struct {
 	// /metrics. cmd builds it before the providers, whose observer it
 	// also is (provider.Options.Observer). nil collects nothing.
 	Metrics *metrics.Metrics
+	// Load loads the configuration file again for Reload, through
+	// compiled.Load, with the secrets development mode generates filled
+	// in; nil refuses every reload.
+	Load func() (*compiled.Config, config.Errors)
 }
 
 // App is an assembled unfurld.
@@ -65,6 +69,8 @@ type App struct {
 	Keyring *oauth.Keyring
 	Notion  *notion.Client
 	// Deliverer, Refresher and Poller keep previews current (issue 4).
+	// A reload replaces the Poller (its schedules are per provider); read
+	// it with CurrentPoller while Run is running.
 	Deliverer *live.Deliverer
 	Refresher *live.Refresher
 	Poller    *live.Poller
@@ -80,8 +86,19 @@ type App struct {
 	// caches see every write. Closing it closes Options.Store.
 	Store *cached.Store
 
-	log *slog.Logger
-	now func() time.Time
+	log   *slog.Logger
+	now   func() time.Time
+	clock live.Clock
+	reg   *provider.Registry
+	load  func() (*compiled.Config, config.Errors)
+
+	// reloadMu serializes reloads; running is the configuration in use.
+	reloadMu sync.Mutex
+	running  *config.Config
+	// pollerMu guards Poller and pollerSwapped, which Reload closes to
+	// make Run restart polling with the new Poller.
+	pollerMu      sync.Mutex
+	pollerSwapped chan struct{}
 }
 
 // New builds the app. The config must have its secrets filled (FillDevSecrets
@@ -150,13 +167,14 @@ func New(opts Options) (*App, error) {
 		Canary:  sched,
 		Connect: cs, Issuer: iss, Keyring: kr, Notion: nc,
 		Deliverer: del, Refresher: ref, Poller: poll, Store: st,
-		log: opts.Logger, now: opts.Now,
+		log: opts.Logger, now: opts.Now, clock: clock,
+		reg: opts.Registry, load: opts.Load, running: cfg, pollerSwapped: make(chan struct{}),
 	}
 	a.Resealer = oauth.NewResealer(oauth.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
 	scfg := server.Config{
 		Settings: cfg.Server, Store: st, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
-		Live: ref, LiveStats: a.liveStats,
+		Live: ref, LiveStats: a.liveStats, Reload: a.Reload,
 	}
 	if m != nil {
 		scfg.Metrics, scfg.MetricsHandler = m, m.Handler()
@@ -201,7 +219,7 @@ func (a *App) liveStats() *status.Live {
 	for p, s := range a.Deliverer.Stats() {
 		l.Delivery[p] = s
 	}
-	for p, s := range a.Poller.Stats() {
+	for p, s := range a.CurrentPoller().Stats() {
 		l.Polling[p] = s
 	}
 	return l
@@ -226,7 +244,7 @@ func (a *App) Sweep(ctx context.Context) {
 // all of them have stopped.
 func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.Poller.Run, a.sweepLoop, a.Resealer.Run, a.Canary.Run} {
+	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.pollLoop, a.sweepLoop, a.Resealer.Run, a.Canary.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -46,7 +46,9 @@ func TestLoad(t *testing.T) {
 		{name: "good", edit: func(s string) string { return s }},
 		{
 			name: "decode error",
-			edit: func(s string) string { return strings.Replace(s, "mode: development", "mode: development\n  listne: x", 1) },
+			edit: func(s string) string {
+				return strings.Replace(s, "mode: development", "mode: development\n  listne: x", 1)
+			},
 			want: `config.yaml:4:3: server: unknown key "listne"`,
 		},
 		{

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
@@ -70,10 +72,12 @@ type Options struct {
 
 // Service runs connection flows for every provider of a registry.
 type Service struct {
-	opts      Options
-	log       *slog.Logger
-	now       func() time.Time
-	upstreams map[string]*oauth.Upstream
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	// upstreams holds the upstream OAuth client of each oauth2 provider
+	// by name; a reload replaces the map whole (SetProviders).
+	upstreams atomic.Pointer[map[string]*oauth.Upstream]
 }
 
 // New builds the service and one upstream OAuth client per oauth2
@@ -95,18 +99,51 @@ func New(opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
-	s := &Service{opts: opts, log: opts.Logger, now: opts.Now, upstreams: map[string]*oauth.Upstream{}}
-	for _, p := range opts.Registry.All() {
+	s := &Service{opts: opts, log: opts.Logger, now: opts.Now}
+	ups, err := s.build(opts.Registry.All())
+	if err != nil {
+		return nil, err
+	}
+	s.upstreams.Store(&ups)
+	return s, nil
+}
+
+func (s *Service) build(ps []*provider.Provider) (map[string]*oauth.Upstream, error) {
+	ups := map[string]*oauth.Upstream{}
+	for _, p := range ps {
 		if p.AuthType() != config.AuthOAuth2 {
 			continue
 		}
-		u, err := NewUpstream(p, opts.PublicURL, opts.Now)
+		u, err := NewUpstream(p, s.opts.PublicURL, s.opts.Now)
 		if err != nil {
 			return nil, err
 		}
-		s.upstreams[p.Name] = u
+		ups[p.Name] = u
 	}
-	return s, nil
+	return ups, nil
+}
+
+// SetProviders prepares the service for the providers a reload is about
+// to serve: it builds their upstream OAuth clients and adds them to the
+// ones in use, so a flow finds its client whether its request looked the
+// provider up before or after the registry's swap. Call the returned
+// function after the swap to drop the clients of removed providers.
+// Nothing changes when it returns an error.
+func (s *Service) SetProviders(ps []*provider.Provider) (prune func(), err error) {
+	next, err := s.build(ps)
+	if err != nil {
+		return nil, err
+	}
+	both := maps.Clone(*s.upstreams.Load())
+	maps.Copy(both, next)
+	s.upstreams.Store(&both)
+	return func() { s.upstreams.Store(&next) }, nil
+}
+
+// upstream returns the upstream OAuth client of an oauth2 provider.
+func (s *Service) upstream(providerName string) (*oauth.Upstream, bool) {
+	u, ok := (*s.upstreams.Load())[providerName]
+	return u, ok
 }
 
 // NewUpstream builds the upstream OAuth client of oauth2 provider p, whose
@@ -153,8 +190,7 @@ func (s *Service) ContinueURL(providerName string) string {
 
 // Upstream returns the upstream OAuth client of an oauth2 provider.
 func (s *Service) Upstream(providerName string) (*oauth.Upstream, bool) {
-	u, ok := s.upstreams[providerName]
-	return u, ok
+	return s.upstream(providerName)
 }
 
 // Flow stages.
@@ -336,7 +372,7 @@ func (s *Service) Continue(ctx context.Context, p *provider.Provider, handle str
 	}
 	switch p.AuthType() {
 	case config.AuthOAuth2:
-		u := s.upstreams[p.Name]
+		u, _ := s.upstream(p.Name)
 		st := u.Start()
 		d.UpstreamState, d.Verifier = oauth.Digest(st.State), st.Verifier
 		if err := s.save(ctx, id, d); err != nil {
@@ -368,7 +404,7 @@ func (s *Service) Continue(ctx context.Context, p *provider.Provider, handle str
 // Callback handles the upstream's OAuth redirect (TH-06 to TH-08): the
 // state is checked and spent before the code is redeemed.
 func (s *Service) Callback(ctx context.Context, p *provider.Provider, handle, rawQuery string) *Outcome {
-	u, ok := s.upstreams[p.Name]
+	u, ok := s.upstream(p.Name)
 	if !ok {
 		return pageError(404, "Not found", "This service does not sign in with OAuth.")
 	}

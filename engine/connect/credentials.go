@@ -89,7 +89,7 @@ func (s *Service) openCredential(conn store.Connection) (oauth.UpstreamToken, er
 // commit seals the new pair into the connection before Refresh hands it
 // out.
 func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.Connection, tok oauth.UpstreamToken) (oauth.UpstreamToken, error) {
-	u, ok := s.upstreams[p.Name]
+	u, ok := s.upstream(p.Name)
 	if !ok || tok.RefreshToken.IsZero() {
 		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "upstream token refresh", Detail: "upstream credential expired and cannot be refreshed"})
 	}

@@ -25,7 +25,7 @@ type Revocation struct {
 // that no longer opens cannot be revoked; that is logged, and the
 // deletion goes on.
 func (s *Service) RevocationFor(ctx context.Context, conn store.Connection) Revocation {
-	u, ok := s.upstreams[conn.Provider]
+	u, ok := s.upstream(conn.Provider)
 	if !ok || !u.CanRevoke() || len(conn.UpstreamCredential) == 0 {
 		return Revocation{}
 	}

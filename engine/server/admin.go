@@ -9,20 +9,41 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
 // adminHandler serves the operator's routes, guarded by
 // server.admin_token: GET /admin/status (issue 4 item 5), the JSON view of
-// live updates, and POST /admin/connections/:id/delete, which disconnects
-// one connection as Notion's deleted-token callback would (TH-40).
+// live updates; POST /admin/connections/:id/delete, which disconnects
+// one connection as Notion's deleted-token callback would (TH-40); and
+// POST /admin/reload, which loads the configuration file again.
 type adminHandler struct{ s *Server }
 
 // Register mounts the admin routes.
 func (h *adminHandler) Register(e *echo.Echo) {
 	e.GET("/admin/status", h.status)
 	e.POST("/admin/connections/:id/delete", h.deleteConnection)
+	if h.s.cfg.Reload != nil {
+		e.POST("/admin/reload", h.reload)
+	}
+}
+
+// reload loads the configuration file again and answers the report:
+// 200 when the new providers serve, 422 with every file:line:col error
+// when the file was refused and the running configuration kept.
+func (h *adminHandler) reload(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	if !h.authorized(c) {
+		return h.refuse(c)
+	}
+	r := h.s.cfg.Reload(c.Request().Context())
+	code := http.StatusOK
+	if r.Status != compiled.StatusReloaded {
+		code = http.StatusUnprocessableEntity
+	}
+	return c.JSON(code, r)
 }
 
 // refuse answers a request without the admin token.

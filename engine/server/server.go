@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/net/netutil"
 
+	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/oauth"
@@ -39,6 +41,10 @@ type Config struct {
 	// LiveStats returns the running live-update statistics for the admin
 	// endpoint; nil reports from the store alone.
 	LiveStats func() *status.Live
+	// Reload loads the configuration file again and serves its
+	// providers (app.App.Reload), for POST /admin/reload; nil serves no
+	// reload route.
+	Reload func(ctx context.Context) compiled.Report
 	// Keyring seals and opens secrets at rest: upstream credentials,
 	// Notion tokens, pending flows, refresh successors (TH-41).
 	Keyring *oauth.Keyring

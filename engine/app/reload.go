@@ -1,0 +1,148 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/unfurld/unfurld/engine/compiled"
+	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/live"
+	"github.com/unfurld/unfurld/engine/provider"
+)
+
+// Reload loads the configuration file again (Options.Load) and, when it
+// loads, compiles and checks without an error, serves its providers:
+// added ones get their routes, removed ones answer 404 (their stored
+// connections and subscriptions stay), changed ones are compiled anew
+// with empty caches, unchanged ones keep theirs. A file with errors is
+// refused whole and the running configuration keeps serving.
+//
+// Requests in flight finish on the provider they looked up at their
+// start (provider.Registry.Swap); the connection flow, live refresh and
+// polling see the new set from the next lookup on. Keys outside
+// providers are reported in RestartRequired and keep their running
+// value. Reload logs its report and returns it.
+func (a *App) Reload(ctx context.Context) compiled.Report {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	r := a.reload()
+	if r.Status == compiled.StatusRefused {
+		a.log.ErrorContext(ctx, "config reload refused; the running configuration keeps serving",
+			"errors", r.Errors)
+		return r
+	}
+	a.log.InfoContext(ctx, "config reloaded",
+		"added", r.Added, "changed", r.Changed, "removed", r.Removed)
+	if len(r.RestartRequired) > 0 {
+		a.log.WarnContext(ctx, "config reload: these keys take effect at the next restart",
+			"restart_required", r.RestartRequired)
+	}
+	return r
+}
+
+func (a *App) reload() compiled.Report {
+	if a.load == nil {
+		return compiled.Refused(config.Errors{{Msg: "reload is not available"}})
+	}
+	next, errs := a.load()
+	if next == nil {
+		return compiled.Refused(errs)
+	}
+	restart := compiled.RestartRequired(a.running, next.Config)
+	if len(restart) > 0 {
+		// The file compiled with its own settings; serve its providers
+		// with the running ones, the only ones in effect until a
+		// restart.
+		next.Registry.Close()
+		var rerrs config.Errors
+		next, rerrs = compiled.Compile(compiled.Running(a.running, next.Config), compiled.Options{Logger: a.log, Now: a.now})
+		if next == nil {
+			return compiled.Refused(rerrs)
+		}
+	}
+	prune, err := a.Connect.SetProviders(next.Registry.All())
+	if err != nil {
+		next.Registry.Close()
+		return compiled.Refused(config.Errors{{Pos: config.Pos{File: next.Config.File}, Msg: err.Error()}})
+	}
+	poller, err := a.newPoller(next.Registry)
+	if err != nil {
+		next.Registry.Close()
+		prune()
+		return compiled.Refused(config.Errors{{Pos: config.Pos{File: next.Config.File}, Msg: err.Error()}})
+	}
+	ch := a.reg.Swap(next.Registry)
+	prune()
+	a.running = next.Config
+	if len(ch.Added)+len(ch.Changed)+len(ch.Removed) > 0 {
+		a.swapPoller(poller)
+	}
+	a.retire(ch.Retired)
+	return compiled.Reloaded(ch, restart, errs)
+}
+
+// retire closes the idle upstream connections of providers a reload
+// replaced once server.write_timeout has passed: no request answers
+// later than that, so none still uses them. Waiting is only tidiness:
+// closing idle connections never breaks a request still running, whose
+// connection is busy, not idle. A grace wait rather than reference
+// counting keeps the request path free of bookkeeping.
+func (a *App) retire(ps []*provider.Provider) {
+	if len(ps) == 0 {
+		return
+	}
+	grace := max(a.running.Server.WriteTimeout.D(), time.Second)
+	time.AfterFunc(grace, func() { provider.CloseRetired(ps) })
+}
+
+// newPoller builds a poller over reg with the running one's options. reg
+// is the registry every part shares; it is swapped in place, so the
+// poller's refreshes look providers up in the new set.
+func (a *App) newPoller(reg *provider.Registry) (*live.Poller, error) {
+	return live.NewPoller(live.PollerOptions{Refresher: a.Refresher, Store: a.Store, Registry: reg, Logger: a.log, Clock: a.clock})
+}
+
+// CurrentPoller returns the poller in use: the one New built, or the
+// one the last reload that touched a provider built.
+func (a *App) CurrentPoller() *live.Poller {
+	a.pollerMu.Lock()
+	defer a.pollerMu.Unlock()
+	return a.Poller
+}
+
+// swapPoller makes p the poller and tells pollLoop to restart with it.
+// Polling schedules are per provider, and a fresh poller spreads its
+// first polls over each interval, so a reload does not fetch every
+// subscription at once. In-memory polling statistics start again.
+func (a *App) swapPoller(p *live.Poller) {
+	a.pollerMu.Lock()
+	defer a.pollerMu.Unlock()
+	a.Poller = p
+	close(a.pollerSwapped)
+	a.pollerSwapped = make(chan struct{})
+}
+
+// pollLoop runs the current poller until ctx ends, restarting it with
+// the new one after each reload that changed the providers.
+func (a *App) pollLoop(ctx context.Context) {
+	for {
+		a.pollerMu.Lock()
+		p, swapped := a.Poller, a.pollerSwapped
+		a.pollerMu.Unlock()
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.Run(pctx)
+		}()
+		select {
+		case <-ctx.Done():
+		case <-swapped:
+		}
+		stop()
+		<-done
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
