@@ -31,6 +31,13 @@ func serve(ctx context.Context, args []string, e env) int {
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitUsage
 	}
+	// SIGHUP reloads the configuration (POST /admin/reload does the
+	// same); Reload logs what it did or why it refused the file. It is
+	// caught from the start, so a SIGHUP sent early does not kill the
+	// process; one sent before the server runs is handled once it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// The live heap is small (a few MiB) and the request path allocates
 	// per request, so the default GC target collects very often; a higher
 	// one roughly halved p99 overhead in the load test (README,
@@ -144,11 +151,6 @@ func serve(ctx context.Context, args []string, e env) int {
 		go func() { errc <- adminHS.Serve(adminLn) }()
 		defer func() { _ = adminHS.Close() }()
 	}
-	// SIGHUP reloads the configuration (POST /admin/reload does the
-	// same); Reload logs what it did or why it refused the file.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for stop := false; !stop; {
 		select {
 		case err := <-errc:
