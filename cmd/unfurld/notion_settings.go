@@ -5,20 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion"
 	"github.com/unfurld/unfurld/engine/provider"
-	"github.com/unfurld/unfurld/providers"
 )
 
 // Where an OAuth client secret (pair A, protocol 1.2) comes from.
@@ -198,60 +192,13 @@ func clientSecretSource(cfg *config.Config, p *config.Provider, dataDir string) 
 			return secretSource{Kind: sourceConfig, File: src.Pos.String()}
 		}
 	}
-	// Empty: development mode generates it. The loader records no
-	// source for an empty value, so the variable that came out empty is
-	// read from the YAML.
+	// Empty: development mode generates it. The loader recorded the
+	// variable that came out empty, if the file reads one.
 	var env string
-	if pos, written := cfg.Positions[path]; written {
-		env = envReference(pos)
+	if src, ok := cfg.Sources[path]; ok && src.Kind == config.SourceEnv {
+		env = src.Env
 	}
 	return secretSource{Kind: sourceDevSecrets, Env: env, File: filepath.Join(dataDir, config.DevSecretsFile)}
-}
-
-// envReference returns the first environment variable the scalar at pos
-// reads. The loaded config holds only expanded values, so the YAML is
-// read again and the scalar found by its position. Any failure gives "".
-func envReference(pos config.Pos) string {
-	var data []byte
-	var err error
-	if name, ok := strings.CutPrefix(pos.File, "builtin:"); ok {
-		data, err = fs.ReadFile(providers.FS(), name+".yaml")
-	} else {
-		data, err = os.ReadFile(pos.File)
-	}
-	if err != nil {
-		return ""
-	}
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil {
-		return ""
-	}
-	n := scalarAt(&root, pos.Line, pos.Col)
-	if n == nil {
-		return ""
-	}
-	// $${ is a literal "${" (engine/config/env.go): it is matched first
-	// so that it is skipped.
-	ref := regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)`)
-	for _, m := range ref.FindAllStringSubmatch(n.Value, -1) {
-		if m[1] != "" {
-			return m[1]
-		}
-	}
-	return ""
-}
-
-// scalarAt returns the scalar node that starts at line:col.
-func scalarAt(n *yaml.Node, line, col int) *yaml.Node {
-	if n.Kind == yaml.ScalarNode && n.Line == line && n.Column == col {
-		return n
-	}
-	for _, c := range n.Content {
-		if f := scalarAt(c, line, col); f != nil {
-			return f
-		}
-	}
-	return nil
 }
 
 // publicURLReachable reports whether Notion could call base: https on a

@@ -7,7 +7,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -113,7 +112,12 @@ func New(opts Options) (*App, error) {
 		opts.Now = time.Now
 	}
 	if cfg.Server.SecretKeys.IsZero() {
-		return nil, errors.New("server.secret_keys is empty: set UNFURLD_SECRET_KEYS (see README, Operations)")
+		// Name the variable the file reads, if it reads one.
+		set := "set it, usually from ${UNFURLD_SECRET_KEYS}"
+		if src, ok := cfg.Sources["server.secret_keys"]; ok && src.Kind == config.SourceEnv {
+			set = "the environment variable " + src.Env + " it reads is empty"
+		}
+		return nil, fmt.Errorf("server.secret_keys is empty: %s (see README, Operations)", set)
 	}
 	// The same checks `unfurld validate` runs (compiled.Check); here they can only
 	// fail on what changed since: secrets generated in development mode.

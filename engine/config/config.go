@@ -32,9 +32,11 @@ type Config struct {
 	// Positions maps dotted paths ("providers.github.patterns.issue.regex")
 	// to where they stand in the YAML files, for error messages.
 	Positions Positions `yaml:"-"`
-	// Sources maps the dotted path of every non-empty secret
-	// ("server.secret_keys") to where its value came from: the file
-	// itself, an environment variable or a _file.
+	// Sources maps dotted paths to where their value came from: every
+	// non-empty secret ("server.secret_keys": the file itself, an
+	// environment variable or a _file), and every value an environment
+	// variable fed, secret or not and empty or not, so that a message
+	// names the variable actually read.
 	Sources map[string]SecretSource `yaml:"-"`
 }
 

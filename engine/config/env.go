@@ -12,7 +12,9 @@ import (
 // the names of the variables that are unset and have no default (each once,
 // in order of appearance), the malformed references, and the names of the
 // variables whose non-empty value went into the text (from), so that a
-// secret can say where it came from (SecretSource).
+// secret can say where it came from (SecretSource), and the names of every
+// variable referenced, set or not (read), so that a message about an
+// empty value can name the variable.
 //
 // Syntax, after redpanda-data/benthos internal/config/env_vars.go:
 //   - ${NAME} is the variable's value; unset is an error, set to "" is "".
@@ -20,9 +22,9 @@ import (
 //   - $${ is a literal ${.
 //   - any other $ is literal, so regexes ending in $ and the $<group>
 //     placeholders of protocol 9.2 pass through untouched.
-func expandEnv(s string, lookup func(string) (string, bool)) (out string, missing, bad, from []string) {
+func expandEnv(s string, lookup func(string) (string, bool)) (out string, missing, bad, from, read []string) {
 	if !strings.Contains(s, "${") {
-		return s, nil, nil, nil
+		return s, nil, nil, nil, nil
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
@@ -46,6 +48,9 @@ func expandEnv(s string, lookup func(string) (string, bool)) (out string, missin
 				continue
 			}
 			v, ok := lookup(name)
+			if !slices.Contains(read, name) {
+				read = append(read, name)
+			}
 			switch {
 			case hasDef && v == "":
 				v = def
@@ -60,7 +65,7 @@ func expandEnv(s string, lookup func(string) (string, bool)) (out string, missin
 			i++
 		}
 	}
-	return b.String(), missing, bad, from
+	return b.String(), missing, bad, from, read
 }
 
 // isEnvName reports whether s is a POSIX-style variable name.
@@ -88,9 +93,12 @@ func (l *loader) expandNode(n *yaml.Node, path, file string) {
 		return
 	}
 	l.expanded[n] = true
-	out, missing, bad, from := expandEnv(n.Value, l.lookup)
+	out, missing, bad, from, read := expandEnv(n.Value, l.lookup)
 	if len(from) > 0 {
 		l.fromEnv[n] = from[0]
+	}
+	if len(read) > 0 {
+		l.readEnv[n] = read[0]
 	}
 	pos := nodePos(n, file)
 	if len(missing)+len(bad) > 0 {

@@ -42,7 +42,7 @@ func TestExpandEnv(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, missing, bad, _ := expandEnv(tc.in, lookup)
+			got, missing, bad, _, _ := expandEnv(tc.in, lookup)
 			assert.Equal(t, tc.want, got)
 			assert.Equal(t, tc.missing, missing)
 			assert.Len(t, bad, tc.bad)

@@ -98,6 +98,9 @@ type loader struct {
 	// fromEnv holds, per scalar, the first variable whose value went
 	// into it; sources is where each secret came from (Config.Sources).
 	fromEnv map[*yaml.Node]string
+	// readEnv holds, per scalar, the first variable read, even when its
+	// value is empty.
+	readEnv map[*yaml.Node]string
 	sources map[string]SecretSource
 }
 
@@ -117,6 +120,7 @@ func newLoader(name string, opts LoadOptions) *loader {
 		bad:      map[string]bool{},
 		fields:   map[reflect.Type][]field{},
 		fromEnv:  map[*yaml.Node]string{},
+		readEnv:  map[*yaml.Node]string{},
 		sources:  map[string]SecretSource{},
 	}
 }

@@ -23,8 +23,9 @@ const minSecretLength = 32
 // configuration. It only reads the Config: no network, no files, no
 // globals (STYLE.md §2, "Validation has no side effects").
 type checker struct {
-	pos  Positions
-	errs Errors
+	pos     Positions
+	sources map[string]SecretSource
+	errs    Errors
 	// bad holds paths already reported by the loader (a missing variable,
 	// a value of the wrong type); checking their zero value would only
 	// repeat the problem.
@@ -39,10 +40,11 @@ type checker struct {
 // in bad.
 func (c *Config) validate(skip map[int]bool, bad map[string]bool, sharedDomains bool) Errors {
 	v := &checker{
-		pos:  c.Positions,
-		bad:  bad,
-		prod: c.Server.Mode == ModeProduction,
-		dev:  c.Server.Mode == ModeDevelopment,
+		pos:     c.Positions,
+		sources: c.Sources,
+		bad:     bad,
+		prod:    c.Server.Mode == ModeProduction,
+		dev:     c.Server.Mode == ModeDevelopment,
 	}
 	v.server(&c.Server)
 	v.notion(&c.Notion)
@@ -215,7 +217,7 @@ func (v *checker) server(s *Server) {
 		v.fail("server.max_concurrent_upstream", "must not be negative")
 	}
 	if s.SecretKeys.IsZero() && v.prod {
-		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials, e.g. ${UNFURLD_SECRET_KEYS}")
+		v.fail("server.secret_keys", "required in production mode: keys that seal stored credentials%s", v.setHint("server.secret_keys", "${UNFURLD_SECRET_KEYS}"))
 	}
 	v.adminToken(s.AdminToken)
 	if s.Lab.Enabled && v.prod && s.AdminToken.IsZero() {
@@ -364,6 +366,17 @@ func (v *checker) secretSources(sources map[string]SecretSource) {
 	}
 }
 
+// setHint says how to give the empty value at path: the environment
+// variable the file reads, when it reads one that is empty, or else an
+// example reference.
+func (v *checker) setHint(path, example string) string {
+	if src, ok := v.sources[path]; ok && src.Kind == SourceEnv {
+		return "; the environment variable " + src.Env + " it reads is empty"
+	}
+	key := path[strings.LastIndexByte(path, '.')+1:]
+	return "; set it from the environment, e.g. " + example + ", or from a file with " + key + "_file"
+}
+
 // adminToken checks server.admin_token: optional, but a guessable one
 // would expose every link users unfurled.
 func (v *checker) adminToken(t Secret) {
@@ -378,7 +391,7 @@ func (v *checker) credentials(n *ProviderNotion, path string) {
 	if v.prod {
 		switch {
 		case secret == "":
-			v.fail(path+".client_secret", "required in production mode; set it from the environment, e.g. ${GITHUB_NOTION_SECRET}, or from a file with client_secret_file")
+			v.fail(path+".client_secret", "required in production mode%s", v.setHint(path+".client_secret", "${GITHUB_NOTION_SECRET}"))
 		case len(secret) < minSecretLength:
 			v.fail(path+".client_secret", "too short: want at least %d characters", minSecretLength)
 		}

@@ -110,6 +110,7 @@ func (l *loader) spendAlias(k int, n *yaml.Node, path, file string) bool {
 func (l *loader) decode(n *yaml.Node, v reflect.Value, path, file string, key *yaml.Node) {
 	l.visit(n, path, file, key, func(n *yaml.Node) {
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == nullTag {
+			l.noteEnv(n, path, file)
 			return // an empty value leaves the field at its zero value
 		}
 		t := v.Type()
@@ -533,6 +534,7 @@ func (l *loader) decodeLeaf(n *yaml.Node, v reflect.Value, path, file string) {
 	if l.flooded {
 		return // yaml.v3 would expand the same aliases again
 	}
+	env := l.noteEnv(n, path, file)
 	err := n.Decode(v.Addr().Interface())
 	if err == nil {
 		return
@@ -542,7 +544,7 @@ func (l *loader) decodeLeaf(n *yaml.Node, v reflect.Value, path, file string) {
 	if !errors.As(err, &te) {
 		// Errors from UnmarshalYAML methods (Duration, ByteSize) come
 		// back as they were returned, without a line.
-		l.errs.Add(nodePos(n, file), path, "%s", err.Error())
+		l.errs.Add(nodePos(n, file), path, "%s%s", err.Error(), envHint(env))
 		return
 	}
 	for _, msg := range te.Errors {
@@ -553,8 +555,31 @@ func (l *loader) decodeLeaf(n *yaml.Node, v reflect.Value, path, file string) {
 				at, atPath = locateLine(n, path, line, 0)
 			}
 		}
-		l.errs.Add(nodePos(at, file), atPath, "%s", msg)
+		l.errs.Add(nodePos(at, file), atPath, "%s%s", msg, envHint(env))
 	}
+}
+
+// noteEnv records in Config.Sources the environment variable that fed the
+// scalar n at path, if any, and returns its name: hints name the
+// variable actually read.
+func (l *loader) noteEnv(n *yaml.Node, path, file string) string {
+	env, ok := l.fromEnv[n]
+	if !ok {
+		env, ok = l.readEnv[n]
+	}
+	if ok {
+		l.sources[path] = SecretSource{Kind: SourceEnv, Env: env, Pos: nodePos(n, file)}
+	}
+	return env
+}
+
+// envHint names the environment variable a bad value came from: the
+// position shows the ${NAME} reference, not the value that failed.
+func envHint(env string) string {
+	if env == "" {
+		return ""
+	}
+	return " (the value is from the environment variable " + env + ")"
 }
 
 // cutLine splits yaml's "line N: message" into N and message.
