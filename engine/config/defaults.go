@@ -2,90 +2,63 @@ package config
 
 import (
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
-	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
-// defaultRedirectURIs are the redirect_uri spellings Notion's documentation
-// uses (protocol 3.4). Matching stays exact (TH-01), so every spelling is
-// listed.
-func defaultRedirectURIs() []string {
-	return []string{
-		"https://notion.so/externalIntegrationAuthCallback",
-		"notion.so/externalIntegrationAuthCallback",
-		"https://www.notion.so/externalintegrationauthcallback",
-		"https://notion.so/externalintegrationauthcallback",
-		"https://www.notion.so/externalIntegrationAuthCallback",
-	}
-}
-
-// Default values stated in the field comments of config.go.
+// Default values that code outside the table refers to too; every
+// other default is written in the table (Keys) only.
 const (
-	defaultListen            = ":8080"
-	defaultDevPublicURL      = "http://localhost:8080"
-	defaultStoragePath       = "./data/unfurld.db"
-	defaultNotionAPIBaseURL  = "https://api.notion.com"
-	defaultTokenVersion      = "2022-06-28" // protocol 4.3
-	defaultObjectVersion     = "2021-08-16" // protocol 7.1
-	defaultDev               = "unfurld"
-	defaultMaxTextLength     = 2000 // TH-33
-	defaultMaxBodyBytes      = 2 << 20
-	defaultAuthHeader        = "Authorization"
-	defaultAuthPrefix        = "Bearer"
-	defaultMethod            = "GET"
-	defaultNotFoundMessage   = "Not found"
-	defaultReconnectMessage  = "Reconnect your account to see this preview"
-	defaultTryLaterMessage   = "The service is unavailable, try again later"
-	defaultUnfurlErrorStatus = 200 // protocol 5.4
+	defaultNotionAPIBaseURL = "https://api.notion.com"
+	defaultTokenVersion     = "2022-06-28" // protocol 4.3
+	defaultObjectVersion    = "2021-08-16" // protocol 7.1
+	defaultDev              = "unfurld"
+	defaultAuthHeader       = "Authorization"
+	defaultAuthPrefix       = "Bearer"
+	defaultMethod           = "GET"
+	defaultNotFoundMessage  = "Not found"
+	defaultReconnectMessage = "Reconnect your account to see this preview"
+	defaultTryLaterMessage  = "The service is unavailable, try again later"
 )
 
-// SetDefaults fills every unset field with the default its comment in
-// config.go states. It is the one place defaults live (STYLE.md §2); Load
-// calls it after decoding and before validation.
+// SetDefaults fills every unset field with its default. The values live
+// in one table (Keys, STYLE.md 2); SetDefaults applies the table's
+// unconditional defaults to every key, then in code the defaults that
+// depend on other keys (a display name from the name, allowed hosts from
+// the base URL, a section from the kind) or apply only sometimes (a
+// public URL in development mode), reading any value from the table.
+// Load calls it after decoding and before validation.
 //
-// A zero value means "unset", except for upstream.cache_ttl, where 0
-// disables the cache: it gets its default only when the key is absent from
+// A zero value means "unset", except for keys marked KeepZero
+// (upstream.cache_ttl, live.poll_interval), where 0 turns the feature
+// off: they get their default only when the key is absent from
 // c.Positions (or when c.Positions is nil, as for a Config built in Go).
 // An empty `cache_ttl:` is present, so it disables the cache too.
 // Request methods are upper-cased.
 func (c *Config) SetDefaults() {
-	s := &c.Server
-	setString(&s.Listen, defaultListen)
-	setString(&s.Mode, ModeProduction)
-	if s.Mode == ModeDevelopment {
-		setString(&s.PublicURL, defaultDevPublicURL)
+	for i := range c.Providers {
+		for j := range c.Providers[i].Patterns {
+			for k := range c.Providers[i].Patterns[j].Requests {
+				r := &c.Providers[i].Patterns[j].Requests[k]
+				r.Method = strings.ToUpper(strings.TrimSpace(r.Method))
+			}
+		}
 	}
-	setDuration(&s.ReadHeaderTimeout, 5*time.Second)
-	setDuration(&s.ReadTimeout, 10*time.Second)
-	setDuration(&s.WriteTimeout, 30*time.Second)
-	setDuration(&s.IdleTimeout, 120*time.Second)
-	setDuration(&s.ShutdownTimeout, 15*time.Second)
-	setSize(&s.MaxHeaderBytes, 16<<10)
-	setSize(&s.UnfurlBodyLimit, 64<<10)
-	setDuration(&s.UnfurlTimeout, 8*time.Second)
-	setInt(&s.UnfurlErrorStatus, defaultUnfurlErrorStatus)
-	setInt(&s.MaxConcurrentUpstream, 256)
-	setInt(&s.MaxConnections, 1024)
-	setString(&s.Log.Level, "info")
-	setString(&s.Log.Format, "text")
-
-	setString(&c.Storage.Driver, StorageBolt)
-	setString(&c.Storage.Path, defaultStoragePath)
-	setDuration(&c.Storage.LockTimeout, 2*time.Second) // TH-43
-
-	n := &c.Notion
-	setString(&n.APIBaseURL, defaultNotionAPIBaseURL)
-	setString(&n.TokenVersion, defaultTokenVersion)
-	setString(&n.ObjectVersion, defaultObjectVersion)
-	setDuration(&n.Timeout, 10*time.Second)
-	if len(n.RedirectURIs) == 0 {
-		n.RedirectURIs = defaultRedirectURIs()
+	root := reflect.ValueOf(c).Elem()
+	for _, k := range Keys() {
+		if k.Default != "" && k.When == "" {
+			c.applyKey(root, strings.Split(k.Path, "."), "", k)
+		}
 	}
-
+	if c.Server.Mode == ModeDevelopment {
+		fillDefault(&c.Server.PublicURL, "server.public_url")
+	}
 	paths := providerPaths(c.Providers)
 	for i := range c.Providers {
-		c.Providers[i].setDefaults(paths[i], c.Positions)
+		c.Providers[i].setDefaults()
 		// A provider's canary.interval inherits the top-level one unless
 		// the key is there ("0s" turns this provider's canaries off).
 		if _, set := c.Positions[paths[i]+".canary.interval"]; !set && c.Providers[i].Canary.Interval == 0 {
@@ -94,9 +67,89 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-func (p *Provider) setDefaults(path string, pos Positions) {
+// applyKey applies k's default under v, a struct reached by the path
+// pos, for the rest of k's path segs; each list item is visited, with
+// the Positions path the loader gives it (itemPaths).
+func (c *Config) applyKey(v reflect.Value, segs []string, pos string, k Key) {
+	if len(segs) == 0 {
+		if k.KeepZero && c.Positions != nil {
+			if _, set := c.Positions[pos]; set {
+				return
+			}
+		}
+		_ = setDefault(v, k.Default) // every default decodes: TestKeysDefaultsDecode
+		return
+	}
+	name, list := strings.CutSuffix(segs[0], "[]")
+	f := fieldByKey(v, name)
+	if !f.IsValid() {
+		return // TestKeysMatchConfig keeps the table and the types in step
+	}
+	path := joinPath(pos, name)
+	if !list {
+		c.applyKey(f, segs[1:], path, k)
+		return
+	}
+	names := make([]string, f.Len())
+	for i := range names {
+		names[i] = itemName(f.Index(i))
+	}
+	for i, ip := range itemPaths(path, names) {
+		c.applyKey(f.Index(i), segs[1:], ip, k)
+	}
+}
+
+// fieldByKey returns the field of struct v whose yaml key is key.
+func fieldByKey(v reflect.Value, key string) reflect.Value {
+	if v.Kind() != reflect.Struct {
+		return reflect.Value{}
+	}
+	for _, f := range structFields(v.Type()) {
+		if f.key == key {
+			return v.Field(f.index)
+		}
+	}
+	return reflect.Value{}
+}
+
+// itemName is the name a list item is known by in paths: its name, or
+// its id.
+func itemName(v reflect.Value) string {
+	for _, key := range []string{"name", "id"} {
+		if f := fieldByKey(v, key); f.IsValid() && f.Kind() == reflect.String {
+			return f.String()
+		}
+	}
+	return ""
+}
+
+// setDefault sets v, when it is zero, from def written as YAML. A nil
+// pointer stays nil: it reads as its default (Live.IsEnabled).
+func setDefault(v reflect.Value, def string) error {
+	if !v.IsZero() || v.Kind() == reflect.Pointer {
+		return nil
+	}
+	if v.Kind() == reflect.String {
+		// Verbatim: "2022-06-28" is a version string, not a date.
+		v.SetString(def)
+		return nil
+	}
+	return yaml.Unmarshal([]byte(def), v.Addr().Interface())
+}
+
+// fillDefault sets *field, when zero, to the table's default of path.
+func fillDefault[T any](field *T, path string) {
+	for _, k := range Keys() {
+		if k.Path == path {
+			_ = setDefault(reflect.ValueOf(field).Elem(), k.Default)
+			return
+		}
+	}
+}
+
+// setDefaults applies the defaults that depend on other keys.
+func (p *Provider) setDefaults() {
 	setString(&p.DisplayName, p.Name)
-	setString(&p.Dev, defaultDev)
 	setString(&p.Notion.ClientID, p.Name)
 	if p.Notion.Domain == "" && len(p.Patterns) > 0 && len(p.Patterns[0].Samples) > 0 {
 		// Notion verifies the root domain (protocol 9.1), so a leading
@@ -105,23 +158,12 @@ func (p *Provider) setDefaults(path string, pos Positions) {
 			p.Notion.Domain = strings.TrimPrefix(strings.ToLower(u.Hostname()), "www.")
 		}
 	}
-	setInt(&p.MaxTextLength, defaultMaxTextLength)
-	setString(&p.Errors.NotFound, defaultNotFoundMessage)
-	setString(&p.Errors.Reconnect, defaultReconnectMessage)
-	setString(&p.Errors.TryLater, defaultTryLaterMessage)
-
 	u := &p.Upstream
 	if len(u.AllowedHosts) == 0 {
 		if b, err := url.Parse(u.BaseURL); err == nil && b.Host != "" {
 			u.AllowedHosts = []string{strings.ToLower(b.Host)}
 		}
 	}
-	setDuration(&u.Timeout, 5*time.Second)
-	if _, set := pos[path+".upstream.cache_ttl"]; !set || pos == nil {
-		setDuration(&u.CacheTTL, 30*time.Second)
-	}
-	setSize(&u.MaxBodyBytes, defaultMaxBodyBytes) // TH-32
-	setDuration(&p.Notion.RefreshGrace, 30*time.Second)
 	if u.Auth.Type == AuthOAuth2 {
 		// The token endpoint is called with the user's credentials, so
 		// its host must pass the same allowlist as API calls.
@@ -136,32 +178,18 @@ func (p *Provider) setDefaults(path string, pos Positions) {
 			}
 		}
 	}
-	if _, set := pos[path+".live.poll_interval"]; !set || pos == nil {
-		setDuration(&p.Live.PollInterval, 10*time.Minute)
+	if w := &p.Live.Webhook; w.Secret.Reveal() != "" {
+		fillDefault(&w.Algorithm, "providers[].live.webhook.algorithm")
+		fillDefault(&w.Encoding, "providers[].live.webhook.encoding")
+		fillDefault(&w.MaxBodyBytes, "providers[].live.webhook.max_body_bytes")
 	}
-	setInt(&p.Live.MaxRequestsPerHour, 3600)
-	if p.Live.Webhook.Secret.Reveal() != "" {
-		setString(&p.Live.Webhook.Algorithm, WebhookHMACSHA256)
-		setString(&p.Live.Webhook.Encoding, "hex")
-		setSize(&p.Live.Webhook.MaxBodyBytes, 1<<20)
-	}
-	setString(&u.Auth.Type, AuthNone)
-	setString(&u.Auth.Identity.Method, "GET")
-	setString(&u.Auth.Header, defaultAuthHeader)
-	setString(&u.Auth.Prefix, defaultAuthPrefix)
 	for i := range u.Auth.APIKey.Fields {
 		f := &u.Auth.APIKey.Fields[i]
 		setString(&f.Type, FieldSecret)
 		setString(&f.Label, f.Name)
 	}
-
 	for i := range p.Patterns {
 		pt := &p.Patterns[i]
-		for j := range pt.Requests {
-			r := &pt.Requests[j]
-			r.Method = strings.ToUpper(strings.TrimSpace(r.Method))
-			setString(&r.Method, defaultMethod)
-		}
 		for j := range pt.Attributes {
 			a := &pt.Attributes[j]
 			setString(&a.Name, a.ID)
@@ -219,17 +247,5 @@ func setString(s *string, def string) {
 func setInt(v *int, def int) {
 	if *v == 0 {
 		*v = def
-	}
-}
-
-func setDuration(d *Duration, def time.Duration) {
-	if *d == 0 {
-		*d = Duration(def)
-	}
-}
-
-func setSize(b *ByteSize, def int64) {
-	if *b == 0 {
-		*b = ByteSize(def)
 	}
 }

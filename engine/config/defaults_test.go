@@ -78,7 +78,7 @@ func TestSetDefaults(t *testing.T) {
 	assert.Equal(t, 5*time.Second, u.Timeout.D())
 	assert.Equal(t, 30*time.Second, u.CacheTTL.D(), "no positions: a zero cache_ttl counts as unset")
 	assert.Equal(t, ByteSize(2<<20), u.MaxBodyBytes)
-	assert.Equal(t, Auth{Type: "none", Header: "Authorization", Prefix: "Bearer", Identity: Identity{Method: "GET"}}, u.Auth)
+	assert.Equal(t, Auth{Type: "none", Header: "Authorization", Prefix: "Bearer", OAuth2: OAuth2{ClientAuth: "header"}, Identity: Identity{Method: "GET"}}, u.Auth)
 
 	pt := p.Patterns[0]
 	assert.Equal(t, "POST", pt.Requests[0].Method)
