@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -183,4 +186,70 @@ func Keys() []Key {
 // that does not decode itself (CIDR is a struct that reads a scalar).
 func isRecord(t reflect.Type) bool {
 	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]())
+}
+
+// referenceBlock is one table of the README's configuration reference.
+type referenceBlock struct {
+	// prefix selects the keys; base is cut from their paths for display.
+	prefix, base string
+	// exclude are prefixes documented in tables of their own.
+	exclude []string
+}
+
+// referenceBlocks are the README's tables by name.
+func referenceBlocks() map[string]referenceBlock {
+	return map[string]referenceBlock{
+		"server":                              {prefix: "server.", base: "server."},
+		"storage":                             {prefix: "storage.", base: "storage."},
+		"notion":                              {prefix: "notion.", base: "notion."},
+		"providers[]":                         {prefix: "providers[].", base: "providers[].", exclude: []string{"providers[].live.", "providers[].patterns[]."}},
+		"providers[].live":                    {prefix: "providers[].live.", base: "providers[]."},
+		"providers[].patterns[]":              {prefix: "providers[].patterns[].", base: "providers[].patterns[].", exclude: []string{"providers[].patterns[].attributes[]."}},
+		"providers[].patterns[].attributes[]": {prefix: "providers[].patterns[].attributes[].", base: "providers[].patterns[].attributes[]."},
+	}
+}
+
+// Reference renders the README table called name (a key such as
+// "server" or "providers[].live") from Keys: one row per key that holds
+// a value or a list, with its default and meaning. ok is false for an
+// unknown name.
+func Reference(name string) (table string, ok bool) {
+	b, ok := referenceBlocks()[name]
+	if !ok {
+		return "", false
+	}
+	var sb strings.Builder
+	sb.WriteString("| key | default | meaning |\n| --- | --- | --- |\n")
+	for _, k := range Keys() {
+		if !strings.HasPrefix(k.Path, b.prefix) || slices.ContainsFunc(b.exclude, func(x string) bool { return strings.HasPrefix(k.Path, x) }) {
+			continue
+		}
+		if !strings.HasSuffix(k.Path, "[]") && isRecord(keyType(k.Path)) {
+			continue // a mapping: its keys have rows of their own
+		}
+		def := k.DefaultDoc
+		if def == "" && k.Default != "" {
+			def = "`" + k.Default + "`"
+		}
+		fmt.Fprintf(&sb, "| `%s` | %s | %s |\n", strings.TrimPrefix(k.Path, b.base), def, k.Doc)
+	}
+	return sb.String(), true
+}
+
+// keyType is the Go type of the key at path (the item type for a list
+// of records); nil for an unknown path.
+func keyType(path string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for seg := range strings.SplitSeq(path, ".") {
+		name, list := strings.CutSuffix(seg, "[]")
+		f := fieldByKey(reflect.New(t).Elem(), name)
+		if !f.IsValid() {
+			return nil
+		}
+		t = f.Type()
+		if list {
+			t = t.Elem()
+		}
+	}
+	return t
 }

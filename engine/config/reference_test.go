@@ -1,8 +1,9 @@
 package config
 
 import (
+	"os"
 	"reflect"
-	"strings"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -55,7 +56,9 @@ func TestKeysDefaultsDecode(t *testing.T) {
 				assert.Empty(t, k.When, "When needs a Default")
 				return
 			}
-			v := reflect.New(fieldType(t, k.Path)).Elem()
+			ty := keyType(k.Path)
+			require.NotNil(t, ty)
+			v := reflect.New(ty).Elem()
 			require.NoError(t, setDefault(v, k.Default))
 			for _, e := range k.Enum {
 				if e == k.Default {
@@ -67,18 +70,30 @@ func TestKeysDefaultsDecode(t *testing.T) {
 	}
 }
 
-// fieldType is the Go type of the key at path.
-func fieldType(t *testing.T, path string) reflect.Type {
-	t.Helper()
-	ty := reflect.TypeFor[Config]()
-	for seg := range strings.SplitSeq(path, ".") {
-		name, list := strings.CutSuffix(seg, "[]")
-		f := fieldByKey(reflect.New(ty).Elem(), name)
-		require.True(t, f.IsValid(), "no key %s in %s", name, path)
-		ty = f.Type()
-		if list {
-			ty = ty.Elem()
-		}
+// readmeBlock matches one generated table of the README.
+var readmeBlock = regexp.MustCompile(`(?s)(<!-- config-reference ([^ ]+) -->\n)(.*?)(<!-- /config-reference -->)`)
+
+// TestReadmeReference checks that the README's configuration reference
+// is the one Reference generates from Keys; `go test -update` rewrites
+// it.
+func TestReadmeReference(t *testing.T) {
+	t.Parallel()
+	const readme = "../../README.md"
+	data, err := os.ReadFile(readme)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	got := readmeBlock.ReplaceAllStringFunc(string(data), func(m string) string {
+		sm := readmeBlock.FindStringSubmatch(m)
+		table, ok := Reference(sm[2])
+		assert.True(t, ok, "unknown block %q", sm[2])
+		seen[sm[2]] = true
+		return sm[1] + table + sm[4]
+	})
+	for name := range referenceBlocks() {
+		assert.True(t, seen[name], "the README has no block %q", name)
 	}
-	return ty
+	if *update {
+		require.NoError(t, os.WriteFile(readme, []byte(got), 0o644))
+	}
+	assert.Equal(t, got, string(data), "README configuration reference drifted from config.Keys; run go test ./engine/config -update")
 }
