@@ -14,6 +14,7 @@
 //	unfurld migrate --config config.yaml
 //	unfurld migrate-store --from OLD.yaml|unfurld.db --to NEW.yaml
 //	unfurld providers [--format json]
+//	unfurld schema
 //	unfurld healthcheck [--url URL]
 //	unfurld version
 //
@@ -182,6 +183,17 @@ each one unfurls and how its users sign in. Needs no configuration.`,
 			example: "unfurld providers --format json",
 			run: func(_ context.Context, args []string, e env) int {
 				return providersCmd(args, e)
+			},
+		},
+		{
+			name: "schema", summary: "print the JSON Schema of the configuration, for editors",
+			description: `Prints the JSON Schema of the configuration file, generated from the same table
+as the README's configuration reference; docs/unfurld.schema.json is its
+output. Point an editor at it with a first line such as
+  # yaml-language-server: $schema=docs/unfurld.schema.json`,
+			example: "unfurld schema > docs/unfurld.schema.json",
+			run: func(_ context.Context, args []string, e env) int {
+				return schemaCmd(args, e)
 			},
 		},
 		{
