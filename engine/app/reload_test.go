@@ -201,7 +201,10 @@ func (e *reloadEnv) reload() (int, reloadReport) {
 // a provider is added, one is changed, a broken file is refused and a
 // provider is removed together with a change to a key that needs a
 // restart. No unfurl fails; each answer comes from the old or the new
-// compiled provider, never from neither.
+// compiled provider, never from neither (F15's promise for in-flight
+// requests, kept across a reload instead of a shutdown). The removed
+// provider's route answers 404 while its tokens stay stored (TH-27: a
+// token is only ever good on its own provider's route).
 func TestReloadUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("32 workers over real HTTP; run without -short")
@@ -323,7 +326,8 @@ func mustRead(t *testing.T, path string) string {
 
 // TestReloadRefusedChangesNothing checks that a file with errors leaves
 // the running configuration whole: the same compiled providers, the same
-// answers, and the errors both in the answer and in the log.
+// answers, and the errors both in the answer and in the log (TH-53: a
+// bad configuration is refused at load, at a reload as at start).
 func TestReloadRefusedChangesNothing(t *testing.T) {
 	t.Parallel()
 	e := newReloadEnv(t, "alpha=v1", "beta=b1")
@@ -360,6 +364,9 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, code)
 }
 
+// TestReloadNeedsAdminToken checks that POST /admin/reload answers only
+// the admin token, compared as the status route compares it (TH-19's
+// rule), and that a refused call reloads nothing.
 func TestReloadNeedsAdminToken(t *testing.T) {
 	t.Parallel()
 	e := newReloadEnv(t, "alpha=v1")
