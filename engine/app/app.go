@@ -178,7 +178,7 @@ func New(opts Options) (*App, error) {
 	scfg := server.Config{
 		Settings: cfg.Server, Store: st, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
-		Live: ref, LiveStats: a.liveStats, Reload: a.Reload,
+		Live: ref, LiveStats: a.liveStats, Reload: a.reloadRoute(),
 	}
 	if m != nil {
 		scfg.Metrics, scfg.MetricsHandler = m, m.Handler()

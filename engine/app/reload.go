@@ -40,9 +40,20 @@ func (a *App) Reload(ctx context.Context) compiled.Report {
 	return r
 }
 
+// reloadRoute is what POST /admin/reload calls: Reload, or nil (no
+// route) when there is no file to read again.
+func (a *App) reloadRoute() func(context.Context) compiled.Report {
+	if a.load == nil {
+		return nil
+	}
+	return a.Reload
+}
+
 func (a *App) reload() compiled.Report {
 	if a.load == nil {
-		return compiled.Refused(config.Errors{{Msg: "reload is not available"}})
+		r := compiled.Refused(nil)
+		r.Errors = []string{"reload is not available: this app was built without a configuration file to read again"}
+		return r
 	}
 	next, errs := a.load()
 	if next == nil {
