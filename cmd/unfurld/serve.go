@@ -189,9 +189,16 @@ func reloader(path, dataDir string, e env, logger *slog.Logger, observer provide
 		if c == nil {
 			return nil, errs
 		}
-		if _, err := c.Config.FillDevSecrets(dataDir); err != nil {
+		filled, err := c.Config.FillDevSecrets(dataDir)
+		if err != nil {
 			c.Registry.Close()
 			return nil, append(errs, config.Error{Pos: config.Pos{File: path}, Msg: fmt.Sprintf("development secrets: %v", err)})
+		}
+		if len(filled) > 0 {
+			// As loud as at start: a provider added by the reload may
+			// run on a generated secret.
+			logger.Warn("DEVELOPMENT MODE: generated secrets are in use; set them in the environment and use server.mode: production before exposing this server",
+				"file", filepath.Join(dataDir, config.DevSecretsFile), "generated", strings.Join(filled, ","))
 		}
 		return c, errs
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/compiled"
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/server"
@@ -79,14 +78,12 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 	if cold {
 		yml = strings.ReplaceAll(yml, "cache_ttl: 1m", "cache_ttl: 0s")
 	}
-	cfg, errs := config.Parse("bench.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
-	require.False(b, errs.HasErrors(), "%v", errs)
 	// Metrics are wired as serve wires them: the providers, the server
 	// and the store (under the cache) report to one registry.
 	m := metrics.New()
-	comp, berrs := compiled.Compile(cfg, compiled.Options{Observer: m})
-	require.NotNil(b, comp, "%v", berrs)
-	reg := comp.Registry
+	comp, errs := compiled.Parse("bench.yaml", []byte(yml), compiled.Options{LookupEnv: func(string) (string, bool) { return "", false }, Observer: m})
+	require.NotNil(b, comp, "%v", errs)
+	cfg, reg := comp.Config, comp.Registry
 	b.Cleanup(reg.Close)
 
 	ctx := b.Context()

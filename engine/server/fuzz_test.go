@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/compiled"
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/server"
 )
 
@@ -51,12 +50,10 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	up := newFakeUpstream(t)
 	up.set("/api/projects/acme/items/1", 0, itemJSON)
 	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL)
-	cfg, errs := config.Parse("test.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
-	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(server.LogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger})
-	require.NotNil(t, comp, "%v", berrs)
-	reg := comp.Registry
+	comp, errs := compiled.Parse("test.yaml", []byte(yml), compiled.Options{LookupEnv: func(string) (string, bool) { return "", false }, Logger: logger})
+	require.NotNil(t, comp, "%v", errs)
+	cfg, reg := comp.Config, comp.Registry
 	h := &harness{t: t, up: up, reg: reg}
 	h.st = newMemoryStore()
 	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger})
