@@ -392,3 +392,73 @@ func providerOf(t *testing.T, e *reloadEnv, name string) *provider.Provider {
 	require.True(t, ok, name)
 	return p
 }
+
+// reloadOAuthProvider is an oauth2 provider for reloadEnv's file.
+const reloadOAuthProvider = `  - name: signin
+    upstream:
+      base_url: UP/signin
+      allow_private_networks: true
+      auth:
+        type: oauth2
+        oauth2:
+          authorize_url: UP/oauth/authorize
+          token_url: UP/oauth/token
+          client_id: app
+          client_secret: app-secret-0123456789
+          scopes: [SCOPE]
+        identity: {url: /user, key: 'string(identity.id)', name: identity.login}
+    patterns:
+      - name: page
+        regex: '^https://signin\.example\.com/pages/(?<id>\d{1,6})$'
+        samples: [https://signin.example.com/pages/1]
+        requests: [{name: page, url: "/pages/{id}"}]
+        attributes: [{id: title, kind: title, path: title}]
+`
+
+// TestReloadKeepsUpstreamOAuthClients checks that a reload keeps the
+// upstream OAuth client of an unchanged provider, whose state (refreshes
+// in flight, refresh tokens known to be spent) guards rotating refresh
+// tokens against being presented twice (TH-23), and builds a new one
+// for a changed provider.
+func TestReloadKeepsUpstreamOAuthClients(t *testing.T) {
+	t.Parallel()
+	e := newReloadEnv(t, "alpha=v1")
+	storage := filepath.Join(filepath.Dir(e.path), "unfurld.db")
+	withOAuth := func(scope string) {
+		e.write(storage, "alpha=v1")
+		f, err := os.OpenFile(e.path, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteString(e.repl.Replace(strings.ReplaceAll(reloadOAuthProvider, "SCOPE", scope)))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+
+	withOAuth("read")
+	code, r := e.reload()
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	first, ok := e.app.Connect.Upstream("signin")
+	require.True(t, ok)
+
+	withOAuth("read") // the same file again
+	code, r = e.reload()
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	assert.Empty(t, r.Changed)
+	same, ok := e.app.Connect.Upstream("signin")
+	require.True(t, ok)
+	assert.Same(t, first, same, "an unchanged provider keeps its client")
+
+	withOAuth("write")
+	code, r = e.reload()
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	assert.Equal(t, []string{"signin"}, r.Changed)
+	changed, ok := e.app.Connect.Upstream("signin")
+	require.True(t, ok)
+	assert.NotSame(t, first, changed, "a changed provider gets a new client")
+
+	e.write(storage, "alpha=v1")
+	code, r = e.reload()
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	assert.Equal(t, []string{"signin"}, r.Removed)
+	_, ok = e.app.Connect.Upstream("signin")
+	assert.False(t, ok, "a removed provider's client is dropped")
+}

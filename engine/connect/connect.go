@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -77,7 +78,7 @@ type Service struct {
 	now  func() time.Time
 	// upstreams holds the upstream OAuth client of each oauth2 provider
 	// by name; a reload replaces the map whole (SetProviders).
-	upstreams atomic.Pointer[map[string]*oauth.Upstream]
+	upstreams atomic.Pointer[map[string]upstreamClient]
 }
 
 // New builds the service and one upstream OAuth client per oauth2
@@ -100,7 +101,7 @@ func New(opts Options) (*Service, error) {
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	s := &Service{opts: opts, log: opts.Logger, now: opts.Now}
-	ups, err := s.build(opts.Registry.All())
+	ups, err := s.build(opts.Registry.All(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -108,33 +109,51 @@ func New(opts Options) (*Service, error) {
 	return s, nil
 }
 
-func (s *Service) build(ps []*provider.Provider) (map[string]*oauth.Upstream, error) {
-	ups := map[string]*oauth.Upstream{}
+// upstreamClient is the upstream OAuth client built for one compiled
+// provider.
+type upstreamClient struct {
+	p *provider.Provider
+	u *oauth.Upstream
+}
+
+// build makes the upstream OAuth clients of the oauth2 providers among
+// ps. A provider whose configuration is unchanged (the rule by which a
+// reload keeps its compiled instance, provider.Registry.Swap) keeps its
+// client from old, whose state must survive: the refreshes in flight it
+// merges and the refresh tokens it knows are spent.
+func (s *Service) build(ps []*provider.Provider, old map[string]upstreamClient) (map[string]upstreamClient, error) {
+	ups := map[string]upstreamClient{}
 	for _, p := range ps {
 		if p.AuthType() != config.AuthOAuth2 {
+			continue
+		}
+		if c, ok := old[p.Name]; ok && reflect.DeepEqual(c.p.Config, p.Config) {
+			ups[p.Name] = c
 			continue
 		}
 		u, err := NewUpstream(p, s.opts.PublicURL, s.opts.Now)
 		if err != nil {
 			return nil, err
 		}
-		ups[p.Name] = u
+		ups[p.Name] = upstreamClient{p: p, u: u}
 	}
 	return ups, nil
 }
 
 // SetProviders prepares the service for the providers a reload is about
-// to serve: it builds their upstream OAuth clients and adds them to the
-// ones in use, so a flow finds its client whether its request looked the
+// to serve: it builds the upstream OAuth clients of new and changed
+// providers (unchanged ones keep theirs) and adds them to the ones in
+// use, so a flow finds its client whether its request looked the
 // provider up before or after the registry's swap. Call the returned
 // function after the swap to drop the clients of removed providers.
 // Nothing changes when it returns an error.
 func (s *Service) SetProviders(ps []*provider.Provider) (prune func(), err error) {
-	next, err := s.build(ps)
+	cur := *s.upstreams.Load()
+	next, err := s.build(ps, cur)
 	if err != nil {
 		return nil, err
 	}
-	both := maps.Clone(*s.upstreams.Load())
+	both := maps.Clone(cur)
 	maps.Copy(both, next)
 	s.upstreams.Store(&both)
 	return func() { s.upstreams.Store(&next) }, nil
@@ -142,8 +161,8 @@ func (s *Service) SetProviders(ps []*provider.Provider) (prune func(), err error
 
 // upstream returns the upstream OAuth client of an oauth2 provider.
 func (s *Service) upstream(providerName string) (*oauth.Upstream, bool) {
-	u, ok := (*s.upstreams.Load())[providerName]
-	return u, ok
+	c, ok := (*s.upstreams.Load())[providerName]
+	return c.u, ok
 }
 
 // NewUpstream builds the upstream OAuth client of oauth2 provider p, whose
