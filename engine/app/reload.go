@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/unfurld/unfurld/engine/compiled"
@@ -82,10 +84,11 @@ func (a *App) reload() compiled.Report {
 		prune()
 		return compiled.Refused(config.Errors{{Pos: config.Pos{File: next.Config.File}, Msg: err.Error()}})
 	}
+	polled := pollPlan(a.reg)
 	ch := a.reg.Swap(next.Registry)
 	prune()
 	a.running = next.Config
-	if len(ch.Added)+len(ch.Changed)+len(ch.Removed) > 0 {
+	if !slices.Equal(polled, pollPlan(a.reg)) {
 		a.swapPoller(poller)
 	}
 	a.retire(ch.Retired)
@@ -106,6 +109,21 @@ func (a *App) retire(ps []*provider.Provider) {
 	time.AfterFunc(grace, func() { provider.CloseRetired(ps) })
 }
 
+// pollPlan lists what the poller is built from: each polled provider's
+// name, interval and hourly budget. Refreshes look providers up by name
+// in the shared registry, so a reload that leaves this list alone
+// leaves the poller running, with its schedules and budgets.
+func pollPlan(reg *provider.Registry) []string {
+	var out []string
+	for _, p := range reg.All() {
+		l := p.Config.Live
+		if l.IsEnabled() && l.PollInterval.D() > 0 {
+			out = append(out, fmt.Sprintf("%s %s %d", p.Name, l.PollInterval.D(), l.MaxRequestsPerHour))
+		}
+	}
+	return out
+}
+
 // newPoller builds a poller over reg with the running one's options. reg
 // is the registry every part shares; it is swapped in place, so the
 // poller's refreshes look providers up in the new set.
@@ -121,10 +139,11 @@ func (a *App) CurrentPoller() *live.Poller {
 	return a.Poller
 }
 
-// swapPoller makes p the poller and tells pollLoop to restart with it.
-// Polling schedules are per provider, and a fresh poller spreads its
-// first polls over each interval, so a reload does not fetch every
-// subscription at once. In-memory polling statistics start again.
+// swapPoller makes p the poller and tells pollLoop to restart with it,
+// when a reload changed which providers poll or how often. A fresh
+// poller spreads its first polls over each interval, so the restart
+// does not fetch every subscription at once; its hourly budgets and
+// in-memory statistics start again.
 func (a *App) swapPoller(p *live.Poller) {
 	a.pollerMu.Lock()
 	defer a.pollerMu.Unlock()

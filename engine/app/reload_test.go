@@ -462,3 +462,27 @@ func TestReloadKeepsUpstreamOAuthClients(t *testing.T) {
 	_, ok = e.app.Connect.Upstream("signin")
 	assert.False(t, ok, "a removed provider's client is dropped")
 }
+
+// TestReloadRestartsPollingOnlyWhenItChanges checks that a reload keeps
+// the running poller (its schedules and hourly budgets) unless the set
+// of polled providers changes, and that the new poller polls the new
+// set.
+func TestReloadRestartsPollingOnlyWhenItChanges(t *testing.T) {
+	t.Parallel()
+	e := newReloadEnv(t, "alpha=v1")
+	storage := filepath.Join(filepath.Dir(e.path), "unfurld.db")
+	first := e.app.CurrentPoller()
+	require.Equal(t, []string{"alpha"}, first.Providers())
+
+	e.write(storage, "alpha=v2")
+	code, r := e.reload()
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	require.Equal(t, []string{"alpha"}, r.Changed)
+	assert.Same(t, first, e.app.CurrentPoller(), "alpha changed, but not how it polls")
+
+	e.write(storage, "alpha=v2", "beta=b1")
+	code, r = e.reload()
+	require.Equal(t, http.StatusOK, code, "%+v", r)
+	assert.NotSame(t, first, e.app.CurrentPoller())
+	assert.Equal(t, []string{"alpha", "beta"}, e.app.CurrentPoller().Providers())
+}
