@@ -172,7 +172,7 @@ func (p *Provider) setDefaults() {
 		}
 		// So is the revocation endpoint, which receives the user's token.
 		if r := &u.Auth.OAuth2.Revocation; r.URL != "" {
-			setString(&r.Style, RevocationRFC7009)
+			fillDefault(&r.Style, "providers[].upstream.auth.oauth2.revocation.style")
 			if t, err := url.Parse(r.URL); err == nil && t.Host != "" && !slices.Contains(u.AllowedHosts, strings.ToLower(t.Host)) {
 				u.AllowedHosts = append(u.AllowedHosts, strings.ToLower(t.Host))
 			}
