@@ -185,7 +185,6 @@ func (p *Provider) setDefaults() {
 	}
 	for i := range u.Auth.APIKey.Fields {
 		f := &u.Auth.APIKey.Fields[i]
-		setString(&f.Type, FieldSecret)
 		setString(&f.Label, f.Name)
 	}
 	for i := range p.Patterns {
