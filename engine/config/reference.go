@@ -72,8 +72,8 @@ func Keys() []Key {
 		{Path: "server.log.format", Default: "text", Enum: []string{"text", "json"}, Doc: "`text` or `json`"},
 
 		{Path: "storage", Doc: "the embedded database"},
-		{Path: "storage.driver", Default: StorageBolt, Enum: []string{StorageBolt, StoragePostgres}, Doc: "`bolt`: one file on local disk, no setup; `postgres`: a PostgreSQL database named by `dsn`"},
-		{Path: "storage.dsn", DefaultDoc: "required with `postgres`", Doc: "the PostgreSQL connection string, e.g. `${DATABASE_URL}`; a secret (it may hold a password): give it through `${NAME}` or `dsn_file`"},
+		{Path: "storage.driver", Default: StorageBolt, Enum: []string{StorageBolt, StoragePostgres}, Doc: "`bolt`: one file on local disk, nothing to set up. `postgres`: a PostgreSQL database (see Operations, Moving to PostgreSQL)"},
+		{Path: "storage.dsn", DefaultDoc: "—", Doc: "with `driver: postgres`, required: the connection string, e.g. `${DATABASE_URL}` = `postgres://unfurld:PASSWORD@db:5432/unfurld?sslmode=verify-full`. A secret (it may hold the password): give it with `${NAME}` or `dsn_file: /run/secrets/dsn`; production mode refuses one written in the file. A `dsn` beside `driver: bolt` is an error, not ignored. The pool holds up to 4 connections (or one per CPU if more); add `pool_max_conns=N` to the DSN to change it"},
 		{Path: "storage.path", Default: "./data/unfurld.db", Doc: "the bbolt file; its directory also holds `dev-secrets.json` in development mode"},
 		{Path: "storage.lock_timeout", Default: "2s", Doc: "a second unfurld on the same file gives up after this with \"database is locked by another process\""},
 
@@ -96,8 +96,9 @@ func Keys() []Key {
 		{Path: "providers[].notion.integration_client_id", Doc: "the Notion integration's own OAuth client id, from its settings page"},
 		{Path: "providers[].notion.integration_client_secret", Doc: "the Notion integration's own OAuth client secret (must differ from `client_secret`)"},
 		{Path: "providers[].notion.scopes", Doc: "free-form scopes string typed into Notion"},
-		{Path: "providers[].notion.domain", DefaultDoc: "host of the first sample", Doc: "the Unfurl URL Domain"},
+		{Path: "providers[].notion.domain", DefaultDoc: "host of the first sample", Doc: "the Unfurl URL Domain; two providers whose domains overlap (equal, or one a subdomain of the other) are refused"},
 		{Path: "providers[].notion.subdomains", Default: "false", Doc: "also serve links on any subdomain of `notion.domain` (a host per customer, as `acme.pagerduty.com`); the patterns still decide what matches"},
+		{Path: "providers[].notion.shared_domain", Default: "false", Doc: "set on every provider of a domain to run several integrations on it (Jira and Confluence on one site do). Notion takes one domain per integration and does not document which of two on one domain answers a link, so their patterns must be disjoint: a sample that a pattern of the other provider also matches is refused"},
 		{Path: "providers[].notion.access_token_ttl", Default: "0s", Doc: "`0s`: the tokens we issue to Notion never expire (Notion's default); otherwise they expire and come with a rotating refresh token"},
 		{Path: "providers[].notion.refresh_grace", Default: "30s", Doc: "a rotated refresh token presented again within this window gets the same new pair (a retry); after it, the whole grant is revoked (replay)"},
 		{Path: "providers[].upstream", Doc: "how to call the service's API"},
@@ -150,7 +151,7 @@ func Keys() []Key {
 		{Path: "providers[].patterns[]", DefaultDoc: "at least one", Doc: "URL rules, tried in order (below)"},
 
 		{Path: "providers[].patterns[].name", DefaultDoc: "required", Doc: "rule name, unique in the provider"},
-		{Path: "providers[].patterns[].regex", DefaultDoc: "required", Doc: "Notion's syntax, `(?<group>...)` named groups, anchored"},
+		{Path: "providers[].patterns[].regex", DefaultDoc: "required", Doc: "Notion's syntax: `(?<group>...)` named groups (Go-only spellings such as `(?P<group>...)` or `(?i)` are refused), anchored with `^` and `$` (a warning otherwise)"},
 		{Path: "providers[].patterns[].samples", DefaultDoc: "at least one", Doc: "URLs that must match this pattern and no other"},
 		{Path: "providers[].patterns[].negative_samples", Doc: "URLs that must not match"},
 		{Path: "providers[].patterns[].requests[]", Doc: "the upstream calls, made in order; later ones read earlier responses by name"},
