@@ -2,6 +2,7 @@ package compiled_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -32,6 +33,11 @@ func TestRestartRequired(t *testing.T) {
 		}, want: []string{"server.log.level", "storage.path"}},
 		{name: "secret named, not shown", edit: func(c *config.Config) { c.Server.SecretKeys = "k2:new" }, want: []string{"server.secret_keys"}},
 		{name: "list", edit: func(c *config.Config) { c.Notion.RedirectURIs = []string{"https://example.com/cb"} }, want: []string{"notion.redirect_uris"}},
+		{name: "every section but providers", edit: func(c *config.Config) { c.Canary.Baseline = "canary.json" }, want: []string{"canary.baseline"}},
+		{name: "a provider's canary schedule", edit: func(c *config.Config) {
+			c.Providers[0].Canary.Interval = config.Duration(time.Hour)
+			c.Providers = append(c.Providers, config.Provider{Name: "b", Canary: config.ProviderCanary{Interval: config.Duration(time.Hour)}})
+		}, want: []string{"providers.a.canary.interval", "providers.b.canary.interval"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
