@@ -71,6 +71,15 @@ func (g *schemaGen) value(t reflect.Type, path string) map[string]any {
 	case t.Kind() == reflect.Slice && isRecord(t.Elem()):
 		item := g.object(t.Elem(), path+"[]")
 		if path == "providers" {
+			// Not Provider fields: the loader reads them before decoding
+			// (variant.go), so the table of keys does not list them.
+			props := item["properties"].(map[string]any)
+			props["variant"] = map[string]any{"type": "string", "description": "with `include`: the variant of the included file to use (`builtin:NAME-VARIANT` names one too)"}
+			props[variantsKey] = map[string]any{
+				"type":                 "object",
+				"description":          "in a provider file: named variants, each the few keys that differ, laid over the file when an include names it",
+				"additionalProperties": map[string]any{"$ref": "#/$defs/provider"},
+			}
 			g.provider = item
 			item = map[string]any{"$ref": "#/$defs/provider"}
 		}
@@ -79,6 +88,14 @@ func (g *schemaGen) value(t reflect.Type, path string) map[string]any {
 		s = g.object(t, path)
 	default:
 		s = scalarSchema(t)
+	}
+	// An empty value (`key:`, or null) leaves a key unset, and a variant
+	// removes a key of its base with null: null is valid everywhere.
+	switch ty := s["type"].(type) {
+	case string:
+		s["type"] = []string{ty, "null"}
+	case []string:
+		s["type"] = append(ty, "null")
 	}
 	k, ok := g.keys[path]
 	if !ok {
@@ -93,7 +110,7 @@ func (g *schemaGen) value(t reflect.Type, path string) map[string]any {
 		}
 	}
 	if len(k.Enum) > 0 {
-		s["anyOf"] = []any{map[string]any{"enum": k.Enum}, map[string]any{"type": "string", "pattern": envPattern}}
+		s["anyOf"] = []any{map[string]any{"enum": k.Enum}, map[string]any{"type": "string", "pattern": envPattern}, map[string]any{"type": "null"}}
 	}
 	return s
 }
