@@ -68,6 +68,7 @@ func Keys() []Key {
 		{Path: "server.lab", Doc: "the lab page (`/lab`), where an operator pastes a URL and sees the preview"},
 		{Path: "server.lab.enabled", Default: "false", Doc: "serves the lab page `/lab` in production mode, where every run needs `admin_token` (required then); in development mode the page is always on, without a token"},
 		{Path: "server.admin_listen", DefaultDoc: "none", Doc: "a second address, e.g. `127.0.0.1:9091`, that serves `/metrics`, the `/admin/…` routes and `/healthz` instead of `listen`, so Prometheus scrapes a port the internet does not reach; must differ from `listen`. The `/admin/…` routes still need the admin token there: they name links and connections, and can disconnect one"},
+		{Path: "server.admin_url", DefaultDoc: "none", Doc: "where `unfurld status` reaches the running server's admin API while the server holds the store, e.g. `http://127.0.0.1:8080` (or the `admin_listen` port) or `https://unfurl.example.com`; plain http only to loopback (`--server` wins)"},
 		{Path: "server.metrics", Doc: "the Prometheus metrics at `/metrics`"},
 		{Path: "server.metrics.enabled", Default: "true", Doc: "serve `GET /metrics`"},
 		{Path: "server.metrics.require_token", Default: "true", Doc: "ask for `admin_token` as a bearer on `/metrics`; `false` is refused in production unless `admin_listen` is set (it would publish every provider's traffic)"},
