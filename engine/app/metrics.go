@@ -57,14 +57,14 @@ func (a *App) liveSource() metrics.LiveSource {
 	return metrics.LiveSource{
 		Subscriptions: func() map[string]int {
 			out := map[string]int{}
-			for p, s := range a.Poller.Stats() {
+			for p, s := range a.CurrentPoller().Stats() {
 				out[p] = s.Subscriptions
 			}
 			return out
 		},
 		Budget: func() map[string]float64 {
 			out := map[string]float64{}
-			for p, s := range a.Poller.Stats() {
+			for p, s := range a.CurrentPoller().Stats() {
 				if s.Budgeted {
 					out[p] = max(s.BudgetLeft, 0)
 				}
@@ -73,7 +73,7 @@ func (a *App) liveSource() metrics.LiveSource {
 		},
 		RateLimit: func() map[string]float64 {
 			out := map[string]float64{}
-			for p, s := range a.Poller.Stats() {
+			for p, s := range a.CurrentPoller().Stats() {
 				if s.RateLimitKnown {
 					out[p] = float64(s.RateLimitRemaining)
 				}
