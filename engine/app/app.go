@@ -200,6 +200,19 @@ func newCanaries(cfg *config.Config, opts Options) (*canary.Scheduler, error) {
 		Registry: opts.Registry, Logger: opts.Logger, Clock: clock, Timeout: cfg.Server.UnfurlTimeout.D(),
 	})
 	sopts := canary.SchedulerOptions{Runner: runner, Registry: opts.Registry, Clock: clock}
+	if m := opts.Metrics; m != nil {
+		// Every scheduled run replaces the gauges of the providers it ran;
+		// a skipped provider (no canary credential) keeps none.
+		sopts.OnRun = func(r *canary.Report) {
+			for _, p := range r.Providers {
+				if p.Skipped != "" {
+					continue
+				}
+				ok, changed, failed := p.Counts()
+				m.Canary(p.Provider, ok, changed, failed, p.At)
+			}
+		}
+	}
 	scheduled := false
 	for _, p := range opts.Registry.All() {
 		scheduled = scheduled || p.Config.Canary.Interval > 0

@@ -17,6 +17,7 @@ import (
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/canary"
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
 	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
@@ -51,7 +52,7 @@ func (c *stepClock) After(d time.Duration) <-chan time.Time {
 // canaryApp builds the flow config with canaries every 24h and a canary
 // credential for the oauth2 provider; baseline, when set, is the
 // canary.baseline value.
-func canaryApp(t *testing.T, baseline string) (*app.App, *stepClock, *fakeService, *syncBuffer, error) {
+func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, *stepClock, *fakeService, *syncBuffer, error) {
 	t.Helper()
 	up := newFakeService(t)
 	up.setItem("1", `{"title":"Fix the flux capacitor","state":"open"}`)
@@ -78,8 +79,30 @@ func canaryApp(t *testing.T, baseline string) (*app.App, *stepClock, *fakeServic
 	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger, Now: clock.Now})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
 	t.Cleanup(reg.Close)
-	a, err := app.New(app.Options{Config: cfg, Registry: reg, Store: memory.New(), Logger: logger, Now: clock.Now, Clock: clock})
+	opts := app.Options{Config: cfg, Registry: reg, Store: memory.New(), Logger: logger, Now: clock.Now, Clock: clock}
+	if len(m) > 0 {
+		opts.Metrics = m[0]
+	}
+	a, err := app.New(opts)
 	return a, clock, up, logs, err
+}
+
+// TestCanaryMetrics: a scheduled run sets the canary gauges of the
+// providers it ran, and none for one it skipped.
+func TestCanaryMetrics(t *testing.T) {
+	m := metrics.New()
+	a, clock, _, _, err := canaryApp(t, "", m)
+	require.NoError(t, err)
+	clock.After(canary.FirstRunDelay)
+	a.Canary.RunDue(t.Context())
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	assert.Contains(t, body, `unfurld_canary_samples{provider="tracker",verdict="ok"} 1`)
+	assert.Contains(t, body, `unfurld_canary_samples{provider="tracker",verdict="failed"} 0`)
+	assert.Contains(t, body, `unfurld_canary_last_run_timestamp_seconds{provider="tracker"}`)
+	assert.NotContains(t, body, `unfurld_canary_samples{provider="keyed"`, "a skipped provider has no gauges")
 }
 
 // TestCanaryInAdminStatus: serve's scheduled canaries run with the

@@ -39,6 +39,10 @@ type Metrics struct {
 	patches    *curried[[2]string, prometheus.Counter]
 	storeOps   *curried[string, storeSeries]
 	scrapeLive *liveCollector
+	// canarySamples and canaryRun hold the last scheduled canary run per
+	// provider (engine/canary): gauges, since a run replaces the last.
+	canarySamples *prometheus.GaugeVec
+	canaryRun     *prometheus.GaugeVec
 }
 
 type unfurlKey struct{ provider, pattern, outcome, cache string }
@@ -152,7 +156,23 @@ func New() *Metrics {
 	})
 	m.scrapeLive = newLiveCollector()
 	reg.MustRegister(m.scrapeLive)
+	m.canarySamples = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "canary", Name: "samples",
+		Help: "Sample URLs of the last scheduled canary run, by provider and verdict (ok, changed, failed)."}, []string{"provider", "verdict"})
+	m.canaryRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "canary", Name: "last_run_timestamp_seconds",
+		Help: "When the last scheduled canary run of a provider finished, as a Unix time."}, []string{"provider"})
+	reg.MustRegister(m.canarySamples, m.canaryRun)
 	return m
+}
+
+// Canary records one provider's part of a scheduled canary run: how
+// many of its samples still map as the baseline has them (ok), answer
+// differently (changed) or got no usable answer (failed). A run is rare
+// (hours apart), so the label lookups need no currying.
+func (m *Metrics) Canary(provider string, ok, changed, failed int, at time.Time) {
+	m.canarySamples.WithLabelValues(provider, "ok").Set(float64(ok))
+	m.canarySamples.WithLabelValues(provider, "changed").Set(float64(changed))
+	m.canarySamples.WithLabelValues(provider, "failed").Set(float64(failed))
+	m.canaryRun.WithLabelValues(provider).Set(float64(at.Unix()))
 }
 
 // Registry returns the registry, for tests and for linting.

@@ -30,6 +30,7 @@ func feed(m *metrics.Metrics) {
 	m.Webhook("github", "accepted")
 	m.Refresh("github", "poll", "not_modified")
 	m.Patch("github", "delivered")
+	m.Canary("github", 3, 1, 0, time.Unix(1_800_000_000, 0))
 	m.StoreOp("GetToken", time.Millisecond, false)
 	m.StoreOp("PutSubscriptions", time.Millisecond, true)
 	m.SetLive(metrics.LiveSource{
@@ -69,6 +70,9 @@ func TestSeries(t *testing.T) {
 		{"outbox", `unfurld_live_outbox_items{provider="github"}`, 2},
 		{"outbox age", `unfurld_live_outbox_oldest_age_seconds{provider="github"}`, 60},
 		{"budget", `unfurld_live_poll_budget_remaining{provider="github"}`, 12.5},
+		{"canary ok", `unfurld_canary_samples{provider="github",verdict="ok"}`, 3},
+		{"canary changed", `unfurld_canary_samples{provider="github",verdict="changed"}`, 1},
+		{"canary failed", `unfurld_canary_samples{provider="github",verdict="failed"}`, 0},
 	}
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
