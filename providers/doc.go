@@ -1,6 +1,6 @@
 // Package providers ships unfurld's ready-made provider definitions: one
 // YAML file per upstream service, with its variants (Names lists them;
-// `unfurld providers` and the README's table describe each), embedded in
+// `unfurld providers` and docs/providers.md describe each), embedded in
 // the binary and loaded with `include: builtin:NAME`.
 //
 // Sign-in: github uses one service-wide token (auth none), so it starts

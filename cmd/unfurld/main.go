@@ -188,7 +188,7 @@ each one unfurls and how its users sign in. Needs no configuration.`,
 		{
 			name: "schema", summary: "print the JSON Schema of the configuration, for editors",
 			description: `Prints the JSON Schema of the configuration file, generated from the same table
-as the README's configuration reference; docs/unfurld.schema.json is its
+as the configuration reference (docs/configuration.md); docs/unfurld.schema.json is its
 output. Point an editor at it with a first line such as
   # yaml-language-server: $schema=docs/unfurld.schema.json`,
 			example: "unfurld schema > docs/unfurld.schema.json",

@@ -5,7 +5,7 @@ import (
 )
 
 // schemaCmd prints the JSON Schema of the configuration file, generated
-// from the same table as the README's configuration reference. Editors
+// from the same table as the configuration reference (docs/configuration.md). Editors
 // use it through a modeline at the top of a config file:
 //
 //	# yaml-language-server: $schema=docs/unfurld.schema.json

@@ -40,7 +40,7 @@ func serve(ctx context.Context, args []string, e env) int {
 	defer signal.Stop(hup)
 	// The live heap is small (a few MiB) and the request path allocates
 	// per request, so the default GC target collects very often; a higher
-	// one roughly halved p99 overhead in the load test (README,
+	// one roughly halved p99 overhead in the load test (docs/operations.md,
 	// Performance). GOGC in the environment still wins.
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(400)

@@ -117,7 +117,7 @@ func New(opts Options) (*App, error) {
 		if src, ok := cfg.Sources["server.secret_keys"]; ok && src.Kind == config.SourceEnv {
 			set = "the environment variable " + src.Env + " it reads is empty"
 		}
-		return nil, fmt.Errorf("server.secret_keys is empty: %s (see README, Operations)", set)
+		return nil, fmt.Errorf("server.secret_keys is empty: %s (see docs/operations.md#sealing-keys)", set)
 	}
 	// The same checks `unfurld validate` runs (compiled.Check); here they can only
 	// fail on what changed since: secrets generated in development mode.

@@ -1,7 +1,7 @@
 package config
 
 // This file is the schema of unfurld's YAML file. Every field carries the
-// comment a user reads in the README's config reference: what it does, its
+// comment a user reads in the configuration reference (docs/configuration.md): what it does, its
 // default and an example. Structs stay plain (no custom unmarshalers on
 // structs) so that the loader can check unknown keys against the yaml tags
 // and report each problem with its file:line:col (see load.go).

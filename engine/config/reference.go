@@ -11,7 +11,7 @@ import (
 
 // Key documents one configuration key. Keys is the one table of
 // unfurld's settings: SetDefaults takes the defaults from it, the
-// README's configuration reference is generated from it (Reference), and
+// configuration reference, docs/configuration.md, is generated from it (Reference), and
 // so is the JSON Schema editors use (Schema). A test checks that it names
 // every yaml key of Config and nothing else.
 type Key struct {
@@ -60,7 +60,7 @@ func Keys() []Key {
 		{Path: "server.unfurl_body_limit", Default: "64KiB", Doc: "body cap of the unfurl route (413 above it)"},
 		{Path: "server.unfurl_timeout", Default: "8s", Doc: "whole budget for one unfurl; past it Notion gets a \"try later\" error operation"},
 		{Path: "server.unfurl_error_status", Default: "200", Doc: "HTTP status carrying error operations (Notion reads bodies of 200s for sure)"},
-		{Path: "server.trusted_proxies", DefaultDoc: "none", Doc: "IP ranges (`127.0.0.1/32`, `10.0.0.0/8`, or one address) of your reverse proxies; only from them is `X-Forwarded-For` believed, for rate limits and logs (see Operations, Behind a proxy)"},
+		{Path: "server.trusted_proxies", DefaultDoc: "none", Doc: "IP ranges (`127.0.0.1/32`, `10.0.0.0/8`, or one address) of your reverse proxies; only from them is `X-Forwarded-For` believed, for rate limits and logs (see docs/operations.md#behind-a-proxy)"},
 		{Path: "server.max_connections", Default: "1024", Doc: "open client connections at once; more wait until one closes, so idle connections cannot use up the process's file descriptors"},
 		{Path: "server.max_concurrent_upstream", Default: "256", Doc: "upstream requests in flight across providers; beyond it unfurls get a fast 503 error operation"},
 		{Path: "server.secret_keys", DefaultDoc: "generated in development; required in production", Doc: "sealing keys for stored credentials: `id:base64key[,id:base64key...]`, 32-byte keys, the first seals and all open (rotation). Usually `${UNFURLD_SECRET_KEYS}`"},
@@ -77,7 +77,7 @@ func Keys() []Key {
 		{Path: "server.log.format", Default: "text", Enum: []string{"text", "json"}, Doc: "`text` or `json`"},
 
 		{Path: "storage", Doc: "the embedded database"},
-		{Path: "storage.driver", Default: StorageBolt, Enum: []string{StorageBolt, StoragePostgres}, Doc: "`bolt`: one file on local disk, nothing to set up. `postgres`: a PostgreSQL database (see Operations, Moving to PostgreSQL)"},
+		{Path: "storage.driver", Default: StorageBolt, Enum: []string{StorageBolt, StoragePostgres}, Doc: "`bolt`: one file on local disk, nothing to set up. `postgres`: a PostgreSQL database (see docs/operations.md#moving-to-postgresql)"},
 		{Path: "storage.dsn", DefaultDoc: "—", Doc: "with `driver: postgres`, required: the connection string, e.g. `${DATABASE_URL}` = `postgres://unfurld:PASSWORD@db:5432/unfurld?sslmode=verify-full`. A secret (it may hold the password): give it with `${NAME}` or `dsn_file: /run/secrets/dsn`; production mode refuses one written in the file. A `dsn` beside `driver: bolt` is an error, not ignored. The pool holds up to 4 connections (or one per CPU if more); add `pool_max_conns=N` to the DSN to change it"},
 		{Path: "storage.path", Default: "./data/unfurld.db", Doc: "the bbolt file; its directory also holds `dev-secrets.json` in development mode"},
 		{Path: "storage.lock_timeout", Default: "2s", Doc: "a second unfurld on the same file gives up after this with \"database is locked by another process\""},
@@ -90,7 +90,7 @@ func Keys() []Key {
 		{Path: "notion.redirect_uris", Default: "[https://notion.so/externalIntegrationAuthCallback, notion.so/externalIntegrationAuthCallback, https://www.notion.so/externalintegrationauthcallback, https://notion.so/externalintegrationauthcallback, https://www.notion.so/externalIntegrationAuthCallback]", DefaultDoc: "Notion's documented spellings", Doc: "exact-match allowlist for the authorize URL's `redirect_uri`"},
 
 		{Path: "canary", Doc: "the canaries `serve` runs on a schedule (see Canaries)"},
-		{Path: "canary.interval", Default: "0s", DefaultDoc: "`0s` (off)", Doc: "how often `serve` runs every provider's [canaries](#canaries); at least `5m`"},
+		{Path: "canary.interval", Default: "0s", DefaultDoc: "`0s` (off)", Doc: "how often `serve` runs every provider's [canaries](authoring.md#canaries); at least `5m`"},
 		{Path: "canary.baseline", Doc: "the file `unfurld canary --record` wrote, relative to the YAML file; scheduled runs and `unfurld canary` compare with it. A server with canaries scheduled refuses to start when it cannot be read"},
 
 		{Path: "providers[]", Doc: "the upstream services this deployment unfurls: a whole provider, or `include: PATH` (a file holding one provider, relative to the including file) or `include: builtin:NAME` (see Built-in providers)"},
@@ -149,13 +149,13 @@ func Keys() []Key {
 		{Path: "providers[].upstream.auth.identity.body", Doc: "its JSON body written as YAML (GraphQL: a query)"},
 		{Path: "providers[].upstream.auth.identity.key", DefaultDoc: "required with `url`", Doc: "expression over the response, named `identity`, giving a stable account id, never a secret (`'\"github:\" + string(identity.id)'`)"},
 		{Path: "providers[].upstream.auth.identity.name", DefaultDoc: "required with `url`", Doc: "expression giving display text (`identity.login`)"},
-		{Path: "providers[].upstream.auth.value", DefaultDoc: "`<prefix> <credential>`", Doc: "an [expression](#expressions) giving the whole header value, over `credential.<field>` (or `credential.token` for a single key or token), `secrets.<name>` and the helpers, e.g. `'\"Basic \" + base64(credential.email + \":\" + credential.token)'`. A key stored before `fields` were added is still sent as `<prefix> <key>`. A failing expression sends nothing and its error never quotes the credential"},
+		{Path: "providers[].upstream.auth.value", DefaultDoc: "`<prefix> <credential>`", Doc: "an [expression](expressions.md#expressions) giving the whole header value, over `credential.<field>` (or `credential.token` for a single key or token), `secrets.<name>` and the helpers, e.g. `'\"Basic \" + base64(credential.email + \":\" + credential.token)'`. A key stored before `fields` were added is still sent as `<prefix> <key>`. A failing expression sends nothing and its error never quotes the credential"},
 		{Path: "providers[].upstream.auth.secrets", Doc: "operator secrets only `value` reads, as `secrets.<name>`: `{app_key: \"${TRELLO_APP_KEY}\"}` (or `app_key_file: /run/secrets/…`); never logged, refused as literals in production"},
 		{Path: "providers[].canary", Doc: "this provider's canaries"},
 		{Path: "providers[].canary.interval", DefaultDoc: "top-level `canary.interval`", Doc: "this provider's canary schedule; `0s` turns it off"},
 		{Path: "providers[].canary.credential", Doc: "upstream credential canaries run with (usually `${NAME}`); required for `oauth2` and `api_key` providers to run theirs"},
 		{Path: "providers[].canary.credential_fields", Doc: "instead of `credential`, for a key form of several fields: one value per field name, e.g. `{email: ops@example.com, token: \"${JIRA_CANARY_TOKEN}\"}`"},
-		{Path: "providers[].errors", Doc: "messages of error operations (see [Routes](#routes))"},
+		{Path: "providers[].errors", Doc: "messages of error operations (see [Routes](notion-setup.md#routes))"},
 		{Path: "providers[].errors.not_found", Default: defaultNotFoundMessage, Doc: "upstream 404, or no pattern matches"},
 		{Path: "providers[].errors.reconnect", Default: defaultReconnectMessage, Doc: "upstream 401/403"},
 		{Path: "providers[].errors.try_later", Default: defaultTryLaterMessage, Doc: "429, 5xx, timeouts and overload"},
@@ -188,7 +188,7 @@ func Keys() []Key {
 		{Path: "providers[].patterns[].attributes[].section", DefaultDoc: "by kind", Enum: sections(), Doc: "where Notion shows it: `title`, `identifier`, `primary`, `secondary`, `body`, `background`, `entity`, `avatar`, `embed`. Default by kind: title→`title`, plain_text→`secondary`, enum/date/datetime/relation→`primary`, color→`background`, image→`avatar`, other embeds→`embed`. A pair outside Notion's table is a warning"},
 		{Path: "providers[].patterns[].attributes[].path", Doc: "gjson path into the response named by `from`; exactly one of `path`, `expr`, `value`"},
 		{Path: "providers[].patterns[].attributes[].from", DefaultDoc: "the first request", Doc: "the response `path` reads"},
-		{Path: "providers[].patterns[].attributes[].expr", Doc: "an expression (see Expressions)"},
+		{Path: "providers[].patterns[].attributes[].expr", Doc: "an expression (see docs/expressions.md#expressions)"},
 		{Path: "providers[].patterns[].attributes[].value", Doc: "literal text with `$<group>` placeholders"},
 		{Path: "providers[].patterns[].attributes[].color", Doc: "enum only: an expression giving `#rrggbb`"},
 		{Path: "providers[].patterns[].attributes[].colors", Doc: "enum only: value → `#rrggbb`"},
@@ -215,7 +215,7 @@ func isRecord(t reflect.Type) bool {
 	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]())
 }
 
-// referenceBlock is one table of the README's configuration reference.
+// referenceBlock is one table of the configuration reference (docs/configuration.md).
 type referenceBlock struct {
 	// prefix selects the keys; base is cut from their paths for display.
 	prefix, base string
@@ -223,7 +223,7 @@ type referenceBlock struct {
 	exclude []string
 }
 
-// referenceBlocks are the README's tables by name.
+// referenceBlocks are the tables of docs/configuration.md by name.
 func referenceBlocks() map[string]referenceBlock {
 	return map[string]referenceBlock{
 		"server":                              {prefix: "server.", base: "server."},
@@ -237,7 +237,7 @@ func referenceBlocks() map[string]referenceBlock {
 	}
 }
 
-// Reference renders the README table called name (a key such as
+// Reference renders the docs/configuration.md table called name (a key such as
 // "server" or "providers[].live") from Keys: one row per key that holds
 // a value or a list, with its default and meaning. ok is false for an
 // unknown name.

@@ -49,7 +49,7 @@ func TestKeysDefaultsDecode(t *testing.T) {
 			t.Parallel()
 			assert.NotEmpty(t, k.Doc)
 			for _, s := range []string{k.Doc, k.DefaultDoc} {
-				assert.NotContains(t, s, "|", "a | would split the README table")
+				assert.NotContains(t, s, "|", "a | would split the docs/configuration.md table")
 				assert.NotContains(t, s, "\n")
 			}
 			if k.Default == "" {
@@ -70,15 +70,15 @@ func TestKeysDefaultsDecode(t *testing.T) {
 	}
 }
 
-// readmeBlock matches one generated table of the README.
+// readmeBlock matches one generated table of docs/configuration.md.
 var readmeBlock = regexp.MustCompile(`(?s)(<!-- config-reference ([^ ]+) -->\n)(.*?)(<!-- /config-reference -->)`)
 
-// TestReadmeReference checks that the README's configuration reference
+// TestReadmeReference checks that docs/configuration.md, the configuration reference,
 // is the one Reference generates from Keys; `go test -update` rewrites
 // it.
 func TestReadmeReference(t *testing.T) {
 	t.Parallel()
-	const readme = "../../README.md"
+	const readme = "../../docs/configuration.md"
 	data, err := os.ReadFile(readme)
 	require.NoError(t, err)
 	seen := map[string]bool{}
@@ -90,10 +90,10 @@ func TestReadmeReference(t *testing.T) {
 		return sm[1] + table + sm[4]
 	})
 	for name := range referenceBlocks() {
-		assert.True(t, seen[name], "the README has no block %q", name)
+		assert.True(t, seen[name], "docs/configuration.md has no block %q", name)
 	}
 	if *update {
 		require.NoError(t, os.WriteFile(readme, []byte(got), 0o644))
 	}
-	assert.Equal(t, got, string(data), "README configuration reference drifted from config.Keys; run go test ./engine/config -update")
+	assert.Equal(t, got, string(data), "docs/configuration.md drifted from config.Keys; run go test ./engine/config -update")
 }

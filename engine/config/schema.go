@@ -32,7 +32,7 @@ func Schema() []byte {
 	root := g.object(reflect.TypeFor[Config](), "")
 	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	root["title"] = "unfurld configuration"
-	root["description"] = "An unfurld configuration file. Every key is described in the README's configuration reference."
+	root["description"] = "An unfurld configuration file. Every key is described in docs/configuration.md, the configuration reference."
 	root["$defs"] = map[string]any{"provider": g.provider}
 	out, _ := json.MarshalIndent(root, "", "  ") // maps and strings only: cannot fail
 	return append(out, '\n')

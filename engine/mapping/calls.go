@@ -10,9 +10,9 @@ import (
 	"github.com/expr-lang/expr/file"
 )
 
-// expressionsDoc is where the README lists the functions and what they
+// expressionsDoc is where docs/expressions.md lists the functions and what they
 // take.
-const expressionsDoc = "README.md#expressions"
+const expressionsDoc = "docs/expressions.md#expressions"
 
 // param is one parameter of a function, as the user reads it.
 type param struct {

@@ -146,24 +146,24 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name: "type error inside a rewritten argument",
 			src:  `upper("a" + upper(1))`, pos: plain,
-			want: "config.yaml:31:33: " + testPath + ": upper takes (s string), got (int) (see README.md#expressions)",
+			want: "config.yaml:31:33: " + testPath + ": upper takes (s string), got (int) (see docs/expressions.md#expressions)",
 		},
 		{
 			name: "wrong argument count",
 			src:  `truncate(issue.title)`, pos: plain,
-			want: "config.yaml:31:15: " + testPath + ": truncate takes (s string, n int), got (any) (see README.md#expressions)",
+			want: "config.yaml:31:15: " + testPath + ": truncate takes (s string, n int), got (any) (see docs/expressions.md#expressions)",
 		},
 		{
 			name: "float length",
 			src:  `truncate(issue.title, 2.5)`, pos: plain,
-			want: "config.yaml:31:37: " + testPath + ": truncate takes (s string, n int), got (any, float) (see README.md#expressions)",
+			want: "config.yaml:31:37: " + testPath + ": truncate takes (s string, n int), got (any, float) (see docs/expressions.md#expressions)",
 		},
 		{
 			// expr tried the three-argument overload last and said "not
 			// enough arguments".
 			name: "swapped arguments",
 			src:  `pluralize("many", 3)`, pos: plain,
-			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (string, int); are the two arguments swapped? (see README.md#expressions)`,
+			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (string, int); are the two arguments swapped? (see docs/expressions.md#expressions)`,
 		},
 		{
 			// The helpers' Go parameters are any, so expr's checker passes
@@ -171,37 +171,37 @@ func TestCompileErrors(t *testing.T) {
 			// unfurl.
 			name: "string where a helper wants a number",
 			src:  `pluralize(groups.number, "x")`, pos: plain,
-			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (string, string) (see README.md#expressions)`,
+			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (string, string) (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "swapped arguments of unknown and known type",
 			src:  `"#" + pluralize("comment", issue.comments)`, pos: plain,
-			want: "config.yaml:31:21: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (string, any); are the two arguments swapped? (see README.md#expressions)`,
+			want: "config.yaml:31:21: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (string, any); are the two arguments swapped? (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "too many arguments",
 			src:  `pluralize(issue.comments, "comment", "comments", "x")`, pos: plain,
-			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (any, string, string, string) (see README.md#expressions)`,
+			want: "config.yaml:31:15: " + testPath + `: pluralize takes (n number, singular string[, plural string]), got (any, string, string, string) (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "swapped arguments with a list",
 			src:  `join(", ", map(issue.labels, .name))`, pos: plain,
-			want: "config.yaml:31:26: " + testPath + `: join takes (list list[, sep string]), got (string, list); are the two arguments swapped? (see README.md#expressions)`,
+			want: "config.yaml:31:26: " + testPath + `: join takes (list list[, sep string]), got (string, list); are the two arguments swapped? (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "predicate builtin without its predicate",
 			src:  `map(issue.labels)`, pos: plain,
-			want: "config.yaml:31:31: " + testPath + `: map takes (list list, predicate any) (see README.md#expressions)`,
+			want: "config.yaml:31:31: " + testPath + `: map takes (list list, predicate any) (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "builtin with a wrong type",
 			src:  `trim(1)`, pos: plain,
-			want: "config.yaml:31:15: " + testPath + `: trim takes (s string[, chars string]), got (int) (see README.md#expressions)`,
+			want: "config.yaml:31:15: " + testPath + `: trim takes (s string[, chars string]), got (int) (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "builtin with a wrong count",
 			src:  `"n=" + string(len(issue.labels, 2))`, pos: plain,
-			want: "config.yaml:31:29: " + testPath + `: len takes (v any), got (any, int) (see README.md#expressions)`,
+			want: "config.yaml:31:29: " + testPath + `: len takes (v any), got (any, int) (see docs/expressions.md#expressions)`,
 		},
 		{
 			name: "unknown group without suggestion",

@@ -14,7 +14,7 @@ import (
 	"github.com/unfurld/unfurld/engine/provider"
 )
 
-// optionalConfig is the README's ticket-and-owner provider: the owner
+// optionalConfig is docs/configuration.md's ticket-and-owner provider: the owner
 // lookup reads the ticket's owner_id and is optional, the team lookup
 // reads the owner and is optional too, and the project lookup is required.
 const optionalConfig = `

@@ -336,7 +336,7 @@ func (p *Provider) run(ctx context.Context, m *Match, cred Credential, opts Unfu
 			switch {
 			case rp.optional && uerr.missing != "":
 				// An optional request reading a null field (an
-				// unassigned issue's assignee) is skipped, as the README
+				// unassigned issue's assignee) is skipped, as docs/configuration.md
 				// promises: its attributes come out missing. An unsafe
 				// value (TH-29) still fails below.
 				if skipped == nil {

@@ -7,7 +7,8 @@ import (
 )
 
 // DocsURL is where the home page and the start banner send people for
-// documentation: the project's README.
+// documentation: the project's README, the landing page that links
+// every page of docs/.
 const DocsURL = "https://github.com/unfurld/unfurld#readme"
 
 // homeHandler answers GET / with a small page naming the providers and

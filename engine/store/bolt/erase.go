@@ -50,7 +50,7 @@ import (
 // completes within seconds of the last old reader closing. Deletions in a
 // burst are coalesced: one pass covers all that committed before it.
 // Bytes below the file (filesystem snapshots, copy-on-write filesystems,
-// SSD wear levelling, backups) are out of reach; README says so.
+// SSD wear levelling, backups) are out of reach; docs/operations.md says so.
 
 // Erase tuning.
 const (
