@@ -5,21 +5,19 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // citedSection matches a documentation section a message points the user
-// at: README.md#expressions, docs/protocol.md#92-syntax.
-var citedSection = regexp.MustCompile(`\b(docs/[a-z]+\.md|README\.md)#([a-z0-9_-]+)`)
+// at: docs/expressions.md#expressions, docs/protocol.md#92-syntax.
+var citedSection = regexp.MustCompile(`\b(docs/[a-z-]+\.md|README\.md)#([a-z0-9_-]+)`)
 
 // TestCitedSectionsExist: every section a message of the non-test Go code
 // cites is a heading of that file, so a renamed heading cannot leave
@@ -57,7 +55,7 @@ func TestCitedSectionsExist(t *testing.T) {
 				cited++
 				doc := m[1]
 				if anchors[doc] == nil {
-					anchors[doc] = headings(t, filepath.Join(root, doc))
+					anchors[doc] = markdownAnchors(t, filepath.Join(root, doc))
 				}
 				assert.True(t, anchors[doc][m[2]], "%s: %s has no heading for #%s", fset.Position(lit.Pos()), doc, m[2])
 			}
@@ -67,31 +65,4 @@ func TestCitedSectionsExist(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Positive(t, cited)
-}
-
-// headings returns the anchors of a Markdown file's headings, made as
-// GitHub makes them: lower case, spaces to '-', other punctuation
-// dropped ("### 9.2 Syntax" is #92-syntax).
-func headings(t *testing.T, path string) map[string]bool {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	out := map[string]bool{}
-	for _, line := range strings.Split(string(data), "\n") {
-		text, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
-		if !ok || !strings.HasPrefix(line, "#") {
-			continue
-		}
-		var b strings.Builder
-		for _, r := range strings.ToLower(strings.TrimSpace(text)) {
-			switch {
-			case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-':
-				b.WriteRune(r)
-			case r == ' ':
-				b.WriteByte('-')
-			}
-		}
-		out[b.String()] = true
-	}
-	return out
 }
