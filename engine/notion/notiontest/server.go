@@ -361,8 +361,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if body == "" {
 		body = resp.encode()
 	}
-	s.write(w, http.StatusOK, "", body)
 	s.setTokenStatus(call, http.StatusOK)
+	s.write(w, http.StatusOK, "", body)
 }
 
 // tokenFail answers a WithTokenStatus failure.
@@ -439,8 +439,11 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, resp *Response,
 			body = s.apiErrorBody(status, codeFor(status), http.StatusText(status))
 		}
 	}
-	s.write(w, status, resp.RetryAfter, body)
+	// The status is recorded before the body is written: a client that
+	// stops reading at its cap has its answer, and may look at the
+	// recorded calls, before a long body is all written.
 	done(status)
+	s.write(w, status, resp.RetryAfter, body)
 }
 
 // hang blocks until the client goes away or the server closes.
