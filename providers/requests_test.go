@@ -14,13 +14,12 @@ import (
 	"github.com/unfurld/unfurld/providers"
 )
 
-// TestBuiltinRequestsOnTheWire unfurls one link of the public-registry
+// TestBuiltinRequestsOnTheWire unfurls one link of the anonymous public
 // providers against a loopback fake and checks what reaches it: the fixed
-// headers and query parameters their APIs require, with and without the
-// optional environment. crates.io refuses requests without a User-Agent
-// that names the application; the Stack Exchange key is a query parameter,
-// and an empty "key=" would make the API refuse every request, so none is
-// sent without the variable. No credential header is ever sent (TH-27).
+// query parameters their APIs require, with and without the optional
+// environment. The Stack Exchange key is a query parameter, and an empty
+// "key=" would make the API refuse every request, so none is sent without
+// the variable. No credential header is ever sent (TH-27).
 func TestBuiltinRequestsOnTheWire(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
