@@ -39,14 +39,18 @@ func appendPart(dst []byte, s string) []byte {
 
 // compoundKey joins the escaped parts with keySep.
 func compoundKey(parts ...string) []byte {
-	var k []byte
+	return appendCompoundKey(nil, parts...)
+}
+
+// appendCompoundKey appends compoundKey(parts...) to dst.
+func appendCompoundKey(dst []byte, parts ...string) []byte {
 	for i, p := range parts {
 		if i > 0 {
-			k = append(k, keySep)
+			dst = append(dst, keySep)
 		}
-		k = appendPart(k, p)
+		dst = appendPart(dst, p)
 	}
-	return k
+	return dst
 }
 
 // keyPrefix is the prefix shared by every compound key whose leading parts

@@ -132,20 +132,30 @@ func putSub(tx *bbolt.Tx, sub store.Subscription) (bool, error) {
 // inside the Update, where it also checks that the connection still
 // exists: DeleteConnection may have run since the batch was queued
 // (TH-40).
+//
+// An unfurl answers only once its record is committed, so commits are
+// small (a dozen records, not hundreds) and the per-record work shows in
+// the cost of a cold unfurl. So both keys of every record are built once,
+// into one buffer sized up front, and used by both transactions (bbolt
+// wants a key to stay valid until the commit, hence no reuse); a stored
+// record is decoded only when there is one, and once per transaction;
+// and the buckets are looked up once per transaction.
 func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	var todo []store.Subscription
+	keys := newSubKeys(subs)
+	var todo []int // indexes into subs and keys
 	err := s.view("put subscriptions", func(tx *bbolt.Tx) error {
 		todo = todo[:0]
-		for _, sub := range subs {
-			_, write, err := mergeSub(tx, sub)
+		b := tx.Bucket(bucketSubs)
+		for i, sub := range subs {
+			_, write, _, _, err := mergeSubIn(b, keys.sub(i), sub)
 			if err != nil {
 				return err
 			}
 			if write {
-				todo = append(todo, sub)
+				todo = append(todo, i)
 			}
 		}
 		return nil
@@ -159,25 +169,34 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 	n := 0
 	err = s.update("put subscriptions", func(tx *bbolt.Tx) error {
 		n = 0
-		conns := tx.Bucket(bucketConns)
-		for _, sub := range todo {
+		conns, b, idx := tx.Bucket(bucketConns), tx.Bucket(bucketSubs), tx.Bucket(bucketSubsByURI)
+		for _, i := range todo {
+			sub := subs[i]
 			if conns.Get([]byte(sub.ConnectionID)) == nil {
 				continue
 			}
-			next, write, err := mergeSub(tx, sub)
+			next, write, old, ok, err := mergeSubIn(b, keys.sub(i), sub)
 			if err != nil {
 				return err
 			}
-			if !write {
+			if !write || (ok && sameSub(old, next)) {
 				continue
 			}
-			wrote, err := putSub(tx, next)
+			rec := toSubRecord(next)
+			if ok {
+				rec.CreatedAt = old.CreatedAt
+			}
+			val, err := encode("subscription", rec)
 			if err != nil {
 				return err
 			}
-			if wrote {
-				n++
+			if err := b.Put(keys.sub(i), val); err != nil {
+				return err
 			}
+			if err := idx.Put(keys.uri(i), nil); err != nil {
+				return err
+			}
+			n++
 		}
 		return nil
 	})
@@ -185,6 +204,59 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 		return 0, err
 	}
 	return n, nil
+}
+
+// mergeSubIn is mergeSub within the subscriptions bucket b, with the key
+// already encoded; it also returns the stored record and whether there
+// was one, for the caller's write. An absent key costs no decoding.
+func mergeSubIn(b *bbolt.Bucket, key []byte, sub store.Subscription) (next store.Subscription, write bool, rec subRecord, ok bool, err error) {
+	var old store.Subscription
+	if v := b.Get(key); v != nil {
+		if err := decode("subscription", v, &rec); err != nil {
+			return store.Subscription{}, false, subRecord{}, false, err
+		}
+		ok, old = true, fromSubRecord(sub.SubscriptionKey, rec)
+	}
+	next, write = store.MergeSubscription(old, ok, sub)
+	return next, write, rec, ok, nil
+}
+
+// subKeys holds the subscriptions key and the subs_by_uri key of each
+// record of a batch, in one buffer allocated once.
+type subKeys struct {
+	buf  []byte
+	ends []int // ends[2i] ends the key of record i, ends[2i+1] its index key
+}
+
+func newSubKeys(subs []store.Subscription) subKeys {
+	size := 0
+	for _, s := range subs {
+		// Escaping at most doubles a part; two separators per key.
+		size += 2 * (2*(len(s.Provider)+len(s.ConnectionID)+len(s.URI)) + 2)
+	}
+	k := subKeys{buf: make([]byte, 0, size), ends: make([]int, 0, 2*len(subs))}
+	for _, s := range subs {
+		k.buf = appendCompoundKey(k.buf, s.Provider, s.ConnectionID, s.URI)
+		k.ends = append(k.ends, len(k.buf))
+		k.buf = appendCompoundKey(k.buf, s.Provider, s.URI, s.ConnectionID)
+		k.ends = append(k.ends, len(k.buf))
+	}
+	return k
+}
+
+// sub is subKey of record i; the slice is capped, so an append to it
+// cannot overwrite the next key.
+func (k subKeys) sub(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = k.ends[2*i-1]
+	}
+	return k.buf[start:k.ends[2*i]:k.ends[2*i]]
+}
+
+// uri is subURIKey of record i.
+func (k subKeys) uri(i int) []byte {
+	return k.buf[k.ends[2*i]:k.ends[2*i+1]:k.ends[2*i+1]]
 }
 
 // GetSubscription implements store.Store.
