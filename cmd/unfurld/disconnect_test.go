@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -82,22 +79,7 @@ providers:
 	assert.Equal(t, []string{ids[1]}, connectionIDs(t, dbPath))
 
 	// Running server: disconnect asks it; compact refuses.
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	se, _, _ := testEnv(nil)
-	ready := make(chan string, 1)
-	se.ready = func(addr string) { ready <- addr }
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		run(ctx, []string{"serve", "--config", cfg}, se)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
-	}
+	srv := serveInBackground(t, nil, "--config", cfg)
 	e, _, errb = testEnv(nil)
 	assert.Equal(t, exitFailure, run(t.Context(), []string{"compact", "--config", cfg}, e))
 	assert.Contains(t, errb.String(), "held by a running unfurld")
@@ -108,8 +90,7 @@ providers:
 	e, out, errb = testEnv(nil)
 	require.Equal(t, exitOK, run(t.Context(), []string{"disconnect", "--config", cfg, "--server", "http://" + listen, "--connection", ids[1]}, e), errb.String())
 	assert.True(t, strings.HasPrefix(out.String(), "deleted connection "))
-	cancel()
-	wg.Wait()
+	srv.stop()
 
 	assert.Empty(t, connectionIDs(t, dbPath))
 	raw, err := os.ReadFile(dbPath)

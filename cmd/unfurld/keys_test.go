@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,34 +54,6 @@ func storeSealed(t *testing.T, db, spec, id string) {
 	c.NotionToken, err = oauth.SealConnectionField(kr, c, oauth.FieldNotionToken, []byte("notion-secret"))
 	require.NoError(t, err)
 	require.NoError(t, st.CreateConnection(t.Context(), c))
-}
-
-// startServe runs serve until the returned stop is called.
-func startServe(t *testing.T, vars map[string]string, args ...string) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	e, _, errb := testEnv(vars)
-	ready := make(chan string, 1)
-	e.ready = func(addr string) { ready <- addr }
-	var wg sync.WaitGroup
-	wg.Add(1)
-	code := exitOK
-	go func() {
-		defer wg.Done()
-		code = run(ctx, append([]string{"serve"}, args...), e)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		cancel()
-		wg.Wait()
-		t.Fatalf("server did not start: %s", errb.String())
-	}
-	return func() {
-		cancel()
-		wg.Wait()
-		assert.Equal(t, exitOK, code)
-	}
 }
 
 // keysOf runs `unfurld status --format json` and returns the per-key

@@ -29,6 +29,56 @@ func testEnv(vars map[string]string) (env, *bytes.Buffer, *bytes.Buffer) {
 	return e, &out, &errb
 }
 
+// served is a serve command the test started in the background.
+type served struct {
+	// addr is the address it listens on.
+	addr string
+	// out and errb are its standard output and error; read them after
+	// stop, since the server writes them meanwhile.
+	out, errb *bytes.Buffer
+	// stop ends it, waits for it, and returns its exit code.
+	stop func() int
+}
+
+// serveInBackground runs `unfurld serve args...` until stop, failing
+// the test when it does not listen within ten seconds.
+func serveInBackground(t *testing.T, vars map[string]string, args ...string) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	e, out, errb := testEnv(vars)
+	ready := make(chan string, 1)
+	e.ready = func(addr string) { ready <- addr }
+	var wg sync.WaitGroup
+	wg.Add(1)
+	code := -1
+	go func() {
+		defer wg.Done()
+		code = run(ctx, append([]string{"serve"}, args...), e)
+	}()
+	stop := func() int {
+		cancel()
+		wg.Wait()
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	s := &served{out: out, errb: errb, stop: stop}
+	select {
+	case s.addr = <-ready:
+	case <-time.After(10 * time.Second):
+		stop()
+		t.Fatalf("server did not start: %s", errb.String())
+	}
+	return s
+}
+
+// startServe runs serve until the returned stop is called, which
+// checks that it exited cleanly.
+func startServe(t *testing.T, vars map[string]string, args ...string) (stop func()) {
+	t.Helper()
+	s := serveInBackground(t, vars, args...)
+	return func() { assert.Equal(t, exitOK, s.stop()) }
+}
+
 // TestExamplesValidate loads config.example.yaml and every example as
 // `unfurld validate` does (STYLE.md 1: each example is loaded by a test
 // here). Production examples get throwaway secrets, as CI gives them.
@@ -202,24 +252,8 @@ func TestServeLifecycle(t *testing.T) {
 	token := strings.TrimSpace(out.String())
 	require.True(t, strings.HasPrefix(token, "ufd_at_"))
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	e, out, errb = testEnv(nil)
-	addrc := make(chan string, 1)
-	e.ready = func(addr string) { addrc <- addr }
-	var wg sync.WaitGroup
-	code := -1
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		code = run(ctx, []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0"}, e)
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("server did not start: %s", errb.String())
-	}
+	srv := serveInBackground(t, nil, "--config", cfg, "--listen", "127.0.0.1:0")
+	addr := srv.addr
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/providers/acme/unfurl",
 		strings.NewReader(`{"uri":"https://acme.example/items/7"}`))
@@ -236,10 +270,8 @@ func TestServeLifecycle(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "https://acme.example/items/7", env.URI)
 
-	cancel()
-	wg.Wait()
-	assert.Equal(t, exitOK, code, errb.String())
-	assert.Contains(t, out.String(), "Unfurl Callback URL:  http://localhost:8080/providers/acme/unfurl")
+	assert.Equal(t, exitOK, srv.stop(), srv.errb.String())
+	assert.Contains(t, srv.out.String(), "Unfurl Callback URL:  http://localhost:8080/providers/acme/unfurl")
 	_, err = os.Stat(filepath.Join(dir, "data", "dev-secrets.json"))
 	require.NoError(t, err, "development secrets are kept beside the data")
 

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,23 +29,8 @@ func TestServeMetricsAndConfigWarnings(t *testing.T) {
 	require.Equal(t, exitOK, run(t.Context(), []string{"token", "--config", cfg, "--provider", "acme"}, e), errb.String())
 	token := strings.TrimSpace(out.String())
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	e, _, errb = testEnv(nil)
-	addrc := make(chan string, 1)
-	e.ready = func(addr string) { addrc <- addr }
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		run(ctx, []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0"}, e)
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("server did not start: %s", errb.String())
-	}
+	srv := serveInBackground(t, nil, "--config", cfg, "--listen", "127.0.0.1:0")
+	addr := srv.addr
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/providers/acme/unfurl",
 		strings.NewReader(`{"uri":"https://acme.example/items/7"}`))
@@ -72,9 +54,8 @@ func TestServeMetricsAndConfigWarnings(t *testing.T) {
 	assert.Contains(t, string(body), `unfurld_upstream_responses_total{class="2xx",provider="acme"} 1`)
 	assert.Contains(t, string(body), `unfurld_store_operation_duration_seconds_count{operation="PutSubscriptions"}`)
 
-	cancel()
-	wg.Wait()
-	logs := errb.String()
+	srv.stop()
+	logs := srv.errb.String()
 	assert.Contains(t, logs, `"level":"WARN","msg":"config"`)
 	assert.Contains(t, logs, `"key":"server.metrics.require_token"`)
 	assert.NotContains(t, logs, "warning: false publishes", "warnings are log records, not printed lines")

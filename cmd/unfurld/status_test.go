@@ -63,22 +63,7 @@ providers:
 	assert.Regexp(t, `acme +1 +0 +0 +0 +never +0`, out.String())
 
 	// Running server: the command asks it.
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	se, _, serr := testEnv(nil)
-	ready := make(chan string, 1)
-	se.ready = func(addr string) { ready <- addr }
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		run(ctx, []string{"serve", "--config", cfg}, se)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start")
-	}
+	srv := serveInBackground(t, nil, "--config", cfg)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+listen+"/providers/acme/unfurl", strings.NewReader(`{"uri":"https://acme.example/items/7"}`))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -109,9 +94,7 @@ providers:
 	require.NoError(t, aresp.Body.Close())
 	assert.Equal(t, http.StatusUnauthorized, aresp.StatusCode)
 
-	cancel()
-	wg.Wait()
-	_ = serr
+	srv.stop()
 
 	// Stopped again: the story of the unfurled link, from the store.
 	e, out, errb = testEnv(nil)
