@@ -1,14 +1,9 @@
 package engine_test
 
 import (
-	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -27,45 +22,19 @@ var internalID = regexp.MustCompile(`\bTH-\d+|\bprotocol \d+|\(F\d+\)|\bF\d+[,;)
 // file: what a user reads must resolve inside the repository. Comments
 // may keep the ids.
 func TestMessagesCiteNoInternalIDs(t *testing.T) {
-	root := ".."
-	var goFiles, goldens int
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); strings.HasPrefix(name, ".") && path != root {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		switch {
-		case strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go"):
-			goFiles++
-			fset := token.NewFileSet()
-			f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-			require.NoError(t, err)
-			ast.Inspect(f, func(n ast.Node) bool {
-				lit, ok := n.(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					return true
-				}
-				s, err := strconv.Unquote(lit.Value)
-				if err != nil {
-					s = lit.Value
-				}
-				assert.False(t, internalID.MatchString(s), "%s: message cites an internal id: %s", fset.Position(lit.Pos()), s)
-				return true
-			})
-		case strings.HasSuffix(path, ".golden") || strings.HasSuffix(path, ".html"):
-			goldens++
-			data, err := os.ReadFile(path)
-			require.NoError(t, err)
-			assert.False(t, internalID.Match(data), "%s cites an internal id: %s", path, internalID.Find(data))
-		}
-		return nil
+	goFiles := eachMessage(t, func(pos token.Position, s string) {
+		assert.False(t, internalID.MatchString(s), "%s: message cites an internal id: %s", pos, s)
 	})
-	require.NoError(t, err)
+	goldens := 0
+	walkRepo(t, func(path string) {
+		if !strings.HasSuffix(path, ".golden") && !strings.HasSuffix(path, ".html") {
+			return
+		}
+		goldens++
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.False(t, internalID.Match(data), "%s cites an internal id: %s", path, internalID.Find(data))
+	})
 	assert.Greater(t, goFiles, 50)
 	assert.Greater(t, goldens, 20)
 }
