@@ -142,8 +142,8 @@ func TestBuiltinIdentity(t *testing.T) {
 			wantKey:  "shortcut:12345678-9012-3456-7890-123456789012", wantName: "Jane Doe",
 		},
 		{
-			// PagerDuty's documented form, "Token token=<key>": a prefix
-			// ending in "=" is joined without a space.
+			// PagerDuty's documented form, "Token token=<key>", written
+			// with upstream.auth.value.
 			name: "pagerduty user", provider: "pagerduty", token: "y_NbAkKc66ryYTWUXYEu",
 			method: http.MethodGet, path: "/users/me",
 			authHeader: "Authorization", authValue: "Token token=y_NbAkKc66ryYTWUXYEu",

@@ -454,9 +454,8 @@ type Auth struct {
 	Header string `yaml:"header"`
 	// Prefix goes before the credential in Header, separated by a space:
 	// "Bearer" (the default), "token", or "none" to send the bare
-	// credential (for headers like X-Api-Key). A prefix ending in "="
-	// is joined without a space: "Token token=" sends
-	// "Token token=<key>".
+	// credential (for headers like X-Api-Key). Any other shape of
+	// header value is written with Value.
 	Prefix string `yaml:"prefix"`
 	// Token is a service-wide credential for type none, usually
 	// "${GITHUB_TOKEN:-}". Empty means unauthenticated requests.

@@ -122,7 +122,7 @@ func Keys() []Key {
 		{Path: "providers[].upstream.auth", Doc: "how requests are authenticated"},
 		{Path: "providers[].upstream.auth.type", Default: AuthNone, Enum: []string{AuthNone, AuthOAuth2, AuthAPIKey}, Doc: "`none`: a public API, optionally with one service-wide token (every Notion user shares it); `oauth2`: each user signs in at the upstream; `api_key`: each user pastes a key"},
 		{Path: "providers[].upstream.auth.header", Default: defaultAuthHeader, Doc: "header carrying the credential"},
-		{Path: "providers[].upstream.auth.prefix", Default: defaultAuthPrefix, Doc: "text before the credential, joined with a space (without one when it ends in `=`, e.g. `Token token=`); `none` for a bare one"},
+		{Path: "providers[].upstream.auth.prefix", Default: defaultAuthPrefix, Doc: "text before the credential, joined with a space; `none` for a bare one (other shapes: `upstream.auth.value`)"},
 		{Path: "providers[].upstream.auth.token", Doc: "service-wide credential, e.g. `${GITHUB_TOKEN:-}`; empty means anonymous"},
 		{Path: "providers[].upstream.auth.oauth2", Doc: "per-user sign-in, for type `oauth2`"},
 		{Path: "providers[].upstream.auth.oauth2.authorize_url", DefaultDoc: "required for `oauth2`", Doc: "the upstream's authorization endpoint"},

@@ -609,20 +609,9 @@ func (p *Provider) authorize(h http.Header, cred Credential) error {
 // bare credential.
 func (p *Provider) prefixed(cred string) string {
 	if prefix := p.staticAuth.Prefix; prefix != "" && prefix != "none" {
-		return joinPrefix(prefix, cred)
+		return prefix + " " + cred
 	}
 	return cred
-}
-
-// joinPrefix puts the auth prefix before the credential: with a space
-// ("Bearer <token>"), or directly when the prefix ends in "=", since
-// that names a parameter the credential is the value of ("Token
-// token=<key>", as PagerDuty documents its scheme).
-func joinPrefix(prefix, cred string) string {
-	if strings.HasSuffix(prefix, "=") {
-		return prefix + cred
-	}
-	return prefix + " " + cred
 }
 
 // upstreamError maps an upstream failure to a fixed error operation; the
