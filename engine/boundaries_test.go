@@ -17,15 +17,22 @@ const module = "github.com/unfurld/unfurld/"
 // forbidden lists, per package, import prefixes it must not reach, even
 // transitively.
 var forbidden = map[string][]string{
-	"engine/config":     {module + "engine/", "github.com/labstack/echo", "go.etcd.io/bbolt", "github.com/expr-lang/expr", "net/http"},
-	"engine/mapping":    {"net/http", "github.com/labstack/echo", module + "engine/store", module + "engine/provider", module + "engine/upstream"},
-	"engine/upstream":   {"github.com/labstack/echo", module + "engine/store", module + "engine/mapping", module + "engine/provider"},
-	"engine/notion":     {"github.com/labstack/echo", module + "engine/store", module + "engine/provider"},
-	"engine/provider":   {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store", module + "engine/oauth", module + "engine/server"},
-	"engine/oauth":      {"github.com/labstack/echo", module + "engine/store/bolt"},
-	"engine/store":      {module + "engine/config", module + "engine/provider", "go.etcd.io/bbolt"},
-	"engine/store/bolt": {module + "engine/config", module + "engine/provider", module + "engine/mapping"},
-	"engine/server":     {module + "engine/store/bolt", module + "providers", module + "cmd", "go.etcd.io/bbolt"},
+	"engine/config":   {module + "engine/", "github.com/labstack/echo", "go.etcd.io/bbolt", "github.com/expr-lang/expr", "net/http"},
+	"engine/mapping":  {"net/http", "github.com/labstack/echo", module + "engine/store", module + "engine/provider", module + "engine/upstream"},
+	"engine/upstream": {"github.com/labstack/echo", module + "engine/store", module + "engine/mapping", module + "engine/provider"},
+	"engine/notion":   {"github.com/labstack/echo", module + "engine/store", module + "engine/provider"},
+	"engine/provider": {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store", module + "engine/issuer", module + "engine/sealing", module + "engine/upstreamauth", module + "engine/server"},
+	// The three OAuth-side packages, arrows issuer → sealing → store and
+	// upstreamauth → config: the issuer of our tokens to Notion seals
+	// refresh successors; sealing knows records but neither OAuth role;
+	// the upstream client knows neither our tokens nor the store, and
+	// its callers seal what it returns.
+	"engine/issuer":       {"github.com/labstack/echo", "go.etcd.io/bbolt", "net/http", module + "engine/store/bolt", module + "engine/store/postgres", module + "engine/upstreamauth", module + "engine/upstream", module + "engine/provider", module + "engine/connect", module + "engine/server"},
+	"engine/sealing":      {"github.com/labstack/echo", "go.etcd.io/bbolt", "net/http", module + "engine/store/bolt", module + "engine/store/postgres", module + "engine/config", module + "engine/issuer", module + "engine/upstreamauth", module + "engine/provider", module + "engine/connect", module + "engine/server"},
+	"engine/upstreamauth": {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store", module + "engine/issuer", module + "engine/sealing", module + "engine/upstream", module + "engine/provider", module + "engine/connect", module + "engine/server"},
+	"engine/store":        {module + "engine/config", module + "engine/provider", "go.etcd.io/bbolt"},
+	"engine/store/bolt":   {module + "engine/config", module + "engine/provider", module + "engine/mapping"},
+	"engine/server":       {module + "engine/store/bolt", module + "providers", module + "cmd", "go.etcd.io/bbolt"},
 	// fixture compiles through engine/compiled, whose checks reach the
 	// store interface (connect, oauth); no store implementation.
 	"engine/fixture": {"github.com/labstack/echo", "go.etcd.io/bbolt", module + "engine/store/bolt", module + "engine/store/memory"},
@@ -47,7 +54,7 @@ var forbidden = map[string][]string{
 	// store alone, so that every component can be handed it.
 	"engine/store/cached": {
 		module + "engine/app", module + "engine/canary", module + "engine/config", module + "engine/connect", module + "engine/fixture",
-		module + "engine/live", module + "engine/mapping", module + "engine/notion", module + "engine/oauth",
+		module + "engine/live", module + "engine/mapping", module + "engine/notion", module + "engine/issuer", module + "engine/sealing", module + "engine/upstreamauth",
 		module + "engine/provider", module + "engine/server", module + "engine/status", module + "engine/upstream",
 		module + "engine/store/bolt", module + "engine/store/postgres", module + "engine/store/memory", module + "engine/store/storetest",
 		"go.etcd.io/bbolt", "github.com/labstack/echo",

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
 
@@ -59,7 +59,7 @@ func checkStoredKeys(ctx context.Context, cfg *config.Config, name string, e env
 		fmt.Fprintf(e.stdout, "%s: sealing keys not checked: server.secret_keys is generated in development mode\n", name)
 		return true
 	}
-	kr, err := oauth.ParseKeyring(cfg.Server.SecretKeys.Reveal())
+	kr, err := sealing.ParseKeyring(cfg.Server.SecretKeys.Reveal())
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: server.secret_keys: %v\n", name, err)
 		return false
@@ -74,7 +74,7 @@ func checkStoredKeys(ctx context.Context, cfg *config.Config, name string, e env
 		return false
 	}
 	defer st.Close()
-	if err := oauth.CheckRemovedKeys(ctx, st, kr, time.Now()); err != nil {
+	if err := sealing.CheckRemovedKeys(ctx, st, kr, time.Now()); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(e.stderr, "%s: server.secret_keys: %s\n", name, line)
 		}
@@ -85,7 +85,7 @@ func checkStoredKeys(ctx context.Context, cfg *config.Config, name string, e env
 
 // printSealingKeys prints what each sealing key seals, and which old keys
 // may now leave server.secret_keys.
-func printSealingKeys(w io.Writer, keys []oauth.KeyUsage) {
+func printSealingKeys(w io.Writer, keys []sealing.KeyUsage) {
 	if len(keys) == 0 {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
@@ -45,13 +45,13 @@ providers:
 // primary key into the store at db, as a run with that key leaves it.
 func storeSealed(t *testing.T, db, spec, id string) {
 	t.Helper()
-	kr, err := oauth.ParseKeyring(spec)
+	kr, err := sealing.ParseKeyring(spec)
 	require.NoError(t, err)
 	st, err := bolt.Open(db, bolt.Options{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
 	c := store.Connection{ID: id, Provider: "acme", AccountKey: "acct-" + id, Status: store.StatusActive}
-	c.NotionToken, err = oauth.SealConnectionField(kr, c, oauth.FieldNotionToken, []byte("notion-secret"))
+	c.NotionToken, err = sealing.SealConnectionField(kr, c, sealing.FieldNotionToken, []byte("notion-secret"))
 	require.NoError(t, err)
 	require.NoError(t, st.CreateConnection(t.Context(), c))
 }
@@ -59,13 +59,13 @@ func storeSealed(t *testing.T, db, spec, id string) {
 // keysOf runs `unfurld status --format json` and returns the per-key
 // counts, nil if the command failed. It does not fail the test itself,
 // so that it can run inside require.Eventually.
-func keysOf(ctx context.Context, vars map[string]string, cfg string) map[string]oauth.KeyUsage {
+func keysOf(ctx context.Context, vars map[string]string, cfg string) map[string]sealing.KeyUsage {
 	e, out, _ := testEnv(vars)
 	var r status.Report
 	if run(ctx, []string{"status", "--config", cfg, "--format", "json"}, e) != exitOK || json.Unmarshal(out.Bytes(), &r) != nil {
 		return nil
 	}
-	m := map[string]oauth.KeyUsage{}
+	m := map[string]sealing.KeyUsage{}
 	for _, k := range r.SealingKeys {
 		m[k.ID] = k
 	}
@@ -81,7 +81,7 @@ func keysOf(ctx context.Context, vars map[string]string, cfg string) map[string]
 func TestKeyRotationCommands_F14_TH42(t *testing.T) {
 	listen := freePort(t)
 	cfg, db := writeKeysConfig(t, listen)
-	k1, k2 := oauth.GenerateKeySpec("k1"), oauth.GenerateKeySpec("k2")
+	k1, k2 := sealing.GenerateKeySpec("k1"), sealing.GenerateKeySpec("k2")
 	storeSealed(t, db, k1, "c1")
 	only2 := map[string]string{"KEYS": k2}
 	both := map[string]string{"KEYS": k2 + "," + k1}
@@ -120,12 +120,12 @@ func TestKeyRotationCommands_F14_TH42(t *testing.T) {
 	startServe(t, only2, "--config", cfg)()
 
 	// A key lost for good: refused, then given up once with --drop-key.
-	storeSealed(t, db, oauth.GenerateKeySpec("k0"), "c0")
+	storeSealed(t, db, sealing.GenerateKeySpec("k0"), "c0")
 	e, _, errb = testEnv(only2)
 	assert.Equal(t, exitFailure, run(t.Context(), []string{"serve", "--config", cfg}, e))
 	assert.Contains(t, errb.String(), `key "k0" was removed but still seals 1 stored record`)
 	startServe(t, only2, "--config", cfg, "--drop-key", "k0")()
 	e, _, errb = testEnv(only2)
 	require.Equal(t, exitOK, run(t.Context(), []string{"validate", "--config", cfg}, e), errb.String())
-	assert.Equal(t, oauth.KeyUsage{ID: "k0", Connections: 1, ReconnectRequired: 1}, keysOf(t.Context(), only2, cfg)["k0"])
+	assert.Equal(t, sealing.KeyUsage{ID: "k0", Connections: 1, ReconnectRequired: 1}, keysOf(t.Context(), only2, cfg)["k0"])
 }

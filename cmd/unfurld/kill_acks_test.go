@@ -24,8 +24,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -139,7 +140,7 @@ func TestKillKeepsAcknowledged_F1(t *testing.T) {
 	nt := notiontest.New(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "data", "unfurld.db")
-	keySpec := oauth.GenerateKeySpec("k1")
+	keySpec := sealing.GenerateKeySpec("k1")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	yml := strings.NewReplacer("KEYS", keySpec, "DB", dbPath, "NOTION", nt.URL(), "UP", up.URL).Replace(ackConfig)
 	require.NoError(t, os.WriteFile(cfgPath, []byte(yml), 0o600))
@@ -219,19 +220,19 @@ func seedAckConns(t *testing.T, dbPath, keySpec string, nt *notiontest.Server, n
 	st, err := bolt.Open(dbPath, bolt.Options{LockTimeout: time.Second})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
-	kr, err := oauth.ParseKeyring(keySpec)
+	kr, err := sealing.ParseKeyring(keySpec)
 	require.NoError(t, err)
-	iss := &oauth.Issuer{Store: st, Keyring: kr}
-	client := oauth.Client{Provider: "tracker", AccessTokenTTL: time.Hour, RefreshGrace: 10 * time.Minute}
+	iss := &issuer.Issuer{Store: st, Keyring: kr}
+	client := issuer.Client{Provider: "tracker", AccessTokenTTL: time.Hour, RefreshGrace: 10 * time.Minute}
 	now := time.Now().UTC()
 	out := make([]*ackConn, 0, n)
 	for range n {
-		id := oauth.NewID()
+		id := issuer.NewID()
 		conn := store.Connection{
 			ID: id, Provider: "tracker", AccountKey: "tracker:" + id, AccountName: id,
 			WorkspaceID: "ws-" + id, Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 		}
-		conn.NotionToken, err = oauth.SealConnectionField(kr, conn, oauth.FieldNotionToken, []byte("ntn_"+id))
+		conn.NotionToken, err = sealing.SealConnectionField(kr, conn, sealing.FieldNotionToken, []byte("ntn_"+id))
 		require.NoError(t, err)
 		require.NoError(t, st.CreateConnection(ctx, conn))
 		nt.AddToken("ntn_" + id)
@@ -390,16 +391,16 @@ func checkAcknowledged(t *testing.T, dbPath string, conns []*ackConn) {
 		switch c.state {
 		case fatePresent:
 			require.NoError(t, err, "connection %s acknowledged and kept", c.id)
-			tok, err := st.GetToken(ctx, store.KindRefresh, oauth.Digest(c.refresh))
+			tok, err := st.GetToken(ctx, store.KindRefresh, issuer.Digest(c.refresh))
 			require.NoError(t, err, "connection %s: its last acknowledged refresh token", c.id)
 			if !c.rotating {
 				assert.True(t, tok.ConsumedAt.IsZero(), "connection %s: refresh token consumed by no request", c.id)
 			}
-			_, err = st.GetToken(ctx, store.KindAccess, oauth.Digest(c.access))
+			_, err = st.GetToken(ctx, store.KindAccess, issuer.Digest(c.access))
 			require.NoError(t, err, "connection %s: its last acknowledged access token", c.id)
 		case fateDeleted:
 			require.ErrorIs(t, err, store.ErrNotFound, "connection %s disconnected", c.id)
-			_, err = st.GetToken(ctx, store.KindAccess, oauth.Digest(c.access))
+			_, err = st.GetToken(ctx, store.KindAccess, issuer.Digest(c.access))
 			require.ErrorIs(t, err, store.ErrNotFound, "connection %s: token of a disconnected connection", c.id)
 		}
 		if c.state == fateUnknown { // an unanswered disconnect: the file says how it went
@@ -448,12 +449,12 @@ func checkAcknowledged(t *testing.T, dbPath string, conns []*ackConn) {
 
 // ackRefresh redeems refresh at the token endpoint as Notion does
 // (protocol 2.2 step 4). Status 0 means no answer.
-func ackRefresh(addr, refresh string) (oauth.TokenResponse, int) {
+func ackRefresh(addr, refresh string) (issuer.TokenResponse, int) {
 	form := url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {refresh},
 		"client_id": {"tracker"}, "client_secret": {ackNotionSecret},
 	}
-	var pair oauth.TokenResponse
+	var pair issuer.TokenResponse
 	status := ackDo(addr, http.MethodPost, "/providers/tracker/token", form.Encode(),
 		map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, &pair)
 	return pair, status

@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -104,7 +104,7 @@ func TestKillMidBurst_F1(t *testing.T) {
 	nt := notiontest.New(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "data", "unfurld.db")
-	keySpec := oauth.GenerateKeySpec("k1")
+	keySpec := sealing.GenerateKeySpec("k1")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	yml := strings.NewReplacer("KEYS", keySpec, "DB", dbPath, "NOTION", nt.URL(), "UP", up.URL).Replace(killConfig)
 	require.NoError(t, os.WriteFile(cfgPath, []byte(yml), 0o600))
@@ -224,7 +224,7 @@ func seedKillStore(t *testing.T, dbPath, keySpec string, nt *notiontest.Server, 
 	st, err := bolt.Open(dbPath, bolt.Options{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
-	kr, err := oauth.ParseKeyring(keySpec)
+	kr, err := sealing.ParseKeyring(keySpec)
 	require.NoError(t, err)
 	now := time.Now().UTC()
 	var subs []patchKey
@@ -234,7 +234,7 @@ func seedKillStore(t *testing.T, dbPath, keySpec string, nt *notiontest.Server, 
 			WorkspaceID: "ws-" + id, Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 		}
 		token := "ntn_" + id
-		conn.NotionToken, err = oauth.SealConnectionField(kr, conn, oauth.FieldNotionToken, []byte(token))
+		conn.NotionToken, err = sealing.SealConnectionField(kr, conn, sealing.FieldNotionToken, []byte(token))
 		require.NoError(t, err)
 		require.NoError(t, st.CreateConnection(ctx, conn))
 		nt.AddToken(token)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 	"github.com/unfurld/unfurld/engine/store/postgres"
@@ -91,11 +91,11 @@ func migrateStoreCmd(ctx context.Context, args []string, e env) int {
 	// The sealed records must open with the destination's keys; check
 	// before copying, the way serve would refuse at its first start.
 	if !dl.cfg.Server.SecretKeys.IsZero() {
-		kr, err := oauth.ParseKeyring(dl.cfg.Server.SecretKeys.Reveal())
+		kr, err := sealing.ParseKeyring(dl.cfg.Server.SecretKeys.Reveal())
 		if err != nil {
 			return fail(fmt.Errorf("%s: server.secret_keys: %w", *to, err))
 		}
-		if err := oauth.CheckRemovedKeys(ctx, src, kr, time.Now()); err != nil {
+		if err := sealing.CheckRemovedKeys(ctx, src, kr, time.Now()); err != nil {
 			return fail(fmt.Errorf("%s: server.secret_keys cannot open what %s holds:\n%w", *to, srcName, err))
 		}
 	}

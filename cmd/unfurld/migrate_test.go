@@ -14,7 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 	"github.com/unfurld/unfurld/engine/store/postgres"
@@ -30,7 +31,7 @@ const migrateRedirect = "https://www.notion.so/externalIntegrationAuthCallback"
 // validators and a refresh story, and queued PATCHes, one of them
 // retried. It returns the spent refresh token and the pair it was
 // rotated into.
-func fillStore(t *testing.T, st store.Store, kr *oauth.Keyring, now time.Time) (spent string, pair oauth.TokenResponse) {
+func fillStore(t *testing.T, st store.Store, kr *sealing.Keyring, now time.Time) (spent string, pair issuer.TokenResponse) {
 	t.Helper()
 	ctx := t.Context()
 	conn := store.Connection{
@@ -39,9 +40,9 @@ func fillStore(t *testing.T, st store.Store, kr *oauth.Keyring, now time.Time) (
 		UpstreamExpiry: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now,
 	}
 	var err error
-	conn.NotionToken, err = oauth.SealConnectionField(kr, conn, oauth.FieldNotionToken, []byte("notion-secret"))
+	conn.NotionToken, err = sealing.SealConnectionField(kr, conn, sealing.FieldNotionToken, []byte("notion-secret"))
 	require.NoError(t, err)
-	conn.UpstreamCredential, err = oauth.SealConnectionField(kr, conn, oauth.FieldUpstreamCredential, []byte(`{"access_token":"up"}`))
+	conn.UpstreamCredential, err = sealing.SealConnectionField(kr, conn, sealing.FieldUpstreamCredential, []byte(`{"access_token":"up"}`))
 	require.NoError(t, err)
 	_, _, err = st.UpsertConnection(ctx, conn)
 	require.NoError(t, err)
@@ -50,8 +51,8 @@ func fillStore(t *testing.T, st store.Store, kr *oauth.Keyring, now time.Time) (
 	require.NoError(t, st.CreateConnection(ctx, second))
 
 	clock := func() time.Time { return now }
-	iss := &oauth.Issuer{Store: st, Keyring: kr, Now: clock}
-	client := oauth.Client{Provider: "acme", AccessTokenTTL: time.Hour, RefreshGrace: time.Minute}
+	iss := &issuer.Issuer{Store: st, Keyring: kr, Now: clock}
+	client := issuer.Client{Provider: "acme", AccessTokenTTL: time.Hour, RefreshGrace: time.Minute}
 	code, err := iss.MintCode(ctx, "acme", conn.ID, migrateRedirect)
 	require.NoError(t, err)
 	first, err := iss.RedeemCode(ctx, client, code, migrateRedirect)
@@ -61,7 +62,7 @@ func fillStore(t *testing.T, st store.Store, kr *oauth.Keyring, now time.Time) (
 	_, err = iss.MintCode(ctx, "acme", conn.ID, migrateRedirect) // a live code, not redeemed
 	require.NoError(t, err)
 
-	data, err := oauth.SealFlow(kr, "flow-1", []byte(`{"state":"s"}`))
+	data, err := sealing.SealFlow(kr, "flow-1", []byte(`{"state":"s"}`))
 	require.NoError(t, err)
 	require.NoError(t, st.CreateFlow(ctx, store.Flow{ID: "flow-1", Provider: "acme", Data: data, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}, 10))
 
@@ -135,7 +136,7 @@ func TestMigrateStoreToPostgres(t *testing.T) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	spec := "k1:" + base64.RawURLEncoding.EncodeToString(key)
-	kr, err := oauth.ParseKeyring(spec)
+	kr, err := sealing.ParseKeyring(spec)
 	require.NoError(t, err)
 
 	dir := t.TempDir()
@@ -181,19 +182,19 @@ providers:
 	// The sealed records open in PostgreSQL: the spent refresh token,
 	// presented again within its grace, answers with the pair sealed
 	// into its successor.
-	iss := &oauth.Issuer{Store: dst, Keyring: kr, Now: func() time.Time { return now.Add(time.Second) }}
-	again, err := iss.Refresh(t.Context(), oauth.Client{Provider: "acme", AccessTokenTTL: time.Hour, RefreshGrace: time.Minute}, spent)
+	iss := &issuer.Issuer{Store: dst, Keyring: kr, Now: func() time.Time { return now.Add(time.Second) }}
+	again, err := iss.Refresh(t.Context(), issuer.Client{Provider: "acme", AccessTokenTTL: time.Hour, RefreshGrace: time.Minute}, spent)
 	require.NoError(t, err)
 	assert.Equal(t, pair, again)
 	c, err := dst.GetConnection(t.Context(), "conn-1")
 	require.NoError(t, err)
-	cred, err := oauth.OpenConnectionField(kr, c, oauth.FieldUpstreamCredential, c.UpstreamCredential)
+	cred, err := sealing.OpenConnectionField(kr, c, sealing.FieldUpstreamCredential, c.UpstreamCredential)
 	require.NoError(t, err)
 	assert.Equal(t, `{"access_token":"up"}`, string(cred))
 	flows, err := dst.ListFlows(t.Context())
 	require.NoError(t, err)
 	require.Len(t, flows, 1)
-	data, err := oauth.OpenFlow(kr, flows[0])
+	data, err := sealing.OpenFlow(kr, flows[0])
 	require.NoError(t, err)
 	assert.Equal(t, `{"state":"s"}`, string(data))
 	// A new state of a queued key gets a Seq above every copied one.

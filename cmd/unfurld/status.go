@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -111,7 +111,7 @@ func readStatus(ctx context.Context, l *loaded, providers []status.Provider, q s
 	if err != nil {
 		return nil, err
 	}
-	kr, err := oauth.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
+	kr, err := sealing.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
 	if err != nil {
 		return nil, err
 	}

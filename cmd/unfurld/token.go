@@ -9,10 +9,12 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/upstreamauth"
 )
 
 // credentialEnv names the environment variable `token` reads a per-user
@@ -62,7 +64,7 @@ func token(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure
 	}
-	kr, err := oauth.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
+	kr, err := sealing.ParseKeyring(l.cfg.Server.SecretKeys.Reveal())
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld token: server.secret_keys: %v\n", err)
 		return exitFailure
@@ -75,13 +77,13 @@ func token(ctx context.Context, args []string, e env) int {
 	defer func() { _ = st.Close() }()
 	now := time.Now().UTC()
 	conn := store.Connection{
-		ID: oauth.NewID(), Provider: p.Name, AccountKey: "dev:" + oauth.NewID(), AccountName: *account,
+		ID: issuer.NewID(), Provider: p.Name, AccountKey: "dev:" + issuer.NewID(), AccountName: *account,
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
 	if tok != nil {
 		enc, err := tok.Encode()
 		if err == nil {
-			conn.UpstreamCredential, err = oauth.SealConnectionField(kr, conn, oauth.FieldUpstreamCredential, enc)
+			conn.UpstreamCredential, err = sealing.SealConnectionField(kr, conn, sealing.FieldUpstreamCredential, enc)
 		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "unfurld token: seal the credential: %v\n", err)
@@ -92,7 +94,7 @@ func token(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure
 	}
-	access, err := oauth.IssueAccessToken(ctx, st, p.Name, conn.ID, now, 0)
+	access, err := issuer.IssueAccessToken(ctx, st, p.Name, conn.ID, now, 0)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure
@@ -114,7 +116,7 @@ func credentialKind(auth string) string {
 // API-key form asks for several fields gets each as --credential
 // NAME=VALUE or $UNFURLD_CREDENTIAL_NAME; the values are checked as the
 // form checks them.
-func tokenCredential(p *provider.Provider, given []string, e env) (*oauth.UpstreamToken, string) {
+func tokenCredential(p *provider.Provider, given []string, e env) (*upstreamauth.Token, string) {
 	auth := p.AuthType()
 	fields := p.Config.Upstream.Auth.APIKey.Fields
 	if auth == config.AuthNone {
@@ -142,7 +144,7 @@ func tokenCredential(p *provider.Provider, given []string, e env) (*oauth.Upstre
 		case len(cred) > maxCredential || strings.ContainsFunc(cred, func(r rune) bool { return r < 0x21 || r == 0x7f }):
 			return nil, "the credential is too long or holds spaces or control characters"
 		}
-		return &oauth.UpstreamToken{AccessToken: config.Secret(cred)}, ""
+		return &upstreamauth.Token{AccessToken: config.Secret(cred)}, ""
 	}
 	byName := map[string]string{}
 	for _, g := range given {
@@ -152,7 +154,7 @@ func tokenCredential(p *provider.Provider, given []string, e env) (*oauth.Upstre
 		}
 		byName[name] = value
 	}
-	tok := &oauth.UpstreamToken{Fields: make(map[string]config.Secret, len(fields))}
+	tok := &upstreamauth.Token{Fields: make(map[string]config.Secret, len(fields))}
 	var names []string
 	for _, f := range fields {
 		names = append(names, f.Name)

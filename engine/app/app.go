@@ -16,11 +16,12 @@ import (
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/notion"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
@@ -64,8 +65,8 @@ type Options struct {
 type App struct {
 	Server  *server.Server
 	Connect *connect.Service
-	Issuer  *oauth.Issuer
-	Keyring *oauth.Keyring
+	Issuer  *issuer.Issuer
+	Keyring *sealing.Keyring
 	Notion  *notion.Client
 	// Deliverer, Refresher and Poller keep previews current (issue 4).
 	// A reload replaces the Poller (its schedules are per provider); read
@@ -75,7 +76,7 @@ type App struct {
 	Poller    *live.Poller
 	// Resealer moves records sealed with older keys to the primary key
 	// (keys.go).
-	Resealer *oauth.Resealer
+	Resealer *sealing.Resealer
 	// Canary runs the providers' canaries on their canary.interval.
 	Canary *canary.Scheduler
 	// Store is the one store handle of the process, wrapping
@@ -134,7 +135,7 @@ func New(opts Options) (*App, error) {
 		base = store.Observe(base, storeObserver(m))
 	}
 	st := cached.New(base, cached.Options{Now: opts.Now})
-	iss := &oauth.Issuer{Store: st, Keyring: kr, Now: opts.Now}
+	iss := &issuer.Issuer{Store: st, Keyring: kr, Now: opts.Now}
 	cs, err := connect.New(connect.Options{
 		Store: st, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,
 		PublicURL: cfg.Server.PublicURL, RedirectURIs: cfg.Notion.RedirectURIs,
@@ -174,7 +175,7 @@ func New(opts Options) (*App, error) {
 		log: opts.Logger, now: opts.Now, clock: clock,
 		reg: opts.Registry, load: opts.Load, running: cfg, pollerSwapped: make(chan struct{}),
 	}
-	a.Resealer = oauth.NewResealer(oauth.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
+	a.Resealer = sealing.NewResealer(sealing.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
 	scfg := server.Config{
 		Settings: cfg.Server, Store: st, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,

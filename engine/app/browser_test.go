@@ -24,8 +24,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
 )
 
 // Budgets of the headless browser. The whole test takes a few seconds;
@@ -339,7 +339,7 @@ func TestConsentFlowInChromium(t *testing.T) {
 		assert.Equal(t, state, q.Get("state"), "state echoed byte-identical (TH-11)")
 		assert.Empty(t, q.Get("error"))
 		code := q.Get("code")
-		require.True(t, strings.HasPrefix(code, oauth.PrefixCode), code)
+		require.True(t, strings.HasPrefix(code, issuer.PrefixCode), code)
 
 		// Behind the browser: Notion's code was exchanged once and the
 		// code the browser carried is one Notion can redeem (protocol 2).

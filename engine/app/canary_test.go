@@ -19,8 +19,8 @@ import (
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
 
@@ -65,7 +65,7 @@ func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, 
 		top = "canary: {interval: 24h, baseline: " + baseline + "}\n"
 	}
 	yml := top + strings.NewReplacer(
-		"PUBLIC", "https://unfurl.example.com", "KEYS", oauth.GenerateKeySpec("k1"), "DATA", dir,
+		"PUBLIC", "https://unfurl.example.com", "KEYS", sealing.GenerateKeySpec("k1"), "DATA", dir,
 		"NOTION", notiontest.New(t).URL(), "UP", up.URL,
 	).Replace(flowConfig)
 	// The tracker (oauth2) gets a canary credential; keyed (api_key) not.

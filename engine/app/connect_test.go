@@ -16,7 +16,7 @@ import (
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -364,7 +364,7 @@ func TestLostKeyMeansReconnect(t *testing.T) {
 
 	// The operator replaces the keyring without keeping the old key.
 	cfg := *e.cfg
-	cfg.Server.SecretKeys = config.Secret(oauth.GenerateKeySpec("k2"))
+	cfg.Server.SecretKeys = config.Secret(sealing.GenerateKeySpec("k2"))
 	a, err := app.New(app.Options{Config: &cfg, Registry: e.reg, Store: e.st, Logger: e.logger, Now: e.clock})
 	require.NoError(t, err)
 	srv := httptest.NewServer(a.Server.Handler())

@@ -23,9 +23,10 @@ import (
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -168,7 +169,7 @@ func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 
 	dir := t.TempDir()
 	yml := strings.NewReplacer(
-		"PUBLIC", e.srv.URL, "KEYS", oauth.GenerateKeySpec("k1"), "DATA", dir,
+		"PUBLIC", e.srv.URL, "KEYS", sealing.GenerateKeySpec("k1"), "DATA", dir,
 		"NOTION", e.notion.URL(), "UP", e.up.URL,
 	).Replace(flowConfig)
 	for _, edit := range edits {
@@ -305,7 +306,7 @@ func (e *flowEnv) connectAs(notionCode, state string, resp notiontest.TokenRespo
 	assert.Equal(t, "/externalIntegrationAuthCallback", loc.Path)
 	assert.Equal(t, state, loc.Query().Get("state"), "state echoed byte-identical (TH-11)")
 	code := loc.Query().Get("code")
-	require.True(t, strings.HasPrefix(code, oauth.PrefixCode), code)
+	require.True(t, strings.HasPrefix(code, issuer.PrefixCode), code)
 	return code
 }
 

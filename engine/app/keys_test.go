@@ -13,7 +13,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 )
@@ -45,11 +45,11 @@ func (e *flowEnv) unfurlAt(base, token, uri string) (int, string) {
 }
 
 // usage returns the per-key counts as status shows them.
-func (e *flowEnv) usage(a *app.App) map[string]oauth.KeyUsage {
+func (e *flowEnv) usage(a *app.App) map[string]sealing.KeyUsage {
 	e.t.Helper()
-	list, err := oauth.CountSealed(e.t.Context(), e.st, a.Keyring, e.clock())
+	list, err := sealing.CountSealed(e.t.Context(), e.st, a.Keyring, e.clock())
 	require.NoError(e.t, err)
-	out := map[string]oauth.KeyUsage{}
+	out := map[string]sealing.KeyUsage{}
 	for _, u := range list {
 		out[u.ID] = u
 	}
@@ -66,7 +66,7 @@ func (e *flowEnv) usage(a *app.App) map[string]oauth.KeyUsage {
 func TestKeyRotation_F14_TH42(t *testing.T) {
 	e := newFlowEnv(t)
 	k1 := e.cfg.Server.SecretKeys.Reveal()
-	k2 := oauth.GenerateKeySpec("k2")
+	k2 := sealing.GenerateKeySpec("k2")
 	ctx := t.Context()
 
 	code := e.connect("nc-rot", "st-rot")
@@ -78,7 +78,7 @@ func TestKeyRotation_F14_TH42(t *testing.T) {
 	r := e.get(e.authorizeURL("nc-pending", "st-pending")) // left pending
 	require.Equal(t, http.StatusSeeOther, r.StatusCode)
 	require.NoError(t, e.app.CheckSealingKeys(ctx, nil))
-	assert.Equal(t, oauth.KeyUsage{ID: "k1", Primary: true, InKeyring: true, Connections: 1, Flows: 1, Successors: 1}, e.usage(e.app)["k1"])
+	assert.Equal(t, sealing.KeyUsage{ID: "k1", Primary: true, InKeyring: true, Connections: 1, Flows: 1, Successors: 1}, e.usage(e.app)["k1"])
 
 	// Restart with K2 first and K1 kept.
 	a2, base := e.restart(k2 + "," + k1)
@@ -92,7 +92,7 @@ func TestKeyRotation_F14_TH42(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body(t, resp))
 	u := e.usage(a2)
-	assert.Equal(t, oauth.KeyUsage{ID: "k2", Primary: true, InKeyring: true, Successors: 1}, u["k2"])
+	assert.Equal(t, sealing.KeyUsage{ID: "k2", Primary: true, InKeyring: true, Successors: 1}, u["k2"])
 	assert.Equal(t, 3, u["k1"].Needed())
 
 	// Dropping K1 now is refused, with the count.
@@ -109,8 +109,8 @@ func TestKeyRotation_F14_TH42(t *testing.T) {
 	}
 	require.True(t, done)
 	u = e.usage(a2)
-	assert.Equal(t, oauth.KeyUsage{ID: "k1", InKeyring: true}, u["k1"], "K1 seals nothing any more")
-	assert.Equal(t, oauth.KeyUsage{ID: "k2", Primary: true, InKeyring: true, Connections: 1, Flows: 1, Successors: 2}, u["k2"])
+	assert.Equal(t, sealing.KeyUsage{ID: "k1", InKeyring: true}, u["k1"], "K1 seals nothing any more")
+	assert.Equal(t, sealing.KeyUsage{ID: "k2", Primary: true, InKeyring: true, Connections: 1, Flows: 1, Successors: 2}, u["k2"])
 
 	// K2 alone is accepted now, and the user's link still unfurls.
 	a4, base4 := e.restart(k2)
@@ -134,7 +134,7 @@ func TestDropKey_TH42(t *testing.T) {
 	status, tok := e.tokenCall(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {notionRedirect}})
 	require.Equal(t, http.StatusOK, status, tok)
 
-	a, base := e.restart(oauth.GenerateKeySpec("k2"))
+	a, base := e.restart(sealing.GenerateKeySpec("k2"))
 	require.ErrorContains(t, a.CheckSealingKeys(ctx, nil), `key "k1" was removed but still seals 1 stored record (1 connection)`)
 	require.ErrorContains(t, a.CheckSealingKeys(ctx, []string{"k2"}), `drop key "k2": it is still in the keyring`)
 	require.NoError(t, a.CheckSealingKeys(ctx, []string{"k1"}))
@@ -161,9 +161,9 @@ func TestResealInterruptedReopen_F2(t *testing.T) {
 	r := e.get(e.authorizeURL("nc-f2-pending", "st-f2-pending"))
 	require.Equal(t, http.StatusSeeOther, r.StatusCode)
 
-	kr, err := oauth.ParseKeyring(oauth.GenerateKeySpec("k2") + "," + k1)
+	kr, err := sealing.ParseKeyring(sealing.GenerateKeySpec("k2") + "," + k1)
 	require.NoError(t, err)
-	done, err := oauth.NewResealer(oauth.ResealerOptions{Store: e.st, Keyring: kr, Now: e.clock}).Step(ctx, 1)
+	done, err := sealing.NewResealer(sealing.ResealerOptions{Store: e.st, Keyring: kr, Now: e.clock}).Step(ctx, 1)
 	require.NoError(t, err)
 	require.False(t, done)
 	require.NoError(t, e.st.Close())
@@ -177,28 +177,28 @@ func TestResealInterruptedReopen_F2(t *testing.T) {
 	for _, f := range []struct {
 		name  string
 		value []byte
-	}{{oauth.FieldNotionToken, conns[0].NotionToken}, {oauth.FieldUpstreamCredential, conns[0].UpstreamCredential}} {
-		_, err := oauth.OpenConnectionField(kr, conns[0], f.name, f.value)
+	}{{sealing.FieldNotionToken, conns[0].NotionToken}, {sealing.FieldUpstreamCredential, conns[0].UpstreamCredential}} {
+		_, err := sealing.OpenConnectionField(kr, conns[0], f.name, f.value)
 		require.NoError(t, err, f.name)
 	}
 	flows, err := st.ListFlows(ctx)
 	require.NoError(t, err)
 	require.Len(t, flows, 1)
-	_, err = oauth.OpenFlow(kr, flows[0])
+	_, err = sealing.OpenFlow(kr, flows[0])
 	require.NoError(t, err)
-	list, err := oauth.CountSealed(ctx, st, kr, e.clock())
+	list, err := sealing.CountSealed(ctx, st, kr, e.clock())
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	assert.Equal(t, 1, list[0].Needed(), "k2 seals the record moved before the stop")
 	assert.Equal(t, 2, list[1].Needed(), "k1 still seals the others, and they open")
 
-	res := oauth.NewResealer(oauth.ResealerOptions{Store: st, Keyring: kr, Now: e.clock})
+	res := sealing.NewResealer(sealing.ResealerOptions{Store: st, Keyring: kr, Now: e.clock})
 	for i := 0; i < 10 && !done; i++ {
 		done, err = res.Step(ctx, 10)
 		require.NoError(t, err)
 	}
 	require.True(t, done)
-	list, err = oauth.CountSealed(ctx, st, kr, e.clock())
+	list, err = sealing.CountSealed(ctx, st, kr, e.clock())
 	require.NoError(t, err)
 	assert.Equal(t, 0, list[1].Needed())
 	assert.Equal(t, 3, list[0].Needed())

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -61,7 +61,7 @@ func (e *flowEnv) connectionOf(owner string) (store.Connection, string) {
 		}
 	}
 	require.Len(e.t, found, 1, "one connection of %s", owner)
-	tok, err := oauth.OpenConnectionField(e.app.Keyring, found[0], oauth.FieldNotionToken, found[0].NotionToken)
+	tok, err := sealing.OpenConnectionField(e.app.Keyring, found[0], sealing.FieldNotionToken, found[0].NotionToken)
 	require.NoError(e.t, err)
 	return found[0], string(tok)
 }

@@ -21,9 +21,10 @@ import (
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
@@ -89,7 +90,7 @@ func newReloadEnv(t *testing.T, providers ...string) *reloadEnv {
 	dir := t.TempDir()
 	e := &reloadEnv{
 		t: t, srv: srv, st: memory.New(), path: filepath.Join(dir, "config.yaml"), logs: &syncBuffer{},
-		repl: strings.NewReplacer("PUBLIC", srv.URL, "KEYS", oauth.GenerateKeySpec("k1"), "NOTION", notion.URL(), "UP", up.URL),
+		repl: strings.NewReplacer("PUBLIC", srv.URL, "KEYS", sealing.GenerateKeySpec("k1"), "NOTION", notion.URL(), "UP", up.URL),
 	}
 	e.write(filepath.Join(dir, "unfurld.db"), providers...)
 	logger := slog.New(slog.NewTextHandler(e.logs, nil))
@@ -122,10 +123,10 @@ func (e *reloadEnv) write(storage string, providers ...string) {
 // token creates a connection to provider and an access token for it.
 func (e *reloadEnv) token(provider string) (tok, connID string) {
 	e.t.Helper()
-	connID = oauth.NewID()
+	connID = issuer.NewID()
 	now := time.Now()
 	require.NoError(e.t, e.st.CreateConnection(e.t.Context(), store.Connection{ID: connID, Provider: provider, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: now}))
-	tok, err := oauth.IssueAccessToken(e.t.Context(), e.st, provider, connID, now, 0)
+	tok, err := issuer.IssueAccessToken(e.t.Context(), e.st, provider, connID, now, 0)
 	require.NoError(e.t, err)
 	return tok, connID
 }

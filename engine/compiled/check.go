@@ -7,8 +7,8 @@ import (
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/notion"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 )
 
 // Check runs on a loaded configuration and its compiled registry every
@@ -30,7 +30,7 @@ func Check(cfg *config.Config, reg *provider.Registry) config.Errors {
 // Prepared is what app.New builds from the configuration alone.
 type Prepared struct {
 	// Keyring is nil when server.secret_keys is empty.
-	Keyring *oauth.Keyring
+	Keyring *sealing.Keyring
 	// Notion is the client for Notion's API.
 	Notion *notion.Client
 }
@@ -47,7 +47,7 @@ func Prepare(cfg *config.Config, reg *provider.Registry, nopts notion.ClientOpti
 	if !cfg.Server.SecretKeys.IsZero() {
 		// The keyring's errors name keys by id or position, never by
 		// their bytes (TH-42).
-		kr, err := oauth.ParseKeyring(cfg.Server.SecretKeys.Reveal())
+		kr, err := sealing.ParseKeyring(cfg.Server.SecretKeys.Reveal())
 		if err != nil {
 			fail("server.secret_keys", err)
 		}

@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/notion"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstreamauth"
 )
 
 // Defaults and limits.
@@ -41,7 +43,7 @@ const (
 )
 
 // CodeMinter mints our one-time authorization code (protocol 3.2 step
-// 5b). oauth.Issuer implements it.
+// 5b). issuer.Issuer implements it.
 type CodeMinter interface {
 	MintCode(ctx context.Context, provider, connectionID, redirectURI string) (string, error)
 }
@@ -49,7 +51,7 @@ type CodeMinter interface {
 // Options configures New. Every dependency is passed in (STYLE.md 7).
 type Options struct {
 	Store    store.Store
-	Keyring  *oauth.Keyring
+	Keyring  *sealing.Keyring
 	Registry *provider.Registry
 	Notion   *notion.Client
 	Codes    CodeMinter
@@ -113,7 +115,7 @@ func New(opts Options) (*Service, error) {
 // provider.
 type upstreamClient struct {
 	p *provider.Provider
-	u *oauth.Upstream
+	u *upstreamauth.Client
 }
 
 // build makes the upstream OAuth clients of the oauth2 providers among
@@ -160,7 +162,7 @@ func (s *Service) SetProviders(ps []*provider.Provider) (prune func(), err error
 }
 
 // upstream returns the upstream OAuth client of an oauth2 provider.
-func (s *Service) upstream(providerName string) (*oauth.Upstream, bool) {
+func (s *Service) upstream(providerName string) (*upstreamauth.Client, bool) {
 	c, ok := (*s.upstreams.Load())[providerName]
 	return c.u, ok
 }
@@ -170,9 +172,9 @@ func (s *Service) upstream(providerName string) (*oauth.Upstream, bool) {
 // app.Check calls it too, so that `unfurld validate` refuses what serve
 // would refuse at start (an extra_params key the flow sets itself, a
 // callback URL that cannot be built).
-func NewUpstream(p *provider.Provider, publicURL string, now func() time.Time) (*oauth.Upstream, error) {
+func NewUpstream(p *provider.Provider, publicURL string, now func() time.Time) (*upstreamauth.Client, error) {
 	o := p.Config.Upstream.Auth.OAuth2
-	return oauth.NewUpstream(oauth.UpstreamOptions{
+	return upstreamauth.New(upstreamauth.Options{
 		Provider:           p.Name,
 		OAuth2:             o,
 		RedirectURL:        callbackURL(strings.TrimRight(publicURL, "/"), p.Name),
@@ -208,7 +210,7 @@ func (s *Service) ContinueURL(providerName string) string {
 }
 
 // Upstream returns the upstream OAuth client of an oauth2 provider.
-func (s *Service) Upstream(providerName string) (*oauth.Upstream, bool) {
+func (s *Service) Upstream(providerName string) (*upstreamauth.Client, bool) {
 	return s.upstream(providerName)
 }
 
@@ -246,11 +248,11 @@ func (s *Service) seal(id string, d *flowData) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode flow: %w", err)
 	}
-	return oauth.SealFlow(s.opts.Keyring, id, b)
+	return sealing.SealFlow(s.opts.Keyring, id, b)
 }
 
 func (s *Service) open(f store.Flow) (*flowData, error) {
-	b, err := oauth.OpenFlow(s.opts.Keyring, f)
+	b, err := sealing.OpenFlow(s.opts.Keyring, f)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +324,7 @@ func (s *Service) begin(ctx context.Context, p *provider.Provider, rawQuery stri
 		V: flowVersion, Provider: p.Name, RedirectURI: redirectURI, State: state,
 		NotionCode: code, Stage: stageSignIn, CSRF: randomToken(),
 	}
-	id := oauth.Digest(handle)
+	id := issuer.Digest(handle)
 	sealed, err := s.seal(id, d)
 	if err != nil {
 		return s.serverError(ctx, "seal flow", err)
@@ -346,7 +348,7 @@ func (s *Service) load(ctx context.Context, p *provider.Provider, handle string)
 	if handle == "" {
 		return "", nil, expired()
 	}
-	id := oauth.Digest(handle)
+	id := issuer.Digest(handle)
 	f, err := s.opts.Store.GetFlow(ctx, id, s.now())
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
 		return "", nil, expired()
@@ -393,7 +395,7 @@ func (s *Service) Continue(ctx context.Context, p *provider.Provider, handle str
 	case config.AuthOAuth2:
 		u, _ := s.upstream(p.Name)
 		st := u.Start()
-		d.UpstreamState, d.Verifier = oauth.Digest(st.State), st.Verifier
+		d.UpstreamState, d.Verifier = issuer.Digest(st.State), st.Verifier
 		if err := s.save(ctx, id, d); err != nil {
 			return s.flowWriteError(ctx, err)
 		}
@@ -444,7 +446,7 @@ func (s *Service) Callback(ctx context.Context, p *provider.Provider, handle, ra
 		// Replay of a callback whose state was spent (TH-08).
 		return pageError(400, "Already used", "This sign-in answer was already used. Start again from Notion.")
 	}
-	if !equal(oauth.Digest(q.Get("state")), d.UpstreamState) {
+	if !equal(issuer.Digest(q.Get("state")), d.UpstreamState) {
 		// Login CSRF or a stale tab: destroy the flow, redeem nothing (TH-06).
 		_, _ = s.opts.Store.DeleteFlow(ctx, id)
 		o := pageError(403, "Sign-in mismatch", "This sign-in answer does not belong to your browser session. Start again from Notion.")
@@ -504,10 +506,10 @@ func (s *Service) SubmitAPIKey(ctx context.Context, p *provider.Provider, handle
 		case len(key) > maxAPIKey || strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r == 0x7f }):
 			return s.apiKeyPage(p, d, "That does not look like an API key: it is too long or holds spaces or control characters.", nil)
 		}
-		return s.signedIn(ctx, p, id, d, oauth.UpstreamToken{AccessToken: config.Secret(key)})
+		return s.signedIn(ctx, p, id, d, upstreamauth.Token{AccessToken: config.Secret(key)})
 	}
 	// Every field is checked before any is used.
-	tok := oauth.UpstreamToken{Fields: make(map[string]config.Secret, len(fields))}
+	tok := upstreamauth.Token{Fields: make(map[string]config.Secret, len(fields))}
 	var complaint string
 	for _, f := range fields {
 		v := strings.TrimSpace(form(fieldInput(f.Name)))
@@ -524,7 +526,7 @@ func (s *Service) SubmitAPIKey(ctx context.Context, p *provider.Provider, handle
 
 // kept returns the text and email fields of tok, to refill the form
 // after a refusal; secrets are never sent back to the browser.
-func kept(p *provider.Provider, tok oauth.UpstreamToken) map[string]string {
+func kept(p *provider.Provider, tok upstreamauth.Token) map[string]string {
 	out := map[string]string{}
 	for _, f := range p.Config.Upstream.Auth.APIKey.Fields {
 		if f.Type != config.FieldSecret {
@@ -560,7 +562,7 @@ func CheckKeyField(f config.APIKeyField, v string) string {
 
 // signedIn identifies the account behind a fresh credential and moves the
 // flow to consent.
-func (s *Service) signedIn(ctx context.Context, p *provider.Provider, id string, d *flowData, tok oauth.UpstreamToken) *Outcome {
+func (s *Service) signedIn(ctx context.Context, p *provider.Provider, id string, d *flowData, tok upstreamauth.Token) *Outcome {
 	acct, err := p.Identify(ctx, provider.Credential{Key: "identify:" + id, Token: tok.AccessToken, Fields: tok.Fields})
 	s.event(p.Name, "identity", err)
 	if err != nil {
@@ -652,19 +654,19 @@ func (s *Service) finish(ctx context.Context, p *provider.Provider, d *flowData)
 	// who connect the same upstream account keep one connection each
 	// (TH-39); the account key stays the stable upstream id (TH-14).
 	c := store.Connection{
-		ID: oauth.NewID(), Provider: p.Name,
+		ID: issuer.NewID(), Provider: p.Name,
 		AccountKey: d.AccountKey, AccountName: d.AccountName,
 		WorkspaceID: tr.WorkspaceID, WorkspaceName: tr.WorkspaceName, BotID: tr.BotID, Owner: tr.OwnerKey(),
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
-	if c.NotionToken, err = oauth.SealConnectionField(s.opts.Keyring, c, oauth.FieldNotionToken, []byte(tr.AccessToken.Reveal())); err != nil {
+	if c.NotionToken, err = sealing.SealConnectionField(s.opts.Keyring, c, sealing.FieldNotionToken, []byte(tr.AccessToken.Reveal())); err != nil {
 		return s.serverErrorRedirect(ctx, d, "seal notion token", err)
 	}
 	if len(d.Credential) > 0 {
-		if c.UpstreamCredential, err = oauth.SealConnectionField(s.opts.Keyring, c, oauth.FieldUpstreamCredential, d.Credential); err != nil {
+		if c.UpstreamCredential, err = sealing.SealConnectionField(s.opts.Keyring, c, sealing.FieldUpstreamCredential, d.Credential); err != nil {
 			return s.serverErrorRedirect(ctx, d, "seal credential", err)
 		}
-		if t, err := oauth.DecodeUpstreamToken(d.Credential); err == nil {
+		if t, err := upstreamauth.DecodeToken(d.Credential); err == nil {
 			c.UpstreamExpiry = t.Expiry
 		}
 	}

@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstreamauth"
 )
 
 // ErrReconnect means a connection's upstream credential is unusable for
@@ -77,28 +78,28 @@ func (s *Service) Rejected(ctx context.Context, p *provider.Provider, conn store
 	return provider.Credential{Key: conn.ID, Token: tok.AccessToken, Fields: tok.Fields}, nil
 }
 
-func (s *Service) openCredential(conn store.Connection) (oauth.UpstreamToken, error) {
-	b, err := oauth.OpenConnectionField(s.opts.Keyring, conn, oauth.FieldUpstreamCredential, conn.UpstreamCredential)
+func (s *Service) openCredential(conn store.Connection) (upstreamauth.Token, error) {
+	b, err := sealing.OpenConnectionField(s.opts.Keyring, conn, sealing.FieldUpstreamCredential, conn.UpstreamCredential)
 	if err != nil {
-		return oauth.UpstreamToken{}, err
+		return upstreamauth.Token{}, err
 	}
-	return oauth.DecodeUpstreamToken(b)
+	return upstreamauth.DecodeToken(b)
 }
 
 // refresh renews tok through the provider's upstream OAuth client. The
 // commit seals the new pair into the connection before Refresh hands it
 // out.
-func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.Connection, tok oauth.UpstreamToken) (oauth.UpstreamToken, error) {
+func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.Connection, tok upstreamauth.Token) (upstreamauth.Token, error) {
 	u, ok := s.upstream(p.Name)
 	if !ok || tok.RefreshToken.IsZero() {
-		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "upstream token refresh", Detail: "upstream credential expired and cannot be refreshed"})
+		return upstreamauth.Token{}, s.markReconnect(ctx, conn, store.ConnectionEvent{Call: "upstream token refresh", Detail: "upstream credential expired and cannot be refreshed"})
 	}
-	commit := func(ctx context.Context, next oauth.UpstreamToken) error {
+	commit := func(ctx context.Context, next upstreamauth.Token) error {
 		enc, err := next.Encode()
 		if err != nil {
 			return err
 		}
-		sealed, err := oauth.SealConnectionField(s.opts.Keyring, conn, oauth.FieldUpstreamCredential, enc)
+		sealed, err := sealing.SealConnectionField(s.opts.Keyring, conn, sealing.FieldUpstreamCredential, enc)
 		if err != nil {
 			return err
 		}
@@ -110,15 +111,15 @@ func (s *Service) refresh(ctx context.Context, p *provider.Provider, conn store.
 	}
 	next, err := u.Refresh(ctx, conn.ID, tok, commit)
 	s.event(p.Name, "refresh", err)
-	if errors.Is(err, oauth.ErrReauthorize) {
+	if errors.Is(err, upstreamauth.ErrReauthorize) {
 		ev := store.ConnectionEvent{Call: "upstream token refresh", Detail: err.Error()}
-		if te := (*oauth.TokenError)(nil); errors.As(err, &te) {
+		if te := (*upstreamauth.TokenError)(nil); errors.As(err, &te) {
 			ev.Status = te.Status
 		}
-		return oauth.UpstreamToken{}, s.markReconnect(ctx, conn, ev)
+		return upstreamauth.Token{}, s.markReconnect(ctx, conn, ev)
 	}
 	if err != nil {
-		return oauth.UpstreamToken{}, fmt.Errorf("refresh upstream credential: %w", err)
+		return upstreamauth.Token{}, fmt.Errorf("refresh upstream credential: %w", err)
 	}
 	return next, nil
 }

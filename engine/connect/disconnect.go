@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstreamauth"
 )
 
 // Revocation is what revoking one connection's upstream grant takes: the
@@ -13,8 +13,8 @@ import (
 // read before the connection is deleted, since the deletion erases the
 // credential (security.md TH-40). The zero value revokes nothing.
 type Revocation struct {
-	up      *oauth.Upstream
-	tok     oauth.UpstreamToken
+	up      *upstreamauth.Client
+	tok     upstreamauth.Token
 	timeout time.Duration
 	conn    string
 }

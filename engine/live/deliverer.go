@@ -11,7 +11,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -78,7 +78,7 @@ type Options struct {
 	// Notion sends PATCH /v1/external/object; a *notion.Client.
 	Notion Notion
 	// Keyring opens each connection's sealed Notion token.
-	Keyring *oauth.Keyring
+	Keyring *sealing.Keyring
 	// Logger receives delivery failures; nil discards.
 	Logger *slog.Logger
 	// Clock is the time source; nil is the wall clock.
@@ -116,7 +116,7 @@ type Options struct {
 type Deliverer struct {
 	st    Store
 	nt    Notion
-	keys  *oauth.Keyring
+	keys  *sealing.Keyring
 	log   *slog.Logger
 	clock Clock
 	rand  func() float64

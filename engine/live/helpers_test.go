@@ -15,7 +15,7 @@ import (
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/notion"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
@@ -97,7 +97,7 @@ type testEnv struct {
 	clock  *fakeClock
 	notion *notiontest.Server
 	client *notion.Client
-	keys   *oauth.Keyring
+	keys   *sealing.Keyring
 	st     fullStore
 	d      *live.Deliverer
 	opts   live.Options
@@ -120,7 +120,7 @@ func newEnvWith(t *testing.T, st fullStore, edit ...func(*live.Options)) *testEn
 	client, err := notion.NewClient(notion.ClientOptions{BaseURL: fake.URL()})
 	require.NoError(t, err)
 	t.Cleanup(client.CloseIdleConnections)
-	keys, err := oauth.NewKeyring("k1", bytes.Repeat([]byte{7}, 32), nil)
+	keys, err := sealing.NewKeyring("k1", bytes.Repeat([]byte{7}, 32), nil)
 	require.NoError(t, err)
 	e := &testEnv{t: t, clock: clock, notion: fake, client: client, keys: keys, tokens: map[string]string{}}
 	e.opts = live.Options{
@@ -154,7 +154,7 @@ func (e *testEnv) connect(id, provider string) {
 		Status: store.StatusActive, CreatedAt: t0, UpdatedAt: t0,
 	}
 	token := "ntn_" + id
-	sealed, err := oauth.SealConnectionField(e.keys, conn, oauth.FieldNotionToken, []byte(token))
+	sealed, err := sealing.SealConnectionField(e.keys, conn, sealing.FieldNotionToken, []byte(token))
 	require.NoError(e.t, err)
 	conn.NotionToken = sealed
 	require.NoError(e.t, e.st.CreateConnection(e.t.Context(), conn))

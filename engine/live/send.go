@@ -10,7 +10,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -72,7 +72,7 @@ func (d *Deliverer) deliver(ctx context.Context, it store.OutboxItem) error {
 		// cannot be pushed to; that is no reason to flag it.
 		return d.dropConnection(ctx, it, errors.New("connection has no notion token"))
 	}
-	plain, err := oauth.OpenConnectionField(d.keys, conn, oauth.FieldNotionToken, conn.NotionToken)
+	plain, err := sealing.OpenConnectionField(d.keys, conn, sealing.FieldNotionToken, conn.NotionToken)
 	if err != nil {
 		// A retired key or a tampered record: the token is lost, as after
 		// a 401 (TH-42).

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/live"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
@@ -143,7 +143,7 @@ func TestWebhookRightAfterFirstUnfurl_F1(t *testing.T) {
 	e.useStore(shared)
 	e.connect("c1", "tracker")
 	e.up.set(itemPath(5), answer{Body: item("Five", "open")})
-	bearer, err := oauth.IssueAccessToken(t.Context(), shared, "tracker", "c1", e.clock.Now(), 0)
+	bearer, err := issuer.IssueAccessToken(t.Context(), shared, "tracker", "c1", e.clock.Now(), 0)
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
 	srv := server.New(server.Config{Settings: e.settings, Store: shared, Registry: e.reg, Live: e.r, Logger: logger, Now: e.clock.Now})

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
 )
@@ -55,7 +55,7 @@ func TestAdminExplainsConnection(t *testing.T) {
 	assert.Equal(t, 503, c.Failures[0].Status)
 
 	body := rec.Body.String()
-	for _, secret := range []string{tok, oauth.Digest(tok), upstreamBody, "sekrit-upstream-token"} {
+	for _, secret := range []string{tok, issuer.Digest(tok), upstreamBody, "sekrit-upstream-token"} {
 		assert.NotContains(t, body, secret)
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/compiled"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/metrics"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/cached"
@@ -91,9 +91,9 @@ func benchServer(b *testing.B, cold bool) (http.Handler, string) {
 		m.StoreOp(op, d, err != nil && !errors.Is(err, store.ErrNotFound))
 	}), cached.Options{})
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	connID := oauth.NewID()
+	connID := issuer.NewID()
 	require.NoError(b, st.CreateConnection(ctx, store.Connection{ID: connID, Provider: "tracker", AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: now}))
-	tok, err := oauth.IssueAccessToken(ctx, st, "tracker", connID, now, 0)
+	tok, err := issuer.IssueAccessToken(ctx, st, "tracker", connID, now, 0)
 	require.NoError(b, err)
 	// The logger discards, like a production server at level warn: the
 	// per-request info line is checked for and skipped.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
 )
@@ -96,11 +96,11 @@ func (h *deletedHandler) revoke(c echo.Context, p *provider.Provider, candidates
 	removed := 0
 	done := map[string]bool{}
 	for _, tok := range candidates {
-		kind, ok := oauth.KindOf(tok)
+		kind, ok := issuer.KindOf(tok)
 		if !ok || (kind != store.KindAccess && kind != store.KindRefresh) {
 			continue
 		}
-		t, err := st.GetToken(ctx, kind, oauth.Digest(tok))
+		t, err := st.GetToken(ctx, kind, issuer.Digest(tok))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			continue
@@ -268,7 +268,7 @@ func shapeName(k string) string {
 	if k == "" || len(k) > shapeMaxName {
 		return "<redacted>"
 	}
-	if _, isToken := oauth.KindOf(k); isToken {
+	if _, isToken := issuer.KindOf(k); isToken {
 		return "<redacted>"
 	}
 	for i := 0; i < len(k); i++ {

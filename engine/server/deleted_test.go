@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -59,7 +59,7 @@ func (h *oauthHarness) alive(t *testing.T, g grant) bool {
 	t.Helper()
 	ctx := t.Context()
 	_, connErr := h.st.GetConnection(ctx, g.conn)
-	_, accErr := h.st.GetToken(ctx, store.KindAccess, oauth.Digest(g.access))
+	_, accErr := h.st.GetToken(ctx, store.KindAccess, issuer.Digest(g.access))
 	subs := 0
 	for _, s := range subscriptions(t, h.st) {
 		if s.ConnectionID == g.conn {
@@ -68,7 +68,7 @@ func (h *oauthHarness) alive(t *testing.T, g grant) bool {
 	}
 	present := []bool{connErr == nil, accErr == nil, subs > 0}
 	if g.refresh != "" {
-		_, err := h.st.GetToken(ctx, store.KindRefresh, oauth.Digest(g.refresh))
+		_, err := h.st.GetToken(ctx, store.KindRefresh, issuer.Digest(g.refresh))
 		present = append(present, err == nil)
 	}
 	all, none := true, true
@@ -136,7 +136,7 @@ func TestDeletedErasesTheConnectionProtocol8(t *testing.T) {
 			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 			assert.Empty(t, rec.Body.String())
 			assert.False(t, h.alive(t, g), "connection, tokens and subscription erased together")
-			_, err := h.st.GetToken(t.Context(), store.KindRefresh, oauth.Digest(g.spent))
+			_, err := h.st.GetToken(t.Context(), store.KindRefresh, issuer.Digest(g.spent))
 			require.ErrorIs(t, err, store.ErrNotFound, "the spent marker goes too")
 			assert.True(t, h.alive(t, other), "another connection is untouched")
 			assert.True(t, h.alive(t, wiki))
@@ -180,7 +180,7 @@ func TestDeletedBadInputsTH39(t *testing.T) {
 			return h.callDeleted(http.MethodDelete, deletedPath, "Bearer ", "", "")
 		}, 401},
 		{"unknown token", func(h *oauthHarness, _, _ grant) *httptest.ResponseRecorder {
-			return h.callDeleted(http.MethodDelete, deletedPath, "Bearer "+oauth.PrefixAccess+"bm90LW91cnM", "", "")
+			return h.callDeleted(http.MethodDelete, deletedPath, "Bearer "+issuer.PrefixAccess+"bm90LW91cnM", "", "")
 		}, 200},
 		{"garbage token", func(h *oauthHarness, _, _ grant) *httptest.ResponseRecorder {
 			return h.callDeleted(http.MethodDelete, deletedPath, "Bearer garbage", "", "")

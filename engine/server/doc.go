@@ -1,7 +1,7 @@
 // Package server is unfurld's HTTP face: the echo v4 app, its routes and
 // middleware, and the one HTTPErrorHandler (STYLE.md 7). Handlers bind
-// input, call the engine and render; decisions live in engine/provider and
-// engine/oauth.
+// input, call the engine and render; decisions live in engine/provider,
+// engine/connect and engine/issuer.
 //
 // Routes, per provider under /providers/<name>/ (protocol 1.3):
 //

@@ -13,9 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/connect"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/notion"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/server"
 )
 
@@ -23,14 +24,14 @@ import (
 // connection flow, its pending flows capped at maxFlows.
 func withFlows(t *testing.T, h *harness, maxFlows int) {
 	t.Helper()
-	kr, err := oauth.NewKeyring("t1", bytes.Repeat([]byte{7}, 32), nil)
+	kr, err := sealing.NewKeyring("t1", bytes.Repeat([]byte{7}, 32), nil)
 	require.NoError(t, err)
 	nc, err := notion.NewClient(notion.ClientOptions{BaseURL: notiontest.New(t).URL()})
 	require.NoError(t, err)
 	now := func() time.Time { return h.now }
 	svc, err := connect.New(connect.Options{
 		Store: h.st, Keyring: kr, Registry: h.reg, Notion: nc,
-		Codes:     &oauth.Issuer{Store: h.st, Keyring: kr, Now: now},
+		Codes:     &issuer.Issuer{Store: h.st, Keyring: kr, Now: now},
 		PublicURL: "https://unfurl.example.com", RedirectURIs: []string{"https://www.notion.so/externalIntegrationAuthCallback"},
 		MaxFlows: maxFlows, Now: now,
 	})

@@ -17,7 +17,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
@@ -182,9 +182,9 @@ func (h *harness) token(providerName string) (tok, connID string) {
 func (h *harness) tokenFor(t testing.TB, providerName string) (tok, connID string) {
 	t.Helper()
 	ctx := t.Context()
-	connID = oauth.NewID()
+	connID = issuer.NewID()
 	require.NoError(t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
-	tok, err := oauth.IssueAccessToken(ctx, h.st, providerName, connID, h.now, 0)
+	tok, err := issuer.IssueAccessToken(ctx, h.st, providerName, connID, h.now, 0)
 	require.NoError(t, err)
 	return tok, connID
 }
@@ -252,7 +252,7 @@ func subscriptions(t *testing.T, st store.Store) []store.Subscription {
 	return out
 }
 
-func digestOf(tok string) string { return oauth.Digest(tok) }
+func digestOf(tok string) string { return issuer.Digest(tok) }
 
 // doAuthz sends a POST with a raw Authorization header.
 func doAuthz(h *harness, path, authz, body string) *httptest.ResponseRecorder {

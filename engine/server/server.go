@@ -14,8 +14,8 @@ import (
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
-	"github.com/unfurld/unfurld/engine/oauth"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store/cached"
 )
@@ -47,7 +47,7 @@ type Config struct {
 	Reload func(ctx context.Context) compiled.Report
 	// Keyring seals and opens secrets at rest: upstream credentials,
 	// Notion tokens, pending flows, refresh successors (TH-41).
-	Keyring *oauth.Keyring
+	Keyring *sealing.Keyring
 	// Metrics counts unfurls, token requests and webhooks; nil counts
 	// nothing.
 	Metrics Metrics

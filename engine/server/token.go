@@ -20,7 +20,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/provider"
 )
 
@@ -64,7 +64,7 @@ var tokenParams = map[string]bool{
 // (and logs each once, in refuse) instead of going through handleError.
 type tokenHandler struct {
 	s      *Server
-	issuer *oauth.Issuer
+	issuer *issuer.Issuer
 	// byIP counts failed client authentications per caller address
 	// (ipKey: IPv4 /32, IPv6 /64).
 	byIP *failLimiter
@@ -74,7 +74,7 @@ type tokenHandler struct {
 // method reaches the handler so that a GET still gets the no-store headers
 // and an RFC 6749 body with its 405 (TH-21, TH-22).
 func (h *tokenHandler) Register(g *echo.Group) {
-	h.issuer = &oauth.Issuer{Store: h.s.cfg.Store, Keyring: h.s.cfg.Keyring, Now: h.s.cfg.Now}
+	h.issuer = &issuer.Issuer{Store: h.s.cfg.Store, Keyring: h.s.cfg.Keyring, Now: h.s.cfg.Now}
 	h.byIP = newFailLimiter(authFailsPerIP, authFailWindow, authFailMaxKeys)
 	g.Any("/token", h.token)
 }
@@ -82,7 +82,7 @@ func (h *tokenHandler) Register(g *echo.Group) {
 // tokenError is a refusal of the token URL.
 type tokenError struct {
 	status int
-	body   oauth.Error
+	body   issuer.Error
 	// basic asks for WWW-Authenticate: Basic (RFC 6749 5.2, protocol 2.4).
 	basic bool
 	// allow is the Allow header of a 405.
@@ -96,11 +96,11 @@ type tokenError struct {
 func (e *tokenError) Error() string { return e.body.Error() }
 
 func refusal(status int, code, desc, reason string) *tokenError {
-	return &tokenError{status: status, body: oauth.Error{Code: code, Description: desc}, reason: reason}
+	return &tokenError{status: status, body: issuer.Error{Code: code, Description: desc}, reason: reason}
 }
 
 func badRequest(desc string) *tokenError {
-	return refusal(http.StatusBadRequest, oauth.CodeInvalidRequest, desc, desc)
+	return refusal(http.StatusBadRequest, issuer.CodeInvalidRequest, desc, desc)
 }
 
 // tokenRequest is what the audit log knows of a request: never a code,
@@ -149,53 +149,53 @@ func (h *tokenHandler) count(tr *tokenRequest, result string) {
 // serve runs the checks in the order that leaks least: method, route,
 // rate limit, transport-level shape, client authentication, and only then
 // the grant.
-func (h *tokenHandler) serve(c echo.Context, tr *tokenRequest) (oauth.TokenResponse, error) {
+func (h *tokenHandler) serve(c echo.Context, tr *tokenRequest) (issuer.TokenResponse, error) {
 	req := c.Request()
 	if req.Method != http.MethodPost {
-		e := refusal(http.StatusMethodNotAllowed, oauth.CodeInvalidRequest, "the token endpoint accepts POST only", "method "+req.Method)
+		e := refusal(http.StatusMethodNotAllowed, issuer.CodeInvalidRequest, "the token endpoint accepts POST only", "method "+req.Method)
 		e.allow = http.MethodPost
-		return oauth.TokenResponse{}, e
+		return issuer.TokenResponse{}, e
 	}
 	p, ok := h.s.cfg.Registry.Get(tr.provider)
 	if !ok || p.Config == nil {
 		tr.provider = "" // not ours: keep the attacker's text out of logs
-		return oauth.TokenResponse{}, refusal(http.StatusNotFound, oauth.CodeInvalidRequest, "unknown provider", "unknown provider")
+		return issuer.TokenResponse{}, refusal(http.StatusNotFound, issuer.CodeInvalidRequest, "unknown provider", "unknown provider")
 	}
 	now := h.s.cfg.Now()
 	if wait := h.byIP.blocked(ipKey(tr.ip), now); wait > 0 {
-		return oauth.TokenResponse{}, tooMany(wait, "client ip over the failed-authentication limit")
+		return issuer.TokenResponse{}, tooMany(wait, "client ip over the failed-authentication limit")
 	}
 	// Credentials in the URL end up in access logs and proxies; refuse
 	// the whole request rather than pick the body's copy (TH-21). The
 	// query is never logged (logRequests logs the path only).
 	if req.URL.RawQuery != "" {
-		return oauth.TokenResponse{}, badRequest("parameters must be sent in the request body, not in the URL")
+		return issuer.TokenResponse{}, badRequest("parameters must be sent in the request body, not in the URL")
 	}
 	params, err := readTokenParams(c)
 	if err != nil {
-		return oauth.TokenResponse{}, err
+		return issuer.TokenResponse{}, err
 	}
 	tr.grantType = logGrantType(params["grant_type"])
 	client, err := h.authenticateClient(c, p, params, tr, now)
 	if err != nil {
-		return oauth.TokenResponse{}, err
+		return issuer.TokenResponse{}, err
 	}
 	ctx := req.Context()
 	switch params["grant_type"] {
 	case "":
-		return oauth.TokenResponse{}, badRequest("grant_type is missing")
+		return issuer.TokenResponse{}, badRequest("grant_type is missing")
 	case grantAuthorizationCode:
 		if params["code"] == "" {
-			return oauth.TokenResponse{}, badRequest("code is missing")
+			return issuer.TokenResponse{}, badRequest("code is missing")
 		}
 		return h.issuer.RedeemCode(ctx, client, params["code"], params["redirect_uri"])
 	case grantRefreshToken:
 		if params["refresh_token"] == "" {
-			return oauth.TokenResponse{}, badRequest("refresh_token is missing")
+			return issuer.TokenResponse{}, badRequest("refresh_token is missing")
 		}
 		return h.issuer.Refresh(ctx, client, params["refresh_token"])
 	default:
-		return oauth.TokenResponse{}, refusal(http.StatusBadRequest, oauth.CodeUnsupportedGrantType,
+		return issuer.TokenResponse{}, refusal(http.StatusBadRequest, issuer.CodeUnsupportedGrantType,
 			"grant_type must be authorization_code or refresh_token", "unsupported grant_type")
 	}
 }
@@ -205,20 +205,20 @@ func (h *tokenHandler) serve(c echo.Context, tr *tokenRequest) (oauth.TokenRespo
 // never both (TH-21). Unknown client and wrong secret get the same answer
 // (TH-19); failures count against the caller's address only, never
 // against the client id, which anyone can send (TH-20).
-func (h *tokenHandler) authenticateClient(c echo.Context, p *provider.Provider, params map[string]string, tr *tokenRequest, now time.Time) (oauth.Client, error) {
+func (h *tokenHandler) authenticateClient(c echo.Context, p *provider.Provider, params map[string]string, tr *tokenRequest, now time.Time) (issuer.Client, error) {
 	authz := c.Request().Header.Values(echo.HeaderAuthorization)
 	if len(authz) > 1 {
-		return oauth.Client{}, badRequest("authorization header is repeated")
+		return issuer.Client{}, badRequest("authorization header is repeated")
 	}
 	id, secret := params["client_id"], params["client_secret"]
 	if len(authz) == 1 {
 		tr.clientAuth = "basic"
 		if secret != "" {
-			return oauth.Client{}, badRequest("client credentials must be sent either in the body or with HTTP Basic, not both")
+			return issuer.Client{}, badRequest("client credentials must be sent either in the body or with HTTP Basic, not both")
 		}
 		bid, bsecret, ok := parseBasic(authz[0])
 		if ok && id != "" && id != bid {
-			return oauth.Client{}, badRequest("client_id in the body differs from the one in HTTP Basic")
+			return issuer.Client{}, badRequest("client_id in the body differs from the one in HTTP Basic")
 		}
 		id, secret = bid, bsecret
 		if !ok {
@@ -239,11 +239,11 @@ func (h *tokenHandler) authenticateClient(c echo.Context, p *provider.Provider, 
 	configured := !cfg.ClientSecret.IsZero() && cfg.ClientID != ""
 	if !(idOK && secretOK && configured && secret != "") {
 		h.byIP.fail(ipKey(tr.ip), now)
-		e := refusal(http.StatusUnauthorized, oauth.CodeInvalidClient, "client authentication failed", "client authentication failed")
+		e := refusal(http.StatusUnauthorized, issuer.CodeInvalidClient, "client authentication failed", "client authentication failed")
 		e.basic = tr.clientAuth == "basic"
-		return oauth.Client{}, e
+		return issuer.Client{}, e
 	}
-	return oauth.Client{
+	return issuer.Client{
 		Provider:       p.Name,
 		AccessTokenTTL: cfg.AccessTokenTTL.D(),
 		RefreshGrace:   cfg.RefreshGrace.D(),
@@ -286,16 +286,16 @@ func parseBasic(h string) (id, secret string, ok bool) {
 func readTokenParams(c echo.Context) (map[string]string, error) {
 	req := c.Request()
 	if req.ContentLength > tokenBodyLimit {
-		return nil, refusal(http.StatusRequestEntityTooLarge, oauth.CodeInvalidRequest, "request body too large", "body over the limit")
+		return nil, refusal(http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large", "body over the limit")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, tokenBodyLimit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, refusal(http.StatusRequestEntityTooLarge, oauth.CodeInvalidRequest, "request body too large", "body over the limit")
+			return nil, refusal(http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large", "body over the limit")
 		}
 		if readTimedOut(err) {
-			return nil, refusal(http.StatusRequestTimeout, oauth.CodeInvalidRequest, msgReadTimeout, "slow body")
+			return nil, refusal(http.StatusRequestTimeout, issuer.CodeInvalidRequest, msgReadTimeout, "slow body")
 		}
 		return nil, badRequest("could not read the request body")
 	}
@@ -313,7 +313,7 @@ func readTokenParams(c echo.Context) (map[string]string, error) {
 	case echo.MIMEApplicationJSON:
 		params, err = jsonParams(body)
 	default:
-		return nil, refusal(http.StatusUnsupportedMediaType, oauth.CodeInvalidRequest,
+		return nil, refusal(http.StatusUnsupportedMediaType, issuer.CodeInvalidRequest,
 			"content type must be application/x-www-form-urlencoded", "unsupported content type")
 	}
 	if err != nil {
@@ -404,7 +404,7 @@ func logGrantType(gt string) string {
 }
 
 func tooMany(wait time.Duration, reason string) *tokenError {
-	e := refusal(http.StatusTooManyRequests, oauth.CodeInvalidRequest, "too many failed attempts, try again later", reason)
+	e := refusal(http.StatusTooManyRequests, issuer.CodeInvalidRequest, "too many failed attempts, try again later", reason)
 	e.retryAfter = wait
 	return e
 }
@@ -417,24 +417,24 @@ func (h *tokenHandler) refuse(c echo.Context, tr *tokenRequest, err error) error
 	ctx := c.Request().Context()
 	var (
 		te *tokenError
-		oe *oauth.Error
+		oe *issuer.Error
 	)
 	switch {
 	case errors.As(err, &te):
 	case errors.As(err, &oe):
 		status := http.StatusBadRequest
-		if oe.Code == oauth.CodeInvalidClient {
+		if oe.Code == issuer.CodeInvalidClient {
 			status = http.StatusUnauthorized
 		}
 		te = refusal(status, oe.Code, oe.Description, oe.Description)
 	default:
 		h.s.log.ErrorContext(ctx, "token request failed",
 			"provider", tr.provider, "grant_type", tr.grantType, "client_ip", tr.ip, "err", err)
-		te = refusal(http.StatusServiceUnavailable, oauth.CodeTemporarilyUnavailable, "the server cannot issue tokens right now, try again later", "")
+		te = refusal(http.StatusServiceUnavailable, issuer.CodeTemporarilyUnavailable, "the server cannot issue tokens right now, try again later", "")
 		return h.write(c, te)
 	}
 	level := slog.LevelInfo
-	if te.status == http.StatusUnauthorized || te.status == http.StatusTooManyRequests || te.body.Code == oauth.CodeInvalidGrant {
+	if te.status == http.StatusUnauthorized || te.status == http.StatusTooManyRequests || te.body.Code == issuer.CodeInvalidGrant {
 		level = slog.LevelWarn // security-relevant: guessing, replay, lockout
 	}
 	h.s.log.Log(ctx, level, "token request refused",

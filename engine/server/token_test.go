@@ -22,7 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/config"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/cached"
@@ -116,7 +117,7 @@ type oauthHarness struct {
 	*harness
 	wc   *writeCounter
 	logs *syncBuffer
-	iss  *oauth.Issuer
+	iss  *issuer.Issuer
 }
 
 // withNotion sets the test providers' pair A and the tracker's access
@@ -139,14 +140,14 @@ func withNotion(accessTTL time.Duration) option {
 func newOAuthHarness(t testing.TB, accessTTL time.Duration, opts ...option) *oauthHarness {
 	t.Helper()
 	h := newHarness(t, append([]option{withNotion(accessTTL)}, opts...)...)
-	kr, err := oauth.NewKeyring("t1", bytes.Repeat([]byte{7}, 32), nil)
+	kr, err := sealing.NewKeyring("t1", bytes.Repeat([]byte{7}, 32), nil)
 	require.NoError(t, err)
 	wc := &writeCounter{Store: h.raw}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.st = cached.New(wc, cached.Options{})
 	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Keyring: kr, Logger: logger, Now: func() time.Time { return h.now }})
-	return &oauthHarness{harness: h, wc: wc, logs: logs, iss: &oauth.Issuer{Store: h.st, Keyring: kr, Now: func() time.Time { return h.now }}}
+	return &oauthHarness{harness: h, wc: wc, logs: logs, iss: &issuer.Issuer{Store: h.st, Keyring: kr, Now: func() time.Time { return h.now }}}
 }
 
 // code seeds a connection of provider and mints our code for it, as the
@@ -154,7 +155,7 @@ func newOAuthHarness(t testing.TB, accessTTL time.Duration, opts ...option) *oau
 func (h *oauthHarness) code(providerName string) (code, connID string) {
 	h.t.Helper()
 	ctx := h.t.Context()
-	connID = oauth.NewID()
+	connID = issuer.NewID()
 	require.NoError(h.t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "acct-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
 	code, err := h.iss.MintCode(ctx, providerName, connID, notionRedir)
 	require.NoError(h.t, err)
@@ -427,7 +428,7 @@ func TestTokenBadInputs(t *testing.T) {
 			return tokenReq{body: form(code, func(v url.Values) { v.Del("code") })}
 		}, 400, "invalid_request", false, nil},
 		{"unknown code", func(_ *oauthHarness, code string) tokenReq {
-			return tokenReq{body: form(code, func(v url.Values) { v.Set("code", oauth.PrefixCode+"AAAA") })}
+			return tokenReq{body: form(code, func(v url.Values) { v.Set("code", issuer.PrefixCode+"AAAA") })}
 		}, 400, "invalid_grant", false, nil},
 		{"TH-25 access token as code", func(h *oauthHarness, code string) tokenReq {
 			tok, _ := h.token("tracker")
@@ -508,7 +509,7 @@ func TestTokenCodeReplayRevokesTH16(t *testing.T) {
 func TestTokenCodeExpiredTH17(t *testing.T) {
 	h := newOAuthHarness(t, 0)
 	code, _ := h.code("tracker")
-	h.now = h.now.Add(oauth.CodeTTL)
+	h.now = h.now.Add(issuer.CodeTTL)
 
 	rec := h.send(tokenReq{body: notionForm(code)})
 

@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/unfurld/unfurld/engine/connect"
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
 )
@@ -66,7 +66,7 @@ func (h *unfurlHandler) authenticate(c echo.Context) (*caller, error) {
 		return nil, &bearerError{presented: true, reason: "malformed authorization header"}
 	}
 	now := h.s.cfg.Now()
-	b, err := h.s.lookupBearer(c.Request().Context(), oauth.Digest(tok), now)
+	b, err := h.s.lookupBearer(c.Request().Context(), issuer.Digest(tok), now)
 	switch {
 	case err != nil:
 		return nil, err

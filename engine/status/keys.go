@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -14,8 +14,8 @@ import (
 // operator rotating keys sees when an old key seals nothing any more and
 // may leave server.secret_keys (security.md TH-42). Only the key ids in
 // the sealed values' headers are read; nothing is opened.
-func (r *Report) AddSealingKeys(ctx context.Context, st store.Store, k *oauth.Keyring, now time.Time) error {
-	usage, err := oauth.CountSealed(ctx, st, k, now)
+func (r *Report) AddSealingKeys(ctx context.Context, st store.Store, k *sealing.Keyring, now time.Time) error {
+	usage, err := sealing.CountSealed(ctx, st, k, now)
 	if err != nil {
 		return fmt.Errorf("sealing keys: %w", err)
 	}

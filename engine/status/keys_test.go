@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
@@ -25,24 +25,24 @@ func TestAddSealingKeys_TH42(t *testing.T) {
 		}
 		return b
 	}
-	k0, err := oauth.NewKeyring("k0", key(9), nil)
+	k0, err := sealing.NewKeyring("k0", key(9), nil)
 	require.NoError(t, err)
-	k1, err := oauth.NewKeyring("k1", key(1), nil)
+	k1, err := sealing.NewKeyring("k1", key(1), nil)
 	require.NoError(t, err)
-	ring, err := oauth.NewKeyring("k2", key(2), map[string][]byte{"k1": key(1)})
+	ring, err := sealing.NewKeyring("k2", key(2), map[string][]byte{"k1": key(1)})
 	require.NoError(t, err)
 
 	st := memory.New()
-	for i, k := range []*oauth.Keyring{k1, k1, k0, ring} {
+	for i, k := range []*sealing.Keyring{k1, k1, k0, ring} {
 		c := store.Connection{ID: string(rune('a' + i)), Provider: "github", AccountKey: string(rune('a' + i)), Status: store.StatusActive}
-		c.NotionToken, err = oauth.SealConnectionField(k, c, oauth.FieldNotionToken, []byte("secret"))
+		c.NotionToken, err = sealing.SealConnectionField(k, c, sealing.FieldNotionToken, []byte("secret"))
 		require.NoError(t, err)
 		require.NoError(t, st.CreateConnection(ctx, c))
 	}
 	r, err := status.Build(ctx, st, []status.Provider{{Name: "github", Auth: "oauth2"}}, status.Query{}, nil, now)
 	require.NoError(t, err)
 	require.NoError(t, r.AddSealingKeys(ctx, st, ring, now))
-	assert.Equal(t, []oauth.KeyUsage{
+	assert.Equal(t, []sealing.KeyUsage{
 		{ID: "k2", Primary: true, InKeyring: true, Connections: 1},
 		{ID: "k1", InKeyring: true, Connections: 2},
 		{ID: "k0", Connections: 1},

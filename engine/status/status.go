@@ -14,7 +14,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/unfurld/unfurld/engine/oauth"
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -43,7 +43,7 @@ type Report struct {
 	// Story is set when the query names a URI or a connection.
 	Story *Story `json:"story,omitempty"`
 	// SealingKeys counts the records each key id seals (keys.go).
-	SealingKeys []oauth.KeyUsage `json:"sealing_keys,omitempty"`
+	SealingKeys []sealing.KeyUsage `json:"sealing_keys,omitempty"`
 }
 
 // ProviderReport summarises one provider.

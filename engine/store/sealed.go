@@ -11,7 +11,7 @@ import "context"
 // declaration short.
 //
 // The store does not know the sealed format: it hands the bytes out and
-// takes new ones in, and the oauth package opens and seals them.
+// takes new ones in, and engine/sealing opens and seals them.
 type SealedStore interface {
 	// ListFlows returns every stored flow, expired ones included (Sweep
 	// removes those), in ID order.

@@ -1,4 +1,4 @@
-package oauth
+package sealing
 
 import (
 	"crypto/aes"
@@ -361,7 +361,7 @@ func (k Keyring) String() string {
 
 // GoString is like String in Go syntax, for %#v.
 func (k Keyring) GoString() string {
-	return fmt.Sprintf("oauth.Keyring{primary: %q, keys: %q}", k.primaryIDOrNone(), k.ids)
+	return fmt.Sprintf("sealing.Keyring{primary: %q, keys: %q}", k.primaryIDOrNone(), k.ids)
 }
 
 // Format prints String for every verb and GoString for %#v. Without it fmt

@@ -1,4 +1,4 @@
-package oauth
+package sealing
 
 import (
 	"fmt"
@@ -77,7 +77,13 @@ func OpenFlow(k *Keyring, f store.Flow) ([]byte, error) {
 	return b, nil
 }
 
-// successorAAD binds the sealed successor pair of a spent refresh token
+// successorAADPrefix starts the record identity a successor pair is sealed
+// under; the spent refresh token's digest follows, so a sealed pair copied
+// onto another token fails to open (TH-41). Its bytes must never change.
+const successorAADPrefix = "tokens/successor/v1/"
+
+// SuccessorAAD binds the sealed successor pair of a spent refresh token
 // to that token's digest, so a pair copied onto another token fails to
-// open (TH-41).
-func successorAAD(digest string) []byte { return []byte(successorAADPrefix + digest) }
+// open (TH-41). The issuer seals and opens with it; the Resealer re-seals
+// under it.
+func SuccessorAAD(digest string) []byte { return []byte(successorAADPrefix + digest) }

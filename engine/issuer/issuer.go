@@ -1,4 +1,4 @@
-package oauth
+package issuer
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 )
 
@@ -39,11 +40,6 @@ const (
 	CodeServerError            = "server_error"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
 )
-
-// successorAADPrefix starts the record identity a successor pair is sealed
-// under; the spent refresh token's digest follows, so a sealed pair copied
-// onto another token fails to open (TH-41).
-const successorAADPrefix = "tokens/successor/v1/"
 
 // maxSuccessor caps the plaintext of an opened successor, which is a small
 // JSON object; anything larger is not ours.
@@ -129,7 +125,7 @@ type Issuer struct {
 	Store store.Store
 	// Keyring seals the successor pair kept on a consumed refresh token
 	// for the grace window (TH-41). Needed only when access tokens expire.
-	Keyring *Keyring
+	Keyring *sealing.Keyring
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -234,7 +230,7 @@ func (i *Issuer) Refresh(ctx context.Context, client Client, refreshToken string
 	}
 	now := i.now()
 	digest := Digest(refreshToken)
-	aad := successorAAD(digest)
+	aad := sealing.SuccessorAAD(digest)
 	var resp TokenResponse
 	_, spent, err := i.Store.ConsumeToken(ctx, store.Consume{
 		Kind:     store.KindRefresh,

@@ -1,4 +1,4 @@
-package oauth
+package issuer
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
@@ -32,8 +33,20 @@ type issuerFixture struct {
 func newIssuerFixture(t *testing.T) *issuerFixture {
 	t.Helper()
 	f := &issuerFixture{st: memory.New(), now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), conn: "conn-1"}
-	f.iss = &Issuer{Store: f.st, Keyring: newTestKeyring(t, "k1", 1), Now: f.clock}
+	f.iss = &Issuer{Store: f.st, Keyring: newTestKeyring(t), Now: f.clock}
 	return f
+}
+
+// newTestKeyring builds a one-key keyring for sealing successor pairs.
+func newTestKeyring(t *testing.T) *sealing.Keyring {
+	t.Helper()
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(1 + i)
+	}
+	k, err := sealing.NewKeyring("k1", key, nil)
+	require.NoError(t, err)
+	return k
 }
 
 func (f *issuerFixture) clock() time.Time {
@@ -286,9 +299,9 @@ func TestRefreshSuccessorBoundToItsTokenTH41(t *testing.T) {
 	spentA, err := f.st.GetToken(t.Context(), store.KindRefresh, Digest(a.RefreshToken))
 	require.NoError(t, err)
 
-	_, err = f.iss.openSuccessor(store.Token{Successor: spentA.Successor}, []byte(successorAADPrefix+Digest("ufd_rt_other")))
+	_, err = f.iss.openSuccessor(store.Token{Successor: spentA.Successor}, sealing.SuccessorAAD(Digest("ufd_rt_other")))
 	requireOAuthError(t, err, CodeInvalidGrant)
-	got, err := f.iss.openSuccessor(spentA, []byte(successorAADPrefix+spentA.Digest))
+	got, err := f.iss.openSuccessor(spentA, sealing.SuccessorAAD(spentA.Digest))
 	require.NoError(t, err)
 	assert.NotEmpty(t, got.AccessToken)
 }

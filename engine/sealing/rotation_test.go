@@ -1,4 +1,4 @@
-package oauth
+package sealing
 
 import (
 	"bytes"
@@ -74,7 +74,7 @@ func fill(t *testing.T, st store.Store, k *Keyring, prefix string, n int) *seale
 	_, _, err = st.ConsumeToken(ctx, store.Consume{
 		Kind: store.KindRefresh, Digest: rt.Digest, Provider: "github", Now: rotationNow, Grace: time.Minute,
 		Issue: func(store.Token) ([]store.Token, []byte, error) {
-			s, err := k.Seal(pair, successorAAD(rt.Digest))
+			s, err := k.Seal(pair, SuccessorAAD(rt.Digest))
 			return nil, s, err
 		},
 	})
@@ -119,7 +119,7 @@ func (w *sealedWorld) opens(t *testing.T, st store.Store, k *Keyring, key string
 		if !ok {
 			continue
 		}
-		got, err := k.Open(tok.Successor, successorAAD(tok.Digest))
+		got, err := k.Open(tok.Successor, SuccessorAAD(tok.Digest))
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
 		kid, _ := SealedKeyID(tok.Successor)

@@ -1,4 +1,4 @@
-package oauth
+package upstreamauth
 
 import (
 	"encoding/json"
@@ -18,10 +18,10 @@ import (
 // before fields existed still decodes as it was.
 func TestUpstreamTokenFields(t *testing.T) {
 	t.Parallel()
-	tok := UpstreamToken{Fields: map[string]config.Secret{"email": "mia@example.com", "token": "ATATT3xFfGF0"}}
+	tok := Token{Fields: map[string]config.Secret{"email": "mia@example.com", "token": "ATATT3xFfGF0"}}
 	enc, err := tok.Encode()
 	require.NoError(t, err)
-	got, err := DecodeUpstreamToken(enc)
+	got, err := DecodeToken(enc)
 	require.NoError(t, err)
 	assert.Equal(t, tok, got)
 	assert.False(t, got.Expired(time.Now(), time.Minute))
@@ -33,12 +33,12 @@ func TestUpstreamTokenFields(t *testing.T) {
 		assert.NotContains(t, s, "mia@example.com")
 	}
 
-	old, err := DecodeUpstreamToken([]byte(`{"v":1,"access_token":"bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA=="}`))
+	old, err := DecodeToken([]byte(`{"v":1,"access_token":"bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA=="}`))
 	require.NoError(t, err)
-	assert.Equal(t, UpstreamToken{AccessToken: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA=="}, old)
+	assert.Equal(t, Token{AccessToken: "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA=="}, old)
 
-	_, err = UpstreamToken{}.Encode()
+	_, err = Token{}.Encode()
 	require.Error(t, err)
-	_, err = DecodeUpstreamToken([]byte(`{"v":1,"access_token":"","fields":{}}`))
+	_, err = DecodeToken([]byte(`{"v":1,"access_token":"","fields":{}}`))
 	require.Error(t, err)
 }

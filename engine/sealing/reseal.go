@@ -1,4 +1,4 @@
-package oauth
+package sealing
 
 import (
 	"context"
@@ -242,7 +242,7 @@ func (r *Resealer) reseal(ctx context.Context, ref sealedRef) (bool, error) {
 		})
 	case "successor":
 		err = r.opts.Store.UpdateSuccessor(ctx, ref.id, func(t store.Token) ([]byte, error) {
-			next, moved, b, err := r.resealValue(t.Successor, successorAAD(t.Digest))
+			next, moved, b, err := r.resealValue(t.Successor, SuccessorAAD(t.Digest))
 			broken = b
 			switch {
 			case err != nil:

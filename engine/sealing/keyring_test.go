@@ -1,4 +1,4 @@
-package oauth
+package sealing
 
 import (
 	"bytes"
@@ -609,7 +609,7 @@ func TestKeyringPrinting(t *testing.T) {
 	assert.Equal(t, "keyring(primary=k2 keys=k2,k1)", outputs["%v"])
 	assert.Equal(t, outputs["%v"], outputs["%s"])
 	assert.Equal(t, outputs["%v"], outputs["%+v"])
-	assert.Equal(t, `oauth.Keyring{primary: "k2", keys: ["k2" "k1"]}`, outputs["%#v"])
+	assert.Equal(t, `sealing.Keyring{primary: "k2", keys: ["k2" "k1"]}`, outputs["%#v"])
 	assert.JSONEq(t, `{"primary":"k2","keys":["k2","k1"]}`, outputs["json"])
 	assert.Contains(t, outputs["slog"], "keyring.primary=k2")
 	assert.Contains(t, outputs["slog"], `"keyring":{"primary":"k2","keys":["k2","k1"]}`)

@@ -1,10 +1,12 @@
-package oauth
+package upstreamauth
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,14 +59,14 @@ const (
 // reservedParams are authorize-URL parameters the flow sets itself. An
 // ExtraParams entry with one of these names would overwrite it (x/oauth2
 // applies options after the base values), e.g. replace our random state
-// or drop the PKCE challenge, so NewUpstream refuses them.
+// or drop the PKCE challenge, so New refuses them.
 var reservedParams = []string{
 	"response_type", "client_id", "client_secret", "redirect_uri", "scope",
 	"state", "code_challenge", "code_challenge_method", "code_verifier",
 }
 
-// UpstreamOptions configures NewUpstream.
-type UpstreamOptions struct {
+// Options configures New.
+type Options struct {
 	// Provider names the provider, for errors and the redirect check.
 	Provider string
 	// OAuth2 is the provider's upstream OAuth 2 configuration.
@@ -89,11 +91,11 @@ type UpstreamOptions struct {
 	Now func() time.Time
 }
 
-// Upstream is the client side of one provider's upstream OAuth 2
+// Client is the client side of one provider's upstream OAuth 2
 // authorization-code flow: it builds authorize URLs, redeems codes and
 // refreshes tokens through golang.org/x/oauth2. It is safe for concurrent
 // use and holds no HTTP framing.
-type Upstream struct {
+type Client struct {
 	provider       string
 	cfg            *oauth2.Config
 	pkce           bool
@@ -108,8 +110,8 @@ type Upstream struct {
 	revokeDelay    time.Duration
 }
 
-// NewUpstream checks opts and returns the flow client for one provider.
-func NewUpstream(opts UpstreamOptions) (*Upstream, error) {
+// New checks opts and returns the flow client for one provider.
+func New(opts Options) (*Client, error) {
 	o := opts.OAuth2
 	var problems []string
 	if opts.Provider == "" {
@@ -160,7 +162,7 @@ func NewUpstream(opts UpstreamOptions) (*Upstream, error) {
 	if opts.ClientAuthInParams {
 		style = oauth2.AuthStyleInParams
 	}
-	u := &Upstream{
+	u := &Client{
 		provider: opts.Provider,
 		cfg: &oauth2.Config{
 			ClientID:     o.ClientID,
@@ -230,27 +232,27 @@ func checkRedirect(s, provider string) error {
 }
 
 // Provider returns the provider name this client serves.
-func (u *Upstream) Provider() string { return u.provider }
+func (u *Client) Provider() string { return u.provider }
 
 // String names the provider only; the client secret never prints.
-func (u *Upstream) String() string { return "oauth.Upstream{" + u.provider + "}" }
+func (u *Client) String() string { return "upstreamauth.Client{" + u.provider + "}" }
 
 // GoString is String, for %#v.
-func (u *Upstream) GoString() string { return u.String() }
+func (u *Client) GoString() string { return u.String() }
 
 // Format prints String for every verb, so no verb reaches the fields.
-func (u *Upstream) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(u.String())) }
+func (u *Client) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(u.String())) }
 
 // LogValue logs the provider only.
-func (u *Upstream) LogValue() slog.Value { return slog.StringValue(u.String()) }
+func (u *Client) LogValue() slog.Value { return slog.StringValue(u.String()) }
 
 // Start is the beginning of one sign-in at the upstream.
 type Start struct {
 	// AuthURL is where the browser is sent (303).
 	AuthURL string
-	// State is the one-time upstream state. The caller stores
-	// Digest(State) in the pending flow and compares it before the code is
-	// redeemed (TH-06, A10).
+	// State is the one-time upstream state. The caller stores its digest
+	// (issuer.Digest) in the pending flow and compares it before the code
+	// is redeemed (TH-06, A10).
 	State string
 	// Verifier is the PKCE code verifier, sealed into the pending flow and
 	// passed to Exchange. Empty when PKCE is disabled.
@@ -258,7 +260,7 @@ type Start struct {
 }
 
 // redactedStart is what a formatted Start prints.
-const redactedStart = "oauth.Start{AuthURL:<redacted> State:<redacted> Verifier:<redacted>}"
+const redactedStart = "upstreamauth.Start{AuthURL:<redacted> State:<redacted> Verifier:<redacted>}"
 
 // String hides the state and verifier, and the URL that carries the state.
 func (s Start) String() string { return redactedStart }
@@ -272,7 +274,7 @@ func (s Start) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redactedStart
 // LogValue logs nothing secret.
 func (s Start) LogValue() slog.Value { return slog.StringValue(redactedStart) }
 
-// MarshalJSON keeps a Start out of JSON by accident; store Digest(State)
+// MarshalJSON keeps a Start out of JSON by accident; store issuer.Digest(State)
 // and the sealed Verifier instead.
 func (s Start) MarshalJSON() ([]byte, error) { return json.Marshal(redactedStart) }
 
@@ -280,7 +282,7 @@ func (s Start) MarshalJSON() ([]byte, error) { return json.Marshal(redactedStart
 // PKCE verifier (RFC 7636 4.1, security.md A5), and the authorize URL with
 // client_id, redirect_uri, scope, state, code_challenge (S256) and the
 // configured extra params.
-func (u *Upstream) Start() Start {
+func (u *Client) Start() Start {
 	b := make([]byte, stateBytes)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
 	s := Start{State: base64.RawURLEncoding.EncodeToString(b)}
@@ -295,7 +297,7 @@ func (u *Upstream) Start() Start {
 
 // clientContext hands the guarded client to x/oauth2, which otherwise
 // falls back to http.DefaultClient.
-func (u *Upstream) clientContext(ctx context.Context) context.Context {
+func (u *Client) clientContext(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, u.client)
 }
 
@@ -303,28 +305,28 @@ func (u *Upstream) clientContext(ctx context.Context) context.Context {
 // has already checked the state against its pending flow: state first,
 // code second (TH-06; security.md A10's "one thing not to copy"). One call
 // sends exactly one token request (TH-08).
-func (u *Upstream) Exchange(ctx context.Context, code, verifier string) (UpstreamToken, error) {
+func (u *Client) Exchange(ctx context.Context, code, verifier string) (Token, error) {
 	if code == "" {
-		return UpstreamToken{}, fmt.Errorf("exchange upstream code for %s: code is empty", u.provider)
+		return Token{}, fmt.Errorf("exchange upstream code for %s: code is empty", u.provider)
 	}
 	var opts []oauth2.AuthCodeOption
 	if u.pkce {
 		if verifier == "" {
-			return UpstreamToken{}, fmt.Errorf("exchange upstream code for %s: pkce verifier is empty", u.provider)
+			return Token{}, fmt.Errorf("exchange upstream code for %s: pkce verifier is empty", u.provider)
 		}
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
 	t, err := u.cfg.Exchange(u.clientContext(ctx), code, opts...)
 	if err != nil {
-		return UpstreamToken{}, u.tokenError(opExchange, err)
+		return Token{}, u.tokenError(opExchange, err)
 	}
 	return u.fromOAuth2(t), nil
 }
 
 // fromOAuth2 converts a token response. The expiry is recomputed from
 // expires_in with our clock, since x/oauth2 uses the wall clock.
-func (u *Upstream) fromOAuth2(t *oauth2.Token) UpstreamToken {
-	ut := UpstreamToken{
+func (u *Client) fromOAuth2(t *oauth2.Token) Token {
+	ut := Token{
 		AccessToken:  config.Secret(t.AccessToken),
 		RefreshToken: config.Secret(t.RefreshToken),
 		TokenType:    t.Type(),
@@ -380,7 +382,7 @@ func (e *TokenError) Unwrap() error {
 
 // tokenError turns x/oauth2's error into ours. *oauth2.RetrieveError is
 // deliberately not wrapped: its Error text includes the upstream body.
-func (u *Upstream) tokenError(op string, err error) error {
+func (u *Client) tokenError(op string, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		te := &TokenError{Provider: u.provider, Op: op, Code: cleanErrorCode(re.ErrorCode)}
@@ -407,10 +409,10 @@ func cleanErrorCode(code string) string {
 	return code
 }
 
-// UpstreamToken is a user's credential at the upstream. Access and refresh
+// Token is a user's credential at the upstream. Access and refresh
 // tokens are config.Secret, so printing, logging or JSON-encoding the
 // struct shows <redacted>; Encode is the one way to the real values.
-type UpstreamToken struct {
+type Token struct {
 	// AccessToken is sent to the upstream API.
 	AccessToken config.Secret
 	// RefreshToken renews AccessToken; empty if the upstream gave none.
@@ -442,7 +444,7 @@ type sealedUpstreamToken struct {
 // Encode returns JSON with the real token values, for the caller to seal
 // with the Keyring before it is stored (TH-41). Never store or log it
 // unsealed.
-func (t UpstreamToken) Encode() ([]byte, error) {
+func (t Token) Encode() ([]byte, error) {
 	if t.AccessToken.IsZero() && len(t.Fields) == 0 {
 		return nil, errors.New("encode upstream token: access token is empty")
 	}
@@ -463,22 +465,22 @@ func (t UpstreamToken) Encode() ([]byte, error) {
 	})
 }
 
-// DecodeUpstreamToken reads what Encode wrote (after the caller opened the
+// DecodeToken reads what Encode wrote (after the caller opened the
 // seal).
-func DecodeUpstreamToken(b []byte) (UpstreamToken, error) {
+func DecodeToken(b []byte) (Token, error) {
 	var s sealedUpstreamToken
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return UpstreamToken{}, fmt.Errorf("decode upstream token: %w", err)
+		return Token{}, fmt.Errorf("decode upstream token: %w", err)
 	}
 	if s.V != upstreamTokenV {
-		return UpstreamToken{}, fmt.Errorf("decode upstream token: unknown version %d", s.V)
+		return Token{}, fmt.Errorf("decode upstream token: unknown version %d", s.V)
 	}
 	if s.AccessToken == "" && len(s.Fields) == 0 {
-		return UpstreamToken{}, errors.New("decode upstream token: access token is empty")
+		return Token{}, errors.New("decode upstream token: access token is empty")
 	}
-	t := UpstreamToken{
+	t := Token{
 		AccessToken:  config.Secret(s.AccessToken),
 		RefreshToken: config.Secret(s.RefreshToken),
 		TokenType:    s.TokenType,
@@ -495,7 +497,7 @@ func DecodeUpstreamToken(b []byte) (UpstreamToken, error) {
 
 // Expired reports whether the access token is missing or expires within
 // skew of now. A zero Expiry never expires (GitHub OAuth app tokens).
-func (t UpstreamToken) Expired(now time.Time, skew time.Duration) bool {
+func (t Token) Expired(now time.Time, skew time.Duration) bool {
 	if t.AccessToken.IsZero() && len(t.Fields) == 0 {
 		return true
 	}
@@ -514,14 +516,14 @@ func (t UpstreamToken) Expired(now time.Time, skew time.Duration) bool {
 // A token response without a refresh token keeps the old one. Errors wrap
 // ErrReauthorize when the upstream refused the grant (the caller marks the
 // connection reconnect_required); any other error is temporary.
-func (u *Upstream) Refresh(ctx context.Context, connectionID string, old UpstreamToken, commit func(context.Context, UpstreamToken) error) (UpstreamToken, error) {
+func (u *Client) Refresh(ctx context.Context, connectionID string, old Token, commit func(context.Context, Token) error) (Token, error) {
 	switch {
 	case connectionID == "":
-		return UpstreamToken{}, fmt.Errorf("refresh upstream token for %s: connection id is empty", u.provider)
+		return Token{}, fmt.Errorf("refresh upstream token for %s: connection id is empty", u.provider)
 	case commit == nil:
-		return UpstreamToken{}, fmt.Errorf("refresh upstream token for %s: commit is nil", u.provider)
+		return Token{}, fmt.Errorf("refresh upstream token for %s: commit is nil", u.provider)
 	case old.RefreshToken.IsZero():
-		return UpstreamToken{}, fmt.Errorf("refresh upstream token for %s: no refresh token: %w", u.provider, ErrReauthorize)
+		return Token{}, fmt.Errorf("refresh upstream token for %s: no refresh token: %w", u.provider, ErrReauthorize)
 	}
 	ch := u.flight.DoChan(connectionID, func() (any, error) {
 		// Detached: the first caller leaving must not abort a request the
@@ -532,19 +534,19 @@ func (u *Upstream) Refresh(ctx context.Context, connectionID string, old Upstrea
 	})
 	select {
 	case <-ctx.Done():
-		return UpstreamToken{}, fmt.Errorf("refresh upstream token for %s: %w", u.provider, context.Cause(ctx))
+		return Token{}, fmt.Errorf("refresh upstream token for %s: %w", u.provider, context.Cause(ctx))
 	case r := <-ch:
 		if r.Err != nil {
-			return UpstreamToken{}, r.Err
+			return Token{}, r.Err
 		}
-		return r.Val.(UpstreamToken), nil
+		return r.Val.(Token), nil
 	}
 }
 
 // refresh is the shared body of Refresh: at most one token request.
-func (u *Upstream) refresh(ctx context.Context, connectionID string, old UpstreamToken, commit func(context.Context, UpstreamToken) error) (UpstreamToken, error) {
+func (u *Client) refresh(ctx context.Context, connectionID string, old Token, commit func(context.Context, Token) error) (Token, error) {
 	now := u.now()
-	from := Digest(old.RefreshToken.Reveal())
+	from := digest(old.RefreshToken.Reveal())
 	cur := old
 	if s, ok := u.spent.get(connectionID, now); ok && s.from == from {
 		// old was already spent by an earlier refresh: this caller loaded
@@ -553,7 +555,7 @@ func (u *Upstream) refresh(ctx context.Context, connectionID string, old Upstrea
 		if !s.to.Expired(now, 0) {
 			if !s.committed {
 				if err := commit(ctx, s.to); err != nil {
-					return UpstreamToken{}, fmt.Errorf("refresh upstream token for %s: commit: %w", u.provider, err)
+					return Token{}, fmt.Errorf("refresh upstream token for %s: commit: %w", u.provider, err)
 				}
 				u.spent.markCommitted(connectionID, from)
 			}
@@ -563,14 +565,14 @@ func (u *Upstream) refresh(ctx context.Context, connectionID string, old Upstrea
 		// was never committed, the store still holds old.
 		cur = s.to
 		if s.committed {
-			from = Digest(s.to.RefreshToken.Reveal())
+			from = digest(s.to.RefreshToken.Reveal())
 		}
 	}
 
 	src := u.cfg.TokenSource(u.clientContext(ctx), &oauth2.Token{RefreshToken: cur.RefreshToken.Reveal()})
 	t, err := src.Token()
 	if err != nil {
-		return UpstreamToken{}, u.tokenError(opRefresh, err)
+		return Token{}, u.tokenError(opRefresh, err)
 	}
 	nt := u.fromOAuth2(t)
 	if nt.RefreshToken.IsZero() {
@@ -580,7 +582,7 @@ func (u *Upstream) refresh(ctx context.Context, connectionID string, old Upstrea
 	// committing this pair instead of presenting the spent token.
 	u.spent.put(connectionID, spentToken{from: from, to: nt, at: now}, now)
 	if err := commit(ctx, nt); err != nil {
-		return UpstreamToken{}, fmt.Errorf("refresh upstream token for %s: commit: %w", u.provider, err)
+		return Token{}, fmt.Errorf("refresh upstream token for %s: commit: %w", u.provider, err)
 	}
 	u.spent.markCommitted(connectionID, from)
 	return nt, nil
@@ -596,8 +598,8 @@ type spentTokens struct {
 
 // spentToken is one remembered rotation.
 type spentToken struct {
-	from      string // Digest of the refresh token the store held
-	to        UpstreamToken
+	from      string // digest of the refresh token the store held
+	to        Token
 	committed bool
 	at        time.Time
 }
@@ -641,4 +643,13 @@ func (s *spentTokens) markCommitted(conn, from string) {
 		e.committed = true
 		s.byConn[conn] = e
 	}
+}
+
+// digest is the hex SHA-256 of a refresh token: spentTokens compares
+// tokens by it, so the map never holds a spent token in clear. It is the
+// same function as issuer.Digest, kept here so that the upstream client
+// does not depend on the issuer of our own tokens.
+func digest(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }

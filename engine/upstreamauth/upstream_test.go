@@ -1,4 +1,4 @@
-package oauth
+package upstreamauth
 
 import (
 	"bytes"
@@ -278,8 +278,8 @@ func (c *testClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func fakeOptions(f *fakeAS, clock *testClock) UpstreamOptions {
-	return UpstreamOptions{
+func fakeOptions(f *fakeAS, clock *testClock) Options {
+	return Options{
 		Provider: "example",
 		OAuth2: config.OAuth2{
 			AuthorizeURL: f.srv.URL + "/authorize",
@@ -295,13 +295,13 @@ func fakeOptions(f *fakeAS, clock *testClock) UpstreamOptions {
 	}
 }
 
-func newFakeUpstream(t *testing.T, f *fakeAS, clock *testClock, edit ...func(*UpstreamOptions)) *Upstream {
+func newFakeUpstream(t *testing.T, f *fakeAS, clock *testClock, edit ...func(*Options)) *Client {
 	t.Helper()
 	opts := fakeOptions(f, clock)
 	for _, e := range edit {
 		e(&opts)
 	}
-	u, err := NewUpstream(opts)
+	u, err := New(opts)
 	require.NoError(t, err)
 	return u
 }
@@ -336,7 +336,7 @@ func authorizeStatus(t *testing.T, authURL string) int {
 }
 
 // signIn runs Start -> authorize -> state check -> Exchange.
-func signIn(t *testing.T, u *Upstream) UpstreamToken {
+func signIn(t *testing.T, u *Client) Token {
 	t.Helper()
 	s := u.Start()
 	cb := followAuthorize(t, s.AuthURL)
@@ -403,7 +403,7 @@ func TestUpstreamStartAuthorizeURL(t *testing.T) {
 func TestUpstreamStartWithoutPKCE(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock(), func(o *UpstreamOptions) { o.OAuth2.DisablePKCE = true })
+	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.OAuth2.DisablePKCE = true })
 	s := u.Start()
 	assert.Empty(t, s.Verifier)
 	q := must(url.Parse(s.AuthURL)).Query()
@@ -459,7 +459,7 @@ func TestUpstreamExchange(t *testing.T) {
 			assert.Equal(t, tc.wantCalls, f.exchangeCalls.Load(), "token requests")
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
-				assert.Equal(t, UpstreamToken{}, tok)
+				assert.Equal(t, Token{}, tok)
 				assert.NotErrorIs(t, err, ErrReauthorize, "a bad code is not a dead grant")
 				return
 			}
@@ -492,14 +492,14 @@ func TestUpstreamExchangeTokenError(t *testing.T) {
 // refreshRecorder is a commit func that records what it stored.
 type refreshRecorder struct {
 	mu      sync.Mutex
-	stored  []UpstreamToken
+	stored  []Token
 	failN   int // fail this many calls first
 	ctxErrs []error
 }
 
 var errCommit = errors.New("store is full")
 
-func (r *refreshRecorder) commit(ctx context.Context, t UpstreamToken) error {
+func (r *refreshRecorder) commit(ctx context.Context, t Token) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ctxErrs = append(r.ctxErrs, ctx.Err())
@@ -511,14 +511,14 @@ func (r *refreshRecorder) commit(ctx context.Context, t UpstreamToken) error {
 	return nil
 }
 
-func (r *refreshRecorder) committed() []UpstreamToken {
+func (r *refreshRecorder) committed() []Token {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]UpstreamToken(nil), r.stored...)
+	return append([]Token(nil), r.stored...)
 }
 
 type refreshResult struct {
-	tok UpstreamToken
+	tok Token
 	err error
 }
 
@@ -657,12 +657,12 @@ func TestUpstreamRefreshCommitFails(t *testing.T) {
 	tok, err := u.Refresh(t.Context(), "conn-1", old, rec.commit)
 	require.ErrorIs(t, err, errCommit)
 	assert.NotErrorIs(t, err, ErrReauthorize)
-	assert.Equal(t, UpstreamToken{}, tok)
+	assert.Equal(t, Token{}, tok)
 	assert.Empty(t, rec.committed())
 
 	tok, err = u.Refresh(t.Context(), "conn-1", old, rec.commit)
 	require.NoError(t, err)
-	assert.Equal(t, []UpstreamToken{tok}, rec.committed())
+	assert.Equal(t, []Token{tok}, rec.committed())
 	assert.Equal(t, int32(1), f.refreshCalls.Load(), "the retry did not present the spent token")
 	fam := f.family(tok.RefreshToken.Reveal())
 	assert.False(t, fam.revoked)
@@ -702,7 +702,7 @@ func TestUpstreamRefreshErrors(t *testing.T) {
 			rec := &refreshRecorder{}
 			tok, err := u.Refresh(t.Context(), "conn-1", old, rec.commit)
 			require.Error(t, err)
-			assert.Equal(t, UpstreamToken{}, tok)
+			assert.Equal(t, Token{}, tok)
 			assert.Empty(t, rec.committed())
 			assert.Equal(t, tc.wantReauth, errors.Is(err, ErrReauthorize))
 			if tc.wantStatus != 0 {
@@ -756,7 +756,7 @@ func TestUpstreamRefreshKeepsRefreshToken(t *testing.T) {
 	assert.Equal(t, old.RefreshToken, tok.RefreshToken)
 	assert.NotEqual(t, old.AccessToken, tok.AccessToken)
 	assert.Equal(t, clock.Now().Add(time.Hour), tok.Expiry)
-	assert.Equal(t, []UpstreamToken{tok}, rec.committed())
+	assert.Equal(t, []Token{tok}, rec.committed())
 }
 
 // TestUpstreamRefreshCallerCancel covers TH-37 and TH-54: the first
@@ -767,7 +767,7 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	f := newFakeAS(t)
 	tr := &http.Transport{}
-	u := newFakeUpstream(t, f, newTestClock(), func(o *UpstreamOptions) { o.HTTPClient = &http.Client{Transport: tr} })
+	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.HTTPClient = &http.Client{Transport: tr} })
 	old := signIn(t, u)
 	f.hold = make(chan struct{})
 	rec := &refreshRecorder{}
@@ -788,14 +788,14 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 	select {
 	case a := <-aDone:
 		require.ErrorIs(t, a.err, context.Canceled)
-		assert.Equal(t, UpstreamToken{}, a.tok)
+		assert.Equal(t, Token{}, a.tok)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the cancelled caller did not return while the refresh was held")
 	}
 	close(f.hold)
 	b := <-bDone
 	require.NoError(t, b.err)
-	assert.Equal(t, []UpstreamToken{b.tok}, rec.committed())
+	assert.Equal(t, []Token{b.tok}, rec.committed())
 	assert.Equal(t, []error{nil}, rec.ctxErrs, "commit ran with a live context")
 	assert.Equal(t, int32(1), f.refreshCalls.Load())
 
@@ -809,7 +809,7 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 func TestUpstreamRefreshTimeout(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock(), func(o *UpstreamOptions) { o.RefreshTimeout = 50 * time.Millisecond })
+	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.RefreshTimeout = 50 * time.Millisecond })
 	old := signIn(t, u)
 	f.hold = make(chan struct{})
 	t.Cleanup(func() { close(f.hold) })
@@ -865,7 +865,7 @@ func newGoOAuth2Server(t *testing.T, clientAuthInParams bool) *httptest.Server {
 }
 
 // whoAmI calls /me with tok the way engine/upstream will: "<type> <token>".
-func whoAmI(t *testing.T, base string, tok UpstreamToken) (int, string) {
+func whoAmI(t *testing.T, base string, tok Token) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/me", nil)
 	require.NoError(t, err)
@@ -891,7 +891,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 			t.Parallel()
 			hs := newGoOAuth2Server(t, inParams)
 			clock := newTestClock()
-			opts := UpstreamOptions{
+			opts := Options{
 				Provider: "example",
 				OAuth2: config.OAuth2{
 					AuthorizeURL: hs.URL + "/authorize",
@@ -905,7 +905,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 				ClientAuthInParams: inParams,
 				Now:                clock.Now,
 			}
-			u, err := NewUpstream(opts)
+			u, err := New(opts)
 			require.NoError(t, err)
 
 			// A wrong verifier is refused by their PKCE check.
@@ -920,7 +920,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 			// Without PKCE their forced-PKCE authorize refuses us outright.
 			plain := opts
 			plain.OAuth2.DisablePKCE = true
-			pu, err := NewUpstream(plain)
+			pu, err := New(plain)
 			require.NoError(t, err)
 			assert.Equal(t, http.StatusBadRequest, authorizeStatus(t, pu.Start().AuthURL))
 
@@ -936,7 +936,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 			rec := &refreshRecorder{}
 			fresh, err := u.Refresh(t.Context(), "conn-1", tok, rec.commit)
 			require.NoError(t, err)
-			assert.Equal(t, []UpstreamToken{fresh}, rec.committed())
+			assert.Equal(t, []Token{fresh}, rec.committed())
 			assert.NotEqual(t, tok.AccessToken, fresh.AccessToken)
 			assert.NotEqual(t, tok.RefreshToken, fresh.RefreshToken, "go-oauth2 rotates refresh tokens")
 			code, who = whoAmI(t, hs.URL, fresh)
@@ -946,7 +946,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 			assert.Equal(t, http.StatusUnauthorized, code, "the old access token was revoked by the refresh")
 
 			// Another client without our memory presents the spent token.
-			other, err := NewUpstream(opts)
+			other, err := New(opts)
 			require.NoError(t, err)
 			_, err = other.Refresh(t.Context(), "conn-1", tok, rec.commit)
 			require.ErrorIs(t, err, ErrReauthorize)
@@ -989,7 +989,7 @@ func TestUpstreamNoSecretsInOutput(t *testing.T) {
 	require.Error(t, err)
 	fmt.Fprintln(&out, err)
 
-	_, err = NewUpstream(UpstreamOptions{Provider: "x", OAuth2: config.OAuth2{ClientSecret: config.Secret(fakeClientSecret)}})
+	_, err = New(Options{Provider: "x", OAuth2: config.OAuth2{ClientSecret: config.Secret(fakeClientSecret)}})
 	require.Error(t, err)
 	fmt.Fprintln(&out, err)
 
@@ -1015,7 +1015,7 @@ func TestUpstreamNoSecretsInOutput(t *testing.T) {
 // the redirect URI is the provider's own (TH-07).
 func TestNewUpstreamRefuses(t *testing.T) {
 	t.Parallel()
-	good := UpstreamOptions{
+	good := Options{
 		Provider: "example",
 		OAuth2: config.OAuth2{
 			AuthorizeURL: "https://up.test/authorize",
@@ -1025,24 +1025,24 @@ func TestNewUpstreamRefuses(t *testing.T) {
 		RedirectURL: fakeRedirect,
 		HTTPClient:  http.DefaultClient,
 	}
-	_, err := NewUpstream(good)
+	_, err := New(good)
 	require.NoError(t, err)
 	tests := []struct {
 		name string
-		edit func(*UpstreamOptions)
+		edit func(*Options)
 		want string
 	}{
-		{"no http client", func(o *UpstreamOptions) { o.HTTPClient = nil }, "http client is required"},
-		{"no provider", func(o *UpstreamOptions) { o.Provider = "" }, "provider is empty"},
-		{"no client id", func(o *UpstreamOptions) { o.OAuth2.ClientID = "" }, "client_id is empty"},
-		{"relative authorize url", func(o *UpstreamOptions) { o.OAuth2.AuthorizeURL = "/authorize" }, "authorize_url must be an absolute"},
-		{"no token url", func(o *UpstreamOptions) { o.OAuth2.TokenURL = "" }, "token_url is empty"},
-		{"other provider's callback", func(o *UpstreamOptions) {
+		{"no http client", func(o *Options) { o.HTTPClient = nil }, "http client is required"},
+		{"no provider", func(o *Options) { o.Provider = "" }, "provider is empty"},
+		{"no client id", func(o *Options) { o.OAuth2.ClientID = "" }, "client_id is empty"},
+		{"relative authorize url", func(o *Options) { o.OAuth2.AuthorizeURL = "/authorize" }, "authorize_url must be an absolute"},
+		{"no token url", func(o *Options) { o.OAuth2.TokenURL = "" }, "token_url is empty"},
+		{"other provider's callback", func(o *Options) {
 			o.RedirectURL = "https://unfurld.test/providers/other/callback"
 		}, "must end in /providers/example/callback"},
-		{"redirect with query", func(o *UpstreamOptions) { o.RedirectURL = fakeRedirect + "?x=1" }, "must end in"},
-		{"extra param overrides state", func(o *UpstreamOptions) { o.OAuth2.ExtraParams = map[string]string{"state": "fixed"} }, `extra param "state"`},
-		{"extra param overrides pkce", func(o *UpstreamOptions) {
+		{"redirect with query", func(o *Options) { o.RedirectURL = fakeRedirect + "?x=1" }, "must end in"},
+		{"extra param overrides state", func(o *Options) { o.OAuth2.ExtraParams = map[string]string{"state": "fixed"} }, `extra param "state"`},
+		{"extra param overrides pkce", func(o *Options) {
 			o.OAuth2.ExtraParams = map[string]string{"Code_Challenge_Method": "plain"}
 		}, `extra param "Code_Challenge_Method"`},
 	}
@@ -1051,7 +1051,7 @@ func TestNewUpstreamRefuses(t *testing.T) {
 			t.Parallel()
 			o := good
 			tc.edit(&o)
-			_, err := NewUpstream(o)
+			_, err := New(o)
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
@@ -1062,23 +1062,23 @@ func TestNewUpstreamRefuses(t *testing.T) {
 func TestUpstreamTokenEncode(t *testing.T) {
 	t.Parallel()
 	exp := time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC)
-	full := UpstreamToken{AccessToken: "at-1", RefreshToken: "rt-1", TokenType: "Bearer", Expiry: exp}
+	full := Token{AccessToken: "at-1", RefreshToken: "rt-1", TokenType: "Bearer", Expiry: exp}
 	b, err := full.Encode()
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"v":1,"access_token":"at-1","refresh_token":"rt-1","token_type":"Bearer","expiry":"2026-03-01T13:00:00Z"}`, string(b))
-	got, err := DecodeUpstreamToken(b)
+	got, err := DecodeToken(b)
 	require.NoError(t, err)
 	assert.Equal(t, full, got)
 
-	bare := UpstreamToken{AccessToken: "at-2", TokenType: "Bearer"}
+	bare := Token{AccessToken: "at-2", TokenType: "Bearer"}
 	b, err = bare.Encode()
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"v":1,"access_token":"at-2","token_type":"Bearer"}`, string(b))
-	got, err = DecodeUpstreamToken(b)
+	got, err = DecodeToken(b)
 	require.NoError(t, err)
 	assert.Equal(t, bare, got)
 
-	_, err = UpstreamToken{}.Encode()
+	_, err = Token{}.Encode()
 	require.Error(t, err)
 
 	bad := []struct{ name, in, want string }{
@@ -1090,7 +1090,7 @@ func TestUpstreamTokenEncode(t *testing.T) {
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := DecodeUpstreamToken([]byte(tc.in))
+			_, err := DecodeToken([]byte(tc.in))
 			require.ErrorContains(t, err, tc.want)
 			assert.NotContains(t, err.Error(), "at-secret")
 		})
@@ -1103,16 +1103,16 @@ func TestUpstreamTokenExpired(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name string
-		tok  UpstreamToken
+		tok  Token
 		skew time.Duration
 		want bool
 	}{
-		{"no expiry", UpstreamToken{AccessToken: "a"}, time.Minute, false},
-		{"well before", UpstreamToken{AccessToken: "a", Expiry: now.Add(time.Hour)}, time.Minute, false},
-		{"inside skew", UpstreamToken{AccessToken: "a", Expiry: now.Add(30 * time.Second)}, time.Minute, true},
-		{"exactly at expiry", UpstreamToken{AccessToken: "a", Expiry: now}, 0, true},
-		{"one ns before", UpstreamToken{AccessToken: "a", Expiry: now.Add(time.Nanosecond)}, 0, false},
-		{"no access token", UpstreamToken{}, 0, true},
+		{"no expiry", Token{AccessToken: "a"}, time.Minute, false},
+		{"well before", Token{AccessToken: "a", Expiry: now.Add(time.Hour)}, time.Minute, false},
+		{"inside skew", Token{AccessToken: "a", Expiry: now.Add(30 * time.Second)}, time.Minute, true},
+		{"exactly at expiry", Token{AccessToken: "a", Expiry: now}, 0, true},
+		{"one ns before", Token{AccessToken: "a", Expiry: now.Add(time.Nanosecond)}, 0, false},
+		{"no access token", Token{}, 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

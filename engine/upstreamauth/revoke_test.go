@@ -1,4 +1,4 @@
-package oauth
+package upstreamauth
 
 import (
 	"encoding/json"
@@ -51,9 +51,9 @@ func fakeRevoker(t *testing.T, statuses ...int) (*httptest.Server, func() []revo
 	return srv, func() []revokeCall { mu.Lock(); defer mu.Unlock(); return append([]revokeCall(nil), calls...) }
 }
 
-func revokingUpstream(t *testing.T, revURL, style string, params bool) *Upstream {
+func revokingUpstream(t *testing.T, revURL, style string, params bool) *Client {
 	t.Helper()
-	u, err := NewUpstream(UpstreamOptions{
+	u, err := New(Options{
 		Provider: "acme",
 		OAuth2: config.OAuth2{
 			AuthorizeURL: "https://acme.example/authorize", TokenURL: "https://acme.example/token",
@@ -72,13 +72,13 @@ func revokingUpstream(t *testing.T, revURL, style string, params bool) *Upstream
 // TestRevoke_TH40: each style sends one request of its documented shape
 // with the client's credentials and the user's token.
 func TestRevoke_TH40(t *testing.T) {
-	withRefresh := UpstreamToken{AccessToken: "at-1", RefreshToken: "rt-1"}
-	accessOnly := UpstreamToken{AccessToken: "at-2"}
+	withRefresh := Token{AccessToken: "at-1", RefreshToken: "rt-1"}
+	accessOnly := Token{AccessToken: "at-2"}
 	cases := []struct {
 		name   string
 		style  string
 		params bool
-		tok    UpstreamToken
+		tok    Token
 		check  func(t *testing.T, c revokeCall)
 	}{
 		{"rfc7009 basic, refresh token", config.RevocationRFC7009, false, withRefresh, func(t *testing.T, c revokeCall) {
@@ -135,7 +135,7 @@ func TestRevokeRetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, calls := fakeRevoker(t, tc.statuses...)
 			u := revokingUpstream(t, srv.URL, config.RevocationRFC7009, false)
-			err := u.Revoke(t.Context(), UpstreamToken{AccessToken: "at-secret"}, 10*time.Second)
+			err := u.Revoke(t.Context(), Token{AccessToken: "at-secret"}, 10*time.Second)
 			assert.Len(t, calls(), tc.calls)
 			if !tc.wantErr {
 				require.NoError(t, err)
@@ -152,5 +152,5 @@ func TestRevokeRetry(t *testing.T) {
 func TestRevokeNotConfigured(t *testing.T) {
 	u := revokingUpstream(t, "", "", false)
 	assert.False(t, u.CanRevoke())
-	require.NoError(t, u.Revoke(t.Context(), UpstreamToken{AccessToken: "at"}, time.Second))
+	require.NoError(t, u.Revoke(t.Context(), Token{AccessToken: "at"}, time.Second))
 }

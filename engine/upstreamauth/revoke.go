@@ -1,4 +1,4 @@
-package oauth
+package upstreamauth
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ func (e *RevokeError) Error() string {
 
 // CanRevoke reports whether the provider declares a revocation endpoint
 // (auth.oauth2.revocation).
-func (u *Upstream) CanRevoke() bool { return u.revocation.URL != "" }
+func (u *Client) CanRevoke() bool { return u.revocation.URL != "" }
 
 // Revoke asks the upstream to revoke the grant behind tok, so the token
 // stops working there too when the user disconnects (security.md TH-40).
@@ -38,7 +38,7 @@ func (u *Upstream) CanRevoke() bool { return u.revocation.URL != "" }
 // retry; each attempt is bounded by timeout. Callers run it after the
 // local deletion has committed, never inside a store transaction
 // (TH-43). Nothing of the token or the upstream's body is in the error.
-func (u *Upstream) Revoke(ctx context.Context, tok UpstreamToken, timeout time.Duration) error {
+func (u *Client) Revoke(ctx context.Context, tok Token, timeout time.Duration) error {
 	if !u.CanRevoke() {
 		return nil
 	}
@@ -65,7 +65,7 @@ func (u *Upstream) Revoke(ctx context.Context, tok UpstreamToken, timeout time.D
 
 // revokeOnce sends one revocation request and says whether a failure is
 // worth one retry.
-func (u *Upstream) revokeOnce(parent context.Context, tok UpstreamToken, timeout time.Duration) (bool, error) {
+func (u *Client) revokeOnce(parent context.Context, tok Token, timeout time.Duration) (bool, error) {
 	ctx := parent
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -92,7 +92,7 @@ func (u *Upstream) revokeOnce(parent context.Context, tok UpstreamToken, timeout
 }
 
 // revokeRequest builds the request of the configured style.
-func (u *Upstream) revokeRequest(ctx context.Context, tok UpstreamToken) (*http.Request, error) {
+func (u *Client) revokeRequest(ctx context.Context, tok Token) (*http.Request, error) {
 	id, secret := u.cfg.ClientID, u.cfg.ClientSecret
 	switch u.revocation.Style {
 	case config.RevocationGitHubGrant:
