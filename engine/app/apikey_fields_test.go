@@ -45,7 +45,7 @@ func TestAPIKeyFieldsFlow(t *testing.T) {
 	)
 	header := "Basic " + base64.StdEncoding.EncodeToString([]byte(email+":"+token))
 	e := newFlowEnv(t, withKeyFields)
-	e.up.addKey(header) // the fake takes the whole header value as the key
+	e.up.AddKey(header) // the fake takes the whole header value as the key
 	e.notion.AddCode("nc-fields", notiontest.TokenResponseJSON{WorkspaceID: "ws-f"})
 
 	v := url.Values{"code": {"nc-fields"}, "client_id": {"keyed"}, "redirect_uri": {notionRedirect}, "response_type": {"code"}, "state": {"st-f"}}
@@ -78,7 +78,7 @@ func TestAPIKeyFieldsFlow(t *testing.T) {
 
 	r = submit(email, token)
 	require.Equal(t, http.StatusSeeOther, r.StatusCode, body(t, r))
-	assert.Equal(t, header, e.up.lastAuth(), "the identity request carries Basic base64(email:token)")
+	assert.Equal(t, header, lastAuth(e.up), "the identity request carries Basic base64(email:token)")
 	r = e.get(r.Header.Get("Location"))
 	page = body(t, r)
 	require.Equal(t, http.StatusOK, r.StatusCode, page)
@@ -93,7 +93,7 @@ func TestAPIKeyFieldsFlow(t *testing.T) {
 	st, out := keyedUnfurl(t, e.srv.URL, access)
 	require.Equal(t, http.StatusOK, st, out)
 	assert.Contains(t, out, "Fix the flux capacitor")
-	assert.Equal(t, header, e.up.lastAuth(), "the unfurl carries the same header")
+	assert.Equal(t, header, lastAuth(e.up), "the unfurl carries the same header")
 
 	secrets := []string{token, header, strings.TrimPrefix(header, "Basic "), "wrong-token"}
 	logs := e.logs.String()
@@ -145,8 +145,8 @@ func keyedUnfurl(t *testing.T, base, access string) (int, string) {
 func TestAPIKeyFieldsKeepSingleKeys(t *testing.T) {
 	const legacy = "bWlhQGV4YW1wbGUuY29tOkFUQVRUM3hGZkdGMA=="
 	e := newFlowEnv(t)
-	e.up.addKey(legacy)            // Bearer <key> today
-	e.up.addKey("Basic " + legacy) // Basic <key> after the change
+	e.up.AddKey(legacy)            // Bearer <key> today
+	e.up.AddKey("Basic " + legacy) // Basic <key> after the change
 	e.notion.AddCode("nc-old", notiontest.TokenResponseJSON{WorkspaceID: "ws-o"})
 	v := url.Values{"code": {"nc-old"}, "client_id": {"keyed"}, "redirect_uri": {notionRedirect}, "response_type": {"code"}, "state": {"st-o"}}
 	r := e.get(e.srv.URL + "/providers/keyed/authorize?" + v.Encode())
@@ -161,7 +161,7 @@ func TestAPIKeyFieldsKeepSingleKeys(t *testing.T) {
 
 	// The new configuration over the same database.
 	yml := strings.NewReplacer("PUBLIC", e.srv.URL, "KEYS", e.cfg.Server.SecretKeys.Reveal(), "DATA", t.TempDir(),
-		"NOTION", e.notion.URL(), "UP", e.up.URL).Replace(flowConfig)
+		"NOTION", e.notion.URL(), "UP", e.up.URL()).Replace(flowConfig)
 	cfg, errs := config.Parse("flow.yaml", []byte(withKeyFields(yml)), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	require.Len(t, cfg.Providers[1].Upstream.Auth.APIKey.Fields, 2)
@@ -176,5 +176,5 @@ func TestAPIKeyFieldsKeepSingleKeys(t *testing.T) {
 	st, out := keyedUnfurl(t, srv.URL, access)
 	require.Equal(t, http.StatusOK, st, out)
 	assert.Contains(t, out, "Fix the flux capacitor")
-	assert.Equal(t, "Basic "+legacy, e.up.lastAuth())
+	assert.Equal(t, "Basic "+legacy, lastAuth(e.up))
 }

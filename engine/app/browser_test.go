@@ -233,7 +233,7 @@ func toConsent(t *testing.T, e *flowEnv, tab *browserTab, notionCode, state stri
 	assert.True(t, strings.HasPrefix(loc, e.srv.URL+"/providers/tracker/"), loc)
 	assert.NotContains(t, loc, notionCode)
 	assert.NotContains(t, loc, url.QueryEscape(state))
-	assert.Equal(t, 1, e.up.calls("authorization_code"), "the browser went through the upstream sign-in")
+	assert.Equal(t, 1, e.up.CountTokenCalls("authorization_code"), "the browser went through the upstream sign-in")
 
 	// Protocol 3.2 step 4: the page names the service and the upstream
 	// account, as the user sees it (rendered text, not the HTML source).

@@ -22,6 +22,7 @@ import (
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store/memory"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // trackerCanaryToken is the oauth2 provider's canary credential.
@@ -52,13 +53,11 @@ func (c *stepClock) After(d time.Duration) <-chan time.Time {
 // canaryApp builds the flow config with canaries every 24h and a canary
 // credential for the oauth2 provider; baseline, when set, is the
 // canary.baseline value.
-func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, *stepClock, *fakeService, *syncBuffer, error) {
+func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, *stepClock, *upstreamtest.Server, *syncBuffer, error) {
 	t.Helper()
 	up := newFakeService(t)
-	up.setItem("1", `{"title":"Fix the flux capacitor","state":"open"}`)
-	up.mu.Lock()
-	up.access[trackerCanaryToken] = true
-	up.mu.Unlock()
+	setItem(up, "1", `{"title":"Fix the flux capacitor","state":"open"}`)
+	up.AddKey(trackerCanaryToken)
 	dir := t.TempDir()
 	top := "canary: {interval: 24h}\n"
 	if baseline != "" {
@@ -66,7 +65,7 @@ func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, 
 	}
 	yml := top + strings.NewReplacer(
 		"PUBLIC", "https://unfurl.example.com", "KEYS", sealing.GenerateKeySpec("k1"), "DATA", dir,
-		"NOTION", notiontest.New(t).URL(), "UP", up.URL,
+		"NOTION", notiontest.New(t).URL(), "UP", up.URL(),
 	).Replace(flowConfig)
 	// The tracker (oauth2) gets a canary credential; keyed (api_key) not.
 	yml = strings.Replace(yml, "    patterns:\n      - name: item\n        regex: '^https://tracker",
@@ -136,9 +135,7 @@ func TestCanaryInAdminStatus(t *testing.T) {
 	assert.Equal(t, canary.SkipNoCredential, got["keyed"].Skipped)
 	assert.Equal(t, clock.Now().Add(24*time.Hour), got["tracker"].NextAt, "a day after the first run")
 
-	up.mu.Lock()
-	auths := append([]string(nil), up.apiAuth...)
-	up.mu.Unlock()
+	auths := apiAuths(up)
 	assert.Equal(t, []string{"Bearer " + trackerCanaryToken}, auths)
 	assert.NotContains(t, rec.Body.String(), trackerCanaryToken)
 	assert.NotContains(t, logs.String(), trackerCanaryToken)

@@ -140,11 +140,11 @@ func TestCallbackAttacks(t *testing.T) {
 		cb.RawQuery = q.Encode()
 		r := e.get(cb.String())
 		assert.Equal(t, http.StatusForbidden, r.StatusCode)
-		assert.Equal(t, 0, e.up.calls("authorization_code"), "no upstream token request")
+		assert.Equal(t, 0, e.up.CountTokenCalls("authorization_code"), "no upstream token request")
 		// The flow is gone: the genuine callback now fails too.
 		r = e.get(genuine)
 		assert.Equal(t, http.StatusBadRequest, r.StatusCode)
-		assert.Equal(t, 0, e.up.calls("authorization_code"))
+		assert.Equal(t, 0, e.up.CountTokenCalls("authorization_code"))
 		e.storedNothing(t)
 	})
 
@@ -155,7 +155,7 @@ func TestCallbackAttacks(t *testing.T) {
 		require.NoError(t, err)
 		r.Body.Close()
 		assert.Equal(t, http.StatusBadRequest, r.StatusCode)
-		assert.Equal(t, 0, e.up.calls("authorization_code"))
+		assert.Equal(t, 0, e.up.CountTokenCalls("authorization_code"))
 	})
 
 	t.Run("TH-07 callback on another provider's path", func(t *testing.T) {
@@ -164,7 +164,7 @@ func TestCallbackAttacks(t *testing.T) {
 		other := strings.Replace(cb, "/providers/tracker/callback", "/providers/keyed/callback", 1)
 		r := e.get(other)
 		assert.GreaterOrEqual(t, r.StatusCode, 400)
-		assert.Equal(t, 0, e.up.calls("authorization_code"), "no token request to either upstream")
+		assert.Equal(t, 0, e.up.CountTokenCalls("authorization_code"), "no token request to either upstream")
 	})
 
 	t.Run("TH-08 replayed callback", func(t *testing.T) {
@@ -174,7 +174,7 @@ func TestCallbackAttacks(t *testing.T) {
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
 		r = e.get(cb)
 		assert.Equal(t, http.StatusBadRequest, r.StatusCode)
-		assert.Equal(t, 1, e.up.calls("authorization_code"), "exactly one upstream exchange")
+		assert.Equal(t, 1, e.up.CountTokenCalls("authorization_code"), "exactly one upstream exchange")
 	})
 
 	t.Run("TH-09 two codes on the callback", func(t *testing.T) {
@@ -182,7 +182,7 @@ func TestCallbackAttacks(t *testing.T) {
 		cb := start(e)
 		r := e.get(cb + "&code=second")
 		assert.Equal(t, http.StatusBadRequest, r.StatusCode)
-		assert.Equal(t, 0, e.up.calls("authorization_code"))
+		assert.Equal(t, 0, e.up.CountTokenCalls("authorization_code"))
 	})
 
 	t.Run("upstream denial redirects access_denied with state", func(t *testing.T) {
@@ -294,7 +294,7 @@ func TestConsentAttacks(t *testing.T) {
 // key is checked with the identity request before it is accepted.
 func TestAPIKeyFlow(t *testing.T) {
 	e := newFlowEnv(t)
-	e.up.addKey("good-key-0123456789")
+	e.up.AddKey("good-key-0123456789")
 	e.notion.AddCode("nc-key", notiontest.TokenResponseJSON{WorkspaceID: "ws-k"})
 	v := url.Values{"code": {"nc-key"}, "client_id": {"keyed"}, "redirect_uri": {notionRedirect}, "response_type": {"code"}, "state": {"st-key"}}
 	r := e.get(e.srv.URL + "/providers/keyed/authorize?" + v.Encode())
@@ -370,9 +370,7 @@ func TestLostKeyMeansReconnect(t *testing.T) {
 	srv := httptest.NewServer(a.Server.Handler())
 	t.Cleanup(srv.Close)
 
-	e.up.mu.Lock()
-	apiCalls := len(e.up.apiAuth)
-	e.up.mu.Unlock()
+	apiCalls := len(e.up.Requests())
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/providers/tracker/unfurl", strings.NewReader(`{"uri":"https://tracker.example.com/items/1"}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
@@ -389,9 +387,7 @@ func TestLostKeyMeansReconnect(t *testing.T) {
 	assert.Equal(t, store.StatusReconnect, conns[0].Status)
 	assert.Equal(t, "open credential", conns[0].Reconnect.Call)
 	assert.Contains(t, conns[0].Reconnect.Detail, "k1")
-	e.up.mu.Lock()
-	defer e.up.mu.Unlock()
-	assert.Equal(t, apiCalls, len(e.up.apiAuth), "no upstream call with an unopened credential")
+	assert.Len(t, e.up.Requests(), apiCalls, "no upstream call with an unopened credential")
 }
 
 // TestAPIKeyBadInput is the security.md table for the API-key form: each
@@ -449,7 +445,7 @@ func TestAPIKeyBadInput(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFlowEnv(t)
-			e.up.addKey("good-key-0123456789")
+			e.up.AddKey("good-key-0123456789")
 			csrf := start(e)
 			r := post(e, tc.form(csrf), tc.hdr)
 			page := body(t, r)

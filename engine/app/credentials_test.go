@@ -55,30 +55,24 @@ func TestOneCredentialPolicy(t *testing.T) {
 			k := store.SubscriptionKey{Provider: "tracker", ConnectionID: conns[0].ID, URI: uri}
 
 			// A 401 with a Retry-After: the token is fine, nothing renewed.
-			e.up.mu.Lock()
-			e.up.rateLimited = true
-			e.up.mu.Unlock()
-			e.up.setItem("1", `{"title":"Item v2","state":"open"}`)
+			rateLimit(e.up, true)
+			setItem(e.up, "1", `{"title":"Item v2","state":"open"}`)
 			assert.False(t, c.fetch(t, e, access, k))
-			assert.Zero(t, e.up.calls("refresh_token"), "a rate limit renews nothing")
-			e.up.mu.Lock()
-			e.up.rateLimited = false
-			e.up.mu.Unlock()
+			assert.Zero(t, e.up.CountTokenCalls("refresh_token"), "a rate limit renews nothing")
+			rateLimit(e.up, false)
 
 			// The token is refused: renewed once, and the retry brings v2.
-			e.up.killAccess()
+			e.up.ExpireAccessTokens()
 			assert.True(t, c.fetch(t, e, access, k), "the retry with the renewed token")
-			assert.Equal(t, 1, e.up.calls("refresh_token"))
+			assert.Equal(t, 1, e.up.CountTokenCalls("refresh_token"))
 			conn, err := e.st.GetConnection(t.Context(), k.ConnectionID)
 			require.NoError(t, err)
 			assert.Equal(t, store.StatusActive, conn.Status)
 
 			// Refused again and the renewal refused: reconnect.
-			e.up.killAccess()
-			e.up.mu.Lock()
-			e.up.refuseRefresh = true
-			e.up.mu.Unlock()
-			e.up.setItem("1", `{"title":"Item v3","state":"open"}`)
+			e.up.ExpireAccessTokens()
+			e.up.FailRefresh(http.StatusBadRequest, "invalid_grant")
+			setItem(e.up, "1", `{"title":"Item v3","state":"open"}`)
 			assert.False(t, c.fetch(t, e, access, k))
 			conn, err = e.st.GetConnection(t.Context(), k.ConnectionID)
 			require.NoError(t, err)

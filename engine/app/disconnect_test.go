@@ -31,14 +31,9 @@ func (e *flowEnv) connected(notionCode string) (string, store.Connection, string
 	conns, err := e.st.ListConnections(t.Context(), "tracker")
 	require.NoError(t, err)
 	require.Len(t, conns, 1)
-	e.up.mu.Lock()
-	defer e.up.mu.Unlock()
-	require.Len(t, e.up.refresh, 1)
-	var upRefresh string
-	for rt := range e.up.refresh {
-		upRefresh = rt
-	}
-	return tok["access_token"].(string), conns[0], upRefresh
+	upRefresh := e.up.RefreshTokens()
+	require.Len(t, upRefresh, 1)
+	return tok["access_token"].(string), conns[0], upRefresh[0]
 }
 
 // adminDelete calls the admin route.
@@ -67,7 +62,7 @@ func TestDeletedCallbackErasesAndRevokes_TH40_TH41(t *testing.T) {
 	var uris []string
 	for i := range 60 {
 		id := strconv.Itoa(1000 + i)
-		e.up.setItem(id, `{"title":"Item `+id+`","state":"open"}`)
+		setItem(e.up, id, `{"title":"Item `+id+`","state":"open"}`)
 		uri := "https://tracker.example.com/items/" + id
 		st, out := e.unfurl(access, uri)
 		require.Equal(t, http.StatusOK, st, out)
@@ -102,11 +97,11 @@ func TestDeletedCallbackErasesAndRevokes_TH40_TH41(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	revs := e.up.revocations()
+	revs := e.up.Revocations()
 	require.Len(t, revs, 1, "exactly one revocation call")
-	assert.Equal(t, upRefresh, revs[0].token)
-	assert.Equal(t, "refresh_token", revs[0].hint)
-	assert.True(t, revs[0].clientOK, "the client authenticates as at the token endpoint")
+	assert.Equal(t, upRefresh, revs[0].Token)
+	assert.Equal(t, "refresh_token", revs[0].Hint)
+	assert.True(t, revs[0].ClientOK, "the client authenticates as at the token endpoint")
 
 	require.NoError(t, e.st.(*bolt.Store).WaitErased(t.Context()))
 	raw, err = os.ReadFile(e.dbPath)
@@ -130,22 +125,22 @@ func TestAdminDeleteConnection_TH40(t *testing.T) {
 	}
 	_, err := e.st.GetConnection(t.Context(), conn.ID)
 	require.NoError(t, err, "refused requests change nothing")
-	assert.Empty(t, e.up.revocations())
+	assert.Empty(t, e.up.Revocations())
 
 	status, out := e.adminDelete(conn.ID, adminToken)
 	require.Equal(t, http.StatusOK, status, out)
 	assert.JSONEq(t, `{"deleted":"`+conn.ID+`"}`, out)
 	_, err = e.st.GetConnection(t.Context(), conn.ID)
 	require.ErrorIs(t, err, store.ErrNotFound)
-	revs := e.up.revocations()
+	revs := e.up.Revocations()
 	require.Len(t, revs, 1)
-	assert.Equal(t, upRefresh, revs[0].token)
+	assert.Equal(t, upRefresh, revs[0].Token)
 	st, _ := e.unfurl(access, "https://tracker.example.com/items/1")
 	assert.Equal(t, http.StatusUnauthorized, st, "its tokens died with it")
 
 	status, _ = e.adminDelete(conn.ID, adminToken)
 	assert.Equal(t, http.StatusNotFound, status)
-	assert.Len(t, e.up.revocations(), 1)
+	assert.Len(t, e.up.Revocations(), 1)
 	require.NoError(t, e.st.(*bolt.Store).WaitErased(t.Context()))
 }
 
@@ -153,7 +148,7 @@ func TestAdminDeleteConnection_TH40(t *testing.T) {
 // revoke; deleting its connection makes no upstream call.
 func TestAPIKeyDisconnectRevokesNothing(t *testing.T) {
 	e := newFlowEnv(t)
-	e.up.addKey("good-key-0123456789")
+	e.up.AddKey("good-key-0123456789")
 	e.notion.AddCode("nc-key", notiontest.TokenResponseJSON{WorkspaceID: "ws-k"})
 	v := url.Values{"code": {"nc-key"}, "client_id": {"keyed"}, "redirect_uri": {notionRedirect}, "response_type": {"code"}, "state": {"st-key"}}
 	r := e.get(e.srv.URL + "/providers/keyed/authorize?" + v.Encode())
@@ -170,6 +165,6 @@ func TestAPIKeyDisconnectRevokesNothing(t *testing.T) {
 
 	status, out := e.adminDelete(conns[0].ID, adminToken)
 	require.Equal(t, http.StatusOK, status, out)
-	assert.Empty(t, e.up.revocations())
+	assert.Empty(t, e.up.Revocations())
 	assert.False(t, strings.Contains(e.logs.String(), "upstream grant not revoked"))
 }

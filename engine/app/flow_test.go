@@ -29,6 +29,7 @@ import (
 	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 const notionRedirect = "https://notion.so/externalIntegrationAuthCallback"
@@ -70,8 +71,8 @@ providers:
         oauth2:
           authorize_url: UP/oauth/authorize
           token_url: UP/oauth/token
-          client_id: upstream-app
-          client_secret: upstream-app-secret-0123456789
+          client_id: ` + upstreamClientID + `
+          client_secret: ` + upstreamClientSecret + `
           scopes: [read]
           revocation: {url: UP/oauth/revoke}
         identity: {url: /user, key: '"tracker:" + string(identity.id)', name: identity.login}
@@ -116,7 +117,7 @@ type flowEnv struct {
 	logger  *slog.Logger
 	app     *app.App
 	srv     *httptest.Server
-	up      *fakeService
+	up      *upstreamtest.Server
 	notion  *notiontest.Server
 	st      store.Store
 	dbPath  string
@@ -160,7 +161,7 @@ func (s *syncBuffer) String() string {
 func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	e := &flowEnv{t: t, now: time.Now().UTC().Truncate(time.Second), logs: &syncBuffer{}}
 	e.up = newFakeService(t)
-	e.up.setItem("1", `{"title":"Fix the flux capacitor","state":"open"}`)
+	setItem(e.up, "1", `{"title":"Fix the flux capacitor","state":"open"}`)
 	e.notion = notiontest.New(t)
 
 	var handler http.Handler = http.NotFoundHandler()
@@ -170,7 +171,7 @@ func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	dir := t.TempDir()
 	yml := strings.NewReplacer(
 		"PUBLIC", e.srv.URL, "KEYS", sealing.GenerateKeySpec("k1"), "DATA", dir,
-		"NOTION", e.notion.URL(), "UP", e.up.URL,
+		"NOTION", e.notion.URL(), "UP", e.up.URL(),
 	).Replace(flowConfig)
 	for _, edit := range edits {
 		yml = edit(yml)
@@ -275,7 +276,7 @@ func (e *flowEnv) connectAs(notionCode, state string, resp notiontest.TokenRespo
 	r = e.get(r.Header.Get("Location"))
 	require.Equal(t, http.StatusSeeOther, r.StatusCode, body(t, r))
 	up := r.Header.Get("Location")
-	require.True(t, strings.HasPrefix(up, e.up.URL+"/oauth/authorize?"), up)
+	require.True(t, strings.HasPrefix(up, e.up.AuthorizeURL()+"?"), up)
 	assert.NotContains(t, up, notionCode, "Notion's code never travels to the upstream")
 
 	// The upstream approves and redirects to our per-provider callback.
@@ -357,7 +358,7 @@ func TestFullFlow(t *testing.T) {
 	require.NotNil(t, calls[0].Body.ExternalAccount)
 	assert.Equal(t, "tracker:4242", calls[0].Body.ExternalAccount.Key, "stable upstream id, not a secret (TH-14)")
 	assert.Equal(t, "octo-user", calls[0].Body.ExternalAccount.Name)
-	assert.Equal(t, 1, e.up.calls("authorization_code"), "exactly one upstream code exchange (TH-08)")
+	assert.Equal(t, 1, e.up.CountTokenCalls("authorization_code"), "exactly one upstream code exchange (TH-08)")
 
 	conns, err := e.st.ListConnections(t.Context(), "tracker")
 	require.NoError(t, err)
@@ -395,13 +396,13 @@ func TestFullFlow(t *testing.T) {
 	st, out := e.unfurl(access, "https://tracker.example.com/items/1")
 	require.Equal(t, http.StatusOK, st, out)
 	assert.Contains(t, out, "Fix the flux capacitor")
-	assert.True(t, strings.HasPrefix(e.up.lastAuth(), "Bearer up-access-"), "the connection's own upstream token is sent")
-	firstUpstream := e.up.lastAuth()
+	assert.True(t, strings.HasPrefix(lastAuth(e.up), "Bearer "+upstreamtest.AccessPrefix), "the connection's own upstream token is sent")
+	firstUpstream := lastAuth(e.up)
 
 	// The upstream token expires: the next unfurl refreshes it first,
 	// once, and uses the new one (TH-37).
 	e.advance(2 * time.Hour)
-	e.up.setItem("1", `{"title":"Fix the flux capacitor, again","state":"closed"}`)
+	setItem(e.up, "1", `{"title":"Fix the flux capacitor, again","state":"closed"}`)
 	// Our own access token expired too (1h): Notion refreshes it (R6).
 	status, tok = e.tokenCall(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
 	require.Equal(t, http.StatusOK, status, tok)
@@ -409,16 +410,14 @@ func TestFullFlow(t *testing.T) {
 	st, out = e.unfurl(access, "https://tracker.example.com/items/1")
 	require.Equal(t, http.StatusOK, st, out)
 	assert.Contains(t, out, "again")
-	assert.Equal(t, 1, e.up.calls("refresh_token"))
-	assert.NotEqual(t, firstUpstream, e.up.lastAuth(), "refreshed upstream token in use")
+	assert.Equal(t, 1, e.up.CountTokenCalls("refresh_token"))
+	assert.NotEqual(t, firstUpstream, lastAuth(e.up), "refreshed upstream token in use")
 
 	// The upstream revokes the grant: a 401 and a refused refresh mark
 	// the connection, and the unfurl asks the user to reconnect.
-	e.up.killAccess()
-	e.up.mu.Lock()
-	e.up.refuseRefresh = true
-	e.up.mu.Unlock()
-	e.up.setItem("1", `{"title":"changed so the cache misses","state":"open"}`)
+	e.up.ExpireAccessTokens()
+	e.up.FailRefresh(http.StatusBadRequest, "invalid_grant")
+	setItem(e.up, "1", `{"title":"changed so the cache misses","state":"open"}`)
 	e.advance(time.Minute) // past the result cache
 	st, out = e.unfurl(access, "https://tracker.example.com/items/1")
 	require.Equal(t, http.StatusOK, st)
@@ -449,7 +448,7 @@ func TestFullFlow(t *testing.T) {
 
 	// Nothing secret in the logs (TH-49).
 	logs := e.logs.String()
-	for _, secret := range []string{access, refresh, code, "notion-code-1", "notion-access-notion-code-2-secretvalue", "up-access-", "up-refresh-", notionFacingSecret, "upstream-app-secret"} {
+	for _, secret := range []string{access, refresh, code, "notion-code-1", "notion-access-notion-code-2-secretvalue", upstreamtest.AccessPrefix, upstreamtest.RefreshPrefix, notionFacingSecret, upstreamClientSecret} {
 		assert.NotContains(t, logs, secret)
 	}
 
@@ -457,7 +456,7 @@ func TestFullFlow(t *testing.T) {
 	require.NoError(t, e.st.Close())
 	raw, err := os.ReadFile(e.dbPath)
 	require.NoError(t, err)
-	for _, secret := range []string{access, refresh, code, "notion-code-", "notion-access-", "up-access-", "up-refresh-", "upcode-", notionFacingSecret, "upstream-app-secret", "tga@YNV9"} {
+	for _, secret := range []string{access, refresh, code, "notion-code-", "notion-access-", upstreamtest.AccessPrefix, upstreamtest.RefreshPrefix, upstreamtest.CodePrefix, notionFacingSecret, upstreamClientSecret, "tga@YNV9"} {
 		assert.False(t, bytes.Contains(raw, []byte(secret)), "database file holds %q in clear", secret)
 	}
 }

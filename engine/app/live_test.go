@@ -43,7 +43,7 @@ func TestLiveUpdateAfterConnect(t *testing.T) {
 	assert.Empty(t, e.notion.PatchCalls())
 
 	// The item is closed upstream: one PATCH with the full new set.
-	e.up.setItem("1", `{"title":"Fix the flux capacitor","state":"closed"}`)
+	setItem(e.up, "1", `{"title":"Fix the flux capacitor","state":"closed"}`)
 	o, err = e.app.Refresher.Refresh(ctx, key, "poll")
 	require.NoError(t, err)
 	require.True(t, o.Queued)

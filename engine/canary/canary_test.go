@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/canary"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // sampleByURL finds a sample of a provider in a report.
@@ -45,10 +46,10 @@ func providerResult(t *testing.T, r *canary.Report, prov string) canary.Provider
 
 // breakUpstream makes sample 2 lose its author, sample 3 answer 404 and
 // sample 4 fail with a 500.
-func breakUpstream(up *fakeUpstream) {
-	up.set("/items/2", answer{200, map[string]any{"title": "Two"}})
-	up.set("/items/3", answer{404, map[string]any{"message": "Not Found"}})
-	up.set("/items/4", answer{500, map[string]any{"message": "boom"}})
+func breakUpstream(up *upstreamtest.Server) {
+	up.Set("/items/2", upstreamtest.Response{Status: 200, JSON: map[string]any{"title": "Two"}})
+	up.Set("/items/3", upstreamtest.Response{Status: 404, JSON: map[string]any{"message": "Not Found"}})
+	up.Set("/items/4", upstreamtest.Response{Status: 500, JSON: map[string]any{"message": "boom"}})
 }
 
 // TestRunAgainstBaseline records a baseline from a healthy upstream, then
@@ -137,10 +138,10 @@ func TestRunWithoutBaseline(t *testing.T) {
 func TestNewAttributeIsNotARegression(t *testing.T) {
 	t.Parallel()
 	up := newFakeUpstream(t)
-	up.set("/items/1", answer{200, map[string]any{"title": "One"}})
+	up.Set("/items/1", upstreamtest.Response{Status: 200, JSON: map[string]any{"title": "One"}})
 	r := canary.New(canary.Options{Registry: registry(t, up), Clock: newFakeClock()})
 	base, _ := canary.NewBaseline(r.Run(t.Context(), []string{"things"}, nil))
-	up.set("/items/1", answer{200, map[string]any{"title": "One", "author": "ann"}})
+	up.Set("/items/1", upstreamtest.Response{Status: 200, JSON: map[string]any{"title": "One", "author": "ann"}})
 	s := sampleByURL(t, r.Run(t.Context(), []string{"things"}, base), "things", "https://things.example.com/items/1")
 	assert.Equal(t, canary.VerdictOK, s.Verdict)
 	assert.Equal(t, []string{"attribute author new (inline.plain_text)"}, s.Changes)
@@ -159,10 +160,10 @@ func TestCanaryCredentials(t *testing.T) {
 	base, _ := canary.NewBaseline(r.Run(t.Context(), nil, nil))
 	rep := r.Run(t.Context(), nil, base)
 
-	assert.Equal(t, "Bearer "+staticToken, up.authOf("/items/1"))
-	assert.Equal(t, "Bearer "+canaryToken, up.authOf("/keyed/docs/7"))
-	assert.Equal(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("ops@example.com:"+pairToken)), up.authOf("/pair/docs/3"))
-	assert.Empty(t, up.authOf("/nocred/docs/1"), "a skipped provider sends nothing")
+	assert.Equal(t, "Bearer "+staticToken, authOf(up, "/items/1"))
+	assert.Equal(t, "Bearer "+canaryToken, authOf(up, "/keyed/docs/7"))
+	assert.Equal(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("ops@example.com:"+pairToken)), authOf(up, "/pair/docs/3"))
+	assert.Empty(t, authOf(up, "/nocred/docs/1"), "a skipped provider sends nothing")
 
 	js, err := json.Marshal(rep)
 	require.NoError(t, err)
@@ -214,7 +215,7 @@ func TestBaselineFile(t *testing.T) {
 	assert.Equal(t, base.Samples, got.Samples)
 
 	// Re-recording "things" alone keeps the others.
-	up.set("/items/1", answer{200, map[string]any{"title": "One"}})
+	up.Set("/items/1", upstreamtest.Response{Status: 200, JSON: map[string]any{"title": "One"}})
 	part, _ := canary.NewBaseline(r.Run(t.Context(), []string{"things"}, nil))
 	part.Merge(got, []string{"things"})
 	require.Len(t, part.Samples, 6)
@@ -235,7 +236,7 @@ func TestBaselineFile(t *testing.T) {
 func TestBaselineLeavesFailuresOut(t *testing.T) {
 	t.Parallel()
 	up := newFakeUpstream(t)
-	up.set("/items/4", answer{502, map[string]any{}})
+	up.Set("/items/4", upstreamtest.Response{Status: 502, JSON: map[string]any{}})
 	r := canary.New(canary.Options{Registry: registry(t, up), Clock: newFakeClock()})
 	base, left := canary.NewBaseline(r.Run(t.Context(), []string{"things"}, nil))
 	assert.Len(t, base.Samples, 3)

@@ -2,10 +2,7 @@ package canary_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // The credentials of the fake setup; no log line or report may hold them.
@@ -98,63 +96,36 @@ providers:
           - {id: title, kind: title, path: title}
 `
 
-// answer is one canned upstream answer.
-type answer struct {
-	status int
-	body   any
-}
-
-// fakeUpstream serves canned answers by path and records the
-// Authorization header each path was asked with.
-type fakeUpstream struct {
-	mu      sync.Mutex
-	answers map[string]answer
-	auth    map[string]string
-	srv     *httptest.Server
-}
-
-func newFakeUpstream(t *testing.T) *fakeUpstream {
+// newFakeUpstream serves an item for every sample of testConfig.
+func newFakeUpstream(t *testing.T) *upstreamtest.Server {
 	t.Helper()
-	f := &fakeUpstream{auth: map[string]string{}, answers: map[string]answer{
-		"/items/1":      {200, map[string]any{"title": "One", "author": "ann"}},
-		"/items/2":      {200, map[string]any{"title": "Two", "author": "bob"}},
-		"/items/3":      {200, map[string]any{"title": "Three", "author": "cy"}},
-		"/items/4":      {200, map[string]any{"title": "Four", "author": "di"}},
-		"/keyed/docs/7": {200, map[string]any{"title": "Seven"}},
-		"/pair/docs/3":  {200, map[string]any{"title": "Three"}},
-	}}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		a, ok := f.answers[r.URL.Path]
-		f.auth[r.URL.Path] = r.Header.Get("Authorization")
-		f.mu.Unlock()
-		if !ok {
-			a = answer{status: 404, body: map[string]any{"message": "Not Found"}}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(a.status)
-		_ = json.NewEncoder(w).Encode(a.body)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
+	up := upstreamtest.New(t)
+	for path, body := range map[string]map[string]any{
+		"/items/1":      {"title": "One", "author": "ann"},
+		"/items/2":      {"title": "Two", "author": "bob"},
+		"/items/3":      {"title": "Three", "author": "cy"},
+		"/items/4":      {"title": "Four", "author": "di"},
+		"/keyed/docs/7": {"title": "Seven"},
+		"/pair/docs/3":  {"title": "Three"},
+	} {
+		up.Set(path, upstreamtest.Response{JSON: body})
+	}
+	return up
 }
 
-func (f *fakeUpstream) set(path string, a answer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.answers[path] = a
-}
-
-func (f *fakeUpstream) authOf(path string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.auth[path]
+// authOf returns the Authorization header path was last asked with.
+func authOf(up *upstreamtest.Server, path string) string {
+	rs := up.RequestsTo(path)
+	if len(rs) == 0 {
+		return ""
+	}
+	return rs[len(rs)-1].Header.Get("Authorization")
 }
 
 // registry builds testConfig against the fake upstream.
-func registry(t *testing.T, up *fakeUpstream) *provider.Registry {
+func registry(t *testing.T, up *upstreamtest.Server) *provider.Registry {
 	t.Helper()
-	cfg, errs := config.Parse("canary.yaml", []byte(strings.ReplaceAll(testConfig, "UPSTREAM", up.srv.URL)),
+	cfg, errs := config.Parse("canary.yaml", []byte(strings.ReplaceAll(testConfig, "UPSTREAM", up.URL())),
 		config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	reg, berrs := provider.Build(cfg, provider.Options{})

@@ -13,6 +13,7 @@ import (
 	"github.com/unfurld/unfurld/engine/issuer"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 const explainAdminToken = "admin-token-for-the-server-test-0123456789"
@@ -24,7 +25,7 @@ const explainAdminToken = "admin-token-for-the-server-test-0123456789"
 func TestAdminExplainsConnection(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.Server.AdminToken = config.Secret(explainAdminToken) })
 	tok, connID := h.token("tracker")
-	h.up.set("/api/projects/acme/items/2", http.StatusBadGateway, `{"message":"`+upstreamBody+`"}`)
+	h.up.Set("/api/projects/acme/items/2", upstreamtest.Response{Status: http.StatusBadGateway, Body: `{"message":"` + upstreamBody + `"}`})
 	h.unfurl("tracker", tok, "https://tracker.example.com/acme/items/2")
 
 	get := func(bearer string) *httptest.ResponseRecorder {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // TestUnfurlKeepsLastFailures: a failed unfurl is kept on its connection
@@ -22,7 +23,7 @@ func TestUnfurlKeepsLastFailures(t *testing.T) {
 	tok, connID := h.token("tracker")
 	const okURI = "https://tracker.example.com/acme/items/1"
 	const badURI = "https://tracker.example.com/acme/items/2"
-	h.up.set("/api/projects/acme/items/2", http.StatusBadGateway, `{"message":"`+upstreamBody+`"}`)
+	h.up.Set("/api/projects/acme/items/2", upstreamtest.Response{Status: http.StatusBadGateway, Body: `{"message":"` + upstreamBody + `"}`})
 
 	conn := func() store.Connection {
 		c, err := h.st.GetConnection(t.Context(), connID)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // FuzzUnfurlBody throws arbitrary bodies at the unfurl route (TH-48): the
@@ -47,9 +48,9 @@ func FuzzUnfurlBody(f *testing.F) {
 // logged for the bearer token and the upstream credential (TH-49).
 func TestLogsCarryNoSecrets(t *testing.T) {
 	var logs bytes.Buffer
-	up := newFakeUpstream(t)
-	up.set("/api/projects/acme/items/1", 0, itemJSON)
-	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL)
+	up := upstreamtest.New(t)
+	up.Set("/api/projects/acme/items/1", upstreamtest.Response{Body: itemJSON})
+	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL())
 	logger := slog.New(server.LogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	comp, errs := compiled.Parse("test.yaml", []byte(yml), compiled.Options{LookupEnv: func(string) (string, bool) { return "", false }, Logger: logger})
 	require.NotNil(t, comp, "%v", errs)

@@ -1,15 +1,11 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,65 +19,8 @@ import (
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/cached"
 	"github.com/unfurld/unfurld/engine/store/memory"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
-
-// fakeUpstream is a programmable upstream API that counts its calls.
-type fakeUpstream struct {
-	*httptest.Server
-	mu      sync.Mutex
-	bodies  map[string]string
-	status  map[string]int
-	delay   time.Duration
-	release chan struct{} // when set, handlers wait for it to close
-	calls   atomic.Int64
-	lastReq atomic.Pointer[http.Request]
-}
-
-func newFakeUpstream(t testing.TB) *fakeUpstream {
-	t.Helper()
-	f := &fakeUpstream{bodies: map[string]string{}, status: map[string]int{}}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.calls.Add(1)
-		f.lastReq.Store(r.Clone(context.Background()))
-		f.mu.Lock()
-		body, ok := f.bodies[r.URL.EscapedPath()]
-		status, hasStatus := f.status[r.URL.EscapedPath()]
-		delay, release := f.delay, f.release
-		f.mu.Unlock()
-		if release != nil {
-			<-release
-		}
-		if delay > 0 {
-			select {
-			case <-time.After(delay):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case hasStatus:
-			w.WriteHeader(status)
-			_, _ = io.WriteString(w, body)
-		case ok:
-			_, _ = io.WriteString(w, body)
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = io.WriteString(w, `{"message":"Not Found"}`)
-		}
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeUpstream) set(path string, status int, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.bodies[path] = body
-	if status != 0 {
-		f.status[path] = status
-	}
-}
 
 // testConfig is a two-provider configuration; UPSTREAM is replaced with
 // the fake's URL.
@@ -138,7 +77,7 @@ const itemJSON = `{"title":"Fix the flux capacitor","state":"open","author":{"na
 
 type harness struct {
 	t  testing.TB
-	up *fakeUpstream
+	up *upstreamtest.Server
 	// st is the shared cached store the server runs on; raw is the
 	// store under it, for changes made behind its back (another process).
 	st       *cached.Store
@@ -153,10 +92,10 @@ type option func(*config.Config)
 
 func newHarness(t testing.TB, opts ...option) *harness {
 	t.Helper()
-	up := newFakeUpstream(t)
-	up.set("/api/projects/acme/items/1", 0, itemJSON)
-	up.set("/wiki/pages/home", 0, `{"title":"Home"}`)
-	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL)
+	up := upstreamtest.New(t)
+	up.Set("/api/projects/acme/items/1", upstreamtest.Response{Body: itemJSON})
+	up.Set("/wiki/pages/home", upstreamtest.Response{Body: `{"title":"Home"}`})
+	yml := strings.ReplaceAll(testConfig, "UPSTREAM", up.URL())
 	cfg, errs := config.Parse("test.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	for _, o := range opts {
@@ -187,6 +126,14 @@ func (h *harness) tokenFor(t testing.TB, providerName string) (tok, connID strin
 	tok, err := issuer.IssueAccessToken(ctx, h.st, providerName, connID, h.now, 0)
 	require.NoError(t, err)
 	return tok, connID
+}
+
+// lastRequest is the newest request the fake upstream received.
+func lastRequest(t *testing.T, up *upstreamtest.Server) upstreamtest.Request {
+	t.Helper()
+	r, ok := up.LastRequest()
+	require.True(t, ok, "no upstream request")
+	return r
 }
 
 func newMemoryStore() *cached.Store { return cached.New(memory.New(), cached.Options{}) }

@@ -19,6 +19,7 @@ import (
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // labConfig has one provider whose attributes cover every kind and
@@ -72,16 +73,16 @@ const labAdminToken = "lab-admin-token-0123456789abcdef0123"
 // labEnv is a server with the lab provider and its fake upstream.
 type labEnv struct {
 	srv  *server.Server
-	up   *fakeUpstream
+	up   *upstreamtest.Server
 	logs *lockedBuffer
 }
 
 func newLabEnv(t *testing.T, mutate func(*config.Server)) *labEnv {
 	t.Helper()
-	up := newFakeUpstream(t)
-	up.set("/items/1", 0, labItemJSON)
-	up.set("/items/666", 0, hostileJSON)
-	cfg, errs := config.Parse("lab.yaml", []byte(strings.ReplaceAll(labConfig, "UPSTREAM", up.URL)), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
+	up := upstreamtest.New(t)
+	up.Set("/items/1", upstreamtest.Response{Body: labItemJSON})
+	up.Set("/items/666", upstreamtest.Response{Body: hostileJSON})
+	cfg, errs := config.Parse("lab.yaml", []byte(strings.ReplaceAll(labConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	if mutate != nil {
 		mutate(&cfg.Server)
@@ -238,7 +239,7 @@ func TestLabAccess(t *testing.T) {
 			if tc.noPage {
 				assert.Equal(t, http.StatusNotFound, e.serve(httptest.NewRequest(http.MethodGet, "/lab", nil)).Code)
 				assert.Equal(t, http.StatusNotFound, e.post(labSession{}, url.Values{}, nil).Code)
-				assert.Zero(t, e.up.calls.Load())
+				assert.Empty(t, e.up.Requests())
 				return
 			}
 			_, s := e.open(t)
@@ -256,7 +257,7 @@ func TestLabAccess(t *testing.T) {
 				assert.Contains(t, rec.Body.String(), tc.wantIn)
 			}
 			if tc.want != http.StatusOK || tc.wantIn == "" || !strings.Contains(tc.wantIn, "flux") {
-				assert.Zero(t, e.up.calls.Load(), "a refused run calls no upstream")
+				assert.Empty(t, e.up.Requests(), "a refused run calls no upstream")
 			}
 			assertLabHeaders(t, rec.Header())
 		})
@@ -310,8 +311,8 @@ func TestLabShowsTheRun(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	body := rec.Body.String()
 
-	last := e.up.lastReq.Load()
-	require.NotNil(t, last)
+	last, ok := e.up.LastRequest()
+	require.True(t, ok)
 	assert.Equal(t, "Bearer "+cred, last.Header.Get("Authorization"), "the pasted credential is used for the run")
 	assert.NotContains(t, body, cred, "the credential is not echoed")
 	assert.NotContains(t, e.logs.String(), cred, "the credential is not logged (TH-49)")
@@ -330,13 +331,13 @@ func TestLabShowsTheRun(t *testing.T) {
 		"It needs 1.21 gigawatts.\nSecond line.",
 		// the trace
 		"<dt>Pattern</dt><dd>item</dd>", "<dt>Group id</dt><dd><code>1</code></dd>",
-		"<td><code>GET " + e.up.URL + "/items/1</code></td><td>200</td>",
+		"<td><code>GET " + e.up.URL() + "/items/1</code></td><td>200</td>",
 		"<td>updated</td><td><code>&#34;2026-11-20T10:11:12.000Z&#34;</code></td>",
 		"<td>dev</td>", "Acme Inc",
 		// the JSON, exactly as the unfurl route sends it, indented
 		`&#34;path&#34;: [`, `&#34;section&#34;: &#34;embed&#34;`,
 		// the upstream answer the playground reads
-		"<summary><code>item</code>: GET " + e.up.URL + "/items/1 → 200</summary>",
+		"<summary><code>item</code>: GET " + e.up.URL() + "/items/1 → 200</summary>",
 	} {
 		assert.Contains(t, body, want)
 	}
@@ -351,8 +352,8 @@ func TestLabShowsTheRun(t *testing.T) {
 func TestLabMissingAttributeTrace(t *testing.T) {
 	t.Parallel()
 	e := newLabEnv(t, nil)
-	e.up.set("/items/2", 0, `{"title":"Only a title"}`)
-	e.up.set("/items/3", http.StatusInternalServerError, `{"secret":"upstream detail"}`)
+	e.up.Set("/items/2", upstreamtest.Response{Body: `{"title":"Only a title"}`})
+	e.up.Set("/items/3", upstreamtest.Response{Status: http.StatusInternalServerError, Body: `{"secret":"upstream detail"}`})
 	_, s := e.open(t)
 	rec := e.post(s, url.Values{"url": {"https://kinds.example.com/items/2"}}, nil)
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -430,7 +431,7 @@ func TestLabPlayground(t *testing.T) {
 			rec := e.post(s, url.Values{"url": {"https://kinds.example.com/items/1"}, "mode": {tc.mode}, "from": {tc.from}, "source": {tc.src}}, nil)
 			require.Equal(t, http.StatusOK, rec.Code)
 			assert.Contains(t, rec.Body.String(), tc.want)
-			assert.Equal(t, int64(1), e.up.calls.Load(), "one run, one upstream call")
+			assert.Len(t, e.up.Requests(), 1, "one run, one upstream call")
 		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 const itemURI = "https://tracker.example.com/acme/items/1"
@@ -211,7 +212,7 @@ func records(t *testing.T, logs, msg string) []map[string]any {
 func TestUnfurlRequestLine(t *testing.T) {
 	h := newHarness(t)
 	// No avatar: that attribute is left out.
-	h.up.set("/api/projects/acme/items/1", 0, `{"title":"Fix it","state":"open","author":{"name":"Doc"},"labels":[],"body":"b"}`)
+	h.up.Set("/api/projects/acme/items/1", upstreamtest.Response{Body: `{"title":"Fix it","state":"open","author":{"name":"Doc"},"labels":[],"body":"b"}`})
 	_, logs := withMetrics(t, h, nil)
 	tok, _ := h.token("tracker")
 

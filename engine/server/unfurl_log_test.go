@@ -15,6 +15,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/server"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // upstreamBody is text the fake upstream answers with; it must never
@@ -63,20 +64,24 @@ func TestUnfurlLogsUpstreamFailures(t *testing.T) {
 		status int            // the error operation's status
 	}{
 		{
-			name:   "5xx",
-			setup:  func(h *harness) { h.up.set(path, http.StatusBadGateway, `{"message":"`+upstreamBody+`"}`) },
+			name: "5xx",
+			setup: func(h *harness) {
+				h.up.Set(path, upstreamtest.Response{Status: http.StatusBadGateway, Body: `{"message":"` + upstreamBody + `"}`})
+			},
 			want:   map[string]any{"kind": "status", "status": float64(502)},
 			status: 503,
 		},
 		{
-			name:   "429",
-			setup:  func(h *harness) { h.up.set(path, http.StatusTooManyRequests, upstreamBody) },
+			name: "429",
+			setup: func(h *harness) {
+				h.up.Set(path, upstreamtest.Response{Status: http.StatusTooManyRequests, Body: upstreamBody})
+			},
 			want:   map[string]any{"kind": "status", "status": float64(429)},
 			status: 503,
 		},
 		{
 			name:   "not JSON",
-			setup:  func(h *harness) { h.up.set(path, 0, "<html>"+upstreamBody+"</html>") },
+			setup:  func(h *harness) { h.up.Set(path, upstreamtest.Response{Body: "<html>" + upstreamBody + "</html>"}) },
 			want:   map[string]any{"kind": "decode"},
 			status: 502,
 		},
@@ -89,19 +94,17 @@ func TestUnfurlLogsUpstreamFailures(t *testing.T) {
 			status: 502,
 		},
 		{
-			name: "timeout",
-			slow: true,
-			setup: func(h *harness) {
-				h.up.mu.Lock()
-				defer h.up.mu.Unlock()
-				h.up.delay = time.Minute
-			},
+			name:   "timeout",
+			slow:   true,
+			setup:  func(h *harness) { h.up.Set(path, upstreamtest.Response{Body: itemJSON, Delay: time.Minute}) },
 			want:   map[string]any{"kind": "timeout"},
 			status: 504,
 		},
 		{
-			name:   "not found is not a failure",
-			setup:  func(h *harness) { h.up.set(path, http.StatusNotFound, upstreamBody) },
+			name: "not found is not a failure",
+			setup: func(h *harness) {
+				h.up.Set(path, upstreamtest.Response{Status: http.StatusNotFound, Body: upstreamBody})
+			},
 			status: 404,
 		},
 	}
@@ -155,6 +158,6 @@ func TestUnfurlCacheHitLogsNothing(t *testing.T) {
 	uri := "https://tracker.example.com/acme/items/1"
 	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code)
 	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code)
-	assert.Equal(t, int64(1), h.up.calls.Load(), "the second answer came from the cache")
+	assert.Len(t, h.up.Requests(), 1, "the second answer came from the cache")
 	assert.Empty(t, warnings(t, logs.String()))
 }

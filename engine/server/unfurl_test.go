@@ -17,6 +17,7 @@ import (
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/cached"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 func TestUnfurlAnswersAttributes(t *testing.T) {
@@ -38,10 +39,10 @@ func TestUnfurlAnswersAttributes(t *testing.T) {
 		`{"id":"body","name":"body","type":"inline","inline":{"plain_text":{"value":"It needs 1.21 gigaw…","section":"body"}}},` +
 		`{"id":"dev","name":"Developer Name","type":"inline","inline":{"plain_text":{"value":"Acme Inc","section":"secondary"}}}]}]}`
 	assert.JSONEq(t, want, rec.Body.String())
-	assert.Equal(t, int64(1), h.up.calls.Load())
+	assert.Len(t, h.up.Requests(), 1)
 
 	// The service-wide credential went upstream, with the default prefix.
-	assert.Equal(t, "Bearer sekrit-upstream-token", h.up.lastReq.Load().Header.Get("Authorization"))
+	assert.Equal(t, "Bearer sekrit-upstream-token", lastRequest(t, h.up).Header.Get("Authorization"))
 
 	// The subscription is recorded for live updates (protocol 1.6).
 	subs := subscriptions(t, h.st)
@@ -57,10 +58,7 @@ func TestUnfurlCachesAndCollapses(t *testing.T) {
 
 	// 64 concurrent unfurls of one URI cost exactly one upstream call
 	// (TH-38). The fake holds every request until all 64 are in flight.
-	release := make(chan struct{})
-	h.up.mu.Lock()
-	h.up.release = release
-	h.up.mu.Unlock()
+	release := h.up.HoldAPI()
 	var wg sync.WaitGroup
 	codes := make([]int, 64)
 	for i := range codes {
@@ -70,18 +68,18 @@ func TestUnfurlCachesAndCollapses(t *testing.T) {
 			codes[i] = h.unfurl("tracker", tok, uri).Code
 		}()
 	}
-	require.Eventually(t, func() bool { return h.up.calls.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	<-h.up.Held()
 	time.Sleep(50 * time.Millisecond) // let the other 63 reach the collapse point; a later one would hit the cache anyway
-	close(release)
+	release()
 	wg.Wait()
 	for _, c := range codes {
 		assert.Equal(t, http.StatusOK, c)
 	}
-	assert.Equal(t, int64(1), h.up.calls.Load())
+	assert.Len(t, h.up.Requests(), 1)
 
 	// A later call within cache_ttl is served from the cache.
 	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code)
-	assert.Equal(t, int64(1), h.up.calls.Load())
+	assert.Len(t, h.up.Requests(), 1)
 }
 
 func TestUnfurlBearerChecks(t *testing.T) { // TH-26 (RFC 6750 3.1 challenges), TH-27
@@ -128,7 +126,7 @@ func TestUnfurlBearerChecks(t *testing.T) { // TH-26 (RFC 6750 3.1 challenges), 
 	rec := h.do(http.MethodPost, "/providers/tracker/unfurl?access_token="+trackerTok, "", "application/json", `{"uri":"`+uri+`"}`)
 	assert.Equal(t, http.StatusUnauthorized, rec.Code)
 
-	assert.Zero(t, h.up.calls.Load(), "no upstream call without a valid token")
+	assert.Empty(t, h.up.Requests(), "no upstream call without a valid token")
 	assert.Empty(t, subscriptions(t, h.st))
 }
 
@@ -180,7 +178,7 @@ func TestUnfurlRefusesBadInput(t *testing.T) { // TH-28, TH-29, TH-47, TH-48
 			}
 		})
 	}
-	assert.Zero(t, h.up.calls.Load(), "bad input never reaches the upstream")
+	assert.Empty(t, h.up.Requests(), "bad input never reaches the upstream")
 	assert.Empty(t, subscriptions(t, h.st), "bad input stores nothing")
 }
 
@@ -207,8 +205,7 @@ func TestUnfurlMapsUpstreamErrors(t *testing.T) { // TH-32, TH-36, F4
 				c.Providers[0].Upstream.Timeout = config.Duration(300 * time.Millisecond)
 			})
 			tok, _ := h.token("tracker")
-			h.up.set("/api/projects/acme/items/1", tc.status, tc.body)
-			h.up.delay = tc.delay
+			h.up.Set("/api/projects/acme/items/1", upstreamtest.Response{Status: tc.status, Body: tc.body, Delay: tc.delay})
 			start := time.Now()
 			rec := h.unfurl("tracker", tok, "https://tracker.example.com/acme/items/1")
 			assert.Less(t, time.Since(start), 2*time.Second, "answers within the upstream timeout plus slack")
@@ -234,8 +231,8 @@ func TestUnfurlErrorStatusIsConfigurable(t *testing.T) { // protocol 5.4, 10 #10
 func TestUnfurlSanitizesUpstreamText(t *testing.T) { // TH-33
 	h := newHarness(t)
 	tok, _ := h.token("tracker")
-	h.up.set("/api/projects/acme/items/1", 0, `{"title":"evil\u0000\u001b[31m title\u202e`+strings.Repeat("x", 5000)+`","state":"open",
-		"author":{"name":"a","avatar":"javascript:alert(1)"},"body":"line1\r\nline2"}`)
+	h.up.Set("/api/projects/acme/items/1", upstreamtest.Response{Body: `{"title":"evil\u0000\u001b[31m title\u202e` + strings.Repeat("x", 5000) + `","state":"open",
+		"author":{"name":"a","avatar":"javascript:alert(1)"},"body":"line1\r\nline2"}`})
 	rec := h.unfurl("tracker", tok, "https://tracker.example.com/acme/items/1")
 	require.Equal(t, http.StatusOK, rec.Code)
 	body := rec.Body.String()
@@ -341,7 +338,7 @@ func TestUnfurlAnswersOnceSubscribed_F1(t *testing.T) {
 	assert.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code, "warm: nothing to write")
 
 	other := "https://tracker.example.com/acme/items/2"
-	h.up.set("/api/projects/acme/items/2", 0, itemJSON)
+	h.up.Set("/api/projects/acme/items/2", upstreamtest.Response{Body: itemJSON})
 	rec := h.unfurl("tracker", tok, other)
 	status, msg := errorSet(t, rec)
 	assert.Equal(t, 503, status, rec.Body.String())

@@ -2,11 +2,8 @@ package upstreamauth
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // revokeCall is what the fake revocation endpoint saw.
@@ -24,31 +22,32 @@ type revokeCall struct {
 	JSON                                  map[string]string
 }
 
-// fakeRevoker answers with the statuses given, in turn (200 past the
-// end), and records every call.
-func fakeRevoker(t *testing.T, statuses ...int) (*httptest.Server, func() []revokeCall) {
+// fakeRevoker starts a fake upstream whose path answers with the
+// statuses given, in turn (200 past the end).
+func fakeRevoker(t *testing.T, path string, statuses ...int) *upstreamtest.Server {
 	t.Helper()
-	var mu sync.Mutex
+	up := upstreamtest.New(t)
+	up.Set(path, upstreamtest.Response{})
+	for _, st := range statuses {
+		up.Script(path, upstreamtest.Response{Status: st})
+	}
+	return up
+}
+
+// revokeCalls returns what the fake revocation endpoint saw.
+func revokeCalls(up *upstreamtest.Server) []revokeCall {
 	var calls []revokeCall
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := revokeCall{Method: r.Method, Path: r.URL.EscapedPath(), ContentType: r.Header.Get("Content-Type")}
+	for _, r := range up.Requests() {
+		c := revokeCall{Method: r.Method, Path: r.Path, ContentType: r.Header.Get("Content-Type")}
 		c.User, c.Pass, c.BasicOK = r.BasicAuth()
-		body, _ := io.ReadAll(r.Body)
 		if c.ContentType == "application/json" {
-			_ = json.Unmarshal(body, &c.JSON)
+			_ = json.Unmarshal(r.Body, &c.JSON)
 		} else {
-			c.Form, _ = url.ParseQuery(string(body))
+			c.Form = r.Form()
 		}
-		mu.Lock()
 		calls = append(calls, c)
-		n := len(calls)
-		mu.Unlock()
-		if n <= len(statuses) {
-			w.WriteHeader(statuses[n-1])
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv, func() []revokeCall { mu.Lock(); defer mu.Unlock(); return append([]revokeCall(nil), calls...) }
+	}
+	return calls
 }
 
 func revokingUpstream(t *testing.T, revURL, style string, params bool) *Client {
@@ -107,10 +106,10 @@ func TestRevoke_TH40(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, calls := fakeRevoker(t, http.StatusNoContent)
-			u := revokingUpstream(t, srv.URL+"/applications/{client_id}/grant", tc.style, tc.params)
+			up := fakeRevoker(t, "/applications/client%20id/grant", http.StatusNoContent)
+			u := revokingUpstream(t, up.URL()+"/applications/{client_id}/grant", tc.style, tc.params)
 			require.NoError(t, u.Revoke(t.Context(), tc.tok, 10*time.Second))
-			got := calls()
+			got := revokeCalls(up)
 			require.Len(t, got, 1)
 			tc.check(t, got[0])
 		})
@@ -133,10 +132,10 @@ func TestRevokeRetry(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, calls := fakeRevoker(t, tc.statuses...)
-			u := revokingUpstream(t, srv.URL, config.RevocationRFC7009, false)
+			up := fakeRevoker(t, "/revoke", tc.statuses...)
+			u := revokingUpstream(t, up.URL()+"/revoke", config.RevocationRFC7009, false)
 			err := u.Revoke(t.Context(), Token{AccessToken: "at-secret"}, 10*time.Second)
-			assert.Len(t, calls(), tc.calls)
+			assert.Len(t, revokeCalls(up), tc.calls)
 			if !tc.wantErr {
 				require.NoError(t, err)
 				return

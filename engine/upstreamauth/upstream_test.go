@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +27,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/unfurld/unfurld/engine/config"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 const (
@@ -37,223 +36,11 @@ const (
 	fakeRedirect     = "https://unfurld.test/providers/example/callback"
 )
 
-// fakeAS is a hand-written upstream authorization server. It records the
-// PKCE challenge at /authorize, checks the verifier's S256 at /token,
-// keeps codes single use, rotates refresh tokens and revokes the whole
-// family when a spent refresh token comes back (RFC 9700 4.14), the
-// behaviour that makes TH-37 matter.
-type fakeAS struct {
-	srv *httptest.Server
-
-	mu            sync.Mutex
-	lastAuthorize url.Values
-	codes         map[string]*fakeCode
-	families      map[string]*fakeFamily
-	refreshFamily map[string]string // refresh token -> family id
-
-	exchangeCalls atomic.Int32
-	refreshCalls  atomic.Int32
-	// refreshArrived gets a value (if there is room) when a refresh request
-	// arrives, before hold is waited on.
-	refreshArrived chan struct{}
-	// hold, if set, keeps refresh requests waiting until it is closed.
-	hold chan struct{}
-	// omitRefresh answers refreshes without a new refresh token.
-	omitRefresh bool
-	// formEncoded answers token requests the way GitHub does by default.
-	formEncoded bool
-	// refreshStatus, if set, answers every refresh with this status and
-	// refreshError.
-	refreshStatus int
-	refreshError  string
-	expiresIn     int
-}
-
-type fakeCode struct {
-	challenge, method, redirect string
-	used                        bool
-}
-
-type fakeFamily struct {
-	current string
-	spent   map[string]bool
-	revoked bool
-}
-
-func newFakeAS(t *testing.T) *fakeAS {
+// newFakeAS starts the fake upstream's authorization server for our
+// client credentials.
+func newFakeAS(t *testing.T, opts ...upstreamtest.Option) *upstreamtest.Server {
 	t.Helper()
-	f := &fakeAS{
-		codes:          map[string]*fakeCode{},
-		families:       map[string]*fakeFamily{},
-		refreshFamily:  map[string]string{},
-		refreshArrived: make(chan struct{}, 64),
-		expiresIn:      3600,
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /authorize", f.authorize)
-	mux.HandleFunc("POST /token", f.token)
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func fakeRandom(prefix string) string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return prefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
-// s256 is RFC 7636 4.2, written out here rather than taken from x/oauth2
-// so the client is checked against an independent computation.
-func s256(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-func (f *fakeAS) authorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if q.Get("response_type") != "code" || q.Get("client_id") != fakeClientID {
-		http.Error(w, "bad authorize request", http.StatusBadRequest)
-		return
-	}
-	code := fakeRandom("code-")
-	f.mu.Lock()
-	f.lastAuthorize = q
-	f.codes[code] = &fakeCode{challenge: q.Get("code_challenge"), method: q.Get("code_challenge_method"), redirect: q.Get("redirect_uri")}
-	f.mu.Unlock()
-	loc, err := url.Parse(q.Get("redirect_uri"))
-	if err != nil {
-		http.Error(w, "bad redirect_uri", http.StatusBadRequest)
-		return
-	}
-	lq := loc.Query()
-	lq.Set("code", code)
-	lq.Set("state", q.Get("state"))
-	loc.RawQuery = lq.Encode()
-	http.Redirect(w, r, loc.String(), http.StatusFound)
-}
-
-// tokenError answers like RFC 6749 5.2, with a description that echoes
-// what the client sent: a careless client would put it in its errors.
-func (f *fakeAS) tokenError(w http.ResponseWriter, status int, code, echo string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": "rejected " + echo})
-}
-
-func (f *fakeAS) token(w http.ResponseWriter, r *http.Request) {
-	id, secret, ok := r.BasicAuth()
-	if err := r.ParseForm(); err != nil || !ok || id != fakeClientID || secret != fakeClientSecret {
-		f.tokenError(w, http.StatusUnauthorized, "invalid_client", "")
-		return
-	}
-	switch r.PostForm.Get("grant_type") {
-	case "authorization_code":
-		f.exchangeCalls.Add(1)
-		f.exchange(w, r)
-	case "refresh_token":
-		f.refreshCalls.Add(1)
-		select {
-		case f.refreshArrived <- struct{}{}:
-		default:
-		}
-		if f.hold != nil {
-			select {
-			case <-f.hold:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		f.refresh(w, r)
-	default:
-		f.tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "")
-	}
-}
-
-func (f *fakeAS) exchange(w http.ResponseWriter, r *http.Request) {
-	code, verifier := r.PostForm.Get("code"), r.PostForm.Get("code_verifier")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.codes[code]
-	switch {
-	case !ok || c.used:
-		f.tokenError(w, http.StatusBadRequest, "invalid_grant", code)
-		return
-	case r.PostForm.Get("redirect_uri") != c.redirect:
-		f.tokenError(w, http.StatusBadRequest, "invalid_grant", code)
-		return
-	case c.challenge != "" && (c.method != "S256" || s256(verifier) != c.challenge):
-		c.used = true // a failed redemption still burns the code
-		f.tokenError(w, http.StatusBadRequest, "invalid_grant", code+" "+verifier)
-		return
-	case c.challenge == "" && verifier != "":
-		f.tokenError(w, http.StatusBadRequest, "invalid_request", verifier)
-		return
-	}
-	c.used = true
-	rt := fakeRandom("rt-")
-	fam := fakeRandom("fam-")
-	f.families[fam] = &fakeFamily{current: rt, spent: map[string]bool{}}
-	f.refreshFamily[rt] = fam
-	f.writeToken(w, fakeRandom("at-"), rt)
-}
-
-func (f *fakeAS) refresh(w http.ResponseWriter, r *http.Request) {
-	rt := r.PostForm.Get("refresh_token")
-	if f.refreshStatus != 0 {
-		f.tokenError(w, f.refreshStatus, f.refreshError, rt)
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fam, ok := f.families[f.refreshFamily[rt]]
-	switch {
-	case !ok || fam.revoked:
-		f.tokenError(w, http.StatusBadRequest, "invalid_grant", rt)
-		return
-	case fam.spent[rt]:
-		fam.revoked = true // reuse: kill the family
-		f.tokenError(w, http.StatusBadRequest, "invalid_grant", rt)
-		return
-	}
-	if f.omitRefresh {
-		f.writeToken(w, fakeRandom("at-"), "")
-		return
-	}
-	fam.spent[rt] = true
-	next := fakeRandom("rt-")
-	fam.current = next
-	f.refreshFamily[next] = f.refreshFamily[rt]
-	f.writeToken(w, fakeRandom("at-"), next)
-}
-
-func (f *fakeAS) writeToken(w http.ResponseWriter, at, rt string) {
-	if f.formEncoded {
-		v := url.Values{"access_token": {at}, "token_type": {"bearer"}, "expires_in": {fmt.Sprint(f.expiresIn)}}
-		if rt != "" {
-			v.Set("refresh_token", rt)
-		}
-		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
-		_, _ = w.Write([]byte(v.Encode()))
-		return
-	}
-	body := map[string]any{"access_token": at, "token_type": "bearer", "expires_in": f.expiresIn}
-	if rt != "" {
-		body["refresh_token"] = rt
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(body)
-}
-
-// family returns the state of the family refresh token rt belongs to.
-func (f *fakeAS) family(rt string) fakeFamily {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fam := f.families[f.refreshFamily[rt]]
-	if fam == nil {
-		return fakeFamily{}
-	}
-	return fakeFamily{current: fam.current, revoked: fam.revoked}
+	return upstreamtest.New(t, append([]upstreamtest.Option{upstreamtest.WithClient(fakeClientID, fakeClientSecret)}, opts...)...)
 }
 
 // testClock is an injected clock tests move by hand.
@@ -278,24 +65,24 @@ func (c *testClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func fakeOptions(f *fakeAS, clock *testClock) Options {
+func fakeOptions(f *upstreamtest.Server, clock *testClock) Options {
 	return Options{
 		Provider: "example",
 		OAuth2: config.OAuth2{
-			AuthorizeURL: f.srv.URL + "/authorize",
-			TokenURL:     f.srv.URL + "/token",
+			AuthorizeURL: f.AuthorizeURL(),
+			TokenURL:     f.TokenURL(),
 			ClientID:     fakeClientID,
 			ClientSecret: config.Secret(fakeClientSecret),
 			Scopes:       []string{"repo", "read:user"},
 			ExtraParams:  map[string]string{"prompt": "consent", "allow_signup": "false"},
 		},
 		RedirectURL: fakeRedirect,
-		HTTPClient:  f.srv.Client(),
+		HTTPClient:  f.Client(),
 		Now:         clock.Now,
 	}
 }
 
-func newFakeUpstream(t *testing.T, f *fakeAS, clock *testClock, edit ...func(*Options)) *Client {
+func newFakeUpstream(t *testing.T, f *upstreamtest.Server, clock *testClock, edit ...func(*Options)) *Client {
 	t.Helper()
 	opts := fakeOptions(f, clock)
 	for _, e := range edit {
@@ -357,7 +144,7 @@ func TestUpstreamStartAuthorizeURL(t *testing.T) {
 	s := u.Start()
 	au, err := url.Parse(s.AuthURL)
 	require.NoError(t, err)
-	assert.Equal(t, f.srv.URL+"/authorize", au.Scheme+"://"+au.Host+au.Path)
+	assert.Equal(t, f.AuthorizeURL(), au.Scheme+"://"+au.Host+au.Path)
 	q := au.Query()
 	keys := make([]string, 0, len(q))
 	for k, v := range q {
@@ -376,7 +163,7 @@ func TestUpstreamStartAuthorizeURL(t *testing.T) {
 	assert.Equal(t, "consent", q.Get("prompt"))
 	assert.Equal(t, "false", q.Get("allow_signup"))
 	assert.Equal(t, "S256", q.Get("code_challenge_method"))
-	assert.Equal(t, s256(s.Verifier), q.Get("code_challenge"))
+	assert.Equal(t, upstreamtest.S256(s.Verifier), q.Get("code_challenge"))
 	assert.Equal(t, s.State, q.Get("state"))
 
 	raw, err := base64.RawURLEncoding.DecodeString(s.State)
@@ -388,9 +175,7 @@ func TestUpstreamStartAuthorizeURL(t *testing.T) {
 	// The fake saw the same challenge the browser carried.
 	cb := followAuthorize(t, s.AuthURL)
 	assert.Equal(t, s.State, cb.Get("state"))
-	f.mu.Lock()
-	assert.Equal(t, s256(s.Verifier), f.lastAuthorize.Get("code_challenge"))
-	f.mu.Unlock()
+	assert.Equal(t, upstreamtest.S256(s.Verifier), f.LastAuthorize().Get("code_challenge"))
 
 	s2 := u.Start()
 	assert.NotEqual(t, s.State, s2.State)
@@ -434,7 +219,7 @@ func TestUpstreamExchange(t *testing.T) {
 		verifier    func(Start) string
 		replay      bool
 		wantErr     string
-		wantCalls   int32
+		wantCalls   int
 	}{
 		{name: "right verifier", verifier: func(s Start) string { return s.Verifier }, wantCalls: 1},
 		{name: "form encoded response", formEncoded: true, verifier: func(s Start) string { return s.Verifier }, wantCalls: 1},
@@ -445,8 +230,11 @@ func TestUpstreamExchange(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAS(t)
-			f.formEncoded = tc.formEncoded
+			var opts []upstreamtest.Option
+			if tc.formEncoded {
+				opts = append(opts, upstreamtest.WithFormEncodedTokens())
+			}
+			f := newFakeAS(t, opts...)
 			clock := newTestClock()
 			u := newFakeUpstream(t, f, clock)
 			s := u.Start()
@@ -456,7 +244,7 @@ func TestUpstreamExchange(t *testing.T) {
 				require.NoError(t, err)
 				tok, err = u.Exchange(t.Context(), cb.Get("code"), tc.verifier(s))
 			}
-			assert.Equal(t, tc.wantCalls, f.exchangeCalls.Load(), "token requests")
+			assert.Equal(t, tc.wantCalls, f.CountTokenCalls("authorization_code"), "token requests")
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				assert.Equal(t, Token{}, tok)
@@ -464,8 +252,8 @@ func TestUpstreamExchange(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.True(t, strings.HasPrefix(tok.AccessToken.Reveal(), "at-"))
-			assert.True(t, strings.HasPrefix(tok.RefreshToken.Reveal(), "rt-"))
+			assert.True(t, strings.HasPrefix(tok.AccessToken.Reveal(), upstreamtest.AccessPrefix))
+			assert.True(t, strings.HasPrefix(tok.RefreshToken.Reveal(), upstreamtest.RefreshPrefix))
 			assert.Equal(t, "Bearer", tok.TokenType)
 			assert.Equal(t, clock.Now().Add(time.Hour), tok.Expiry, "expiry from expires_in on our clock")
 		})
@@ -473,7 +261,11 @@ func TestUpstreamExchange(t *testing.T) {
 }
 
 // oauth2Verifier is a well-formed verifier that matches no challenge.
-func oauth2Verifier() string { return fakeRandom("") + "0123456789" }
+func oauth2Verifier() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b) + "0123456789"
+}
 
 // TestUpstreamExchangeTokenError checks the typed error: status and code
 // only, never the upstream body.
@@ -531,7 +323,7 @@ func TestUpstreamRefreshSingleFlight(t *testing.T) {
 	f := newFakeAS(t)
 	u := newFakeUpstream(t, f, newTestClock())
 	old := signIn(t, u)
-	f.hold = make(chan struct{})
+	release := f.HoldRefresh()
 	rec := &refreshRecorder{}
 
 	const n = 20
@@ -544,7 +336,7 @@ func TestUpstreamRefreshSingleFlight(t *testing.T) {
 	}
 	done.Add(n)
 	go call(0)
-	<-f.refreshArrived // the shared request is at the upstream, held there
+	<-f.Held() // the shared request is at the upstream, held there
 	var started sync.WaitGroup
 	started.Add(n - 1)
 	for i := 1; i < n; i++ {
@@ -554,10 +346,10 @@ func TestUpstreamRefreshSingleFlight(t *testing.T) {
 		}()
 	}
 	started.Wait()
-	close(f.hold)
+	release()
 	done.Wait()
 
-	assert.Equal(t, int32(1), f.refreshCalls.Load(), "exactly one refresh request")
+	assert.Equal(t, 1, f.CountTokenCalls("refresh_token"), "exactly one refresh request")
 	stored := rec.committed()
 	require.Len(t, stored, 1, "commit runs once")
 	for i, r := range results {
@@ -565,9 +357,9 @@ func TestUpstreamRefreshSingleFlight(t *testing.T) {
 		assert.Equal(t, stored[0], r.tok, "caller %d gets the committed pair", i)
 	}
 	assert.NotEqual(t, old.RefreshToken, stored[0].RefreshToken)
-	fam := f.family(stored[0].RefreshToken.Reveal())
-	assert.False(t, fam.revoked, "the upstream never saw a reuse")
-	assert.Equal(t, fam.current, stored[0].RefreshToken.Reveal(), "the stored refresh token is the newest")
+	fam := f.Family(stored[0].RefreshToken.Reveal())
+	assert.False(t, fam.Revoked, "the upstream never saw a reuse")
+	assert.Equal(t, fam.Current, stored[0].RefreshToken.Reveal(), "the stored refresh token is the newest")
 }
 
 // TestUpstreamRefreshSpentToken covers TH-37 for callers that loaded the
@@ -586,7 +378,7 @@ func TestUpstreamRefreshSpentToken(t *testing.T) {
 	late, err := u.Refresh(t.Context(), "conn-1", old, rec.commit)
 	require.NoError(t, err)
 	assert.Equal(t, first, late)
-	assert.Equal(t, int32(1), f.refreshCalls.Load())
+	assert.Equal(t, 1, f.CountTokenCalls("refresh_token"))
 	assert.Len(t, rec.committed(), 1)
 
 	// Memory is per connection: conn-2 presenting the same spent token is
@@ -612,8 +404,7 @@ func TestUpstreamRefreshChains(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAS(t)
-			f.expiresIn = tc.expiresIn
+			f := newFakeAS(t, upstreamtest.WithExpiresIn(tc.expiresIn))
 			clock := newTestClock()
 			u := newFakeUpstream(t, f, clock)
 			old := signIn(t, u)
@@ -632,13 +423,13 @@ func TestUpstreamRefreshChains(t *testing.T) {
 			chained, err := u.Refresh(t.Context(), "conn-1", old, rec.commit)
 			require.NoError(t, err)
 			assert.NotEqual(t, first, chained)
-			assert.Equal(t, int32(2), f.refreshCalls.Load())
+			assert.Equal(t, 2, f.CountTokenCalls("refresh_token"))
 			stored := rec.committed()
 			require.NotEmpty(t, stored)
 			assert.Equal(t, chained, stored[len(stored)-1])
-			fam := f.family(chained.RefreshToken.Reveal())
-			assert.False(t, fam.revoked, "the spent token was never presented again")
-			assert.Equal(t, fam.current, chained.RefreshToken.Reveal())
+			fam := f.Family(chained.RefreshToken.Reveal())
+			assert.False(t, fam.Revoked, "the spent token was never presented again")
+			assert.Equal(t, fam.Current, chained.RefreshToken.Reveal())
 		})
 	}
 }
@@ -663,10 +454,10 @@ func TestUpstreamRefreshCommitFails(t *testing.T) {
 	tok, err = u.Refresh(t.Context(), "conn-1", old, rec.commit)
 	require.NoError(t, err)
 	assert.Equal(t, []Token{tok}, rec.committed())
-	assert.Equal(t, int32(1), f.refreshCalls.Load(), "the retry did not present the spent token")
-	fam := f.family(tok.RefreshToken.Reveal())
-	assert.False(t, fam.revoked)
-	assert.Equal(t, fam.current, tok.RefreshToken.Reveal())
+	assert.Equal(t, 1, f.CountTokenCalls("refresh_token"), "the retry did not present the spent token")
+	fam := f.Family(tok.RefreshToken.Reveal())
+	assert.False(t, fam.Revoked)
+	assert.Equal(t, fam.Current, tok.RefreshToken.Reveal())
 }
 
 // TestUpstreamRefreshErrors covers the classification: a dead grant wraps
@@ -695,7 +486,7 @@ func TestUpstreamRefreshErrors(t *testing.T) {
 			f := newFakeAS(t)
 			u := newFakeUpstream(t, f, newTestClock())
 			old := signIn(t, u)
-			f.refreshStatus, f.refreshError = tc.status, tc.code
+			f.FailRefresh(tc.status, tc.code)
 			if tc.noRefresh {
 				old.RefreshToken = ""
 			}
@@ -709,14 +500,14 @@ func TestUpstreamRefreshErrors(t *testing.T) {
 				var te *TokenError
 				require.ErrorAs(t, err, &te)
 				assert.Equal(t, tc.wantStatus, te.Status)
-				assert.Equal(t, int32(1), f.refreshCalls.Load(), "one request, no auth-style retry")
+				assert.Equal(t, 1, f.CountTokenCalls("refresh_token"), "one request, no auth-style retry")
 				if !strings.ContainsAny(tc.code, "\"\n") {
 					assert.Equal(t, tc.code, te.Code)
 				} else {
 					assert.Empty(t, te.Code)
 				}
 			} else {
-				assert.Equal(t, int32(0), f.refreshCalls.Load())
+				assert.Equal(t, 0, f.CountTokenCalls("refresh_token"))
 			}
 		})
 	}
@@ -737,15 +528,14 @@ func TestUpstreamRefreshReuseRevokesFamily(t *testing.T) {
 	require.NoError(t, err)
 	_, err = other.Refresh(t.Context(), "conn-1", old, rec.commit)
 	require.ErrorIs(t, err, ErrReauthorize)
-	assert.True(t, f.family(tok.RefreshToken.Reveal()).revoked)
+	assert.True(t, f.Family(tok.RefreshToken.Reveal()).Revoked)
 }
 
 // TestUpstreamRefreshKeepsRefreshToken: a response without a refresh
 // token keeps the old one.
 func TestUpstreamRefreshKeepsRefreshToken(t *testing.T) {
 	t.Parallel()
-	f := newFakeAS(t)
-	f.omitRefresh = true
+	f := newFakeAS(t, upstreamtest.WithoutNewRefreshToken())
 	clock := newTestClock()
 	u := newFakeUpstream(t, f, clock)
 	old := signIn(t, u)
@@ -769,7 +559,7 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 	tr := &http.Transport{}
 	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.HTTPClient = &http.Client{Transport: tr} })
 	old := signIn(t, u)
-	f.hold = make(chan struct{})
+	release := f.HoldRefresh()
 	rec := &refreshRecorder{}
 
 	ctxA, cancelA := context.WithCancel(t.Context())
@@ -778,7 +568,7 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 		tok, err := u.Refresh(ctxA, "conn-1", old, rec.commit)
 		aDone <- refreshResult{tok, err}
 	}()
-	<-f.refreshArrived
+	<-f.Held()
 	bDone := make(chan refreshResult, 1)
 	go func() {
 		tok, err := u.Refresh(t.Context(), "conn-1", old, rec.commit)
@@ -792,15 +582,15 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the cancelled caller did not return while the refresh was held")
 	}
-	close(f.hold)
+	release()
 	b := <-bDone
 	require.NoError(t, b.err)
 	assert.Equal(t, []Token{b.tok}, rec.committed())
 	assert.Equal(t, []error{nil}, rec.ctxErrs, "commit ran with a live context")
-	assert.Equal(t, int32(1), f.refreshCalls.Load())
+	assert.Equal(t, 1, f.CountTokenCalls("refresh_token"))
 
 	tr.CloseIdleConnections()
-	f.srv.Close()
+	f.Close()
 	goleak.VerifyNone(t, ignore)
 }
 
@@ -811,8 +601,7 @@ func TestUpstreamRefreshTimeout(t *testing.T) {
 	f := newFakeAS(t)
 	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.RefreshTimeout = 50 * time.Millisecond })
 	old := signIn(t, u)
-	f.hold = make(chan struct{})
-	t.Cleanup(func() { close(f.hold) })
+	t.Cleanup(f.HoldRefresh())
 	rec := &refreshRecorder{}
 	_, err := u.Refresh(t.Context(), "conn-1", old, rec.commit)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
@@ -980,11 +769,11 @@ func TestUpstreamNoSecretsInOutput(t *testing.T) {
 	_, err = u.Exchange(t.Context(), cb.Get("code"), s.Verifier)
 	require.Error(t, err)
 	fmt.Fprintln(&out, err, fmt.Sprintf("%+v %#v", err, err))
-	f.refreshStatus, f.refreshError = http.StatusBadRequest, "invalid_grant"
+	f.FailRefresh(http.StatusBadRequest, "invalid_grant")
 	_, err = u.Refresh(t.Context(), "conn-1", tok, (&refreshRecorder{}).commit)
 	require.ErrorIs(t, err, ErrReauthorize)
 	fmt.Fprintln(&out, err, fmt.Sprintf("%+v %#v", err, err))
-	f.refreshStatus, f.refreshError = http.StatusBadGateway, ""
+	f.FailRefresh(http.StatusBadGateway, "")
 	_, err = u.Refresh(t.Context(), "conn-2", tok, (&refreshRecorder{}).commit)
 	require.Error(t, err)
 	fmt.Fprintln(&out, err)
