@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unfurld/unfurld/engine/canary"
+	"github.com/unfurld/unfurld/engine/clock"
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/connect"
@@ -193,14 +194,16 @@ func New(opts Options) (*App, error) {
 // some provider is scheduled: canary.baseline alone may serve
 // `unfurld canary` only.
 func newCanaries(cfg *config.Config, opts Options) (*canary.Scheduler, error) {
-	var clock canary.Clock
+	// A nil live.Clock must stay a nil clock.Clock, so that the canaries
+	// fall back to the wall clock.
+	var clk clock.Clock
 	if opts.Clock != nil {
-		clock = opts.Clock
+		clk = opts.Clock
 	}
 	runner := canary.New(canary.Options{
-		Registry: opts.Registry, Logger: opts.Logger, Clock: clock, Timeout: cfg.Server.UnfurlTimeout.D(),
+		Registry: opts.Registry, Logger: opts.Logger, Clock: clk, Timeout: cfg.Server.UnfurlTimeout.D(),
 	})
-	sopts := canary.SchedulerOptions{Runner: runner, Registry: opts.Registry, Clock: clock}
+	sopts := canary.SchedulerOptions{Runner: runner, Registry: opts.Registry, Clock: clk}
 	if m := opts.Metrics; m != nil {
 		// Every scheduled run replaces the gauges of the providers it ran;
 		// a skipped provider (no canary credential) keeps none.

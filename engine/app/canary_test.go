@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/canary"
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/notion/notiontest"
@@ -28,32 +28,10 @@ import (
 // trackerCanaryToken is the oauth2 provider's canary credential.
 const trackerCanaryToken = "tracker-canary-token-4d1f"
 
-// stepClock is a live.Clock whose After fires at once, moving the time
-// on: the canaries' spacing and schedule run without sleeping.
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.now
-	return ch
-}
-
 // canaryApp builds the flow config with canaries every 24h and a canary
 // credential for the oauth2 provider; baseline, when set, is the
 // canary.baseline value.
-func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, *stepClock, *upstreamtest.Server, *syncBuffer, error) {
+func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, *clocktest.Fake, *upstreamtest.Server, *syncBuffer, error) {
 	t.Helper()
 	up := newFakeService(t)
 	setItem(up, "1", `{"title":"Fix the flux capacitor","state":"open"}`)
@@ -74,7 +52,7 @@ func canaryApp(t *testing.T, baseline string, m ...*metrics.Metrics) (*app.App, 
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	clock := &stepClock{now: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)}
+	clock := clocktest.NewStepping(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC))
 	reg, berrs := provider.Build(cfg, provider.Options{Logger: logger, Now: clock.Now})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
 	t.Cleanup(reg.Close)

@@ -365,7 +365,7 @@ func TestLostKeyMeansReconnect(t *testing.T) {
 	// The operator replaces the keyring without keeping the old key.
 	cfg := *e.cfg
 	cfg.Server.SecretKeys = config.Secret(sealing.GenerateKeySpec("k2"))
-	a, err := app.New(app.Options{Config: &cfg, Registry: e.reg, Store: e.st, Logger: e.logger, Now: e.clock})
+	a, err := app.New(app.Options{Config: &cfg, Registry: e.reg, Store: e.st, Logger: e.logger, Now: e.clock.Now})
 	require.NoError(t, err)
 	srv := httptest.NewServer(a.Server.Handler())
 	t.Cleanup(srv.Close)

@@ -28,7 +28,7 @@ func TestOneCredentialPolicy(t *testing.T) {
 		fetch func(t *testing.T, e *flowEnv, access string, k store.SubscriptionKey) (fresh bool)
 	}{
 		{"unfurl route", func(t *testing.T, e *flowEnv, access string, k store.SubscriptionKey) bool {
-			e.advance(time.Minute) // past the result cache
+			e.clock.Advance(time.Minute) // past the result cache
 			st, out := e.unfurl(access, k.URI)
 			require.Equal(t, http.StatusOK, st, out)
 			return strings.Contains(out, "Item v2")

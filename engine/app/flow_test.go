@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/unfurld/unfurld/engine/app"
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/issuer"
@@ -123,21 +124,8 @@ type flowEnv struct {
 	dbPath  string
 	browser *http.Client
 	logs    *syncBuffer
-
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (e *flowEnv) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
-
-func (e *flowEnv) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
+	// clock is the time of every component; it moves when a test says.
+	clock *clocktest.Fake
 }
 
 type syncBuffer struct {
@@ -159,7 +147,7 @@ func (s *syncBuffer) String() string {
 
 // newFlowEnv builds the cast; edits rewrite the config text first.
 func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
-	e := &flowEnv{t: t, now: time.Now().UTC().Truncate(time.Second), logs: &syncBuffer{}}
+	e := &flowEnv{t: t, clock: clocktest.New(time.Now().UTC().Truncate(time.Second)), logs: &syncBuffer{}}
 	e.up = newFakeService(t)
 	setItem(e.up, "1", `{"title":"Fix the flux capacitor","state":"open"}`)
 	e.notion = notiontest.New(t)
@@ -179,7 +167,7 @@ func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	cfg, errs := config.Parse("flow.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger, Now: e.clock})
+	comp, berrs := compiled.Compile(cfg, compiled.Options{Logger: logger, Now: e.clock.Now})
 	require.NotNil(t, comp, "%v", berrs)
 	reg := comp.Registry
 	t.Cleanup(reg.Close)
@@ -191,7 +179,7 @@ func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	e.st = st
 
 	e.cfg, e.reg, e.logger = cfg, reg, logger
-	e.app, err = app.New(app.Options{Config: cfg, Registry: reg, Store: st, Logger: logger, Now: e.clock})
+	e.app, err = app.New(app.Options{Config: cfg, Registry: reg, Store: st, Logger: logger, Now: e.clock.Now})
 	require.NoError(t, err)
 	handler = e.app.Server.Handler()
 
@@ -401,7 +389,7 @@ func TestFullFlow(t *testing.T) {
 
 	// The upstream token expires: the next unfurl refreshes it first,
 	// once, and uses the new one (TH-37).
-	e.advance(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	setItem(e.up, "1", `{"title":"Fix the flux capacitor, again","state":"closed"}`)
 	// Our own access token expired too (1h): Notion refreshes it (R6).
 	status, tok = e.tokenCall(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
@@ -418,7 +406,7 @@ func TestFullFlow(t *testing.T) {
 	e.up.ExpireAccessTokens()
 	e.up.FailRefresh(http.StatusBadRequest, "invalid_grant")
 	setItem(e.up, "1", `{"title":"changed so the cache misses","state":"open"}`)
-	e.advance(time.Minute) // past the result cache
+	e.clock.Advance(time.Minute) // past the result cache
 	st, out = e.unfurl(access, "https://tracker.example.com/items/1")
 	require.Equal(t, http.StatusOK, st)
 	assert.Contains(t, out, `"error"`)

@@ -24,7 +24,7 @@ func (e *flowEnv) restart(spec string) (*app.App, string) {
 	e.t.Helper()
 	cfg := *e.cfg
 	cfg.Server.SecretKeys = config.Secret(spec)
-	a, err := app.New(app.Options{Config: &cfg, Registry: e.reg, Store: e.st, Logger: e.logger, Now: e.clock})
+	a, err := app.New(app.Options{Config: &cfg, Registry: e.reg, Store: e.st, Logger: e.logger, Now: e.clock.Now})
 	require.NoError(e.t, err)
 	srv := httptest.NewServer(a.Server.Handler())
 	e.t.Cleanup(srv.Close)
@@ -47,7 +47,7 @@ func (e *flowEnv) unfurlAt(base, token, uri string) (int, string) {
 // usage returns the per-key counts as status shows them.
 func (e *flowEnv) usage(a *app.App) map[string]sealing.KeyUsage {
 	e.t.Helper()
-	list, err := sealing.CountSealed(e.t.Context(), e.st, a.Keyring, e.clock())
+	list, err := sealing.CountSealed(e.t.Context(), e.st, a.Keyring, e.clock.Now())
 	require.NoError(e.t, err)
 	out := map[string]sealing.KeyUsage{}
 	for _, u := range list {
@@ -163,7 +163,7 @@ func TestResealInterruptedReopen_F2(t *testing.T) {
 
 	kr, err := sealing.ParseKeyring(sealing.GenerateKeySpec("k2") + "," + k1)
 	require.NoError(t, err)
-	done, err := sealing.NewResealer(sealing.ResealerOptions{Store: e.st, Keyring: kr, Now: e.clock}).Step(ctx, 1)
+	done, err := sealing.NewResealer(sealing.ResealerOptions{Store: e.st, Keyring: kr, Now: e.clock.Now}).Step(ctx, 1)
 	require.NoError(t, err)
 	require.False(t, done)
 	require.NoError(t, e.st.Close())
@@ -186,19 +186,19 @@ func TestResealInterruptedReopen_F2(t *testing.T) {
 	require.Len(t, flows, 1)
 	_, err = sealing.OpenFlow(kr, flows[0])
 	require.NoError(t, err)
-	list, err := sealing.CountSealed(ctx, st, kr, e.clock())
+	list, err := sealing.CountSealed(ctx, st, kr, e.clock.Now())
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	assert.Equal(t, 1, list[0].Needed(), "k2 seals the record moved before the stop")
 	assert.Equal(t, 2, list[1].Needed(), "k1 still seals the others, and they open")
 
-	res := sealing.NewResealer(sealing.ResealerOptions{Store: st, Keyring: kr, Now: e.clock})
+	res := sealing.NewResealer(sealing.ResealerOptions{Store: st, Keyring: kr, Now: e.clock.Now})
 	for i := 0; i < 10 && !done; i++ {
 		done, err = res.Step(ctx, 10)
 		require.NoError(t, err)
 	}
 	require.True(t, done)
-	list, err = sealing.CountSealed(ctx, st, kr, e.clock())
+	list, err = sealing.CountSealed(ctx, st, kr, e.clock.Now())
 	require.NoError(t, err)
 	assert.Equal(t, 0, list[1].Needed())
 	assert.Equal(t, 3, list[0].Needed())

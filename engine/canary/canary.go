@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/clock"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion"
 	"github.com/unfurld/unfurld/engine/provider"
@@ -37,21 +38,6 @@ const SkipNoCredential = "no canary credential (set canary.credential or canary.
 // with NoCache anyway, so it only keeps them apart from real users.
 const canaryKey = "canary"
 
-// Clock is the Runner's and the Scheduler's time source. Tests inject a
-// fake whose After fires without sleeping (STYLE.md 9).
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// After returns a channel that receives once d has passed, like
-	// time.After.
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Options configure a Runner.
 type Options struct {
 	// Registry holds the providers whose samples run.
@@ -59,8 +45,9 @@ type Options struct {
 	// Logger receives one line per provider run and one per problem;
 	// nil discards.
 	Logger *slog.Logger
-	// Clock spaces the requests; nil is the wall clock.
-	Clock Clock
+	// Clock spaces the requests; nil is the wall clock. Tests inject a
+	// fake whose After fires without sleeping (STYLE.md 9).
+	Clock clock.Clock
 	// Timeout bounds one sample's unfurl; 0 means 30s.
 	Timeout time.Duration
 }
@@ -69,7 +56,7 @@ type Options struct {
 type Runner struct {
 	reg     *provider.Registry
 	log     *slog.Logger
-	clock   Clock
+	clock   clock.Clock
 	timeout time.Duration
 }
 
@@ -80,7 +67,7 @@ func New(opts Options) *Runner {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.clock == nil {
-		r.clock = realClock{}
+		r.clock = clock.Real{}
 	}
 	if r.timeout <= 0 {
 		r.timeout = 30 * time.Second

@@ -182,7 +182,7 @@ func TestRequestsSpacedByBudget(t *testing.T) {
 	r := canary.New(canary.Options{Registry: registry(t, newFakeUpstream(t)), Clock: clock})
 	start := clock.Now()
 	rep := r.Run(t.Context(), []string{"things"}, nil)
-	assert.Equal(t, []time.Duration{time.Minute, time.Minute, time.Minute}, clock.recorded())
+	assert.Equal(t, []time.Duration{time.Minute, time.Minute, time.Minute}, clock.Waits())
 	assert.Equal(t, start.Add(3*time.Minute), rep.FinishedAt)
 }
 

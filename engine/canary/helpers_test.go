@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
@@ -134,44 +135,10 @@ func registry(t *testing.T, up *upstreamtest.Server) *provider.Registry {
 	return reg
 }
 
-// fakeClock never sleeps: After moves the time on by d and fires at
+// newFakeClock never sleeps: After moves the time on by d and fires at
 // once, and remembers every wait.
-type fakeClock struct {
-	mu    sync.Mutex
-	now   time.Time
-	waits []time.Duration
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.waits = append(c.waits, d)
-	c.now = c.now.Add(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.now
-	return ch
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *fakeClock) recorded() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.waits...)
+func newFakeClock() *clocktest.Fake {
+	return clocktest.NewStepping(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC))
 }
 
 // logBuffer is a concurrency-safe log sink for scanning what was logged.

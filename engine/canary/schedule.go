@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/clock"
 	"github.com/unfurld/unfurld/engine/provider"
 )
 
@@ -24,7 +25,7 @@ type SchedulerOptions struct {
 	// Baseline, when set, is what runs compare with.
 	Baseline *Baseline
 	// Clock drives the schedule; nil is the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// OnRun, when set, receives every scheduled run's report, after
 	// Summaries reflect it: the place to export metrics.
 	OnRun func(*Report)
@@ -35,7 +36,7 @@ type SchedulerOptions struct {
 type Scheduler struct {
 	runner *Runner
 	base   *Baseline
-	clock  Clock
+	clock  clock.Clock
 	onRun  func(*Report)
 
 	order    []string
@@ -54,7 +55,7 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		interval: map[string]time.Duration{}, next: map[string]time.Time{}, last: map[string]ProviderResult{},
 	}
 	if s.clock == nil {
-		s.clock = realClock{}
+		s.clock = clock.Real{}
 	}
 	now := s.clock.Now()
 	for _, p := range opts.Registry.All() {

@@ -46,7 +46,7 @@ func TestSchedulerIntervals(t *testing.T) {
 	assert.True(t, sum["things"].At.IsZero(), "not run yet")
 	assert.Equal(t, t0.Add(canary.FirstRunDelay), sum["things"].NextAt)
 
-	clock.advance(canary.FirstRunDelay)
+	clock.Advance(canary.FirstRunDelay)
 	first := t0.Add(canary.FirstRunDelay)
 	assert.Equal(t, first.Add(24*time.Hour), s.RunDue(t.Context()), "the next run counts from when this one was due")
 	require.Len(t, reps, 1)
@@ -54,7 +54,7 @@ func TestSchedulerIntervals(t *testing.T) {
 
 	daily := []string{"things", "pair", "nocred"}
 	for _, want := range [][]string{daily, {"things", "keyed", "pair", "nocred"}, daily} {
-		clock.advance(first.Add(time.Duration(len(reps)) * 24 * time.Hour).Sub(clock.Now()))
+		clock.Advance(first.Add(time.Duration(len(reps)) * 24 * time.Hour).Sub(clock.Now()))
 		s.RunDue(t.Context())
 		assert.Equal(t, want, ran(reps)[len(reps)-1])
 	}
@@ -72,7 +72,7 @@ func TestSchedulerSummaries(t *testing.T) {
 	base, _ := canary.NewBaseline(runner.Run(t.Context(), nil, nil))
 	breakUpstream(up)
 	s := canary.NewScheduler(canary.SchedulerOptions{Runner: runner, Registry: reg, Clock: clock, Baseline: base})
-	clock.advance(canary.FirstRunDelay)
+	clock.Advance(canary.FirstRunDelay)
 	s.RunDue(t.Context())
 
 	sum := s.Summaries()

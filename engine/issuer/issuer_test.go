@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
@@ -23,17 +24,16 @@ const testRedirect = "https://notion.so/externalIntegrationAuthCallback"
 
 // issuerFixture is an Issuer on a memory store with a settable clock.
 type issuerFixture struct {
-	iss  *Issuer
-	st   store.Store
-	mu   sync.Mutex
-	now  time.Time
-	conn string
+	iss   *Issuer
+	st    store.Store
+	clock *clocktest.Fake
+	conn  string
 }
 
 func newIssuerFixture(t *testing.T) *issuerFixture {
 	t.Helper()
-	f := &issuerFixture{st: memory.New(), now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), conn: "conn-1"}
-	f.iss = &Issuer{Store: f.st, Keyring: newTestKeyring(t), Now: f.clock}
+	f := &issuerFixture{st: memory.New(), clock: clocktest.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)), conn: "conn-1"}
+	f.iss = &Issuer{Store: f.st, Keyring: newTestKeyring(t), Now: f.clock.Now}
 	return f
 }
 
@@ -47,18 +47,6 @@ func newTestKeyring(t *testing.T) *sealing.Keyring {
 	k, err := sealing.NewKeyring("k1", key, nil)
 	require.NoError(t, err)
 	return k
-}
-
-func (f *issuerFixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *issuerFixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 func (f *issuerFixture) code(t *testing.T, provider string) string {
@@ -99,7 +87,7 @@ func TestMintCodeStoresDigestBoundAndShortLived(t *testing.T) {
 	assert.Equal(t, "tracker", got.Provider)
 	assert.Equal(t, f.conn, got.ConnectionID)
 	assert.Equal(t, testRedirect, got.RedirectURI, "TH-18: bound to the authorize redirect_uri")
-	assert.Equal(t, f.now.Add(2*time.Minute), got.ExpiresAt, "TH-17: two-minute code")
+	assert.Equal(t, f.clock.Now().Add(2*time.Minute), got.ExpiresAt, "TH-17: two-minute code")
 	assert.NotEmpty(t, got.GrantID)
 	assert.NotEqual(t, code, got.Digest, "TH-41: only the digest is stored")
 
@@ -128,7 +116,7 @@ func TestRedeemCodeLongLived(t *testing.T) {
 	cd, err := f.st.GetToken(t.Context(), store.KindCode, Digest(code))
 	require.NoError(t, err)
 	assert.Equal(t, cd.GrantID, at.GrantID)
-	assert.Equal(t, f.now, cd.ConsumedAt)
+	assert.Equal(t, f.clock.Now(), cd.ConsumedAt)
 	assert.Empty(t, cd.Successor, "a code keeps no successor: it has no grace")
 }
 
@@ -141,10 +129,10 @@ func TestRedeemCodeExpiring(t *testing.T) {
 
 	at, err := f.st.GetToken(t.Context(), store.KindAccess, Digest(resp.AccessToken))
 	require.NoError(t, err)
-	assert.Equal(t, f.now.Add(time.Hour), at.ExpiresAt)
+	assert.Equal(t, f.clock.Now().Add(time.Hour), at.ExpiresAt)
 	rt, err := f.st.GetToken(t.Context(), store.KindRefresh, Digest(resp.RefreshToken))
 	require.NoError(t, err)
-	assert.Equal(t, f.now.Add(DefaultRefreshTTL), rt.ExpiresAt, "TH-23: inactivity expiry")
+	assert.Equal(t, f.clock.Now().Add(DefaultRefreshTTL), rt.ExpiresAt, "TH-23: inactivity expiry")
 	assert.Equal(t, at.GrantID, rt.GrantID)
 }
 
@@ -163,7 +151,7 @@ func TestRedeemCodeReplayRevokesIssuedTokensTH16(t *testing.T) {
 func TestRedeemCodeExpiredTH17(t *testing.T) {
 	f := newIssuerFixture(t)
 	code := f.code(t, "tracker")
-	f.advance(CodeTTL)
+	f.clock.Advance(CodeTTL)
 
 	_, err := f.iss.RedeemCode(t.Context(), longLived, code, testRedirect)
 	requireOAuthError(t, err, CodeInvalidGrant)
@@ -172,7 +160,7 @@ func TestRedeemCodeExpiredTH17(t *testing.T) {
 	// One tick earlier it would have worked.
 	f2 := newIssuerFixture(t)
 	code2 := f2.code(t, "tracker")
-	f2.advance(CodeTTL - time.Nanosecond)
+	f2.clock.Advance(CodeTTL - time.Nanosecond)
 	_, err = f2.iss.RedeemCode(t.Context(), longLived, code2, testRedirect)
 	require.NoError(t, err)
 }
@@ -271,14 +259,14 @@ func TestRefreshRotatesWithGraceTH23(t *testing.T) {
 	assert.False(t, bytes.Contains(spent.Successor, []byte(second.RefreshToken)))
 
 	// A retry inside the grace gets the very same pair (TH-24).
-	f.advance(29 * time.Second)
+	f.clock.Advance(29 * time.Second)
 	retry, err := f.iss.Refresh(t.Context(), expiring, first.RefreshToken)
 	require.NoError(t, err)
 	assert.Equal(t, second, retry)
 
 	// After the grace the replay revokes the grant (TH-23): every access
 	// and refresh token of the family is gone, the live pair included.
-	f.advance(time.Second)
+	f.clock.Advance(time.Second)
 	_, err = f.iss.Refresh(t.Context(), expiring, first.RefreshToken)
 	requireOAuthError(t, err, CodeInvalidGrant)
 	f.tokenGone(t, store.KindAccess, first.AccessToken)
@@ -312,7 +300,7 @@ func TestRefreshExpired(t *testing.T) {
 	c.RefreshTTL = time.Hour * 2
 	a, err := f.iss.RedeemCode(t.Context(), c, f.code(t, "tracker"), testRedirect)
 	require.NoError(t, err)
-	f.advance(2 * time.Hour)
+	f.clock.Advance(2 * time.Hour)
 	_, err = f.iss.Refresh(t.Context(), c, a.RefreshToken)
 	requireOAuthError(t, err, CodeInvalidGrant)
 	assert.Contains(t, err.Error(), "expired")
@@ -403,7 +391,7 @@ func (failingStore) ConsumeToken(context.Context, store.Consume) ([]store.Token,
 func TestRedeemStoreFailureIsNotAnOAuthErrorTH46(t *testing.T) {
 	f := newIssuerFixture(t)
 	code := f.code(t, "tracker")
-	iss := &Issuer{Store: failingStore{f.st}, Keyring: f.iss.Keyring, Now: f.clock}
+	iss := &Issuer{Store: failingStore{f.st}, Keyring: f.iss.Keyring, Now: f.clock.Now}
 	resp, err := iss.RedeemCode(t.Context(), expiring, code, testRedirect)
 	require.Error(t, err)
 	var oe *Error
@@ -415,7 +403,7 @@ func TestRefreshWithoutKeyringFails(t *testing.T) {
 	f := newIssuerFixture(t)
 	a, err := f.iss.RedeemCode(t.Context(), expiring, f.code(t, "tracker"), testRedirect)
 	require.NoError(t, err)
-	iss := &Issuer{Store: f.st, Now: f.clock}
+	iss := &Issuer{Store: f.st, Now: f.clock.Now}
 	_, err = iss.Refresh(t.Context(), expiring, a.RefreshToken)
 	require.Error(t, err)
 	rt, err := f.st.GetToken(t.Context(), store.KindRefresh, Digest(a.RefreshToken))

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
@@ -319,11 +320,7 @@ func TestResealInterrupted_F2(t *testing.T) {
 	k := ring(t, "k2", "k1")
 	ctx, cancel := context.WithCancel(t.Context())
 	st := &cancellingStore{Store: mem, n: 2, cancel: cancel}
-	immediate := func(time.Duration) <-chan time.Time {
-		c := make(chan time.Time, 1)
-		c <- rotationNow
-		return c
-	}
+	immediate := clocktest.NewStepping(rotationNow).After
 	r := NewResealer(ResealerOptions{Store: st, Keyring: k, Now: func() time.Time { return rotationNow }, After: immediate, Rate: 1})
 	r.Run(ctx) // returns once cancelled
 	u := usageOf(t, mem, k)

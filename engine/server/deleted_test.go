@@ -119,7 +119,7 @@ func TestDeletedErasesTheConnectionProtocol8(t *testing.T) {
 			return h.callDeleted(http.MethodPost, deletedPath, "Bearer "+g.access, "application/json", `{"external_account":{"key":"acct"}}`)
 		}},
 		{"DELETE with an expired access token", func(h *oauthHarness, g grant) *httptest.ResponseRecorder {
-			h.now = h.now.Add(2 * time.Hour)
+			h.clock.Advance(2 * time.Hour)
 			return h.callDeleted(http.MethodDelete, deletedPath, "Bearer "+g.access, "", "")
 		}},
 	}

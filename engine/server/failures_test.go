@@ -43,23 +43,23 @@ func TestUnfurlKeepsLastFailures(t *testing.T) {
 	assert.Equal(t, "unfurl", f.Call)
 	assert.Equal(t, badURI, f.URI)
 	assert.Equal(t, 503, f.Status)
-	assert.True(t, f.At.Equal(h.now))
+	assert.True(t, f.At.Equal(h.clock.Now()))
 	assert.Contains(t, f.Detail, "status in request item")
 	assert.NotContains(t, f.Detail, upstreamBody)
 	assert.NotContains(t, f.Detail, "sekrit-upstream-token")
 	assert.Equal(t, before, c.UpdatedAt, "the record is a diagnostic, not a change of the connection")
 
 	// Notion's retry a few seconds later: not written again.
-	h.now = h.now.Add(10 * time.Second)
+	h.clock.Advance(10 * time.Second)
 	h.unfurl("tracker", tok, badURI)
 	assert.Len(t, conn().Failures, 1)
 
 	// Later, or another link: written, and bounded.
 	for range store.MaxConnectionFailures + 1 {
-		h.now = h.now.Add(2 * time.Minute)
+		h.clock.Advance(2 * time.Minute)
 		h.unfurl("tracker", tok, badURI)
 	}
 	c = conn()
 	require.Len(t, c.Failures, store.MaxConnectionFailures)
-	assert.True(t, c.Failures[store.MaxConnectionFailures-1].At.Equal(h.now), "the newest is last")
+	assert.True(t, c.Failures[store.MaxConnectionFailures-1].At.Equal(h.clock.Now()), "the newest is last")
 }

@@ -28,7 +28,7 @@ func withFlows(t *testing.T, h *harness, maxFlows int) {
 	require.NoError(t, err)
 	nc, err := notion.NewClient(notion.ClientOptions{BaseURL: notiontest.New(t).URL()})
 	require.NoError(t, err)
-	now := func() time.Time { return h.now }
+	now := h.clock.Now
 	svc, err := connect.New(connect.Options{
 		Store: h.st, Keyring: kr, Registry: h.reg, Notion: nc,
 		Codes:     &issuer.Issuer{Store: h.st, Keyring: kr, Now: now},
@@ -76,7 +76,7 @@ func TestAuthorizeOneNetworkCannotFillTheFlowCapTH12TH50(t *testing.T) {
 
 	// Minutes later the start budget is back, but the share is not: its
 	// flows are still pending.
-	h.now = h.now.Add(2 * time.Minute)
+	h.clock.Advance(2 * time.Minute)
 	rec := h.authorize("[2001:db8:1:2:ffff::1]:1")
 	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	wait, err := strconv.Atoi(rec.Header().Get("Retry-After"))
@@ -89,7 +89,7 @@ func TestAuthorizeOneNetworkCannotFillTheFlowCapTH12TH50(t *testing.T) {
 	}
 
 	// Once the flow lifetime has passed, the /64 may start again.
-	h.now = h.now.Add(connect.DefaultFlowTTL)
+	h.clock.Advance(connect.DefaultFlowTTL)
 	assert.Equal(t, http.StatusSeeOther, h.authorize("[2001:db8:1:2::1]:1").Code)
 }
 

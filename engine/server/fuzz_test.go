@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
@@ -55,7 +56,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	comp, errs := compiled.Parse("test.yaml", []byte(yml), compiled.Options{LookupEnv: func(string) (string, bool) { return "", false }, Logger: logger})
 	require.NotNil(t, comp, "%v", errs)
 	cfg, reg := comp.Config, comp.Registry
-	h := &harness{t: t, up: up, reg: reg}
+	h := &harness{t: t, up: up, reg: reg, clock: clocktest.New(clocktest.Start)}
 	h.st = newMemoryStore()
 	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger})
 	tok, _ := h.token("tracker")

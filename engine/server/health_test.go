@@ -40,7 +40,7 @@ func TestHealthzDegradedWhenStoreCannotWriteF11TH46(t *testing.T) {
 	h := newHarness(t)
 	ps := &probeStore{Store: h.raw}
 	h.st = cached.New(ps, cached.Options{})
-	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Now: func() time.Time { return h.now }})
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Now: h.clock.Now})
 
 	healthz := func() (int, string) {
 		rec := h.do(http.MethodGet, "/healthz", "", "", "")
@@ -58,7 +58,7 @@ func TestHealthzDegradedWhenStoreCannotWriteF11TH46(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), ps.probes.Load(), "one probe per interval")
 
-	h.now = h.now.Add(5 * time.Second)
+	h.clock.Advance(5 * time.Second)
 	code, body = healthz()
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	assert.JSONEq(t, `{"status":"degraded","store":"not writable"}`, body)
@@ -66,7 +66,7 @@ func TestHealthzDegradedWhenStoreCannotWriteF11TH46(t *testing.T) {
 
 	// Space is back.
 	ps.fail.Store(false)
-	h.now = h.now.Add(5 * time.Second)
+	h.clock.Advance(5 * time.Second)
 	code, body = healthz()
 	require.Equal(t, http.StatusOK, code)
 	assert.JSONEq(t, `{"status":"ok"}`, body)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/compiled"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/issuer"
@@ -85,7 +86,8 @@ type harness struct {
 	srv      *server.Server
 	reg      *provider.Registry
 	settings config.Server
-	now      time.Time
+	// clock is the server's time; tests move it.
+	clock *clocktest.Fake
 }
 
 type option func(*config.Config)
@@ -107,8 +109,8 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	reg := comp.Registry
 	t.Cleanup(reg.Close)
 	raw := memory.New()
-	h := &harness{t: t, up: up, raw: raw, st: cached.New(raw, cached.Options{}), reg: reg, settings: cfg.Server, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
-	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger, Now: func() time.Time { return h.now }})
+	h := &harness{t: t, up: up, raw: raw, st: cached.New(raw, cached.Options{}), reg: reg, settings: cfg.Server, clock: clocktest.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))}
+	h.srv = server.New(server.Config{Settings: cfg.Server, Store: h.st, Registry: reg, Logger: logger, Now: h.clock.Now})
 	return h
 }
 
@@ -122,8 +124,8 @@ func (h *harness) tokenFor(t testing.TB, providerName string) (tok, connID strin
 	t.Helper()
 	ctx := t.Context()
 	connID = issuer.NewID()
-	require.NoError(t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
-	tok, err := issuer.IssueAccessToken(ctx, h.st, providerName, connID, h.now, 0)
+	require.NoError(t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "k-" + connID, Status: store.StatusActive, CreatedAt: h.clock.Now()}))
+	tok, err := issuer.IssueAccessToken(ctx, h.st, providerName, connID, h.clock.Now(), 0)
 	require.NoError(t, err)
 	return tok, connID
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
@@ -47,7 +46,7 @@ func withMetrics(t *testing.T, h *harness, edit func(*config.Server)) (*metrics.
 	h.reg = reg
 	h.srv = server.New(server.Config{
 		Settings: settings, Store: h.st, Registry: reg, Logger: logger,
-		Metrics: m, MetricsHandler: m.Handler(), Now: func() time.Time { return h.now },
+		Metrics: m, MetricsHandler: m.Handler(), Now: h.clock.Now,
 	})
 	return m, logs
 }

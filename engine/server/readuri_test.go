@@ -73,6 +73,6 @@ func TestCachedBearerStillChecked(t *testing.T) {
 	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok2, uri).Code)
 	require.NoError(t, h.raw.DeleteToken(t.Context(), digestOf(tok2)))
 	assert.Equal(t, http.StatusOK, h.unfurl("tracker", tok2, uri).Code, "within the cache TTL")
-	h.now = h.now.Add(5 * time.Second)
+	h.clock.Advance(5 * time.Second)
 	assert.Equal(t, http.StatusUnauthorized, h.unfurl("tracker", tok2, uri).Code, "after the cache TTL")
 }

@@ -146,8 +146,8 @@ func newOAuthHarness(t testing.TB, accessTTL time.Duration, opts ...option) *oau
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.st = cached.New(wc, cached.Options{})
-	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Keyring: kr, Logger: logger, Now: func() time.Time { return h.now }})
-	return &oauthHarness{harness: h, wc: wc, logs: logs, iss: &issuer.Issuer{Store: h.st, Keyring: kr, Now: func() time.Time { return h.now }}}
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Keyring: kr, Logger: logger, Now: h.clock.Now})
+	return &oauthHarness{harness: h, wc: wc, logs: logs, iss: &issuer.Issuer{Store: h.st, Keyring: kr, Now: h.clock.Now}}
 }
 
 // code seeds a connection of provider and mints our code for it, as the
@@ -156,7 +156,7 @@ func (h *oauthHarness) code(providerName string) (code, connID string) {
 	h.t.Helper()
 	ctx := h.t.Context()
 	connID = issuer.NewID()
-	require.NoError(h.t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "acct-" + connID, Status: store.StatusActive, CreatedAt: h.now}))
+	require.NoError(h.t, h.st.CreateConnection(ctx, store.Connection{ID: connID, Provider: providerName, AccountKey: "acct-" + connID, Status: store.StatusActive, CreatedAt: h.clock.Now()}))
 	code, err := h.iss.MintCode(ctx, providerName, connID, notionRedir)
 	require.NoError(h.t, err)
 	return code, connID
@@ -509,7 +509,7 @@ func TestTokenCodeReplayRevokesTH16(t *testing.T) {
 func TestTokenCodeExpiredTH17(t *testing.T) {
 	h := newOAuthHarness(t, 0)
 	code, _ := h.code("tracker")
-	h.now = h.now.Add(issuer.CodeTTL)
+	h.clock.Advance(issuer.CodeTTL)
 
 	rec := h.send(tokenReq{body: notionForm(code)})
 
@@ -596,10 +596,10 @@ func TestTokenRefreshAfterGraceRevokesGrantTH23(t *testing.T) {
 	second := decodeToken(t, h.send(tokenReq{body: refreshForm(first.RefreshToken)}))
 
 	// Inside the default 30 s grace a retry gets the same pair.
-	h.now = h.now.Add(10 * time.Second)
+	h.clock.Advance(10 * time.Second)
 	assert.Equal(t, second, decodeToken(t, h.send(tokenReq{body: refreshForm(first.RefreshToken)})))
 
-	h.now = h.now.Add(21 * time.Second)
+	h.clock.Advance(21 * time.Second)
 	rec := h.send(tokenReq{body: refreshForm(first.RefreshToken)})
 	require.Equal(t, http.StatusBadRequest, rec.Code)
 	assert.Equal(t, "invalid_grant", oauthErrorOf(t, rec))
@@ -652,7 +652,7 @@ func TestTokenFailedAuthRateLimitTH20(t *testing.T) {
 	decodeToken(t, h.send(tokenReq{body: notionForm(code), remote: "203.0.113.9:5000"}))
 
 	// The window passes and the address may try again.
-	h.now = h.now.Add(time.Minute)
+	h.clock.Advance(time.Minute)
 	code2, _ := h.code("tracker")
 	decodeToken(t, h.send(tokenReq{body: notionForm(code2), remote: attacker}))
 }

@@ -28,7 +28,7 @@ func withLogs(t *testing.T, h *harness) *syncBuffer {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(server.LogHandler(slog.NewJSONHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Logger: logger, Now: func() time.Time { return h.now }})
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Logger: logger, Now: h.clock.Now})
 	return logs
 }
 

@@ -91,7 +91,7 @@ func TestUnfurlBearerChecks(t *testing.T) { // TH-26 (RFC 6750 3.1 challenges), 
 	expired, _ := h.token("tracker")
 	require.NoError(t, h.st.DeleteToken(t.Context(), digestOf(expired)))
 	require.NoError(t, h.st.CreateToken(t.Context(), store.Token{
-		Digest: digestOf(expired), Kind: store.KindAccess, Provider: "tracker", ExpiresAt: h.now.Add(-time.Hour),
+		Digest: digestOf(expired), Kind: store.KindAccess, Provider: "tracker", ExpiresAt: h.clock.Now().Add(-time.Hour),
 	}))
 
 	cases := []struct {
@@ -326,7 +326,7 @@ func TestUnfurlAnswersOnceSubscribed_F1(t *testing.T) {
 	h := newHarness(t)
 	fp := &failingPuts{Store: h.raw}
 	h.st = cached.New(fp, cached.Options{})
-	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Now: func() time.Time { return h.now }})
+	h.srv = server.New(server.Config{Settings: h.settings, Store: h.st, Registry: h.reg, Now: h.clock.Now})
 	tok, conn := h.token("tracker")
 	uri := "https://tracker.example.com/acme/items/1"
 

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
@@ -43,29 +44,7 @@ func newFakeAS(t *testing.T, opts ...upstreamtest.Option) *upstreamtest.Server {
 	return upstreamtest.New(t, append([]upstreamtest.Option{upstreamtest.WithClient(fakeClientID, fakeClientSecret)}, opts...)...)
 }
 
-// testClock is an injected clock tests move by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func fakeOptions(f *upstreamtest.Server, clock *testClock) Options {
+func fakeOptions(f *upstreamtest.Server, clock *clocktest.Fake) Options {
 	return Options{
 		Provider: "example",
 		OAuth2: config.OAuth2{
@@ -82,7 +61,7 @@ func fakeOptions(f *upstreamtest.Server, clock *testClock) Options {
 	}
 }
 
-func newFakeUpstream(t *testing.T, f *upstreamtest.Server, clock *testClock, edit ...func(*Options)) *Client {
+func newFakeUpstream(t *testing.T, f *upstreamtest.Server, clock *clocktest.Fake, edit ...func(*Options)) *Client {
 	t.Helper()
 	opts := fakeOptions(f, clock)
 	for _, e := range edit {
@@ -139,7 +118,7 @@ func signIn(t *testing.T, u *Client) Token {
 func TestUpstreamStartAuthorizeURL(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock())
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start))
 
 	s := u.Start()
 	au, err := url.Parse(s.AuthURL)
@@ -188,7 +167,7 @@ func TestUpstreamStartAuthorizeURL(t *testing.T) {
 func TestUpstreamStartWithoutPKCE(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.OAuth2.DisablePKCE = true })
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start), func(o *Options) { o.OAuth2.DisablePKCE = true })
 	s := u.Start()
 	assert.Empty(t, s.Verifier)
 	q := must(url.Parse(s.AuthURL)).Query()
@@ -235,7 +214,7 @@ func TestUpstreamExchange(t *testing.T) {
 				opts = append(opts, upstreamtest.WithFormEncodedTokens())
 			}
 			f := newFakeAS(t, opts...)
-			clock := newTestClock()
+			clock := clocktest.New(clocktest.Start)
 			u := newFakeUpstream(t, f, clock)
 			s := u.Start()
 			cb := followAuthorize(t, s.AuthURL)
@@ -272,7 +251,7 @@ func oauth2Verifier() string {
 func TestUpstreamExchangeTokenError(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock())
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start))
 	_, err := u.Exchange(t.Context(), "code-unknown", oauth2Verifier())
 	var te *TokenError
 	require.ErrorAs(t, err, &te)
@@ -321,7 +300,7 @@ type refreshResult struct {
 func TestUpstreamRefreshSingleFlight(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock())
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start))
 	old := signIn(t, u)
 	release := f.HoldRefresh()
 	rec := &refreshRecorder{}
@@ -368,7 +347,7 @@ func TestUpstreamRefreshSingleFlight(t *testing.T) {
 func TestUpstreamRefreshSpentToken(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	clock := newTestClock()
+	clock := clocktest.New(clocktest.Start)
 	u := newFakeUpstream(t, f, clock)
 	old := signIn(t, u)
 	rec := &refreshRecorder{}
@@ -405,7 +384,7 @@ func TestUpstreamRefreshChains(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeAS(t, upstreamtest.WithExpiresIn(tc.expiresIn))
-			clock := newTestClock()
+			clock := clocktest.New(clocktest.Start)
 			u := newFakeUpstream(t, f, clock)
 			old := signIn(t, u)
 			rec := &refreshRecorder{}
@@ -441,7 +420,7 @@ func TestUpstreamRefreshChains(t *testing.T) {
 func TestUpstreamRefreshCommitFails(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock())
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start))
 	old := signIn(t, u)
 	rec := &refreshRecorder{failN: 1}
 
@@ -484,7 +463,7 @@ func TestUpstreamRefreshErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeAS(t)
-			u := newFakeUpstream(t, f, newTestClock())
+			u := newFakeUpstream(t, f, clocktest.New(clocktest.Start))
 			old := signIn(t, u)
 			f.FailRefresh(tc.status, tc.code)
 			if tc.noRefresh {
@@ -519,7 +498,7 @@ func TestUpstreamRefreshErrors(t *testing.T) {
 func TestUpstreamRefreshReuseRevokesFamily(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	clock := newTestClock()
+	clock := clocktest.New(clocktest.Start)
 	u := newFakeUpstream(t, f, clock)
 	other := newFakeUpstream(t, f, clock)
 	old := signIn(t, u)
@@ -536,7 +515,7 @@ func TestUpstreamRefreshReuseRevokesFamily(t *testing.T) {
 func TestUpstreamRefreshKeepsRefreshToken(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t, upstreamtest.WithoutNewRefreshToken())
-	clock := newTestClock()
+	clock := clocktest.New(clocktest.Start)
 	u := newFakeUpstream(t, f, clock)
 	old := signIn(t, u)
 	clock.Advance(30 * time.Minute)
@@ -557,7 +536,7 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	f := newFakeAS(t)
 	tr := &http.Transport{}
-	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.HTTPClient = &http.Client{Transport: tr} })
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start), func(o *Options) { o.HTTPClient = &http.Client{Transport: tr} })
 	old := signIn(t, u)
 	release := f.HoldRefresh()
 	rec := &refreshRecorder{}
@@ -599,7 +578,7 @@ func TestUpstreamRefreshCallerCancel(t *testing.T) {
 func TestUpstreamRefreshTimeout(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock(), func(o *Options) { o.RefreshTimeout = 50 * time.Millisecond })
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start), func(o *Options) { o.RefreshTimeout = 50 * time.Millisecond })
 	old := signIn(t, u)
 	t.Cleanup(f.HoldRefresh())
 	rec := &refreshRecorder{}
@@ -679,7 +658,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 		t.Run(fmt.Sprintf("client auth in params %v", inParams), func(t *testing.T) {
 			t.Parallel()
 			hs := newGoOAuth2Server(t, inParams)
-			clock := newTestClock()
+			clock := clocktest.New(clocktest.Start)
 			opts := Options{
 				Provider: "example",
 				OAuth2: config.OAuth2{
@@ -756,7 +735,7 @@ func TestUpstreamAgainstGoOAuth2Server(t *testing.T) {
 func TestUpstreamNoSecretsInOutput(t *testing.T) {
 	t.Parallel()
 	f := newFakeAS(t)
-	u := newFakeUpstream(t, f, newTestClock())
+	u := newFakeUpstream(t, f, clocktest.New(clocktest.Start))
 	s := u.Start()
 	cb := followAuthorize(t, s.AuthURL)
 	tok, err := u.Exchange(t.Context(), cb.Get("code"), s.Verifier)

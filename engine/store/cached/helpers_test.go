@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/memory"
 )
@@ -101,13 +102,12 @@ func (s *gateStore) commits() []int {
 type fixture struct {
 	inner *gateStore
 	st    *Store
-	mu    sync.Mutex
-	now   time.Time
+	clk   *clocktest.Fake
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{inner: &gateStore{Store: memory.New()}, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	f := &fixture{inner: &gateStore{Store: memory.New()}, clk: clocktest.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))}
 	for _, id := range []string{"c1", "c2"} {
 		require.NoError(t, f.inner.CreateConnection(t.Context(), store.Connection{
 			ID: id, Provider: "tracker", AccountKey: "k-" + id, WorkspaceID: "w", AccountName: "name-" + id, Status: store.StatusActive,
@@ -118,17 +118,10 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
+// clock and advance keep the fixture's own names for the fake clock's
+// Now and Advance.
+func (f *fixture) clock() time.Time        { return f.clk.Now() }
+func (f *fixture) advance(d time.Duration) { f.clk.Advance(d) }
 
 func sub(conn, uri, hash string) store.Subscription {
 	return store.Subscription{SubscriptionKey: store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: uri}, AttrHash: hash}
