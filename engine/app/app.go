@@ -135,7 +135,11 @@ func New(opts Options) (*App, error) {
 		// storage engine.
 		base = store.Observe(base, storeObserver(m))
 	}
-	st := cached.New(base, cached.Options{Now: opts.Now})
+	// A store several replicas share reports their writes, so that this
+	// process's caches drop what another replica changed (cached/changes.go).
+	// It is taken from the store itself: the metrics wrapper hides it.
+	feed, _ := opts.Store.(store.ChangeFeed)
+	st := cached.New(base, cached.Options{Now: opts.Now, Changes: feed})
 	iss := &issuer.Issuer{Store: st, Keyring: kr, Now: opts.Now}
 	cs, err := connect.New(connect.Options{
 		Store: st, Keyring: kr, Registry: opts.Registry, Notion: nc, Codes: iss,

@@ -15,8 +15,10 @@ import (
 // nearly every store read of a busy server (issue 2: the bbolt reads and
 // JSON decoding of token and connection were a quarter of a warm unfurl's
 // CPU). Every write made through this Store drops what it changes at
-// once (invalidate.go), so the TTL only bounds how long a change made by
-// another process on the same file goes unnoticed.
+// once (invalidate.go), and so does every write made through another
+// replica on the same database when the store has a change feed
+// (changes.go); the TTL only bounds how long a change goes unnoticed
+// should neither tell.
 const bearerTTL = 3 * time.Second
 
 // maxBearers bounds the cache; when it is full it is emptied, which costs
@@ -57,6 +59,9 @@ type bearerCache struct {
 	// the store before an invalidation does not put what it read into
 	// the cache after it.
 	epoch uint64
+	// off stops caching while the store's change feed is down: a change
+	// made through another replica would go unnoticed (changes.go).
+	off bool
 }
 
 func newBearerCache() *bearerCache { return &bearerCache{m: map[string]bearerEntry{}} }
@@ -66,7 +71,7 @@ func (c *bearerCache) get(digest string, now time.Time) (bearerEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, ok := c.m[digest]
-	if !ok {
+	if !ok || c.off {
 		return bearerEntry{}, false
 	}
 	if !now.Before(b.expires) {
@@ -87,7 +92,7 @@ func (c *bearerCache) begin() uint64 {
 func (c *bearerCache) put(digest string, b bearerEntry, epoch uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if epoch != c.epoch {
+	if epoch != c.epoch || c.off {
 		return
 	}
 	if len(c.m) >= maxBearers {
@@ -130,6 +135,15 @@ func (c *bearerCache) forgetGrant(grantID string) {
 // reset drops everything.
 func (c *bearerCache) reset() {
 	c.forget(func(bearerEntry) bool { return true })
+}
+
+// setOff drops everything and stops (off) or resumes caching.
+func (c *bearerCache) setOff(off bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.off = off
+	clear(c.m)
 }
 
 // LookupBearer finds the access token with digest and its connection, in

@@ -63,6 +63,9 @@ type recorder struct {
 	known map[store.SubscriptionKey]knownSub
 	next  *batch // gathering while a commit is in flight; nil when empty
 	busy  bool   // a committer goroutine is running
+	// off stops the recorder from trusting its memory of written hashes
+	// while the store's change feed is down (changes.go).
+	off bool
 	// closed refuses new records; running counts committer goroutines
 	// for close to wait out.
 	closed  bool
@@ -91,7 +94,7 @@ func (r *recorder) record(ctx context.Context, sub store.Subscription) error {
 		r.mu.Unlock()
 		return ErrClosed
 	}
-	if e, ok := r.known[k]; ok && e.hash == sub.AttrHash && now.Sub(e.at) < knownSubTTL {
+	if e, ok := r.known[k]; ok && !r.off && e.hash == sub.AttrHash && now.Sub(e.at) < knownSubTTL {
 		r.mu.Unlock()
 		return nil
 	}
@@ -168,6 +171,9 @@ func (r *recorder) commit(b *batch) error {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.off {
+		return nil
+	}
 	if len(r.known)+len(subs) > maxKnownSubs {
 		clear(r.known)
 	}
@@ -217,6 +223,15 @@ func (r *recorder) forgetKnown(match func(store.SubscriptionKey) bool) {
 			delete(r.known, k)
 		}
 	}
+}
+
+// setOff forgets every remembered hash and stops (off) or resumes
+// remembering.
+func (r *recorder) setOff(off bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.off = off
+	clear(r.known)
 }
 
 // close refuses new records and waits until the commits of those already

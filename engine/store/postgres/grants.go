@@ -151,8 +151,13 @@ func (s *Store) ConsumeToken(ctx context.Context, c store.Consume) ([]store.Toke
 				return nil
 			}
 			tok, verdict = old, store.ErrReplayed
-			_, err := revoke(ctx, tx, old)
-			return err
+			if _, err := revoke(ctx, tx, old); err != nil {
+				return err
+			}
+			if old.GrantID == "" {
+				return notify(ctx, tx, store.Change{Kind: store.ChangeToken, ID: old.Digest})
+			}
+			return notify(ctx, tx, store.Change{Kind: store.ChangeGrant, ID: old.GrantID})
 		}
 		if old.Expired(c.Now) {
 			verdict = store.ErrExpired
@@ -244,8 +249,11 @@ func (s *Store) RevokeGrant(ctx context.Context, grantID string) (int, error) {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE grant_id = $1`, b(grantID))
+		if err != nil {
+			return err
+		}
 		n = int(tag.RowsAffected())
-		return err
+		return notify(ctx, tx, store.Change{Kind: store.ChangeGrant, ID: grantID})
 	})
 	return n, err
 }
@@ -297,9 +305,11 @@ func (s *Store) UpsertConnection(ctx context.Context, c store.Connection) (store
 			return err
 		}
 		c.ID, c.CreatedAt = id, at
-		_, err = tx.Exec(ctx, updateConnSQL, connArgs(c)...)
+		if _, err = tx.Exec(ctx, updateConnSQL, connArgs(c)...); err != nil {
+			return err
+		}
 		out, created = copyConn(c), false
-		return err
+		return notify(ctx, tx, store.Change{Kind: store.ChangeConnection, ID: id})
 	})
 	if err != nil {
 		return store.Connection{}, false, err
@@ -321,8 +331,14 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, retainConsumed time.Du
 		tag, err = tx.Exec(ctx, `DELETE FROM tokens WHERE
 			(consumed_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1)
 			OR (consumed_at IS NOT NULL AND consumed_at <= $2)`, ns(now), ns(now.Add(-retainConsumed)))
+		if err != nil {
+			return err
+		}
 		res.Tokens = int(tag.RowsAffected())
-		return err
+		if res.Tokens == 0 {
+			return nil
+		}
+		return notify(ctx, tx, store.Change{Kind: store.ChangeTokens})
 	})
 	if err != nil {
 		return store.SweepResult{}, err

@@ -113,7 +113,12 @@ func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Ti
 			attr_hash = $4, delivered_at = $5
 			WHERE `+keyWhere+` AND (attr_hash <> $4 OR $6::boolean)`,
 			append(keyArgs(sent.SubscriptionKey), b(sent.AttrHash), ns(at), tag.RowsAffected() > 0)...)
-		return err
+		if err != nil {
+			return err
+		}
+		// The hash another replica's recorder remembers for this key is
+		// stale now (cached.Store.AckOutbox).
+		return notify(ctx, tx, store.Change{Kind: store.ChangeSubscription, Sub: sent.SubscriptionKey})
 	})
 }
 

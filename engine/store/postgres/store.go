@@ -30,11 +30,16 @@ func (s *Store) GetToken(ctx context.Context, kind store.TokenKind, digest strin
 
 // DeleteToken implements store.Store.
 func (s *Store) DeleteToken(ctx context.Context, digest string) error {
-	n, err := s.exec(ctx, "delete token", `DELETE FROM tokens WHERE digest = $1`, b(digest))
-	if err == nil && n == 0 {
-		return store.ErrNotFound
-	}
-	return err
+	return s.tx(ctx, "delete token", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE digest = $1`, b(digest))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		return notify(ctx, tx, store.Change{Kind: store.ChangeToken, ID: digest})
+	})
 }
 
 // CreateConnection implements store.Store.
@@ -73,8 +78,10 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, fn func(store.C
 			return err
 		}
 		n.ID = id
-		_, err = tx.Exec(ctx, updateConnSQL, connArgs(n)...)
-		return err
+		if _, err = tx.Exec(ctx, updateConnSQL, connArgs(n)...); err != nil {
+			return err
+		}
+		return notify(ctx, tx, store.Change{Kind: store.ChangeConnection, ID: id})
 	})
 }
 
@@ -100,7 +107,7 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		return nil
+		return notify(ctx, tx, store.Change{Kind: store.ChangeConnection, ID: id})
 	})
 }
 
@@ -291,18 +298,33 @@ func (s *Store) GetSubscription(ctx context.Context, k store.SubscriptionKey) (s
 
 // DeleteSubscription implements store.Store.
 func (s *Store) DeleteSubscription(ctx context.Context, k store.SubscriptionKey) error {
-	n, err := s.exec(ctx, "delete subscription", `DELETE FROM subscriptions WHERE `+keyWhere, keyArgs(k)...)
-	if err == nil && n == 0 {
-		return store.ErrNotFound
-	}
-	return err
+	return s.tx(ctx, "delete subscription", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM subscriptions WHERE `+keyWhere, keyArgs(k)...)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		return notify(ctx, tx, store.Change{Kind: store.ChangeSubscription, Sub: k})
+	})
 }
 
 // DeleteSubscriptionsByURI implements store.Store.
 func (s *Store) DeleteSubscriptionsByURI(ctx context.Context, provider, uri string) (int, error) {
-	n, err := s.exec(ctx, "delete subscriptions", `DELETE FROM subscriptions WHERE provider = $1 AND uri = $2`,
-		b(provider), b(uri))
-	return int(n), err
+	var n int
+	err := s.tx(ctx, "delete subscriptions", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM subscriptions WHERE provider = $1 AND uri = $2`, b(provider), b(uri))
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		if n == 0 {
+			return nil
+		}
+		return notify(ctx, tx, store.Change{Kind: store.ChangeURI, Sub: store.SubscriptionKey{Provider: provider, URI: uri}})
+	})
+	return n, err
 }
 
 // listPage is how many subscriptions ListSubscriptions reads per query.
