@@ -154,7 +154,11 @@ func New(opts Options) (*App, error) {
 	// and queues what changed; the poller and the webhook route decide
 	// when.
 	clock := opts.Clock
-	del, err := live.New(live.Options{Store: st, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock, OnPush: pushObserver(m)})
+	// An outbox several replicas drain is claimed with leases and paced
+	// in the store (live/dispatch.go); as with the feed, the store
+	// itself says whether it is one.
+	shared, _ := opts.Store.(store.SharedOutbox)
+	del, err := live.New(live.Options{Store: st, Shared: shared, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock, OnPush: pushObserver(m)})
 	if err != nil {
 		return nil, fmt.Errorf("live delivery: %w", err)
 	}

@@ -105,6 +105,15 @@ type Options struct {
 	Batch int
 	// PollInterval is the longest Run waits without a Kick.
 	PollInterval time.Duration
+	// Shared, when set, is the outbox of a store several replicas drain
+	// (the postgres store): items are claimed with a lease and pacing
+	// slots are reserved in the store, so no PATCH goes twice and the
+	// pace of each connection holds across all replicas. nil keeps both
+	// in this process's memory (bolt, memory).
+	Shared store.SharedOutbox
+	// Lease is how long a claimed item of Shared is held; zero is
+	// DefaultLease.
+	Lease time.Duration
 	// OnPush, when set, learns the result of every attempt (ResultDelivered,
 	// ResultRetry, ResultFailed) per provider, for metrics. It must not
 	// block.
@@ -129,14 +138,18 @@ type Deliverer struct {
 	workers, batch        int
 	poll                  time.Duration
 
+	// disp takes due items and paces them (dispatch.go).
+	disp dispatch
+
 	kick chan struct{}
 	// passMu serializes DeliverDue, so pacing decisions see every send.
 	passMu sync.Mutex
 
 	mu sync.Mutex
 	// pacers and reserved hold the pacing state per connection and the
-	// slots handed to deferred items. They live in memory: after a
-	// restart items simply take new slots.
+	// slots handed to deferred items (localDispatch; with a shared outbox
+	// pacers keep only this process's view of Retry-After holds). They
+	// live in memory: after a restart items simply take new slots.
 	pacers   map[string]*pacer
 	reserved map[store.SubscriptionKey]time.Time
 	stats    map[string]*ProviderStats
@@ -154,7 +167,7 @@ func New(opts Options) (*Deliverer, error) {
 	case opts.Keyring == nil:
 		return nil, errors.New("live: no keyring")
 	case opts.Rate < 0, opts.Burst < 0, opts.BaseBackoff < 0, opts.MaxBackoff < 0, opts.MaxAttempts < 0,
-		opts.MaxAge < 0, opts.Workers < 0, opts.Batch < 0, opts.PollInterval < 0:
+		opts.MaxAge < 0, opts.Workers < 0, opts.Batch < 0, opts.PollInterval < 0, opts.Lease < 0:
 		return nil, errors.New("live: negative option")
 	case opts.Jitter < 0 || opts.Jitter >= 1:
 		return nil, fmt.Errorf("live: jitter %g outside [0, 1)", opts.Jitter)
@@ -187,6 +200,10 @@ func New(opts Options) (*Deliverer, error) {
 	}
 	if opts.Jitter == 0 {
 		d.jitter = DefaultJitter
+	}
+	d.disp = localDispatch{d}
+	if opts.Shared != nil {
+		d.disp = sharedDispatch{d: d, st: opts.Shared, lease: orDefault(opts.Lease, DefaultLease)}
 	}
 	rate := orDefault(opts.Rate, DefaultRate)
 	d.interval = time.Duration(float64(time.Second) / rate)
@@ -287,9 +304,10 @@ func (d *Deliverer) Push(ctx context.Context, k store.SubscriptionKey, body []by
 func (d *Deliverer) DeliverDue(ctx context.Context) (time.Time, error) {
 	d.passMu.Lock()
 	defer d.passMu.Unlock()
+	limit := d.disp.limit()
 	for range maxPasses {
 		now := d.clock.Now()
-		items, err := d.st.DueOutbox(ctx, now, d.batch)
+		items, err := d.disp.claim(ctx, now, limit)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("deliver: %w", err)
 		}
@@ -299,7 +317,7 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (time.Time, error) {
 		if err := d.pass(ctx, now, items); err != nil {
 			return time.Time{}, err
 		}
-		if len(items) < d.batch {
+		if len(items) < limit {
 			break
 		}
 	}
@@ -317,24 +335,30 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (time.Time, error) {
 // pass handles one batch of due items: items their connection's pace
 // does not allow yet are rescheduled to their slot in one write; the
 // rest are sent, one goroutine per connection, at most Workers at once.
-func (d *Deliverer) pass(ctx context.Context, now time.Time, items []store.OutboxItem) error {
-	var later []store.OutboxUpdate
+func (d *Deliverer) pass(ctx context.Context, now time.Time, items []store.OutboxClaim) error {
+	var held, slotted []store.OutboxUpdate
 	byConn := map[string][]store.OutboxItem{}
 	var order []string
-	d.mu.Lock()
-	for _, it := range items {
-		if at, ok := d.slot(now, it.SubscriptionKey); !ok {
-			later = append(later, update(it, at))
+	for _, c := range items {
+		at, ok, reserved, err := d.disp.admit(ctx, now, c)
+		if err != nil {
+			return fmt.Errorf("deliver: %w", err)
+		}
+		switch {
+		case !ok && reserved:
+			slotted = append(slotted, update(c.OutboxItem, at))
+			continue
+		case !ok:
+			held = append(held, update(c.OutboxItem, at))
 			continue
 		}
-		if _, seen := byConn[it.ConnectionID]; !seen {
-			order = append(order, it.ConnectionID)
+		if _, seen := byConn[c.ConnectionID]; !seen {
+			order = append(order, c.ConnectionID)
 		}
-		byConn[it.ConnectionID] = append(byConn[it.ConnectionID], it)
+		byConn[c.ConnectionID] = append(byConn[c.ConnectionID], c.OutboxItem)
 	}
-	d.mu.Unlock()
-	if len(later) > 0 {
-		if _, err := d.st.RescheduleOutbox(ctx, later); err != nil {
+	if len(held)+len(slotted) > 0 {
+		if err := d.disp.postpone(ctx, held, slotted); err != nil {
 			return fmt.Errorf("deliver: pace: %w", err)
 		}
 	}
@@ -350,29 +374,6 @@ func (d *Deliverer) pass(ctx context.Context, now time.Time, items []store.Outbo
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// slot decides whether the item of k may go at now. If not, it returns
-// when it may: the end of a Retry-After hold, or the pacing slot it has
-// been given. Called with d.mu held.
-func (d *Deliverer) slot(now time.Time, k store.SubscriptionKey) (time.Time, bool) {
-	p := d.pacer(k.ConnectionID)
-	if now.Before(p.hold) {
-		// Slots given before the 429 are void; new ones are handed out
-		// when the hold ends.
-		delete(d.reserved, k)
-		return p.hold, false
-	}
-	at, ok := d.reserved[k]
-	if !ok {
-		at = p.reserve(now, d.interval, d.tolerance)
-	}
-	if at.After(now) {
-		d.reserved[k] = at
-		return at, false
-	}
-	delete(d.reserved, k)
-	return now, true
 }
 
 // pacer returns the pacer of a connection, making it if need be. Called

@@ -124,9 +124,9 @@ func (d *Deliverer) settle(ctx context.Context, it store.OutboxItem, sendErr err
 			wait = d.backoff(it.Attempts + 1)
 		}
 		until := now.Add(wait)
-		d.mu.Lock()
-		d.pacer(it.ConnectionID).holdUntil(until, d.tolerance)
-		d.mu.Unlock()
+		if err := d.disp.hold(ctx, it.ConnectionID, until); err != nil {
+			return storeErr(err)
+		}
 		return d.retry(ctx, it, now, until, sendErr)
 	case notion.IsRetryable(sendErr), isStatus(http.StatusConflict):
 		// 5xx and network errors, and 409 conflict_error, which Notion

@@ -94,3 +94,46 @@ type Outbox interface {
 	// none are absent.
 	OutboxDepth(ctx context.Context) (map[string]int, error)
 }
+
+// OutboxClaim is an item ClaimOutbox leased to the caller.
+type OutboxClaim struct {
+	OutboxItem
+	// Slot is the pacing slot reserved for the item when DeferOutbox
+	// moved it there; zero when it has none and must reserve one.
+	Slot time.Time
+}
+
+// Pace is one connection's pacing state (engine/live's pacer): the
+// theoretical arrival time of its next PATCH, and the end of a
+// Retry-After hold (protocol 7.4).
+type Pace struct {
+	TAT  time.Time
+	Hold time.Time
+}
+
+// SharedOutbox is an Outbox that several processes drain together (the
+// postgres store; issue 11). Leases keep two processes from sending one
+// item, and the pacing state lives in the store, so that the pace of a
+// connection's PATCHes holds across every process together, not per
+// process. bolt and memory are drained by one process, which keeps both
+// in memory; they do not implement it.
+type SharedOutbox interface {
+	// ClaimOutbox leases up to limit due items to the caller until
+	// now+lease, in DueOutbox's order, skipping rows another process is
+	// claiming at that moment. A leased item is not claimed again before
+	// its lease ends, and DueOutbox reports it due then, so a process
+	// killed while holding items delays them by one lease at most.
+	// AckOutbox, RescheduleOutbox, DeferOutbox and DeleteOutboxItem end
+	// the lease of their key, whatever its Seq, so a newer state queued
+	// meanwhile goes out without waiting for the lease.
+	ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]OutboxClaim, error)
+	// DeferOutbox is RescheduleOutbox for items moved to a pacing slot
+	// reserved for them: claimed at that slot, an item comes back with
+	// Slot set, so it is not given a second one.
+	DeferOutbox(ctx context.Context, updates []OutboxUpdate) (int, error)
+	// UpdatePace replaces a connection's pacing state with fn's result in
+	// one transaction (the zero Pace when it has none), so that processes
+	// reserving slots at once each get their own. fn may run more than
+	// once.
+	UpdatePace(ctx context.Context, connectionID string, fn func(Pace) Pace) error
+}

@@ -71,30 +71,56 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]stor
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+outboxCols+` FROM outbox
-		WHERE next_at IS NULL OR next_at <= $1
-		ORDER BY next_at NULLS FIRST, provider, uri, connection_id LIMIT $2`, ns(now), max(limit, 0))
+	// An item leased to a process (ClaimOutbox) is due when the lease
+	// ends, and reports that as its NextAt, so that a deliverer waits for
+	// it instead of finding it due again and again.
+	rows, err := s.pool.Query(ctx, `SELECT provider, connection_id, uri, seq, body, attr_hash, enqueued_at,
+			CASE WHEN lease_until > coalesce(next_at, `+minNs+`) THEN lease_until ELSE next_at END,
+			attempts, last_error FROM outbox
+		WHERE due_at <= $1
+		ORDER BY due_at, provider, uri, connection_id LIMIT $2`, dueNs(now), max(limit, 0))
 	out, err := collect(rows, err, scanItem)
 	return out, wrap("due outbox", err)
 }
 
 // RescheduleOutbox implements store.Outbox.
 func (s *Store) RescheduleOutbox(ctx context.Context, updates []store.OutboxUpdate) (int, error) {
+	return s.reschedule(ctx, "reschedule outbox", updates, false)
+}
+
+// reschedule applies updates, each while its item still has the update's
+// Seq, and ends the lease of each key whatever its Seq. slotted notes the
+// new NextAt as the item's reserved pacing slot (DeferOutbox); otherwise
+// the item has none.
+func (s *Store) reschedule(ctx context.Context, op string, updates []store.OutboxUpdate, slotted bool) (int, error) {
 	var n int
-	err := s.tx(ctx, "reschedule outbox", func(tx pgx.Tx) error {
+	err := s.tx(ctx, op, func(tx pgx.Tx) error {
 		n = 0
 		for _, u := range updates {
-			tag, err := tx.Exec(ctx, `UPDATE outbox SET next_at = $5, attempts = $6, last_error = $7
+			tag, err := tx.Exec(ctx, `UPDATE outbox SET next_at = $5::int8, attempts = $6, last_error = $7,
+					lease_until = NULL, slot_at = CASE WHEN $8::boolean THEN $5::int8 END
 				WHERE `+keyWhere+` AND seq = $4`,
-				b(u.Provider), b(u.ConnectionID), b(u.URI), int64(u.Seq), ns(u.NextAt), u.Attempts, b(u.LastError)) //nolint:gosec // see scanItem
+				b(u.Provider), b(u.ConnectionID), b(u.URI), int64(u.Seq), ns(u.NextAt), u.Attempts, b(u.LastError), slotted) //nolint:gosec // see scanItem
 			if err != nil {
 				return err
+			}
+			if tag.RowsAffected() == 0 {
+				if err := release(ctx, tx, u.SubscriptionKey); err != nil {
+					return err
+				}
 			}
 			n += int(tag.RowsAffected())
 		}
 		return nil
 	})
 	return n, err
+}
+
+// release ends the lease on k's item, for a newer state than the one the
+// lease holder settled.
+func release(ctx context.Context, tx pgx.Tx, k store.SubscriptionKey) error {
+	_, err := tx.Exec(ctx, `UPDATE outbox SET lease_until = NULL WHERE `+keyWhere+` AND lease_until IS NOT NULL`, keyArgs(k)...)
+	return err
 }
 
 // AckOutbox implements store.Outbox.
@@ -104,6 +130,11 @@ func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Ti
 		tag, err := tx.Exec(ctx, `DELETE FROM outbox WHERE `+keyWhere+` AND seq = $4`, args...)
 		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() == 0 {
+			if err := release(ctx, tx, sent.SubscriptionKey); err != nil {
+				return err
+			}
 		}
 		// As every store: the hash and UpdatedAt change with the hash, and
 		// DeliveredAt when the item was settled here or the hash changed,
@@ -124,9 +155,20 @@ func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Ti
 
 // DeleteOutboxItem implements store.Outbox.
 func (s *Store) DeleteOutboxItem(ctx context.Context, k store.SubscriptionKey, seq uint64) (bool, error) {
-	n, err := s.exec(ctx, "delete outbox item", `DELETE FROM outbox WHERE `+keyWhere+` AND ($4 = 0 OR seq = $4)`,
-		append(keyArgs(k), int64(seq))...) //nolint:gosec // see scanItem
-	return n > 0, err
+	var deleted bool
+	err := s.tx(ctx, "delete outbox item", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM outbox WHERE `+keyWhere+` AND ($4 = 0 OR seq = $4)`,
+			append(keyArgs(k), int64(seq))...) //nolint:gosec // see scanItem
+		if err != nil {
+			return err
+		}
+		deleted = tag.RowsAffected() > 0
+		if deleted {
+			return nil
+		}
+		return release(ctx, tx, k)
+	})
+	return deleted, err
 }
 
 // DeleteOutboxByConnection implements store.Outbox.

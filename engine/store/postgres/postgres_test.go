@@ -67,7 +67,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	for names := range applied {
 		all = append(all, names...)
 	}
-	assert.ElementsMatch(t, []string{"0001_init.sql", "0002_connection_story.sql"}, all, "each migration applied exactly once")
+	assert.ElementsMatch(t, []string{"0001_init.sql", "0002_connection_story.sql", "0004_outbox_leases.sql"}, all, "each migration applied exactly once")
 
 	again, err := postgres.Migrate(t.Context(), dsn)
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	require.NoError(t, conn.Close(t.Context()))
 
 	_, err = postgres.Open(t.Context(), dsn)
-	require.ErrorContains(t, err, "database schema version 9999, this unfurld knows versions up to 2")
+	require.ErrorContains(t, err, "database schema version 9999, this unfurld knows versions up to 4")
 }
 
 // TestOpenErrorsHideThePassword: a DSN holds the database password; no

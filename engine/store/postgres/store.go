@@ -102,6 +102,7 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 			`DELETE FROM tokens WHERE connection_id = $1`,
 			`DELETE FROM subscriptions WHERE connection_id = $1`,
 			`DELETE FROM outbox WHERE connection_id = $1`,
+			`DELETE FROM outbox_pace WHERE connection_id = $1`,
 		} {
 			if _, err := tx.Exec(ctx, q, b(id)); err != nil {
 				return err
