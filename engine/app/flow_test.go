@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,6 +127,10 @@ type flowEnv struct {
 	logs    *syncBuffer
 	// clock is the time of every component; it moves when a test says.
 	clock *clocktest.Fake
+	// apps are the replicas (one unless buildFlowEnv was given several
+	// stores); app is the first. served counts the requests they served.
+	apps   []*app.App
+	served atomic.Int64
 }
 
 type syncBuffer struct {
@@ -147,6 +152,13 @@ func (s *syncBuffer) String() string {
 
 // newFlowEnv builds the cast; edits rewrite the config text first.
 func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
+	return buildFlowEnv(t, nil, edits...)
+}
+
+// buildFlowEnv builds the cast over one bbolt store, or, given replicas,
+// one app per store behind the one public URL, each request handed to
+// the next app in turn as a round-robin load balancer would.
+func buildFlowEnv(t *testing.T, replicas []store.Store, edits ...func(yml string) string) *flowEnv {
 	e := &flowEnv{t: t, clock: clocktest.New(time.Now().UTC().Truncate(time.Second)), logs: &syncBuffer{}}
 	e.up = newFakeService(t)
 	setItem(e.up, "1", `{"title":"Fix the flux capacitor","state":"open"}`)
@@ -172,16 +184,29 @@ func newFlowEnv(t *testing.T, edits ...func(yml string) string) *flowEnv {
 	reg := comp.Registry
 	t.Cleanup(reg.Close)
 
-	e.dbPath = filepath.Join(dir, "unfurld.db")
-	st, err := bolt.Open(e.dbPath, bolt.Options{LockTimeout: time.Second})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	e.st = st
-
 	e.cfg, e.reg, e.logger = cfg, reg, logger
-	e.app, err = app.New(app.Options{Config: cfg, Registry: reg, Store: st, Logger: logger, Now: e.clock.Now})
-	require.NoError(t, err)
-	handler = e.app.Server.Handler()
+	if replicas == nil {
+		e.dbPath = filepath.Join(dir, "unfurld.db")
+		st, err := bolt.Open(e.dbPath, bolt.Options{LockTimeout: time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		replicas = []store.Store{st}
+	}
+	var handlers []http.Handler
+	for _, st := range replicas {
+		a, err := app.New(app.Options{Config: cfg, Registry: reg, Store: st, Logger: logger, Now: e.clock.Now})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = a.Store.Close() })
+		e.apps = append(e.apps, a)
+		handlers = append(handlers, a.Server.Handler())
+	}
+	e.app, e.st = e.apps[0], replicas[0]
+	var turn atomic.Uint64
+	handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := turn.Add(1) - 1
+		e.served.Add(1)
+		handlers[n%uint64(len(handlers))].ServeHTTP(w, r)
+	})
 
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
