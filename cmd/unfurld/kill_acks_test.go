@@ -165,7 +165,7 @@ func TestKillKeepsAcknowledged_F1(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ackWorker(p.addr, c, conns, &nextItem, &counts, stop)
+				ackWorker(func() string { return p.addr }, c, conns, &nextItem, &counts, stop)
 			}()
 		}
 		time.Sleep(time.Duration(200+rand.IntN(1000)) * time.Millisecond) // the random moment of the kill
@@ -216,10 +216,16 @@ func TestKillKeepsAcknowledged_F1(t *testing.T) {
 // sealed Notion token the fake Notion accepts.
 func seedAckConns(t *testing.T, dbPath, keySpec string, nt *notiontest.Server, n int) []*ackConn {
 	t.Helper()
-	ctx := t.Context()
 	st, err := bolt.Open(dbPath, bolt.Options{LockTimeout: time.Second})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
+	return seedAckConnsIn(t, st, keySpec, nt, n)
+}
+
+// seedAckConnsIn is seedAckConns in any store.
+func seedAckConnsIn(t *testing.T, st store.Store, keySpec string, nt *notiontest.Server, n int) []*ackConn {
+	t.Helper()
+	ctx := t.Context()
 	kr, err := sealing.ParseKeyring(keySpec)
 	require.NoError(t, err)
 	iss := &issuer.Issuer{Store: st, Keyring: kr}
@@ -253,11 +259,12 @@ func seedAckConns(t *testing.T, dbPath, keySpec string, nt *notiontest.Server, n
 // the last kill must still be answered), then unfurls new links, deletes
 // some, sends webhooks for some, refreshes again, and now and then
 // disconnects. It is sequential, so the fate of each write is known: an
-// answer acknowledges it, no answer leaves it open.
-func ackWorker(addr string, c *ackConn, all []*ackConn, next *atomic.Int64, n *ackCounts, stop <-chan struct{}) {
+// answer acknowledges it, no answer leaves it open. pick gives the address
+// of each request: one process, or any of several replicas.
+func ackWorker(pick func() string, c *ackConn, all []*ackConn, next *atomic.Int64, n *ackCounts, stop <-chan struct{}) {
 	refresh := func() bool {
 		c.rotating = true
-		pair, status := ackRefresh(addr, c.refresh)
+		pair, status := ackRefresh(pick(), c.refresh)
 		switch status {
 		case 0:
 			n.unanswered.Add(1)
@@ -284,7 +291,7 @@ func ackWorker(addr string, c *ackConn, all []*ackConn, next *atomic.Int64, n *a
 		case r < 55 || len(present) == 0:
 			uri := itemURI(int(next.Add(1)))
 			c.subs[uri] = fateUnknown
-			status, ok := ackUnfurl(addr, c.access, uri)
+			status, ok := ackUnfurl(pick(), c.access, uri)
 			switch {
 			case status == 0:
 				n.unanswered.Add(1)
@@ -296,7 +303,7 @@ func ackWorker(addr string, c *ackConn, all []*ackConn, next *atomic.Int64, n *a
 		case r < 70:
 			uri := present[rand.IntN(len(present))]
 			c.subs[uri] = fateUnknown
-			status := ackDo(addr, http.MethodDelete, "/providers/tracker/unfurl", `{"uri":"`+uri+`"}`, map[string]string{"Authorization": "Bearer " + c.access}, nil)
+			status := ackDo(pick(), http.MethodDelete, "/providers/tracker/unfurl", `{"uri":"`+uri+`"}`, map[string]string{"Authorization": "Bearer " + c.access}, nil)
 			switch status {
 			case 0:
 				n.unanswered.Add(1)
@@ -312,7 +319,7 @@ func ackWorker(addr string, c *ackConn, all []*ackConn, next *atomic.Int64, n *a
 		case r < 99 || rand.IntN(4) > 0: // a disconnect is one operation in 400
 			uri := present[rand.IntN(len(present))]
 			var out struct{ Refreshes int }
-			status := ackWebhook(addr, uri, &out)
+			status := ackWebhook(pick(), uri, &out)
 			switch {
 			case status == 0:
 				n.unanswered.Add(1)
@@ -326,7 +333,7 @@ func ackWorker(addr string, c *ackConn, all []*ackConn, next *atomic.Int64, n *a
 				continue
 			}
 			setState(c, fateUnknown)
-			status := ackDo(addr, http.MethodDelete, "/providers/tracker/deleted", "", map[string]string{"Authorization": "Bearer " + c.access}, nil)
+			status := ackDo(pick(), http.MethodDelete, "/providers/tracker/deleted", "", map[string]string{"Authorization": "Bearer " + c.access}, nil)
 			switch status {
 			case http.StatusOK:
 				setState(c, fateDeleted)
@@ -380,10 +387,16 @@ func presentLinks(c *ackConn) []string {
 // check) and compares it with what was acknowledged.
 func checkAcknowledged(t *testing.T, dbPath string, conns []*ackConn) {
 	t.Helper()
-	ctx := t.Context()
 	st, err := bolt.Open(dbPath, bolt.Options{LockTimeout: time.Second})
 	require.NoError(t, err, "the file after kill -9")
 	defer func() { require.NoError(t, st.Close()) }()
+	checkAcknowledgedIn(t, st, conns)
+}
+
+// checkAcknowledgedIn compares st with what was acknowledged.
+func checkAcknowledgedIn(t *testing.T, st store.Store, conns []*ackConn) {
+	t.Helper()
+	ctx := t.Context()
 	byID := map[string]*ackConn{}
 	for _, c := range conns {
 		byID[c.id] = c
