@@ -9,6 +9,9 @@
 // and 529; exponential backoff with jitter on 5xx and network errors;
 // bounded attempts and total age; a stop on 401/403 that flags the
 // connection; and no PATCH for a subscription that no longer exists.
+// With a store several replicas share (issue 11), items are claimed with
+// a lease and the pacing state lives in the store, so that no PATCH goes
+// twice and the pace holds across the replicas together (dispatch.go).
 //
 // Change detection (issue 4 item 2) feeds Push. The Refresher fetches a
 // subscribed link again with its connection's credential, conditionally

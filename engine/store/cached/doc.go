@@ -17,7 +17,8 @@
 //     subscription survives a crash (recorder.go);
 //   - invalidation: the write methods of store.Store that revoke a bearer
 //     or delete a subscription tell the cache and the recorder
-//     (invalidate.go).
+//     (invalidate.go), and so, over a store several replicas share, does
+//     its change feed for the writes of the other replicas (changes.go).
 //
 // It imports nothing from engine/ but store, so every component can be
 // handed the same instance.

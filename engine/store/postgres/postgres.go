@@ -16,6 +16,11 @@
 // (CreateFlow's cap, UpsertConnection's identity) are serialized by a
 // transaction-scoped advisory lock. A transaction that loses a race on a
 // new row, or a deadlock, is retried from the start.
+//
+// Several replicas: writes that other processes may hold in a cache
+// send a notice in their own transaction (changes.go, store.ChangeFeed),
+// and the outbox is claimed with leases and paced per connection in the
+// database (shared.go, store.SharedOutbox).
 package postgres
 
 import (
