@@ -95,6 +95,8 @@ func TestExamplesValidate(t *testing.T) {
 		// builtin:github-oauth's upstream OAuth app, as .ci/run exports it.
 		"GITHUB_CLIENT_ID":     "ci-github-client-id",
 		"GITHUB_CLIENT_SECRET": "ci-github-client-secret",
+		// examples/compose's database; validation never connects.
+		"DATABASE_URL": "postgres://unfurld:ci@db:5432/unfurld?sslmode=disable",
 	}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
