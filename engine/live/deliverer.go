@@ -336,26 +336,36 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (time.Time, error) {
 // does not allow yet are rescheduled to their slot in one write; the
 // rest are sent, one goroutine per connection, at most Workers at once.
 func (d *Deliverer) pass(ctx context.Context, now time.Time, items []store.OutboxClaim) error {
+	claims := map[string][]store.OutboxClaim{}
+	var conns []string
+	for _, c := range items {
+		if _, seen := claims[c.ConnectionID]; !seen {
+			conns = append(conns, c.ConnectionID)
+		}
+		claims[c.ConnectionID] = append(claims[c.ConnectionID], c)
+	}
 	var held, slotted []store.OutboxUpdate
 	byConn := map[string][]store.OutboxItem{}
 	var order []string
-	for _, c := range items {
-		at, ok, reserved, err := d.disp.admit(ctx, now, c)
+	for _, conn := range conns {
+		verdicts, err := d.disp.admit(ctx, now, claims[conn])
 		if err != nil {
 			return fmt.Errorf("deliver: %w", err)
 		}
-		switch {
-		case !ok && reserved:
-			slotted = append(slotted, update(c.OutboxItem, at))
-			continue
-		case !ok:
-			held = append(held, update(c.OutboxItem, at))
-			continue
+		for i, v := range verdicts {
+			c := claims[conn][i]
+			switch {
+			case !v.ok && v.slotted:
+				slotted = append(slotted, update(c.OutboxItem, v.at))
+			case !v.ok:
+				held = append(held, update(c.OutboxItem, v.at))
+			default:
+				if _, seen := byConn[conn]; !seen {
+					order = append(order, conn)
+				}
+				byConn[conn] = append(byConn[conn], c.OutboxItem)
+			}
 		}
-		if _, seen := byConn[c.ConnectionID]; !seen {
-			order = append(order, c.ConnectionID)
-		}
-		byConn[c.ConnectionID] = append(byConn[c.ConnectionID], c.OutboxItem)
 	}
 	if len(held)+len(slotted) > 0 {
 		if err := d.disp.postpone(ctx, held, slotted); err != nil {

@@ -26,16 +26,23 @@ const sharedClaimsPerWorker = 4
 type dispatch interface {
 	// claim returns up to limit items due at now.
 	claim(ctx context.Context, now time.Time, limit int) ([]store.OutboxClaim, error)
-	// admit says whether c may go at now. If not, at is when it may,
-	// and slotted says that a pacing slot was reserved for it there
-	// (else it waits for a Retry-After hold to end).
-	admit(ctx context.Context, now time.Time, c store.OutboxClaim) (at time.Time, ok, slotted bool, err error)
+	// admit says of each of one connection's claims, in order, whether
+	// it may go at now.
+	admit(ctx context.Context, now time.Time, claims []store.OutboxClaim) ([]verdict, error)
 	// postpone reschedules the items admit refused.
 	postpone(ctx context.Context, held, slotted []store.OutboxUpdate) error
 	// hold stops a connection until until, after a 429 (protocol 7.4).
 	hold(ctx context.Context, connectionID string, until time.Time) error
 	// limit is how many items one claim may take.
 	limit() int
+}
+
+// verdict is admit's answer for one claim: go now (ok), or else from at,
+// where a pacing slot was reserved for it (slotted) or a Retry-After
+// hold ends.
+type verdict struct {
+	at          time.Time
+	ok, slotted bool
 }
 
 // localDispatch keeps the pacing state in the Deliverer's memory, as one
@@ -55,28 +62,34 @@ func (l localDispatch) claim(ctx context.Context, now time.Time, limit int) ([]s
 	return out, nil
 }
 
-func (l localDispatch) admit(_ context.Context, now time.Time, c store.OutboxClaim) (time.Time, bool, bool, error) {
+func (l localDispatch) admit(_ context.Context, now time.Time, claims []store.OutboxClaim) ([]verdict, error) {
 	d := l.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	k := c.SubscriptionKey
-	p := d.pacer(k.ConnectionID)
-	if now.Before(p.hold) {
-		// Slots given before the 429 are void; new ones are handed out
-		// when the hold ends.
+	out := make([]verdict, len(claims))
+	for i, c := range claims {
+		k := c.SubscriptionKey
+		p := d.pacer(k.ConnectionID)
+		if now.Before(p.hold) {
+			// Slots given before the 429 are void; new ones are handed
+			// out when the hold ends.
+			delete(d.reserved, k)
+			out[i] = verdict{at: p.hold}
+			continue
+		}
+		at, ok := d.reserved[k]
+		if !ok {
+			at = p.reserve(now, d.interval, d.tolerance)
+		}
+		if at.After(now) {
+			d.reserved[k] = at
+			out[i] = verdict{at: at, slotted: true}
+			continue
+		}
 		delete(d.reserved, k)
-		return p.hold, false, false, nil
+		out[i] = verdict{at: now, ok: true}
 	}
-	at, ok := d.reserved[k]
-	if !ok {
-		at = p.reserve(now, d.interval, d.tolerance)
-	}
-	if at.After(now) {
-		d.reserved[k] = at
-		return at, false, true, nil
-	}
-	delete(d.reserved, k)
-	return now, true, false, nil
+	return out, nil
 }
 
 func (l localDispatch) postpone(ctx context.Context, held, slotted []store.OutboxUpdate) error {
@@ -105,28 +118,32 @@ func (s sharedDispatch) claim(ctx context.Context, now time.Time, limit int) ([]
 	return s.st.ClaimOutbox(ctx, now, s.lease, limit)
 }
 
-func (s sharedDispatch) admit(ctx context.Context, now time.Time, c store.OutboxClaim) (at time.Time, ok, slotted bool, err error) {
+// admit decides for all of a connection's claims in one transaction on
+// its pacing state: one round trip per connection and pass, not per item.
+func (s sharedDispatch) admit(ctx context.Context, now time.Time, claims []store.OutboxClaim) ([]verdict, error) {
 	d := s.d
-	err = s.st.UpdatePace(ctx, c.ConnectionID, func(sp store.Pace) store.Pace {
+	out := make([]verdict, len(claims))
+	err := s.st.UpdatePace(ctx, claims[0].ConnectionID, func(sp store.Pace) store.Pace {
 		p := pacer{tat: sp.TAT, hold: sp.Hold}
-		switch {
-		case now.Before(p.hold):
-			// As in memory: a slot given before the 429 is void.
-			at, ok, slotted = p.hold, false, false
-		case !c.Slot.IsZero():
-			// Deferred to a slot reserved for it: it is that slot now.
-			at, ok, slotted = now, true, false
-		default:
-			at = p.reserve(now, d.interval, d.tolerance)
-			ok = !at.After(now)
-			slotted = !ok
+		for i, c := range claims {
+			switch {
+			case now.Before(p.hold):
+				// As in memory: a slot given before the 429 is void.
+				out[i] = verdict{at: p.hold}
+			case !c.Slot.IsZero():
+				// Deferred to a slot reserved for it: it is that slot now.
+				out[i] = verdict{at: now, ok: true}
+			default:
+				at := p.reserve(now, d.interval, d.tolerance)
+				out[i] = verdict{at: at, ok: !at.After(now), slotted: at.After(now)}
+			}
 		}
 		return store.Pace{TAT: p.tat, Hold: p.hold}
 	})
 	if err != nil {
-		return time.Time{}, false, false, fmt.Errorf("pace: %w", err)
+		return nil, fmt.Errorf("pace: %w", err)
 	}
-	return at, ok, slotted, nil
+	return out, nil
 }
 
 func (s sharedDispatch) postpone(ctx context.Context, held, slotted []store.OutboxUpdate) error {

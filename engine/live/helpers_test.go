@@ -93,7 +93,7 @@ type fullStore interface {
 
 // testEnv is a Deliverer over a store, a fake Notion and a fake clock.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	clock  *fakeClock
 	notion *notiontest.Server
 	client *notion.Client
@@ -113,7 +113,7 @@ func newEnv(t *testing.T, edit ...func(*live.Options)) *testEnv {
 	return newEnvWith(t, memory.New(), edit...)
 }
 
-func newEnvWith(t *testing.T, st fullStore, edit ...func(*live.Options)) *testEnv {
+func newEnvWith(t testing.TB, st fullStore, edit ...func(*live.Options)) *testEnv {
 	t.Helper()
 	clock := newClock()
 	fake := notiontest.New(t, notiontest.WithClock(clock.Now))
