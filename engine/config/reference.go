@@ -78,7 +78,7 @@ func Keys() []Key {
 
 		{Path: "storage", Doc: "the embedded database"},
 		{Path: "storage.driver", Default: StorageBolt, Enum: []string{StorageBolt, StoragePostgres}, Doc: "`bolt`: one file on local disk, nothing to set up. `postgres`: a PostgreSQL database (see docs/operations.md#moving-to-postgresql)"},
-		{Path: "storage.dsn", DefaultDoc: "—", Doc: "with `driver: postgres`, required: the connection string, e.g. `${DATABASE_URL}` = `postgres://unfurld:PASSWORD@db:5432/unfurld?sslmode=verify-full`. A secret (it may hold the password): give it with `${NAME}` or `dsn_file: /run/secrets/dsn`; production mode refuses one written in the file. A `dsn` beside `driver: bolt` is an error, not ignored. The pool holds up to 4 connections (or one per CPU if more); add `pool_max_conns=N` to the DSN to change it"},
+		{Path: "storage.dsn", DefaultDoc: "—", Doc: "with `driver: postgres`, required: the connection string, e.g. `${DATABASE_URL}` = `postgres://unfurld:PASSWORD@db:5432/unfurld?sslmode=verify-full`. A secret (it may hold the password): give it with `${NAME}` or `dsn_file: /run/secrets/dsn`; production mode refuses one written in the file. A `dsn` beside `driver: bolt` is an error, not ignored. The pool holds up to 4 connections (or one per CPU if more); add `pool_max_conns=N` to the DSN to change it. One more connection per process listens for the other replicas' changes (see docs/operations.md#several-replicas)"},
 		{Path: "storage.path", Default: "./data/unfurld.db", Doc: "the bbolt file; its directory also holds `dev-secrets.json` in development mode"},
 		{Path: "storage.lock_timeout", Default: "2s", Doc: "a second unfurld on the same file gives up after this with \"database is locked by another process\""},
 
