@@ -153,7 +153,7 @@ func TestMigrateStoreToPostgres(t *testing.T) {
 	// queue to Notion and poll the upstream.
 	cfg := filepath.Join(dir, "postgres.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`server: {mode: development, secret_keys: "${KEYS}", log: {level: warn}}
-storage: {driver: postgres, dsn: "${DATABASE_URL}"}
+storage: {driver: postgres, dsn: "${DATABASE_URL}", path: `+filepath.Join(dir, "data", "unfurld.db")+`}
 notion: {api_base_url: "http://127.0.0.1:9"}
 providers:
   - name: acme
