@@ -210,6 +210,19 @@ type Subscription struct {
 	// (Outbox.AckOutbox sets it in the transaction that settles the
 	// item, so it costs no commit of its own); zero until then.
 	DeliveredAt time.Time
+	// NextPollAt is when the poller fetches the link next (Schedule);
+	// zero means never scheduled, which counts as due at once, so that
+	// records from older versions, and those of a provider that just
+	// turned polling on, get polled. Only Schedule.SchedulePolls
+	// changes it on a stored record; a put that creates the record
+	// takes it as given (so migrate-store copies it), and every other
+	// put keeps the stored one.
+	NextPollAt time.Time
+	// UnfurledAt is when the link was last unfurled, coarsely: an
+	// unfurl's put moves it only UnfurledGranularity or more forward
+	// (see MergeSubscription), so warm unfurls write nothing. Zero in
+	// records written before it was kept (UnfurledAtOrUpdated).
+	UnfurledAt time.Time
 }
 
 // RefreshRecord is what the last live refresh of a subscription did, for

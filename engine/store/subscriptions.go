@@ -41,6 +41,12 @@ func (r RefreshRecord) Equal(o RefreshRecord) bool {
 // fetched the object before the change the webhook announced, so the
 // mark stays for the refresh queued with it, and its validators alone
 // are taken.
+//
+// An unfurl's put also carries the time of the unfurl (UnfurledAt); it is
+// written when AttrHash changes, or when it is UnfurledGranularity or more
+// after the stored one, so that a link unfurled all day long costs one
+// write a day for ExpireSubscriptions to go by. NextPollAt belongs to
+// Schedule.SchedulePolls: a put keeps the stored one.
 func MergeSubscription(old Subscription, ok bool, put Subscription) (Subscription, bool) {
 	refresh := !put.Refresh.IsZero()
 	switch {
@@ -67,11 +73,16 @@ func MergeSubscription(old Subscription, ok bool, put Subscription) (Subscriptio
 		next.ETag, next.LastModified, next.Refresh, next.UpdatedAt = put.ETag, put.LastModified, story, put.UpdatedAt
 		return next, true
 	default:
-		if old.AttrHash == put.AttrHash {
+		moved := !put.UnfurledAt.Before(old.UnfurledAt.Add(UnfurledGranularity))
+		if old.AttrHash == put.AttrHash && !moved {
 			return old, false
 		}
 		next := old
 		next.AttrHash, next.UpdatedAt = put.AttrHash, put.UpdatedAt
+		if put.UnfurledAt.After(old.UnfurledAt) {
+			// Written anyway: the finer time costs nothing more.
+			next.UnfurledAt = put.UnfurledAt
+		}
 		return next, true
 	}
 }

@@ -21,6 +21,10 @@ type Store struct {
 	// outbox and outboxSeq back store.Outbox (outbox.go).
 	outbox    map[store.SubscriptionKey]store.OutboxItem
 	outboxSeq uint64
+	// pollLeases and pendLeases back store.Schedule (schedule.go); the
+	// schedule's times are fields of the subscriptions.
+	pollLeases map[store.SubscriptionKey]lease
+	pendLeases map[store.SubscriptionKey]lease
 }
 
 var _ store.Store = (*Store)(nil)
@@ -34,6 +38,9 @@ func New() *Store {
 		flows: map[string]store.Flow{},
 
 		outbox: map[store.SubscriptionKey]store.OutboxItem{},
+
+		pollLeases: map[store.SubscriptionKey]lease{},
+		pendLeases: map[store.SubscriptionKey]lease{},
 	}
 }
 
@@ -160,6 +167,7 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	for k := range s.subs {
 		if k.ConnectionID == id {
 			delete(s.subs, k)
+			s.dropSchedule(k)
 		}
 	}
 	for k := range s.outbox {
@@ -212,6 +220,9 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.subs[sub.SubscriptionKey]
+	if ok {
+		s.afterPut(sub)
+	}
 	next, write := store.MergeSubscription(old, ok, sub)
 	if !write {
 		return false, nil
@@ -245,6 +256,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, k store.SubscriptionKey)
 		return store.ErrNotFound
 	}
 	delete(s.subs, k)
+	s.dropSchedule(k)
 	return nil
 }
 
@@ -259,6 +271,7 @@ func (s *Store) DeleteSubscriptionsByURI(ctx context.Context, provider, uri stri
 	for k := range s.subs {
 		if k.Provider == provider && k.URI == uri {
 			delete(s.subs, k)
+			s.dropSchedule(k)
 			n++
 		}
 	}

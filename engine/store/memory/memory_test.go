@@ -15,3 +15,7 @@ func TestConformance(t *testing.T) {
 func TestOutboxConformance(t *testing.T) {
 	storetest.RunOutbox(t, func(*testing.T) storetest.OutboxStore { return memory.New() })
 }
+
+func TestScheduleConformance(t *testing.T) {
+	storetest.RunSchedule(t, func(*testing.T) storetest.ScheduleStore { return memory.New() })
+}

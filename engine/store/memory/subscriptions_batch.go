@@ -22,6 +22,9 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 			continue
 		}
 		old, ok := s.subs[sub.SubscriptionKey]
+		if ok {
+			s.afterPut(sub)
+		}
 		next, write := store.MergeSubscription(old, ok, sub)
 		if !write {
 			continue

@@ -158,6 +158,7 @@ func normSub(s store.Subscription) store.Subscription {
 		s.Refresh.At = normTime(s.Refresh.At)
 	}
 	s.DeliveredAt = normTime(s.DeliveredAt)
+	s.NextPollAt, s.UnfurledAt = normTime(s.NextPollAt), normTime(s.UnfurledAt)
 	return s
 }
 
