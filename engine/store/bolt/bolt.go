@@ -16,6 +16,9 @@
 //	subs_by_uri     <provider> 00 <uri> 00 <connID>  -> empty (DELETE of a URI, protocol 5.6)
 //	outbox          <provider> 00 <uri> 00 <connID>  -> outboxRecord (pending PATCHes, outbox.go)
 //	outbox_by_due   <nextAt> 00 <provider> 00 <uri> 00 <connID> -> empty
+//	polls, polls_by_due, pending, subs_by_unfurled: the live-update
+//	                schedule (store.Schedule), laid out in schedule.go
+//	meta            "schedule_built"                 -> "1" once every subscription has its schedule
 //
 // conns_by_owner replaced conns_by_identity, which lacked the owner: Open
 // fills the new index from the connections and drops the old one in the
@@ -82,6 +85,7 @@ func buckets() [][]byte {
 		bucketMeta, bucketTokens, bucketTokensByConn, bucketConns, bucketSubs, bucketSubsByURI,
 		bucketTokensByGrant, bucketConnsByOwner, bucketFlows, bucketFlowsByExpiry,
 		bucketOutbox, bucketOutboxByDue,
+		bucketPolls, bucketPollsByDue, bucketPending, bucketSubsByUnfurled,
 	}
 }
 
@@ -139,6 +143,10 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := prepare(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := buildSchedule(db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -44,6 +44,10 @@ func TestOutboxConformance(t *testing.T) {
 	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { s, _ := openTemp(t); return s })
 }
 
+func TestScheduleConformance(t *testing.T) {
+	storetest.RunSchedule(t, func(t *testing.T) storetest.ScheduleStore { s, _ := openTemp(t); return s })
+}
+
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	_, path := openTemp(t)
 	fi, err := os.Stat(path)
@@ -205,7 +209,7 @@ func TestLayout(t *testing.T) {
 	}))
 	zero := `"0001-01-01T00:00:00Z"`
 	assert.Equal(t, map[string]map[string]string{
-		"meta": {"schema": "1"},
+		"meta": {"schema": "1", "schedule_built": "1"},
 		"tokens": {
 			"dig": `{"v":1,"kind":"access","provider":"p","connection_id":"c","created_at":` + zero + `}`,
 			"dig2": `{"v":1,"kind":"code","provider":"p","grant_id":"g","created_at":` + zero +
@@ -222,6 +226,11 @@ func TestLayout(t *testing.T) {
 		"subs_by_uri":     {"p\x00u\x01\x01\x01\x02\x00c": ""},
 		"outbox":          {}, // pinned in TestOutboxLayout
 		"outbox_by_due":   {},
+		// schedule.go: never scheduled, never unfurled (time 0).
+		"polls":            {"p\x00c\x00u\x01\x01\x01\x02": "\x00\x00\x00\x00\x00\x00\x00\x00"},
+		"polls_by_due":     {"p\x00\x00\x00\x00\x00\x00\x00\x00\x00c\x00u\x01\x01\x01\x02": ""},
+		"pending":          {},
+		"subs_by_unfurled": {"p\x00\x00\x00\x00\x00\x00\x00\x00\x00c\x00u\x01\x01\x01\x02": ""},
 	}, got)
 }
 

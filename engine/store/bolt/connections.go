@@ -161,7 +161,6 @@ func deleteConnTokens(tx *bbolt.Tx, id string) error {
 // grows with the number of providers, not of subscriptions.
 func deleteConnSubs(tx *bbolt.Tx, id string) error {
 	subs := tx.Bucket(bucketSubs)
-	byURI := tx.Bucket(bucketSubsByURI)
 	var dead []store.SubscriptionKey
 	c := subs.Cursor()
 	for k, _ := c.First(); k != nil; {
@@ -183,10 +182,7 @@ func deleteConnSubs(tx *bbolt.Tx, id string) error {
 		k, _ = c.Seek(append(provider, keySep+1))
 	}
 	for _, sk := range dead {
-		if err := subs.Delete(subKey(sk)); err != nil {
-			return err
-		}
-		if err := byURI.Delete(subURIKey(sk)); err != nil {
+		if _, err := deleteSub(tx, sk); err != nil {
 			return err
 		}
 	}

@@ -90,6 +90,10 @@ type subRecord struct {
 	// DeliveredAt came with the operator's connection view; omitted
 	// while zero, so the version stays 1.
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+	// UnfurledAt came with the poll schedule (issue 11); omitted while
+	// zero, so the version stays 1. NextPollAt is not in the record: it
+	// is the schedule's (schedule.go).
+	UnfurledAt time.Time `json:"unfurled_at,omitzero"`
 }
 
 // refreshRecord is store.RefreshRecord as stored.
@@ -184,6 +188,7 @@ func toSubRecord(s store.Subscription) subRecord {
 			Status: s.Refresh.Status, Detail: s.Refresh.Detail,
 		},
 		DeliveredAt: s.DeliveredAt.UTC(),
+		UnfurledAt:  s.UnfurledAt.UTC(),
 	}
 }
 
@@ -196,5 +201,6 @@ func fromSubRecord(k store.SubscriptionKey, r subRecord) store.Subscription {
 			Status: r.Refresh.Status, Detail: r.Refresh.Detail,
 		},
 		DeliveredAt: r.DeliveredAt,
+		UnfurledAt:  r.UnfurledAt,
 	}
 }

@@ -45,22 +45,29 @@ func readSubAt(tx *bbolt.Tx, key []byte) (subRecord, bool, error) {
 // but the times kept by the store.
 func sameSub(rec subRecord, s store.Subscription) bool {
 	return rec.AttrHash == s.AttrHash && rec.ETag == s.ETag && rec.LastModified == s.LastModified &&
-		fromSubRecord(s.SubscriptionKey, rec).Refresh.Equal(s.Refresh) && rec.DeliveredAt.Equal(s.DeliveredAt)
+		fromSubRecord(s.SubscriptionKey, rec).Refresh.Equal(s.Refresh) && rec.DeliveredAt.Equal(s.DeliveredAt) &&
+		rec.UnfurledAt.Equal(s.UnfurledAt)
 }
 
 // mergeSub applies store.MergeSubscription to the stored record of sub's
-// key: the record to write, and whether to write it.
-func mergeSub(tx *bbolt.Tx, sub store.Subscription) (store.Subscription, bool, error) {
-	rec, ok, err := readSub(tx, sub.SubscriptionKey)
-	if err != nil {
-		return store.Subscription{}, false, err
+// key: the record to write, and whether to write it. touch is true when
+// the put writes nothing but the schedule must still change: a refresh's
+// record releases the lease on the subscription's pending mark
+// (store.Schedule.ClaimPending).
+func mergeSub(tx *bbolt.Tx, sub store.Subscription) (next store.Subscription, write, touch bool, err error) {
+	next, write, _, ok, err := mergeSubIn(tx.Bucket(bucketSubs), subKey(sub.SubscriptionKey), sub)
+	if err != nil || write || !ok {
+		return next, write, false, err
 	}
-	var old store.Subscription
-	if ok {
-		old = fromSubRecord(sub.SubscriptionKey, rec)
-	}
-	next, write := store.MergeSubscription(old, ok, sub)
-	return next, write, nil
+	return next, false, pendingLeased(tx.Bucket(bucketPending), sub, next), nil
+}
+
+// pendingLeased reports whether put records a refresh of old (the stored
+// record, as merged) whose pending mark is leased: the put must then
+// release the lease even if it writes nothing else.
+func pendingLeased(pending *bbolt.Bucket, put, old store.Subscription) bool {
+	return old.Pending() && !put.Refresh.IsZero() && !put.Pending() &&
+		len(pending.Get(pendingKey(put.SubscriptionKey, old.Refresh.At))) > 0
 }
 
 // PutSubscription implements store.Store. Unfurls call it on every
@@ -75,20 +82,31 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bo
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	write := false
+	write, touch := false, false
 	err := s.view("put subscription", func(tx *bbolt.Tx) error {
 		var err error
-		_, write, err = mergeSub(tx, sub)
+		_, write, touch, err = mergeSub(tx, sub)
 		return err
 	})
-	if err != nil || !write {
+	if err != nil || (!write && !touch) {
 		return false, err
 	}
 	wrote := false
 	err = s.update("put subscription", func(tx *bbolt.Tx) error {
-		next, write, err := mergeSub(tx, sub)
-		if err != nil || !write {
+		rec, ok, err := readSub(tx, sub.SubscriptionKey)
+		if err != nil {
 			return err
+		}
+		var old store.Subscription
+		if ok {
+			old = fromSubRecord(sub.SubscriptionKey, rec)
+			if _, err := scheduleOf(tx).releasePending(sub.SubscriptionKey, old, sub); err != nil {
+				return err
+			}
+		}
+		next, write := store.MergeSubscription(old, ok, sub)
+		if !write {
+			return nil
 		}
 		wrote, err = putSub(tx, next)
 		return err
@@ -96,10 +114,10 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bo
 	return wrote, err
 }
 
-// putSub writes sub with its index entry unless the stored record is
-// identical, keeping the old CreatedAt; it reports whether it wrote. It
-// writes every field as given: callers merge first (mergeSub, or
-// AckOutbox, which sets AttrHash only).
+// putSub writes sub with its index entries and schedule unless the stored
+// record is identical, keeping the old CreatedAt; it reports whether it
+// wrote. It writes every field as given: callers merge first (mergeSub,
+// or AckOutbox, which sets AttrHash only).
 func putSub(tx *bbolt.Tx, sub store.Subscription) (bool, error) {
 	key := subKey(sub.SubscriptionKey)
 	old, ok, err := readSubAt(tx, key)
@@ -109,6 +127,9 @@ func putSub(tx *bbolt.Tx, sub store.Subscription) (bool, error) {
 	rec := toSubRecord(sub)
 	if ok {
 		rec.CreatedAt = old.CreatedAt
+	}
+	if err := scheduleOf(tx).index(key, sub.SubscriptionKey, fromSubRecord(sub.SubscriptionKey, old), ok, sub); err != nil {
+		return false, err
 	}
 	val, err := encode("subscription", rec)
 	if err != nil {
@@ -148,13 +169,13 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 	var todo []int // indexes into subs and keys
 	err := s.view("put subscriptions", func(tx *bbolt.Tx) error {
 		todo = todo[:0]
-		b := tx.Bucket(bucketSubs)
+		b, pending := tx.Bucket(bucketSubs), tx.Bucket(bucketPending)
 		for i, sub := range subs {
-			_, write, _, _, err := mergeSubIn(b, keys.sub(i), sub)
+			next, write, _, ok, err := mergeSubIn(b, keys.sub(i), sub)
 			if err != nil {
 				return err
 			}
-			if write {
+			if write || (ok && pendingLeased(pending, sub, next)) {
 				todo = append(todo, i)
 			}
 		}
@@ -170,6 +191,7 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 	err = s.update("put subscriptions", func(tx *bbolt.Tx) error {
 		n = 0
 		conns, b, idx := tx.Bucket(bucketConns), tx.Bucket(bucketSubs), tx.Bucket(bucketSubsByURI)
+		sc := scheduleOf(tx)
 		for _, i := range todo {
 			sub := subs[i]
 			if conns.Get([]byte(sub.ConnectionID)) == nil {
@@ -179,12 +201,22 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 			if err != nil {
 				return err
 			}
+			var prev store.Subscription
+			if ok {
+				prev = fromSubRecord(sub.SubscriptionKey, old)
+				if _, err := sc.releasePending(sub.SubscriptionKey, prev, sub); err != nil {
+					return err
+				}
+			}
 			if !write || (ok && sameSub(old, next)) {
 				continue
 			}
 			rec := toSubRecord(next)
 			if ok {
 				rec.CreatedAt = old.CreatedAt
+			}
+			if err := sc.index(keys.sub(i), sub.SubscriptionKey, prev, ok, next); err != nil {
+				return err
 			}
 			val, err := encode("subscription", rec)
 			if err != nil {
@@ -274,6 +306,7 @@ func (s *Store) GetSubscription(ctx context.Context, k store.SubscriptionKey) (s
 			return store.ErrNotFound
 		}
 		out = fromSubRecord(k, rec)
+		out.NextPollAt = nextOf(tx.Bucket(bucketPolls), subKey(k))
 		return nil
 	})
 	return out, err
@@ -285,14 +318,11 @@ func (s *Store) DeleteSubscription(ctx context.Context, k store.SubscriptionKey)
 		return err
 	}
 	return s.update("delete subscription", func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketSubs)
-		if b.Get(subKey(k)) == nil {
+		ok, err := deleteSub(tx, k)
+		if err == nil && !ok {
 			return store.ErrNotFound
 		}
-		if err := b.Delete(subKey(k)); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketSubsByURI).Delete(subURIKey(k))
+		return err
 	})
 }
 
@@ -306,7 +336,6 @@ func (s *Store) DeleteSubscriptionsByURI(ctx context.Context, provider, uri stri
 	err := s.update("delete subscriptions by uri", func(tx *bbolt.Tx) error {
 		n = 0
 		idx := tx.Bucket(bucketSubsByURI)
-		subs := tx.Bucket(bucketSubs)
 		prefix := keyPrefix(provider, uri)
 		var dead []store.SubscriptionKey
 		c := idx.Cursor()
@@ -318,14 +347,12 @@ func (s *Store) DeleteSubscriptionsByURI(ctx context.Context, provider, uri stri
 			dead = append(dead, store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[2], URI: parts[1]})
 		}
 		for _, k := range dead {
-			if subs.Get(subKey(k)) != nil {
+			ok, err := deleteSub(tx, k)
+			if err != nil {
+				return err
+			}
+			if ok {
 				n++
-			}
-			if err := subs.Delete(subKey(k)); err != nil {
-				return err
-			}
-			if err := idx.Delete(subURIKey(k)); err != nil {
-				return err
 			}
 		}
 		return nil
@@ -352,6 +379,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(
 		}
 		var batch []store.Subscription
 		err := s.view("list subscriptions", func(tx *bbolt.Tx) error {
+			polls := tx.Bucket(bucketPolls)
 			c := tx.Bucket(bucketSubs).Cursor()
 			k, v := c.Seek(prefix)
 			if after != nil {
@@ -370,7 +398,9 @@ func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(
 				if err := decode("subscription", v, &rec); err != nil {
 					return err
 				}
-				batch = append(batch, fromSubRecord(store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}, rec))
+				sub := fromSubRecord(store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}, rec)
+				sub.NextPollAt = nextOf(polls, k)
+				batch = append(batch, sub)
 				last = k
 			}
 			if last != nil {
@@ -419,7 +449,9 @@ func (s *Store) ListSubscriptionsByURIPrefix(ctx context.Context, provider, pref
 				return err
 			}
 			if ok {
-				out = append(out, fromSubRecord(key, rec))
+				sub := fromSubRecord(key, rec)
+				sub.NextPollAt = nextOf(tx.Bucket(bucketPolls), subKey(key))
+				out = append(out, sub)
 			}
 		}
 		return nil

@@ -62,7 +62,9 @@ func (s *Store) Export(ctx context.Context) (store.Snapshot, error) {
 				return err
 			}
 			key := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
-			snap.Subscriptions = append(snap.Subscriptions, fromSubRecord(key, rec))
+			sub := fromSubRecord(key, rec)
+			sub.NextPollAt = nextOf(tx.Bucket(bucketPolls), k)
+			snap.Subscriptions = append(snap.Subscriptions, sub)
 			return nil
 		})
 		if err != nil {

@@ -1,0 +1,566 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// The live-update schedule (store.Schedule, issue 11) lives in four index
+// buckets beside the records:
+//
+//	polls            <subKey>                                   -> <next>
+//	polls_by_due     <provider> 00 <next> <connID> 00 <uri>     -> lease
+//	pending          <markAt> <provider> 00 <connID> 00 <uri>   -> lease
+//	subs_by_unfurled <provider> 00 <unfurledAt> <connID> 00 <uri> -> empty
+//
+// Times are 8 bytes big-endian (timeKey), so keys sort by time and a
+// claim is a cursor walk from the front; a zero time (never scheduled)
+// sorts first. The time is the only part not escaped: it has a fixed
+// length, so the 00 bytes it may hold are never taken for separators.
+// A lease is <until> <owner> (8 bytes, then the owner's name), empty
+// when there is none.
+//
+// The next poll time is not in the subscription's record: SchedulePolls
+// rewrites the small polls entry and moves the polls_by_due key, and a
+// poll that changed nothing leaves the record alone (it was ~12.8 KB of
+// page writes per poll at 1M subscriptions when the poller rewrote the
+// record). The lease sits in polls_by_due, whose entries a claim takes
+// in a run, so a claim dirties a few adjacent pages instead of one per
+// subscription. The pending marks and the unfurl times are in the
+// record already; their indexes only find them without a scan.
+var (
+	bucketPolls          = []byte("polls")
+	bucketPollsByDue     = []byte("polls_by_due")
+	bucketPending        = []byte("pending")
+	bucketSubsByUnfurled = []byte("subs_by_unfurled")
+)
+
+// keyScheduleBuilt is the meta key set once the schedule's buckets hold
+// an entry for every subscription; keyScheduleBuildAt is the last
+// subscription key indexed by a build still under way.
+var (
+	keyScheduleBuilt   = []byte("schedule_built")
+	keyScheduleBuildAt = []byte("schedule_build_at")
+)
+
+// scheduleBuildBatch is how many subscriptions one transaction of the
+// schedule's build indexes: a bbolt transaction keeps its dirty pages in
+// memory until it commits, so a million in one would cost hundreds of
+// megabytes.
+const scheduleBuildBatch = 20_000
+
+var _ store.Schedule = (*Store)(nil)
+
+// timeKey encodes t so that byte order is time order: zero is 0, others
+// are their Unix nanoseconds with the sign bit flipped (so times before
+// 1970 still sort first), clamped to the years 1678-2262 where those fit
+// an int64.
+func timeKey(t time.Time) uint64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Before(minKeyTime):
+		return 1
+	case t.After(maxKeyTime):
+		return math.MaxUint64
+	}
+	return uint64(t.UnixNano()) ^ (1 << 63) //nolint:gosec // G115: the flip is the point
+}
+
+var (
+	minKeyTime = time.Unix(0, math.MinInt64+1)
+	maxKeyTime = time.Unix(0, math.MaxInt64)
+)
+
+// keyTime reverses timeKey.
+func keyTime(u uint64) time.Time {
+	if u == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(u^(1<<63))).UTC() //nolint:gosec // G115: reverses timeKey
+}
+
+// timedKey is <provider> 00 <t> <connID> 00 <uri>: the key of
+// polls_by_due and subs_by_unfurled.
+func timedKey(k store.SubscriptionKey, t time.Time) []byte {
+	b := binary.BigEndian.AppendUint64(keyPrefix(k.Provider), timeKey(t))
+	return appendCompoundKey(b, k.ConnectionID, k.URI)
+}
+
+// splitTimedKey reverses timedKey; prefix is keyPrefix(provider).
+func splitTimedKey(key, prefix []byte, provider string) (store.SubscriptionKey, uint64, error) {
+	rest := key[len(prefix):]
+	if len(rest) < 8 {
+		return store.SubscriptionKey{}, 0, errBadKey
+	}
+	parts, err := splitKey(rest[8:], 2)
+	if err != nil {
+		return store.SubscriptionKey{}, 0, err
+	}
+	return store.SubscriptionKey{Provider: provider, ConnectionID: parts[0], URI: parts[1]}, binary.BigEndian.Uint64(rest), nil
+}
+
+// pendingKey is <markAt> <subKey>.
+func pendingKey(k store.SubscriptionKey, at time.Time) []byte {
+	return appendCompoundKey(binary.BigEndian.AppendUint64(nil, timeKey(at)), k.Provider, k.ConnectionID, k.URI)
+}
+
+// leaseValue encodes a lease.
+func leaseValue(owner string, until time.Time) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, timeKey(until)), owner...)
+}
+
+// leaseOf decodes a lease value: its owner and until, "" and 0 for none.
+func leaseOf(v []byte) (string, uint64) {
+	if len(v) < 8 {
+		return "", 0
+	}
+	return string(v[8:]), binary.BigEndian.Uint64(v)
+}
+
+// held reports whether the lease value v still runs at now (a key).
+func held(v []byte, now uint64) bool {
+	_, until := leaseOf(v)
+	return until > now
+}
+
+// nextOf returns the next poll time stored for the subscription key.
+func nextOf(polls *bbolt.Bucket, key []byte) time.Time {
+	if v := polls.Get(key); len(v) == 8 {
+		return keyTime(binary.BigEndian.Uint64(v))
+	}
+	return time.Time{}
+}
+
+// schedule holds the schedule's buckets of one transaction.
+type schedule struct {
+	polls, due, pending, unfurled *bbolt.Bucket
+}
+
+func scheduleOf(tx *bbolt.Tx) schedule {
+	return schedule{
+		polls: tx.Bucket(bucketPolls), due: tx.Bucket(bucketPollsByDue),
+		pending: tx.Bucket(bucketPending), unfurled: tx.Bucket(bucketSubsByUnfurled),
+	}
+}
+
+// index brings the schedule of subscription k (key is its subKey) from
+// its record old (ok false: none) to next, which is being written. A new
+// subscription is scheduled at next.NextPollAt (zero: due at once); a
+// pending mark made again keeps the lease of the one it replaces
+// (store.Schedule.ClaimPending).
+func (sc schedule) index(key []byte, k store.SubscriptionKey, old store.Subscription, ok bool, next store.Subscription) error {
+	if !ok {
+		if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(next.NextPollAt))); err != nil {
+			return err
+		}
+		if err := sc.due.Put(timedKey(k, next.NextPollAt), nil); err != nil {
+			return err
+		}
+	}
+	oldMark, newMark := ok && old.Pending(), next.Pending()
+	same := oldMark && newMark && timeKey(old.Refresh.At) == timeKey(next.Refresh.At)
+	var lease []byte
+	if oldMark && !same {
+		pk := pendingKey(k, old.Refresh.At)
+		lease = bytes.Clone(sc.pending.Get(pk))
+		if err := sc.pending.Delete(pk); err != nil {
+			return err
+		}
+	}
+	if newMark && !same {
+		if err := sc.pending.Put(pendingKey(k, next.Refresh.At), lease); err != nil {
+			return err
+		}
+	}
+	if ok && timeKey(old.UnfurledAtOrUpdated()) == timeKey(next.UnfurledAtOrUpdated()) {
+		return nil
+	}
+	if ok {
+		if err := sc.unfurled.Delete(timedKey(k, old.UnfurledAtOrUpdated())); err != nil {
+			return err
+		}
+	}
+	return sc.unfurled.Put(timedKey(k, next.UnfurledAtOrUpdated()), nil)
+}
+
+// releasePending drops the lease on old's pending mark, for a put that
+// records a refresh of it (store.Schedule.ClaimPending). It reports
+// whether there was one to drop.
+func (sc schedule) releasePending(k store.SubscriptionKey, old store.Subscription, put store.Subscription) (bool, error) {
+	if !old.Pending() || put.Refresh.IsZero() || put.Pending() {
+		return false, nil
+	}
+	pk := pendingKey(k, old.Refresh.At)
+	if v := sc.pending.Get(pk); len(v) == 0 {
+		return false, nil
+	}
+	return true, sc.pending.Put(pk, nil)
+}
+
+// unindex removes the schedule of subscription k, whose record rec is
+// being deleted.
+func (sc schedule) unindex(key []byte, k store.SubscriptionKey, rec store.Subscription) error {
+	if err := sc.due.Delete(timedKey(k, nextOf(sc.polls, key))); err != nil {
+		return err
+	}
+	if err := sc.polls.Delete(key); err != nil {
+		return err
+	}
+	if rec.Pending() {
+		if err := sc.pending.Delete(pendingKey(k, rec.Refresh.At)); err != nil {
+			return err
+		}
+	}
+	return sc.unfurled.Delete(timedKey(k, rec.UnfurledAtOrUpdated()))
+}
+
+// deleteSub removes subscription k with its index entries and schedule;
+// it reports false when there was none.
+func deleteSub(tx *bbolt.Tx, k store.SubscriptionKey) (bool, error) {
+	key := subKey(k)
+	rec, ok, err := readSubAt(tx, key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := scheduleOf(tx).unindex(key, k, fromSubRecord(k, rec)); err != nil {
+		return false, err
+	}
+	if err := tx.Bucket(bucketSubs).Delete(key); err != nil {
+		return false, err
+	}
+	return true, tx.Bucket(bucketSubsByURI).Delete(subURIKey(k))
+}
+
+// ClaimDuePolls implements store.Schedule: a walk of polls_by_due from the
+// provider's first key to now, skipping leases that still run, in one
+// write transaction (bbolt has one writer, so two claims cannot
+// interleave).
+func (s *Store) ClaimDuePolls(ctx context.Context, provider, owner string, now time.Time, d time.Duration, limit int) ([]store.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	nowKey, lease := timeKey(now), leaseValue(owner, now.Add(d))
+	var out []store.Subscription
+	err := s.update("claim due polls", func(tx *bbolt.Tx) error {
+		out = out[:0]
+		sc := scheduleOf(tx)
+		prefix := keyPrefix(provider)
+		var claimed [][]byte
+		c := sc.due.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
+			sk, at, err := splitTimedKey(k, prefix, provider)
+			if err != nil {
+				return fmt.Errorf("polls_by_due %q: %w", k, err)
+			}
+			if at > nowKey {
+				break
+			}
+			if held(v, nowKey) {
+				continue
+			}
+			rec, ok, err := readSub(tx, sk)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue // only a damaged file has an entry without its record
+			}
+			sub := fromSubRecord(sk, rec)
+			sub.NextPollAt = keyTime(at)
+			out = append(out, sub)
+			claimed = append(claimed, bytes.Clone(k))
+		}
+		for _, k := range claimed {
+			if err := sc.due.Put(k, lease); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NextPollDue implements store.Schedule with a read transaction: the walk
+// stops at the first unleased entry, so it reads the leased entries before
+// it and no more.
+func (s *Store) NextPollDue(ctx context.Context, provider string, now time.Time) (time.Time, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, false, err
+	}
+	nowKey := timeKey(now)
+	var next uint64
+	found := false
+	err := s.view("next poll due", func(tx *bbolt.Tx) error {
+		prefix := keyPrefix(provider)
+		c := tx.Bucket(bucketPollsByDue).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			_, at, err := splitTimedKey(k, prefix, provider)
+			if err != nil {
+				return fmt.Errorf("polls_by_due %q: %w", k, err)
+			}
+			if found && at >= next {
+				return nil
+			}
+			if _, until := leaseOf(v); until > nowKey {
+				at = max(at, until)
+			}
+			if !found || at < next {
+				next, found = at, true
+			}
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return time.Time{}, false, err
+	}
+	return keyTime(next), true, nil
+}
+
+// SchedulePolls implements store.Schedule in one write transaction: per
+// slot, the polls entry and the polls_by_due key, and never the record.
+func (s *Store) SchedulePolls(ctx context.Context, owner string, slots []store.PollSlot) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.update("schedule polls", func(tx *bbolt.Tx) error {
+		n = 0
+		sc := scheduleOf(tx)
+		for _, slot := range slots {
+			key := subKey(slot.SubscriptionKey)
+			v := sc.polls.Get(key)
+			if len(v) != 8 {
+				continue // gone
+			}
+			oldDue := timedKey(slot.SubscriptionKey, keyTime(binary.BigEndian.Uint64(v)))
+			if by, until := leaseOf(sc.due.Get(oldDue)); until != 0 && by != owner {
+				continue
+			}
+			if err := sc.due.Delete(oldDue); err != nil {
+				return err
+			}
+			if err := sc.due.Put(timedKey(slot.SubscriptionKey, slot.Next), nil); err != nil {
+				return err
+			}
+			if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(slot.Next))); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// ClaimPending implements store.Schedule: a walk of pending from the
+// oldest mark.
+func (s *Store) ClaimPending(ctx context.Context, owner string, now time.Time, d time.Duration, limit int) ([]store.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	nowKey, lease := timeKey(now), leaseValue(owner, now.Add(d))
+	var out []store.Subscription
+	err := s.update("claim pending", func(tx *bbolt.Tx) error {
+		out = out[:0]
+		sc := scheduleOf(tx)
+		var claimed [][]byte
+		c := sc.pending.Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			if held(v, nowKey) {
+				continue
+			}
+			if len(k) < 8 {
+				return fmt.Errorf("pending %q: %w", k, errBadKey)
+			}
+			parts, err := splitKey(k[8:], 3)
+			if err != nil {
+				return fmt.Errorf("pending %q: %w", k, err)
+			}
+			sk := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
+			key := subKey(sk)
+			rec, ok, err := readSubAt(tx, key)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			sub := fromSubRecord(sk, rec)
+			sub.NextPollAt = nextOf(sc.polls, key)
+			out = append(out, sub)
+			claimed = append(claimed, bytes.Clone(k))
+		}
+		for _, k := range claimed {
+			if err := sc.pending.Put(k, lease); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ExpireSubscriptions implements store.Schedule: a walk of
+// subs_by_unfurled from the provider's oldest, deleting as
+// DeleteSubscription does, in one write transaction.
+func (s *Store) ExpireSubscriptions(ctx context.Context, provider string, before time.Time, limit int) ([]store.SubscriptionKey, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	beforeKey := timeKey(before)
+	var out []store.SubscriptionKey
+	err := s.update("expire subscriptions", func(tx *bbolt.Tx) error {
+		out = out[:0]
+		prefix := keyPrefix(provider)
+		c := tx.Bucket(bucketSubsByUnfurled).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+			sk, at, err := splitTimedKey(k, prefix, provider)
+			if err != nil {
+				return fmt.Errorf("subs_by_unfurled %q: %w", k, err)
+			}
+			if at >= beforeKey {
+				break
+			}
+			out = append(out, sk)
+		}
+		for _, k := range out {
+			if _, err := deleteSub(tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ScheduleCounts implements store.Schedule by walking the provider's keys
+// of polls_by_due and the pending marks; no record is decoded.
+func (s *Store) ScheduleCounts(ctx context.Context, provider string, now time.Time) (store.ScheduleCounts, error) {
+	if err := ctx.Err(); err != nil {
+		return store.ScheduleCounts{}, err
+	}
+	nowKey := timeKey(now)
+	var out store.ScheduleCounts
+	err := s.view("schedule counts", func(tx *bbolt.Tx) error {
+		out = store.ScheduleCounts{}
+		prefix := keyPrefix(provider)
+		c := tx.Bucket(bucketPollsByDue).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(k) < len(prefix)+8 {
+				return fmt.Errorf("polls_by_due %q: %w", k, errBadKey)
+			}
+			out.Subscriptions++
+			switch {
+			case held(v, nowKey):
+				out.Leased++
+			case binary.BigEndian.Uint64(k[len(prefix):]) <= nowKey:
+				out.Due++
+			}
+		}
+		c = tx.Bucket(bucketPending).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) >= 8 && bytes.HasPrefix(k[8:], prefix) {
+				out.Pending++
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// buildSchedule gives every subscription its schedule entries, once, for
+// a file written before the schedule existed: each is due at once
+// (never scheduled), its pending mark and unfurl time are indexed from
+// its record. It runs in batches of scheduleBuildBatch, each one
+// transaction that also records where it stopped, so a crash resumes
+// the build rather than restarting or doubling it, and sets
+// keyScheduleBuilt at the end; a file that has it is not read at all.
+// Open runs it before it returns the store, so no write can interleave.
+func buildSchedule(db *bbolt.DB) error {
+	done := false
+	if err := db.View(func(tx *bbolt.Tx) error {
+		done = tx.Bucket(bucketMeta).Get(keyScheduleBuilt) != nil
+		return nil
+	}); err != nil || done {
+		return err
+	}
+	for !done {
+		err := db.Update(func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			sc := scheduleOf(tx)
+			// The time keys of one batch arrive in key order for
+			// polls_by_due (all zero) and in time order for none of the
+			// others; the default fill suits both.
+			c := tx.Bucket(bucketSubs).Cursor()
+			k, v := c.First()
+			if at := meta.Get(keyScheduleBuildAt); at != nil {
+				k, v = c.Seek(at)
+				if bytes.Equal(k, at) {
+					k, v = c.Next()
+				}
+			}
+			var last []byte
+			for n := 0; k != nil && n < scheduleBuildBatch; k, v = c.Next() {
+				parts, err := splitKey(k, 3)
+				if err != nil {
+					return fmt.Errorf("subscriptions %q: %w", k, err)
+				}
+				var rec subRecord
+				if err := decode("subscription", v, &rec); err != nil {
+					return err
+				}
+				sk := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
+				key := bytes.Clone(k)
+				if sc.polls.Get(key) == nil {
+					if err := sc.index(key, sk, store.Subscription{}, false, fromSubRecord(sk, rec)); err != nil {
+						return err
+					}
+				}
+				last = key
+				n++
+			}
+			if k == nil {
+				done = true
+				if err := meta.Delete(keyScheduleBuildAt); err != nil {
+					return err
+				}
+				return meta.Put(keyScheduleBuilt, []byte("1"))
+			}
+			return meta.Put(keyScheduleBuildAt, last)
+		})
+		if err != nil {
+			return fmt.Errorf("build the poll schedule: %w", err)
+		}
+	}
+	return nil
+}

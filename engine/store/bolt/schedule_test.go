@@ -1,0 +1,117 @@
+package bolt
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/unfurld/unfurld/engine/store"
+)
+
+// TestOpenBuildsSchedule: a file written before the schedule existed gets
+// one as it opens: every subscription due at once, pending marks and
+// unfurl times indexed. Opening it again reads no subscription and
+// commits nothing.
+func TestOpenBuildsSchedule(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := t.Context()
+	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
+	var keys []store.SubscriptionKey
+	for i, uri := range []string{"https://a/1", "https://a/2", "https://a/3"} {
+		k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: uri}
+		keys = append(keys, k)
+		_, err := s.PutSubscription(ctx, store.Subscription{
+			SubscriptionKey: k, AttrHash: "h", CreatedAt: at, UpdatedAt: at,
+			UnfurledAt: at.Add(time.Duration(i) * time.Hour),
+		})
+		require.NoError(t, err)
+	}
+	_, err := s.PutSubscription(ctx, store.Subscription{
+		SubscriptionKey: keys[1], UpdatedAt: at,
+		Refresh: store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending},
+	})
+	require.NoError(t, err)
+	// Back to the layout of the previous version.
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketPolls, bucketPollsByDue, bucketPending, bucketSubsByUnfurled} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Delete(keyScheduleBuilt)
+	}))
+	require.NoError(t, s.Close())
+
+	s, err = Open(path, Options{})
+	require.NoError(t, err)
+	due, err := s.ClaimDuePolls(ctx, "p", "r1", at, time.Minute, 10)
+	require.NoError(t, err)
+	assert.Len(t, due, 3)
+	pending, err := s.ClaimPending(ctx, "r1", at, time.Minute, 10)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	assert.Equal(t, keys[1], pending[0].SubscriptionKey)
+	gone, err := s.ExpireSubscriptions(ctx, "p", at.Add(90*time.Minute), 10)
+	require.NoError(t, err)
+	assert.Equal(t, keys[:2], gone)
+	require.NoError(t, s.Close())
+
+	s, err = Open(path, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	before := s.txID()
+	require.NoError(t, s.Close())
+	s, err = Open(path, Options{})
+	require.NoError(t, err)
+	assert.Equal(t, before, s.txID(), "a built schedule is not built again")
+}
+
+// TestOpenResumesScheduleBuild: a build cut short resumes after the last
+// subscription it indexed, without doubling what it did.
+func TestOpenResumesScheduleBuild(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := t.Context()
+	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
+	var keys []store.SubscriptionKey
+	for _, uri := range []string{"https://a/1", "https://a/2", "https://a/3"} {
+		k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: uri}
+		keys = append(keys, k)
+		_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h"})
+		require.NoError(t, err)
+	}
+	next := time.Date(2025, 3, 14, 0, 0, 0, 0, time.UTC)
+	n, err := s.SchedulePolls(ctx, "r1", []store.PollSlot{{SubscriptionKey: keys[0], Next: next}})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	// As if a build had indexed keys[0] and stopped: keys[1] and keys[2]
+	// have no schedule yet.
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		sc := scheduleOf(tx)
+		for _, k := range keys[1:] {
+			rec, _, err := readSub(tx, k)
+			if err != nil {
+				return err
+			}
+			if err := sc.unindex(subKey(k), k, fromSubRecord(k, rec)); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyScheduleBuildAt, subKey(keys[0])); err != nil {
+			return err
+		}
+		return meta.Delete(keyScheduleBuilt)
+	}))
+	require.NoError(t, s.Close())
+
+	s, err = Open(path, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	c, err := s.ScheduleCounts(ctx, "p", next.Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, store.ScheduleCounts{Subscriptions: 3, Due: 2}, c, "keys[0] kept its slot")
+}
