@@ -68,8 +68,18 @@ func fillStore(t *testing.T, st store.Store, kr *sealing.Keyring, now time.Time)
 
 	for i, uri := range []string{"https://acme.example/items/1", "https://acme.example/items/2", "https://acme.example/items/3"} {
 		k := store.SubscriptionKey{Provider: "acme", ConnectionID: conn.ID, URI: uri}
-		_, err := st.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h" + uri, CreatedAt: now, UpdatedAt: now})
+		_, err := st.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h" + uri, CreatedAt: now, UpdatedAt: now, UnfurledAt: now})
 		require.NoError(t, err)
+		switch i {
+		case 0: // polled: its next poll is the schedule's
+			n, err := st.SchedulePolls(ctx, "replica", []store.PollSlot{{SubscriptionKey: k, Next: now.Add(10 * time.Minute)}})
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+		case 2: // a webhook's refresh still pending
+			_, err := st.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, UpdatedAt: now,
+				Refresh: store.RefreshRecord{At: now, Trigger: "webhook", Outcome: store.RefreshPending}})
+			require.NoError(t, err)
+		}
 		if i == 0 {
 			// A live refresh's put: validators and its story.
 			_, err := st.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, ETag: `"v7"`, LastModified: "Mon, 07 Dec 2026 01:00:00 GMT",
@@ -115,6 +125,7 @@ func normSnapshot(s store.Snapshot) store.Snapshot {
 	for i := range s.Subscriptions {
 		sub := &s.Subscriptions[i]
 		sub.CreatedAt, sub.UpdatedAt, sub.Refresh.At = sub.CreatedAt.UTC(), sub.UpdatedAt.UTC(), sub.Refresh.At.UTC()
+		sub.NextPollAt, sub.UnfurledAt = sub.NextPollAt.UTC(), sub.UnfurledAt.UTC()
 	}
 	for i := range s.Outbox {
 		it := &s.Outbox[i]
@@ -169,7 +180,7 @@ providers:
 
 	e, out, errb := testEnv(vars)
 	require.Equal(t, exitOK, run(t.Context(), []string{"migrate-store", "--from", boltPath, "--to", cfg}, e), errb.String())
-	assert.Regexp(t, `connections +2 +2\ntokens +6 +6\nflows +1 +1\nsubscriptions +3 +3\noutbox +2 +2\n`, out.String())
+	assert.Regexp(t, `connections +2 +2\ntokens +6 +6\nflows +1 +1\nsubscriptions +3 +3\nscheduled polls +1 +1\npending refreshes +1 +1\noutbox +2 +2\n`, out.String())
 	assert.NotContains(t, out.String()+errb.String(), dsn, "the DSN may hold a password")
 
 	dst, err := postgres.Open(t.Context(), dsn)
@@ -178,6 +189,20 @@ providers:
 	got, err := dst.Export(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, normSnapshot(want), normSnapshot(got), "record for record")
+	// The schedule came along: the mark is claimable, the polled link
+	// waits for its slot while the others are due.
+	marked, err := dst.ClaimPending(t.Context(), "verify", now, time.Minute, 10)
+	require.NoError(t, err)
+	require.Len(t, marked, 1)
+	assert.Equal(t, "https://acme.example/items/3", marked[0].URI)
+	due, err := dst.ClaimDuePolls(t.Context(), "acme", "verify", now, time.Minute, 10)
+	require.NoError(t, err)
+	assert.Len(t, due, 2)
+	// Settled as a refresh would, so that serve below does not refresh
+	// the link against an upstream that is not there.
+	_, err = dst.PutSubscription(t.Context(), store.Subscription{SubscriptionKey: marked[0].SubscriptionKey, UpdatedAt: now,
+		Refresh: store.RefreshRecord{At: now.Add(time.Second), Trigger: "webhook", Outcome: "unchanged", Status: 200}})
+	require.NoError(t, err)
 
 	// The sealed records open in PostgreSQL: the spent refresh token,
 	// presented again within its grace, answers with the pair sealed
@@ -233,7 +258,7 @@ providers:
 	assert.Equal(t, "the schema is up to date\n", out.String())
 	e, out, errb = testEnv(map[string]string{"DATABASE_URL": cluster.Database(t), "KEYS": spec})
 	require.Equal(t, exitOK, run(t.Context(), []string{"migrate", "--config", cfg}, e), errb.String())
-	assert.Equal(t, "applied 0001_init.sql\napplied 0002_connection_story.sql\napplied 0004_outbox_leases.sql\n", out.String())
+	assert.Equal(t, "applied 0001_init.sql\napplied 0002_connection_story.sql\napplied 0003_schedule.sql\napplied 0004_outbox_leases.sql\n", out.String())
 
 	// The other commands open the store by driver too: a token, then
 	// serve answers an unfurl with it and records the subscription in

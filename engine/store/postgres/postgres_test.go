@@ -43,6 +43,10 @@ func TestOutboxConformance(t *testing.T) {
 	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return open(t) })
 }
 
+func TestScheduleConformance(t *testing.T) {
+	storetest.RunSchedule(t, func(t *testing.T) storetest.ScheduleStore { return open(t) })
+}
+
 func TestSealedConformance(t *testing.T) {
 	storetest.RunSealed(t, func(t *testing.T) store.Store { return open(t) })
 }
@@ -67,7 +71,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	for names := range applied {
 		all = append(all, names...)
 	}
-	assert.ElementsMatch(t, []string{"0001_init.sql", "0002_connection_story.sql", "0004_outbox_leases.sql"}, all, "each migration applied exactly once")
+	assert.ElementsMatch(t, []string{"0001_init.sql", "0002_connection_story.sql", "0003_schedule.sql", "0004_outbox_leases.sql"}, all, "each migration applied exactly once")
 
 	again, err := postgres.Migrate(t.Context(), dsn)
 	require.NoError(t, err)
@@ -139,6 +143,7 @@ func TestConformanceUnderCache(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return over(t) })
 	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return over(t) })
 	storetest.RunSealed(t, func(t *testing.T) store.Store { return over(t) })
+	storetest.RunSchedule(t, func(t *testing.T) storetest.ScheduleStore { return over(t) })
 }
 
 // waitForLockWaiters polls until n sessions of the database wait on a

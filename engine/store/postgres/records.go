@@ -20,7 +20,8 @@ const (
 		notion_token, upstream_credential, upstream_expiry, status, created_at, updated_at,
 		upstream_refreshed_at, reconnect, failures`
 	subCols = `provider, connection_id, uri, attr_hash, etag, last_modified, created_at, updated_at,
-		refresh_at, refresh_trigger, refresh_outcome, refresh_status, refresh_detail, delivered_at`
+		refresh_at, refresh_trigger, refresh_outcome, refresh_status, refresh_detail, delivered_at,
+		unfurled_at, next_poll_at`
 )
 
 func scanToken(row pgx.Row) (store.Token, error) {
@@ -149,14 +150,22 @@ func scanSub(row pgx.Row) (store.Subscription, error) {
 	var s store.Subscription
 	err := row.Scan(sb(&s.Provider), sb(&s.ConnectionID), sb(&s.URI), sb(&s.AttrHash), sb(&s.ETag),
 		sb(&s.LastModified), sns(&s.CreatedAt), sns(&s.UpdatedAt), sns(&s.Refresh.At), sb(&s.Refresh.Trigger),
-		sb(&s.Refresh.Outcome), &s.Refresh.Status, sb(&s.Refresh.Detail), sns(&s.DeliveredAt))
+		sb(&s.Refresh.Outcome), &s.Refresh.Status, sb(&s.Refresh.Detail), sns(&s.DeliveredAt),
+		sns(&s.UnfurledAt), snext(&s.NextPollAt))
 	return s, notFound(err)
 }
 
 func subArgs(s store.Subscription) []any {
 	return []any{b(s.Provider), b(s.ConnectionID), b(s.URI), b(s.AttrHash), b(s.ETag), b(s.LastModified),
 		ns(s.CreatedAt), ns(s.UpdatedAt), ns(s.Refresh.At), b(s.Refresh.Trigger), b(s.Refresh.Outcome),
-		s.Refresh.Status, b(s.Refresh.Detail), ns(s.DeliveredAt)}
+		s.Refresh.Status, b(s.Refresh.Detail), ns(s.DeliveredAt), ns(s.UnfurledAt), nextPoll(s.NextPollAt)}
+}
+
+// updateArgs are subArgs without next_poll_at, the last: for
+// updateSubSQL, which leaves the schedule alone.
+func updateArgs(s store.Subscription) []any {
+	args := subArgs(s)
+	return args[:len(args)-1]
 }
 
 // keyArgs are a subscription key's columns, for WHERE provider = $1 AND

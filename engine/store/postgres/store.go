@@ -176,7 +176,7 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 			exists bool
 		}
 		next := map[store.SubscriptionKey]*pending{}
-		var order []store.SubscriptionKey
+		var order, release []store.SubscriptionKey
 		for _, sub := range subs {
 			if !live[sub.ConnectionID] {
 				continue
@@ -187,6 +187,9 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 				old, found = p.sub, true
 			}
 			merged, write := store.MergeSubscription(old, found, sub)
+			if found && old.Pending() && merged.Pending() && !sub.Refresh.IsZero() && !sub.Pending() {
+				release = append(release, sub.SubscriptionKey)
+			}
 			if !write {
 				continue
 			}
@@ -199,14 +202,17 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 			}
 			p.sub = merged
 		}
-		if len(order) == 0 {
+		if len(order) == 0 && len(release) == 0 {
 			return nil
 		}
 		batch := &pgx.Batch{}
+		for _, k := range release {
+			batch.Queue(releasePendingSQL, keyArgs(k)...)
+		}
 		for _, k := range order {
 			p := next[k]
 			if p.exists {
-				batch.Queue(updateSubSQL, subArgs(p.sub)...)
+				batch.Queue(updateSubSQL, updateArgs(p.sub)...)
 				continue
 			}
 			batch.Queue(insertSubSQL, subArgs(p.sub)...).Exec(func(tag pgconn.CommandTag) error {
@@ -223,10 +229,20 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 
 const (
 	insertSubSQL = `INSERT INTO subscriptions (` + subCols + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING`
+	// updateSubSQL keeps next_poll_at, which only SchedulePolls changes
+	// (so it takes updateArgs), and drops the pending lease with the mark: a mark made
+	// later starts unleased (store.Schedule.ClaimPending).
 	updateSubSQL = `UPDATE subscriptions SET attr_hash = $4, etag = $5, last_modified = $6,
 		created_at = $7, updated_at = $8, refresh_at = $9, refresh_trigger = $10, refresh_outcome = $11,
-		refresh_status = $12, refresh_detail = $13, delivered_at = $14 WHERE ` + keyWhere
+		refresh_status = $12, refresh_detail = $13, delivered_at = $14, unfurled_at = $15,
+		pending_owner = CASE WHEN $11 = 'pending'::bytea THEN pending_owner END,
+		pending_until = CASE WHEN $11 = 'pending'::bytea THEN pending_until END
+		WHERE ` + keyWhere
+	// releasePendingSQL drops the lease on a mark that a recorded
+	// refresh leaves standing (store.Schedule.ClaimPending).
+	releasePendingSQL = `UPDATE subscriptions SET pending_owner = NULL, pending_until = NULL
+		WHERE ` + keyWhere + ` AND pending_until IS NOT NULL`
 )
 
 // lockConnections returns which connections of subs exist, locked FOR

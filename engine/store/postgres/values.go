@@ -89,6 +89,40 @@ func (s scanTime) Scan(src any) error {
 	return nil
 }
 
+// neverPolled is next_poll_at of a subscription never scheduled
+// (migrations/0003_schedule.sql): below every time, so due at once.
+const neverPolled = math.MinInt64
+
+// nextPollTime is a next poll time in next_poll_at: never NULL, the zero
+// time as neverPolled.
+type nextPollTime time.Time
+
+// nextPoll wraps t for a query argument.
+func nextPoll(t time.Time) nextPollTime { return nextPollTime(t) }
+
+// Value implements driver.Valuer.
+func (t nextPollTime) Value() (driver.Value, error) {
+	if time.Time(t).IsZero() {
+		return int64(neverPolled), nil
+	}
+	return nsTime(t).Value()
+}
+
+// scanNextPoll scans next_poll_at; neverPolled reads as the zero time.
+type scanNextPoll struct{ dst *time.Time }
+
+// snext wraps dst for Scan.
+func snext(dst *time.Time) scanNextPoll { return scanNextPoll{dst} }
+
+// Scan implements sql.Scanner.
+func (s scanNextPoll) Scan(src any) error {
+	if v, ok := src.(int64); ok && v == neverPolled {
+		*s.dst = time.Time{}
+		return nil
+	}
+	return scanTime(s).Scan(src)
+}
+
 // nullBytes stores an empty slice as NULL; both read back as nil, which
 // callers treat alike.
 func nullBytes(p []byte) []byte {
