@@ -314,3 +314,51 @@ func (o *observed) Probe(ctx context.Context) error {
 	o.obs("Probe", time.Since(start), err)
 	return err
 }
+
+// ClaimDuePolls implements Store, timed.
+func (o *observed) ClaimDuePolls(ctx context.Context, provider, owner string, now time.Time, lease time.Duration, limit int) ([]Subscription, error) {
+	start := time.Now()
+	r0, err := o.Store.ClaimDuePolls(ctx, provider, owner, now, lease, limit)
+	o.obs("ClaimDuePolls", time.Since(start), err)
+	return r0, err
+}
+
+// NextPollDue implements Store, timed.
+func (o *observed) NextPollDue(ctx context.Context, provider string, now time.Time) (time.Time, bool, error) {
+	start := time.Now()
+	r0, r1, err := o.Store.NextPollDue(ctx, provider, now)
+	o.obs("NextPollDue", time.Since(start), err)
+	return r0, r1, err
+}
+
+// SchedulePolls implements Store, timed.
+func (o *observed) SchedulePolls(ctx context.Context, owner string, next []PollSlot) (int, error) {
+	start := time.Now()
+	r0, err := o.Store.SchedulePolls(ctx, owner, next)
+	o.obs("SchedulePolls", time.Since(start), err)
+	return r0, err
+}
+
+// ClaimPending implements Store, timed.
+func (o *observed) ClaimPending(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Subscription, error) {
+	start := time.Now()
+	r0, err := o.Store.ClaimPending(ctx, owner, now, lease, limit)
+	o.obs("ClaimPending", time.Since(start), err)
+	return r0, err
+}
+
+// ExpireSubscriptions implements Store, timed.
+func (o *observed) ExpireSubscriptions(ctx context.Context, provider string, before time.Time, limit int) ([]SubscriptionKey, error) {
+	start := time.Now()
+	r0, err := o.Store.ExpireSubscriptions(ctx, provider, before, limit)
+	o.obs("ExpireSubscriptions", time.Since(start), err)
+	return r0, err
+}
+
+// ScheduleCounts implements Store, timed.
+func (o *observed) ScheduleCounts(ctx context.Context, provider string, now time.Time) (ScheduleCounts, error) {
+	start := time.Now()
+	r0, err := o.Store.ScheduleCounts(ctx, provider, now)
+	o.obs("ScheduleCounts", time.Since(start), err)
+	return r0, err
+}

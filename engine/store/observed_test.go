@@ -19,6 +19,7 @@ func TestObservedConformance(t *testing.T) {
 	nop := func(string, time.Duration, error) {}
 	storetest.Run(t, func(*testing.T) store.Store { return store.Observe(memory.New(), nop) })
 	storetest.RunOutbox(t, func(*testing.T) storetest.OutboxStore { return store.Observe(memory.New(), nop) })
+	storetest.RunSchedule(t, func(*testing.T) storetest.ScheduleStore { return store.Observe(memory.New(), nop) })
 }
 
 // TestObservedReports: every call reaches the observer with its name and
@@ -37,9 +38,12 @@ func TestObservedReports(t *testing.T) {
 	require.NoError(t, st.CreateConnection(ctx, store.Connection{ID: "c1", Provider: "p", AccountKey: "k", Status: store.StatusActive}))
 	_, err = st.OutboxDepth(ctx)
 	require.NoError(t, err)
+	_, err = st.ClaimDuePolls(ctx, "p", "r1", time.Now(), time.Minute, 1)
+	require.NoError(t, err)
 
 	assert.True(t, errors.Is(seen["GetConnection"], store.ErrNotFound))
 	assert.Contains(t, seen, "CreateConnection")
 	assert.NoError(t, seen["CreateConnection"])
 	assert.Contains(t, seen, "OutboxDepth")
+	assert.Contains(t, seen, "ClaimDuePolls")
 }

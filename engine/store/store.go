@@ -249,6 +249,7 @@ type Store interface {
 	GrantStore
 	Outbox
 	SealedStore
+	Schedule
 
 	// CreateToken stores t; ErrAlreadyExists if its digest is taken.
 	CreateToken(ctx context.Context, t Token) error

@@ -28,13 +28,29 @@ type KindCount struct {
 	Count int
 }
 
-// Counts lists the records per kind, in a fixed order.
+// Counts lists the records per kind, in a fixed order, then what the
+// subscriptions carry for the live-update schedule (Schedule): how many
+// have a next poll time and how many a webhook's pending mark, so that
+// a copy that lost either is caught by its counts. Leases are not
+// counted: they belong to running processes, and a copy is made with
+// none running.
 func (s Snapshot) Counts() []KindCount {
+	scheduled, pending := 0, 0
+	for _, sub := range s.Subscriptions {
+		if !sub.NextPollAt.IsZero() {
+			scheduled++
+		}
+		if sub.Pending() {
+			pending++
+		}
+	}
 	return []KindCount{
 		{"connections", len(s.Connections)},
 		{"tokens", len(s.Tokens)},
 		{"flows", len(s.Flows)},
 		{"subscriptions", len(s.Subscriptions)},
+		{"scheduled polls", scheduled},
+		{"pending refreshes", pending},
 		{"outbox", len(s.Outbox)},
 	}
 }

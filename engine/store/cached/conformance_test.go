@@ -27,9 +27,11 @@ func overBolt(t *testing.T) *cached.Store {
 func TestConformanceOverMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return overMemory(t) })
 	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return overMemory(t) })
+	storetest.RunSchedule(t, func(t *testing.T) storetest.ScheduleStore { return overMemory(t) })
 }
 
 func TestConformanceOverBolt(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return overBolt(t) })
 	storetest.RunOutbox(t, func(t *testing.T) storetest.OutboxStore { return overBolt(t) })
+	storetest.RunSchedule(t, func(t *testing.T) storetest.ScheduleStore { return overBolt(t) })
 }

@@ -293,3 +293,23 @@ func TestCloseWaitsForCommits(t *testing.T) {
 	assert.True(t, ok, "written before Close returned")
 	require.ErrorIs(t, f.st.RecordSubscription(ctx, sub("c1", "late", "h")), ErrClosed)
 }
+
+// TestExpireForgetsRecorded: a link expired through the cached store is
+// recorded again by its next unfurl, even with the hash the recorder
+// remembers.
+func TestExpireForgetsRecorded(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	old := sub("c1", "old", "h")
+	old.UpdatedAt = f.clock().Add(-48 * time.Hour)
+	require.NoError(t, f.st.RecordSubscription(ctx, old))
+	gone, err := f.st.ExpireSubscriptions(ctx, "tracker", f.clock().Add(-24*time.Hour), 10)
+	require.NoError(t, err)
+	require.Equal(t, []store.SubscriptionKey{old.SubscriptionKey}, gone)
+	_, ok := f.stored(t, "c1", "old")
+	require.False(t, ok)
+
+	require.NoError(t, f.st.RecordSubscription(ctx, sub("c1", "old", "h")))
+	_, ok = f.stored(t, "c1", "old")
+	assert.True(t, ok, "recorded again")
+}
