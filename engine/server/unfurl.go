@@ -297,6 +297,9 @@ func (h *unfurlHandler) subscribe(ctx context.Context, cl *caller, uri string, r
 		AttrHash:        r.Hash,
 		CreatedAt:       now,
 		UpdatedAt:       now,
+		// The store keeps it a day at a time (store.UnfurledGranularity),
+		// so a warm link still writes nothing on most unfurls.
+		UnfurledAt: now,
 	})
 	if err != nil {
 		h.s.log.WarnContext(ctx, "subscription not recorded", "provider", cl.provider.Name, "err", err)

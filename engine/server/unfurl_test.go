@@ -351,3 +351,16 @@ func TestUnfurlAnswersOnceSubscribed_F1(t *testing.T) {
 	_, err = h.raw.GetSubscription(t.Context(), store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: other})
 	require.NoError(t, err)
 }
+
+// TestUnfurlRecordsUnfurledAt: an unfurl tells the store when the link was
+// unfurled, which the store keeps a day at a time for the expiry of links
+// nobody looks at (store.Schedule.ExpireSubscriptions).
+func TestUnfurlRecordsUnfurledAt(t *testing.T) {
+	h := newHarness(t)
+	tok, conn := h.token("tracker")
+	uri := "https://tracker.example.com/acme/items/1"
+	require.Equal(t, http.StatusOK, h.unfurl("tracker", tok, uri).Code)
+	sub, err := h.raw.GetSubscription(t.Context(), store.SubscriptionKey{Provider: "tracker", ConnectionID: conn, URI: uri})
+	require.NoError(t, err)
+	assert.True(t, sub.UnfurledAt.Equal(h.clock.Now()), "unfurled at %v, want %v", sub.UnfurledAt, h.clock.Now())
+}
