@@ -104,7 +104,8 @@ type Options struct {
 	// SkipCheck skips the integrity check at open, which reads every page
 	// of the file once; the cheap checks (empty file, truncation) still
 	// run. Skip it only for a large file known to be healthy, because a
-	// corrupt page found later may stop the process.
+	// corrupt page found later may stop the process, or run Store.Check
+	// right after Open, which is the same check on the open store.
 	SkipCheck bool
 	// Logger receives the eraser's warnings (erase.go); nil discards
 	// them.

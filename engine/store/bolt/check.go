@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -118,11 +119,15 @@ func panicError(r any) error {
 // cannot see: pages both used and free, pages lost to neither, keys out of
 // order.
 func check(db *bbolt.DB) error {
+	return checkCtx(context.Background(), db)
+}
+
+// checkCtx is check, stopping with ctx's error when ctx ends.
+func checkCtx(ctx context.Context, db *bbolt.DB) error {
 	return db.View(func(tx *bbolt.Tx) error {
-		var sum uint32
+		r := reader{ctx: ctx}
 		if err := tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
-			sum = readAll(b, sum)
-			return nil
+			return r.readAll(b)
 		}); err != nil {
 			return err
 		}
@@ -138,22 +143,67 @@ func check(db *bbolt.DB) error {
 	})
 }
 
+// reader walks buckets for the check, looking at ctx every few thousand
+// keys.
+type reader struct {
+	ctx  context.Context //nolint:containedctx // one walk's, dropped with it
+	sum  uint32
+	keys int
+}
+
 // readAll touches every byte of every key and value under b, recursively,
 // so that a page that cannot be read faults here. The checksum only keeps
 // the reads from being optimized away.
-func readAll(b *bbolt.Bucket, sum uint32) uint32 {
+func (r *reader) readAll(b *bbolt.Bucket) error {
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		sum = crc32.Update(sum, crc32.IEEETable, k)
+		if r.keys++; r.keys%4096 == 0 {
+			if err := r.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		r.sum = crc32.Update(r.sum, crc32.IEEETable, k)
 		if v == nil {
 			if child := b.Bucket(k); child != nil {
-				sum = readAll(child, sum)
+				if err := r.readAll(child); err != nil {
+					return err
+				}
 			}
 			continue
 		}
-		sum = crc32.Update(sum, crc32.IEEETable, v)
+		r.sum = crc32.Update(r.sum, crc32.IEEETable, v)
 	}
-	return sum
+	return nil
+}
+
+// Check runs the integrity check of Open (see Options.SkipCheck) on the
+// open store: every page is read in one read transaction, then bbolt's
+// own consistency check runs. It fails with ErrCorrupt and what it found,
+// or with ctx's error when ctx ends first. Readers and the one writer go
+// on meanwhile; pages freed during the check are reused only after it.
+//
+// It is what lets a big store start at once: the check reads the whole
+// file (16 s for a million subscriptions from a cold page cache), so a
+// server opens with SkipCheck, starts listening, then calls Check and
+// stops if it fails. A fault on a damaged page is recovered as at Open
+// (TH-45, F12).
+func (s *Store) Check(ctx context.Context) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("check %s: %w: %w", s.db.Path(), ErrCorrupt, panicError(r))
+		}
+	}()
+	if err := checkCtx(ctx, s.db); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("check %s: %w: %w", s.db.Path(), ErrCorrupt, err)
+	}
+	return nil
 }
 
 // isContentError reports whether bbolt.Open failed on an existing file's
