@@ -119,9 +119,7 @@ func pageAlloc(s *Store) int64 {
 
 // BenchmarkSchedule measures the poll schedule on a file of a million
 // subscriptions (UNFURLD_BENCH_SUBS to change it); the file is generated
-// once, then copied:
-//
-//	go test -run '^$' -bench Schedule -benchtime 20x -timeout 1h ./engine/store/bolt
+// once, then copied. Its sub-benchmarks:
 //
 //   - open/build-schedule: the first Open of a file from the version
 //     before, which builds the schedule once;
@@ -135,6 +133,9 @@ func pageAlloc(s *Store) int64 {
 //     record per subscription through PutSubscriptions.
 //
 // page-B/poll is the bytes of pages committed per polled subscription.
+// Run it with
+//
+//	go test -run '^$' -bench Schedule -benchtime 3x -timeout 1h ./engine/store/bolt
 func BenchmarkSchedule(b *testing.B) {
 	n := benchSubs(b)
 	dir := b.TempDir()
