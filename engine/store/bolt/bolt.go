@@ -107,8 +107,8 @@ type Options struct {
 	// corrupt page found later may stop the process, or run Store.Check
 	// right after Open, which is the same check on the open store.
 	SkipCheck bool
-	// Logger receives the eraser's warnings (erase.go); nil discards
-	// them.
+	// Logger receives the eraser's warnings (erase.go) and the schedule
+	// build's report (schedule.go); nil discards them.
 	Logger *slog.Logger
 }
 
@@ -116,6 +116,7 @@ type Options struct {
 type Store struct {
 	db    *bbolt.DB
 	erase *eraser
+	build *scheduleBuild
 }
 
 var _ store.Store = (*Store)(nil)
@@ -147,13 +148,9 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if err := buildSchedule(db); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
 	// Scratch buckets of an erase cut short by a crash are zeros only.
 	dropScratch(db)
-	s := &Store{db: db, erase: newEraser(db, opts.Logger)}
+	s := &Store{db: db, erase: newEraser(db, opts.Logger), build: startScheduleBuild(db, opts.Logger)}
 	if erasePending(db) {
 		// A deletion committed but its erase did not finish: a crash,
 		// or an old reader that outlasted the retries.
@@ -203,6 +200,12 @@ func prepare(db *bbolt.DB) error {
 		if err := backfill(tx, created); err != nil {
 			return err
 		}
+		if k, _ := tx.Bucket(bucketSubs).Cursor().First(); k == nil {
+			// Nothing for the schedule's build to do (a new file).
+			if err := meta.Put(keyScheduleBuilt, []byte("1")); err != nil {
+				return err
+			}
+		}
 		// Nothing maintains the old index any more; left behind it would
 		// only keep account keys of deleted connections in the file.
 		if tx.Bucket(bucketConnsByIdentity) != nil {
@@ -242,9 +245,11 @@ func (s *Store) Probe(ctx context.Context) error {
 	})
 }
 
-// Close finishes any erase still due (erase.go), then releases the file
-// and its lock.
+// Close stops a schedule build under way (it resumes at the next Open),
+// finishes any erase still due (erase.go), then releases the file and its
+// lock.
 func (s *Store) Close() error {
+	s.build.stop()
 	s.erase.close()
 	return s.db.Close()
 }

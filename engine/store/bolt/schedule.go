@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 
@@ -498,69 +499,161 @@ func (s *Store) ScheduleCounts(ctx context.Context, provider string, now time.Ti
 	return out, err
 }
 
-// buildSchedule gives every subscription its schedule entries, once, for
-// a file written before the schedule existed: each is due at once
-// (never scheduled), its pending mark and unfurl time are indexed from
-// its record. It runs in batches of scheduleBuildBatch, each one
-// transaction that also records where it stopped, so a crash resumes
-// the build rather than restarting or doubling it, and sets
-// keyScheduleBuilt at the end; a file that has it is not read at all.
-// Open runs it before it returns the store, so no write can interleave.
-func buildSchedule(db *bbolt.DB) error {
-	done := false
-	if err := db.View(func(tx *bbolt.Tx) error {
-		done = tx.Bucket(bucketMeta).Get(keyScheduleBuilt) != nil
+// scheduleBuild gives every subscription of a file written before the
+// schedule existed its schedule entries, once: each is due at once (never
+// scheduled), its pending mark and unfurl time are indexed from its
+// record. It runs after Open has returned, in the background, because it
+// decodes every record: about 20 s for a million subscriptions, which
+// would otherwise hold up the first start of this version. Each batch of
+// scheduleBuildBatch subscriptions is one transaction that also records
+// where it stopped, so Close (or a crash) leaves a build that the next
+// Open resumes, and keyScheduleBuilt marks the end; a file that has it
+// is not read at all.
+//
+// Writes may run meanwhile. A subscription the build has not reached yet
+// is invisible to ClaimDuePolls until it does; every other change is
+// one the build must not undo, so it only adds entries that are missing
+// (index, with no stored record, adds them all; a put of a stored record
+// moves its pending and unfurl entries; a delete removes what there is):
+// a lease taken on a pending mark the put indexed is kept.
+type scheduleBuild struct {
+	quit chan struct{}
+	done chan struct{}
+}
+
+// startScheduleBuild starts the build unless the file has its schedule.
+func startScheduleBuild(db *bbolt.DB, log *slog.Logger) *scheduleBuild {
+	b := &scheduleBuild{quit: make(chan struct{}), done: make(chan struct{})}
+	built := false
+	_ = db.View(func(tx *bbolt.Tx) error {
+		built = tx.Bucket(bucketMeta).Get(keyScheduleBuilt) != nil
 		return nil
-	}); err != nil || done {
-		return err
+	})
+	if built {
+		close(b.done)
+		return b
 	}
-	for !done {
-		err := db.Update(func(tx *bbolt.Tx) error {
-			meta := tx.Bucket(bucketMeta)
-			sc := scheduleOf(tx)
-			// The time keys of one batch arrive in key order for
-			// polls_by_due (all zero) and in time order for none of the
-			// others; the default fill suits both.
-			c := tx.Bucket(bucketSubs).Cursor()
-			k, v := c.First()
-			if at := meta.Get(keyScheduleBuildAt); at != nil {
-				k, v = c.Seek(at)
-				if bytes.Equal(k, at) {
-					k, v = c.Next()
-				}
-			}
-			var last []byte
-			for n := 0; k != nil && n < scheduleBuildBatch; k, v = c.Next() {
-				parts, err := splitKey(k, 3)
-				if err != nil {
-					return fmt.Errorf("subscriptions %q: %w", k, err)
-				}
-				var rec subRecord
-				if err := decode("subscription", v, &rec); err != nil {
-					return err
-				}
-				sk := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
-				key := bytes.Clone(k)
-				if sc.polls.Get(key) == nil {
-					if err := sc.index(key, sk, store.Subscription{}, false, fromSubRecord(sk, rec)); err != nil {
-						return err
-					}
-				}
-				last = key
-				n++
-			}
-			if k == nil {
-				done = true
-				if err := meta.Delete(keyScheduleBuildAt); err != nil {
-					return err
-				}
-				return meta.Put(keyScheduleBuilt, []byte("1"))
-			}
-			return meta.Put(keyScheduleBuildAt, last)
-		})
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	go b.run(db, log)
+	return b
+}
+
+// run builds the schedule batch after batch until done or stopped.
+func (b *scheduleBuild) run(db *bbolt.DB, log *slog.Logger) {
+	defer close(b.done)
+	start, n := time.Now(), 0
+	for {
+		select {
+		case <-b.quit:
+			return
+		default:
+		}
+		done, count, err := buildScheduleBatch(db)
+		n += count
 		if err != nil {
-			return fmt.Errorf("build the poll schedule: %w", err)
+			// A record that does not decode; the next Open tries again,
+			// and its check names the damage.
+			log.Error("live poll schedule not built", "err", err)
+			return
+		}
+		if done {
+			log.Info("live poll schedule built", "subscriptions", n, "duration", time.Since(start))
+			return
 		}
 	}
-	return nil
+}
+
+// stop stops the build between batches and waits for it.
+func (b *scheduleBuild) stop() {
+	select {
+	case <-b.quit:
+	default:
+		close(b.quit)
+	}
+	<-b.done
+}
+
+// wait returns when the build is over, for tests.
+func (b *scheduleBuild) wait() { <-b.done }
+
+// buildScheduleBatch indexes the next scheduleBuildBatch subscriptions
+// and says whether the build is over, and how many it indexed.
+func buildScheduleBatch(db *bbolt.DB) (done bool, n int, err error) {
+	err = db.Update(func(tx *bbolt.Tx) error {
+		done, n = false, 0
+		meta := tx.Bucket(bucketMeta)
+		sc := scheduleOf(tx)
+		// polls_by_due takes its keys in order here (all due at once,
+		// in key order): fill its pages, and those of polls, to the brim.
+		sc.polls.FillPercent, sc.due.FillPercent = 0.9, 0.9
+		c := tx.Bucket(bucketSubs).Cursor()
+		k, v := c.First()
+		if at := meta.Get(keyScheduleBuildAt); at != nil {
+			k, v = c.Seek(at)
+			if bytes.Equal(k, at) {
+				k, v = c.Next()
+			}
+		}
+		var last []byte
+		for ; k != nil && n < scheduleBuildBatch; k, v = c.Next() {
+			parts, err := splitKey(k, 3)
+			if err != nil {
+				return fmt.Errorf("subscriptions %q: %w", k, err)
+			}
+			var rec subRecord
+			if err := decode("subscription", v, &rec); err != nil {
+				return err
+			}
+			sk := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
+			key := bytes.Clone(k)
+			if err := sc.fill(key, sk, fromSubRecord(sk, rec)); err != nil {
+				return err
+			}
+			last = key
+			n++
+		}
+		if k == nil {
+			done = true
+			if err := meta.Delete(keyScheduleBuildAt); err != nil {
+				return err
+			}
+			return meta.Put(keyScheduleBuilt, []byte("1"))
+		}
+		return meta.Put(keyScheduleBuildAt, last)
+	})
+	if err != nil {
+		return false, n, fmt.Errorf("build the poll schedule: %w", err)
+	}
+	return done, n, nil
+}
+
+// has reports whether b holds key, whatever its value: bbolt's Get does
+// not tell an empty value from a missing key.
+func has(b *bbolt.Bucket, key []byte) bool {
+	k, _ := b.Cursor().Seek(key)
+	return bytes.Equal(k, key)
+}
+
+// fill adds the schedule entries of subscription k (record sub) that are
+// missing, leaving those present as they are (scheduleBuild).
+func (sc schedule) fill(key []byte, k store.SubscriptionKey, sub store.Subscription) error {
+	if sc.polls.Get(key) == nil {
+		if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(time.Time{}))); err != nil {
+			return err
+		}
+		if err := sc.due.Put(timedKey(k, time.Time{}), nil); err != nil {
+			return err
+		}
+	}
+	if sub.Pending() {
+		if pk := pendingKey(k, sub.Refresh.At); !has(sc.pending, pk) {
+			if err := sc.pending.Put(pk, nil); err != nil {
+				return err
+			}
+		}
+	}
+	// Present or not, this key has an empty value: putting it is safe.
+	return sc.unfurled.Put(timedKey(k, sub.UnfurledAtOrUpdated()), nil)
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // TestOpenBuildsSchedule: a file written before the schedule existed gets
-// one as it opens: every subscription due at once, pending marks and
+// one once it is open: every subscription due at once, pending marks and
 // unfurl times indexed. Opening it again reads no subscription and
 // commits nothing.
 func TestOpenBuildsSchedule(t *testing.T) {
@@ -48,6 +48,7 @@ func TestOpenBuildsSchedule(t *testing.T) {
 
 	s, err = Open(path, Options{})
 	require.NoError(t, err)
+	s.build.wait()
 	due, err := s.ClaimDuePolls(ctx, "p", "r1", at, time.Minute, 10)
 	require.NoError(t, err)
 	assert.Len(t, due, 3)
@@ -111,6 +112,7 @@ func TestOpenResumesScheduleBuild(t *testing.T) {
 	s, err = Open(path, Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
+	s.build.wait()
 	c, err := s.ScheduleCounts(ctx, "p", next.Add(-time.Hour))
 	require.NoError(t, err)
 	assert.Equal(t, store.ScheduleCounts{Subscriptions: 3, Due: 2}, c, "keys[0] kept its slot")
