@@ -117,3 +117,47 @@ func TestOpenResumesScheduleBuild(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.ScheduleCounts{Subscriptions: 3, Due: 2}, c, "keys[0] kept its slot")
 }
+
+// TestScheduleBuildKeepsLeases: the build may meet a subscription that a
+// write indexed in part while it ran (a pending mark put, then claimed):
+// it adds what is missing and keeps the lease, so no second refresher
+// gets the mark.
+func TestScheduleBuildKeepsLeases(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
+	k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: "https://a/1"}
+	_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h", UpdatedAt: at})
+	require.NoError(t, err)
+	_, err = s.PutSubscription(ctx, store.Subscription{
+		SubscriptionKey: k, UpdatedAt: at,
+		Refresh: store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending},
+	})
+	require.NoError(t, err)
+	claimed, err := s.ClaimPending(ctx, "r1", at, time.Hour, 10)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	// As if the put and the claim had run before the build reached k.
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		sc := scheduleOf(tx)
+		if err := sc.due.Delete(timedKey(k, time.Time{})); err != nil {
+			return err
+		}
+		if err := sc.polls.Delete(subKey(k)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Delete(keyScheduleBuilt)
+	}))
+
+	done, n, err := buildScheduleBatch(s.db)
+	require.NoError(t, err)
+	assert.True(t, done)
+	assert.Equal(t, 1, n)
+	claimed, err = s.ClaimPending(ctx, "r2", at.Add(time.Minute), time.Hour, 10)
+	require.NoError(t, err)
+	assert.Empty(t, claimed, "r1's lease was kept")
+	due, err := s.ClaimDuePolls(ctx, "p", "r2", at, time.Minute, 10)
+	require.NoError(t, err)
+	assert.Len(t, due, 1, "the missing poll entry was added")
+}
