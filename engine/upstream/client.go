@@ -99,7 +99,9 @@ type Request struct {
 	// URL is the absolute http(s) URL, usually from Template.ExpandURL.
 	URL string
 	// Header is sent as is (the credential included). A Host entry is
-	// ignored, as net/http does for client requests.
+	// ignored, as net/http does for client requests. Do takes it over: the
+	// call may outlive the caller (another caller may have joined it), so
+	// the caller must not change the map, nor Body, once Do is called.
 	Header http.Header
 	// Body is sent when non-nil.
 	Body []byte
@@ -117,7 +119,8 @@ type Request struct {
 type Response struct {
 	// Status is the HTTP status code.
 	Status int
-	// Header is the response header; each caller gets its own copy.
+	// Header is the response header. It may be shared with other callers
+	// and the cache: treat it as read-only.
 	Header http.Header
 	// Body is the decompressed body, at most Options.MaxBodyBytes long.
 	// It may be shared with other callers and the cache: treat it as
@@ -332,7 +335,7 @@ type result struct {
 func (r *result) response(start time.Time, hit, shared bool) *Response {
 	return &Response{
 		Status:   r.status,
-		Header:   r.header.Clone(),
+		Header:   r.header,
 		Body:     r.body,
 		CacheHit: hit,
 		Shared:   shared,
@@ -368,8 +371,9 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		}
 	}
 
-	// The flight may outlive this caller, so it gets its own copies.
-	rawURL, header, body := req.URL, req.Header.Clone(), bytes.Clone(req.Body)
+	// The flight may outlive this caller; it owns req's header and body
+	// (see Request), so nothing is copied.
+	rawURL, header, body := req.URL, req.Header, req.Body
 	ch := c.group.DoChan(key, func() (any, error) {
 		// Detached from the first caller's cancellation: the others still
 		// wait for this call. The client timeout still bounds it.
