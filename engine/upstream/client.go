@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"code.dny.dev/ssrf"
-	"golang.org/x/sync/singleflight"
 )
 
 // Defaults applied by New when an Options field is zero.
@@ -146,7 +145,7 @@ type Client struct {
 	now       func() time.Time
 	transport *http.Transport
 	hc        *http.Client
-	group     singleflight.Group
+	flights   flights
 	cache     *cache // nil when disabled
 	obs       Observer
 	// bufs holds *bytes.Buffer for reading bodies of unknown length.
@@ -324,6 +323,54 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// flight is a call in progress for the callers of one key. Its outcome
+// fields are set before done is closed and never after.
+type flight struct {
+	done chan struct{}
+	res  *result
+	err  error
+	// abandoned means the leader's own ctx ended the call: those waiting
+	// start over.
+	abandoned bool
+	// joiners counts the callers that joined; guarded by flights.mu.
+	joiners int
+}
+
+// flights holds the calls in progress by request key.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+// join returns the flight for key, and whether the caller leads it (it
+// makes the call and must land it).
+func (fs *flights) join(key string) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.m[key]; ok {
+		f.joiners++
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = map[string]*flight{}
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.m[key] = f
+	return f, true
+}
+
+// land ends f: later callers start a new flight (or hit the cache), and
+// those waiting wake up to its outcome. It reports whether anyone
+// joined.
+func (fs *flights) land(key string, f *flight) bool {
+	fs.mu.Lock()
+	delete(fs.m, key)
+	joined := f.joiners > 0
+	fs.mu.Unlock()
+	close(f.done)
+	return joined
+}
+
 // result is what a flight produces and the cache stores. It is never
 // modified after creation, so it can be shared.
 type result struct {
@@ -346,7 +393,17 @@ func (r *result) response(start time.Time, hit, shared bool) *Response {
 // Do sends req, or serves it from the cache, or joins an identical call
 // already in flight. A 2xx or 304 answer gives a Response; any other status
 // gives a *StatusError. If ctx ends first, Do returns at once with an error
-// wrapping ctx.Err(), while a shared call keeps running for the others.
+// wrapping ctx.Err().
+//
+// The first caller of a key makes the call itself, on its own goroutine
+// and under its own ctx (bounded by the client timeout): a goroutine per
+// call, as singleflight's DoChan started, had its stack grown to the
+// depth of an HTTP exchange on every cold unfurl (issue 11). Callers
+// that join wait for its outcome; when the first caller's ctx ended
+// before the answer (it went away, or its deadline was shorter), the
+// ones still waiting start over, and one of them makes the call, so a
+// departed caller neither holds them up nor hands them its
+// cancellation.
 func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	start := time.Now()
 	method := orDefault(req.Method, http.MethodGet)
@@ -370,37 +427,67 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 			return r.response(start, true, false), nil
 		}
 	}
+	for first := true; ; first = false {
+		f, leader := c.flights.join(key)
+		if first && c.joined != nil {
+			c.joined()
+		}
+		if leader {
+			return c.lead(ctx, key, f, method, u.Host, req, start)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, c.wrap(method, u.Host, ctx.Err())
+		case <-f.done:
+		}
+		switch {
+		case f.abandoned:
+			continue
+		case f.err != nil:
+			return nil, f.err
+		}
+		return f.res.response(start, false, true), nil
+	}
+}
 
-	// The flight may outlive this caller; it owns req's header and body
-	// (see Request), so nothing is copied.
-	rawURL, header, body := req.URL, req.Header, req.Body
-	ch := c.group.DoChan(key, func() (any, error) {
-		// Detached from the first caller's cancellation: the others still
-		// wait for this call. The client timeout still bounds it.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+// lead makes the call of flight f, lands it for the callers that joined
+// and returns its outcome. The client timeout needs a context of its own
+// only when ctx's deadline is later, which on the unfurl path (whose
+// deadline is unfurl_timeout) it seldom is. Do owns req's header and body
+// (see Request), so nothing is copied.
+func (c *Client) lead(ctx context.Context, key string, f *flight, method, host string, req *Request, start time.Time) (*Response, error) {
+	landed := false
+	defer func() {
+		if !landed {
+			// observe panicked: those waiting start over, the panic goes
+			// on to the caller's recovery.
+			f.abandoned = true
+			c.flights.land(key, f)
+		}
+	}()
+	fctx := ctx
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.timeout {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
-		r, err := c.observe(fctx, method, rawURL, header, body)
-		if err != nil {
-			return nil, c.wrap(method, u.Host, err)
-		}
-		if c.cache != nil && r.status/100 == 2 {
-			c.cache.put(key, r, c.now())
-		}
-		return r, nil
-	})
-	if c.joined != nil {
-		c.joined()
 	}
-	select {
-	case <-ctx.Done():
-		return nil, c.wrap(method, u.Host, ctx.Err())
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		r, _ := res.Val.(*result)
-		return r.response(start, false, res.Shared), nil
+	r, err := c.observe(fctx, method, req.URL, req.Header, req.Body)
+	switch {
+	case err != nil:
+		err = c.wrap(method, host, err)
+		// The caller's own ctx ended the call, not the upstream or the
+		// client timeout: it is no answer for anyone else.
+		f.abandoned = ctx.Err() != nil
+	case c.cache != nil && r.status/100 == 2:
+		c.cache.put(key, r, c.now())
 	}
+	f.res, f.err = r, err
+	shared := c.flights.land(key, f)
+	landed = true
+	if err != nil {
+		return nil, err
+	}
+	return r.response(start, false, shared), nil
 }
 
 // observe sends and reports the exchange, or the refusal, to the

@@ -433,12 +433,16 @@ func TestDoTimeout(t *testing.T) {
 }
 
 // TestDoCallerCancel: a cancelled caller stops waiting at once (STYLE 5),
-// while the call it started goes on for the caller that joined it.
+// its call included, and a caller that had joined that call is not handed
+// the cancellation: it starts over and gets its answer from a call of its
+// own.
 func TestDoCallerCancel(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	arrived := make(chan struct{}, 1)
+	arrived := make(chan struct{}, 2)
+	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
 		arrived <- struct{}{}
 		<-release
 		_, _ = w.Write([]byte("ok"))
@@ -467,12 +471,52 @@ func TestDoCallerCancel(t *testing.T) {
 
 	cancel1()
 	require.ErrorIs(t, <-done1, context.Canceled)
+	<-arrived // caller 2 started over with a call of its own
 
 	close(release)
 	resp := <-done2
 	require.NotNil(t, resp)
 	assert.Equal(t, "ok", string(resp.Body))
-	assert.True(t, resp.Shared)
+	assert.False(t, resp.Shared)
+	assert.Equal(t, int32(2), hits.Load())
+}
+
+// TestDoSharesFailures: callers collapsed onto one call share its failure
+// too, when the upstream (not a caller's own ctx) caused it: one upstream
+// request, the same *StatusError for all (TH-38).
+func TestDoSharesFailures(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	var hits atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		<-release
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, srv, nil)
+	var joined sync.WaitGroup
+	joined.Add(n)
+	c.joined = joined.Done
+
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = c.Do(t.Context(), &Request{URL: srv.URL + "/x"})
+		})
+	}
+	joined.Wait()
+	close(release)
+	wg.Wait()
+
+	assert.Equal(t, int32(1), hits.Load())
+	for _, err := range errs {
+		var se *StatusError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, http.StatusServiceUnavailable, se.Code)
+	}
 }
 
 // TestDoStatus maps statuses to Response or *StatusError and never puts the

@@ -9,8 +9,8 @@
 // TH-30, TH-32, A13). Non-2xx answers become *StatusError, which carries the
 // code and Retry-After but never the upstream body (TH-36).
 //
-// Identical concurrent requests are collapsed with singleflight and, when a
-// TTL is set, 2xx answers are cached briefly, so Notion's repeated calls for
+// Identical concurrent requests are collapsed onto the first caller's call
+// (Client.Do) and, when a TTL is set, 2xx answers are cached briefly, so Notion's repeated calls for
 // one link cost one upstream request (TH-38). Both are keyed by method, URL,
 // credential identity, headers and body, so one user's answer is never
 // served to another credential (TH-27).
