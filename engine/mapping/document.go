@@ -30,14 +30,19 @@ type Doc struct {
 
 // NewDoc wraps a JSON body. It reports an error when body is not valid JSON
 // or nests deeper than MaxDepth (TH-32), so that later reads never meet a
-// malformed document.
+// malformed document. The document keeps its own copy of body.
 func NewDoc(body []byte) (Doc, error) {
-	if len(body) == 0 {
+	return ParseDoc(string(body))
+}
+
+// ParseDoc is NewDoc for a body held as a string, which needs no copy:
+// upstream answers arrive as strings (issue 11).
+func ParseDoc(json string) (Doc, error) {
+	if len(json) == 0 {
 		return Doc{}, errors.New("response body is empty")
 	}
 	// One pass checks validity and depth and finds the top-level
 	// members; it is iterative, so hostile nesting costs no recursion.
-	json := string(body)
 	top, err := scan(json)
 	if err != nil {
 		return Doc{}, err

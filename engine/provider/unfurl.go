@@ -395,9 +395,16 @@ func (p *Provider) errorResult(uri string, uerr *unfurlError) *Result {
 // encode marshals an envelope with its hand-written encoder, which
 // writes exactly what encoding/json would (valid JSON, valid UTF-8,
 // TH-33) without reflection (issue 11). The buffer is sized for a
-// typical envelope, so it is allocated once.
+// typical envelope (an attribute takes 100-200 bytes), so that it is
+// allocated once rather than grown.
 func encode(env notion.Envelope) []byte {
-	return env.AppendJSON(make([]byte, 0, 1024))
+	size := 256 + len(env.URI)
+	for _, op := range env.Operations {
+		if attrs, ok := op.Set.([]notion.Attribute); ok {
+			size += 200 * len(attrs)
+		}
+	}
+	return env.AppendJSON(make([]byte, 0, size))
 }
 
 // digest names a body; the uri in it is constant for one subscription, so
@@ -495,7 +502,7 @@ func (p *Provider) fetch(ctx context.Context, m *Match, rp *requestPlan, docs ma
 		// request a 401 still means the credential was refused.
 		return mapping.Doc{}, p.upstreamError(rp.name, err, !p.isIdentity(rp))
 	}
-	doc, err := mapping.NewDoc(resp.Body)
+	doc, err := mapping.ParseDoc(resp.Body)
 	if err != nil {
 		// The parser's error quotes the body; the failure does not.
 		return mapping.Doc{}, &unfurlError{status: 502, msg: p.messages.TryLater, cause: fmt.Sprintf("request %s: response is not JSON", rp.name),
@@ -528,7 +535,7 @@ func exchange(rp *requestPlan, req *upstream.Request, resp *upstream.Response, e
 	case errors.As(err, &se):
 		x.Status = se.Code
 	case err == nil && resp != nil:
-		x.Status, x.Body = resp.Status, resp.Body
+		x.Status, x.Body = resp.Status, []byte(resp.Body)
 	}
 	return x
 }

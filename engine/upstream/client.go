@@ -121,10 +121,10 @@ type Response struct {
 	// Header is the response header. It may be shared with other callers
 	// and the cache: treat it as read-only.
 	Header http.Header
-	// Body is the decompressed body, at most Options.MaxBodyBytes long.
-	// It may be shared with other callers and the cache: treat it as
-	// read-only.
-	Body []byte
+	// Body is the decompressed body, at most Options.MaxBodyBytes long,
+	// as a string: it may be shared with other callers and the cache, and
+	// the mapping reads it as it is.
+	Body string
 	// CacheHit is true when the response came from the cache.
 	CacheHit bool
 	// Shared is true when the response was the result of a call collapsed
@@ -376,7 +376,7 @@ func (fs *flights) land(key string, f *flight) bool {
 type result struct {
 	status int
 	header http.Header
-	body   []byte
+	body   string
 }
 
 func (r *result) response(start time.Time, hit, shared bool) *Response {
@@ -559,21 +559,14 @@ func (c *Client) send(ctx context.Context, method, rawURL string, header http.He
 	return &result{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// readBody reads r to its end. With an announced length the buffer
-// starts at that length plus bytes.MinRead, so ReadFrom finds room for
-// the whole body and its EOF in one allocation; io.ReadAll starts small
-// and grows, which for a 6 KB answer meant several allocations and more
-// than twice its size in garbage on every call (issue 2). Without one
-// (chunked or compressed answers, which real upstreams send) the body is
-// read into a buffer reused across calls and copied out at its exact
-// size, since the body outlives the call (shared, cached).
-func (c *Client) readBody(r io.Reader, size int64) ([]byte, error) {
-	if size >= 0 {
-		var buf bytes.Buffer
-		buf.Grow(int(size) + bytes.MinRead)
-		_, err := buf.ReadFrom(r)
-		return buf.Bytes(), err
-	}
+// readBody reads r to its end into a buffer reused across calls, grown
+// first to an announced length (plus bytes.MinRead, so that ReadFrom
+// finds room for the body and its EOF at once), and returns it as a
+// string copied out at its exact size, since the body outlives the call
+// (shared, cached). A string, because that is what the mapping reads:
+// the one copy made here is the only one (issue 11: the body used to be
+// copied again into the document).
+func (c *Client) readBody(r io.Reader, size int64) (string, error) {
 	buf, _ := c.bufs.Get().(*bytes.Buffer)
 	if buf == nil {
 		buf = new(bytes.Buffer)
@@ -586,8 +579,11 @@ func (c *Client) readBody(r io.Reader, size int64) ([]byte, error) {
 			c.bufs.Put(buf)
 		}
 	}()
+	if size >= 0 {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
 	_, err := buf.ReadFrom(r)
-	return bytes.Clone(buf.Bytes()), err
+	return buf.String(), err
 }
 
 // transportError makes a deadline or cancellation recognisable with

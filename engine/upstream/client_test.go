@@ -364,7 +364,7 @@ func TestDoBodyCap(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, tc.wantBody, resp.Body)
+			assert.Equal(t, string(tc.wantBody), resp.Body)
 		})
 	}
 }
