@@ -24,6 +24,15 @@
 //     over the fake upstream's own (target >= 0.35).
 //   - d. 64 concurrent unfurls of one fresh URI with the cache on cause
 //     exactly one upstream call (read from the fake's counter).
+//   - e. as c, against the same provider written by hand in Go (this
+//     binary's "handwritten" subcommand: bearer check, pattern match, one
+//     upstream GET, gjson, encoding/json; no subscription, cache, guard
+//     or collapsing): unfurld's p99 must be no worse (issue 11). The note
+//     gives the CPU per request of the two.
+//
+// With a run of a and c (or e), a row divides unfurld's CPU per cold
+// request by the bare echo server's per request in a (issue 11: at most
+// 6).
 //
 // Within a scenario the two sides alternate for --rounds rounds, after an
 // unmeasured warm-up of each, so that drift (CPU frequency, other load)

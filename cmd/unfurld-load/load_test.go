@@ -60,6 +60,8 @@ func TestParseOptions(t *testing.T) {
 		{"zero duration", []string{"--duration", "0s"}, "--duration"},
 		{"no workers", []string{"--concurrency", "0"}, "--concurrency"},
 		{"unknown scenario", []string{"--scenarios", "ax"}, "--scenarios"},
+		{"hand-written baseline", []string{"--scenarios", "ace"}, ""},
+		{"no scenario f", []string{"--scenarios", "ef"}, "--scenarios"},
 		{"cap below workers", []string{"--max-requests", "10"}, "--max-requests"},
 	}
 	for _, tc := range tests {

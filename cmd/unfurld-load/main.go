@@ -25,6 +25,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "bare" {
 		os.Exit(runBare(os.Args[2:], os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "handwritten" {
+		os.Exit(runHandwritten(os.Args[2:], os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -56,7 +59,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "fake upstream `latency` in scenarios b and d")
 	fs.IntVar(&o.rounds, "rounds", 2, "alternations of the two sides within a scenario")
 	fs.IntVar(&o.maxRequests, "max-requests", 1_000_000, "cap on requests per side per round")
-	fs.StringVar(&o.scenarios, "scenarios", "abcd", "`letters` of the scenarios to run (a warm, b overhead, c no cache, d collapse)")
+	fs.StringVar(&o.scenarios, "scenarios", "abcde", "`letters` of the scenarios to run (a warm, b overhead, c no cache, d collapse, e hand-written handler)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -73,8 +76,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--rounds must be between 1 and 100")
 	case o.maxRequests < o.concurrency:
 		return o, errors.New("--max-requests must be at least --concurrency")
-	case o.scenarios == "" || strings.Trim(o.scenarios, "abcd") != "":
-		return o, errors.New("--scenarios takes letters among a, b, c and d")
+	case o.scenarios == "" || strings.Trim(o.scenarios, "abcde") != "":
+		return o, errors.New("--scenarios takes letters among a, b, c, d and e")
 	}
 	return o, nil
 }
@@ -162,7 +165,7 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 		cached.stop(10 * time.Second)
 	}
 
-	if want("b") || want("c") {
+	if want("b") || want("c") || want("e") {
 		bn.progress("starting unfurld with the cache off")
 		uncached, err := startUnfurld(ctx, cs, bn.opts.bin, dir, "uncached", bn.fake.URL, "0s")
 		if err != nil {
@@ -173,6 +176,14 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 		}
 		if want("c") {
 			reqErrs = append(reqErrs, bn.cold(ctx, uncached))
+		}
+		if want("e") {
+			hw, err := startHandwritten(ctx, cs, bn.fake.URL, uncached.token)
+			if err != nil {
+				return err
+			}
+			reqErrs = append(reqErrs, bn.versusHandwritten(ctx, uncached, hw))
+			hw.stop(5 * time.Second)
 		}
 		uncached.stop(10 * time.Second)
 	}

@@ -263,3 +263,25 @@ func (t *tail) String() string {
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.buf))
 }
+
+// startHandwritten re-runs this executable as the hand-written baseline
+// handler (handwritten.go), on the fake upstream, accepting token.
+func startHandwritten(ctx context.Context, cs *children, upstream, token string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	c, err := startChild("hand-written handler", addr, self, "handwritten", "--listen", addr, "--upstream", upstream, "--token", token)
+	if err != nil {
+		return nil, err
+	}
+	cs.add(c)
+	if err := c.waitHealthy(ctx, 15*time.Second); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -15,12 +15,14 @@ import (
 	"time"
 )
 
-// Targets of issue 2.
+// Targets of issue 2, and of issue 11 for the cold unfurl against the
+// bare echo server (CPU) and the hand-written handler (p99).
 const (
 	targetWarmRatio   = 0.80
 	targetOverheadP50 = 100 * time.Microsecond
 	targetOverheadP99 = time.Millisecond
 	targetColdRatio   = 0.35
+	targetColdCPU     = 6.0
 )
 
 // bench holds what the scenarios share.
@@ -30,6 +32,10 @@ type bench struct {
 	load     *loader
 	progress func(format string, args ...any)
 	rep      *report
+	// bareCPU is the bare echo server's CPU per request in scenario a,
+	// the unit of the cold CPU target; zero when a did not run or the
+	// platform does not tell.
+	bareCPU time.Duration
 }
 
 // compare loads measured and baseline alternately: an unmeasured warm-up
@@ -168,6 +174,9 @@ func (bn *bench) warm(ctx context.Context, cs *children, u *unfurldServer, dir s
 	})
 	bn.rep.detail("a", m, b)
 	bn.rep.note("a", fmt.Sprintf("response body %d bytes", len(body)))
+	if cpu, ok := b.cpuPerRequest(); ok {
+		bn.bareCPU = cpu
+	}
 	return errors.Join(m.firstErr, b.firstErr)
 }
 
@@ -275,6 +284,51 @@ func (bn *bench) cold(ctx context.Context, u *unfurldServer) error {
 	})
 	bn.rep.detail("c", m, b)
 	bn.noteConns("c", bn.fake.conns.Load()-conns)
+	bn.coldCPU("c", m)
+	return errors.Join(m.firstErr, b.firstErr)
+}
+
+// coldCPU adds the row of the cold CPU target: unfurld's CPU per cold
+// request in scenario s over the bare echo server's per request in
+// scenario a of the same run.
+func (bn *bench) coldCPU(s string, m stats) {
+	cpu, ok := m.cpuPerRequest()
+	if !ok || bn.bareCPU <= 0 {
+		return
+	}
+	ratio := float64(cpu) / float64(bn.bareCPU)
+	bn.rep.add(row{
+		scenario: s + ". CPU per cold request over bare echo's (a)",
+		measured: dur(cpu), baseline: dur(bn.bareCPU) + " (bare)",
+		result: fmt.Sprintf("ratio %.1f", ratio), target: fmt.Sprintf("<= %.0f", targetColdCPU),
+		pass: ratio <= targetColdCPU,
+	})
+}
+
+// versusHandwritten is scenario e: an instant upstream, no cache,
+// distinct URIs; unfurld against the hand-written Go handler of the same
+// provider (handwritten.go), with the same load. Its p99 must be no
+// worse; the CPU per request of both is in the detail table.
+func (bn *bench) versusHandwritten(ctx context.Context, u *unfurldServer, hw *child) error {
+	bn.progress("e. instant upstream, no cache, against the hand-written handler: %s per side, %d workers", bn.opts.duration, bn.opts.concurrency)
+	bn.fake.setLatency(0)
+	m, b := bn.compare(ctx,
+		unfurlTarget("unfurld, no cache", u.child, u.token, distinctURI, hasAttributes),
+		unfurlTarget("hand-written handler", hw, u.token, distinctURI, hasAttributes))
+	over := m.percentile(0.99) - b.percentile(0.99)
+	bn.rep.add(row{
+		scenario: "e. no cache: p99 against the hand-written handler",
+		measured: dur(m.percentile(0.99)) + " p99", baseline: dur(b.percentile(0.99)) + " (hand-written)",
+		result: signed(over), target: "<= +0",
+		pass: over <= 0, errs: m.errors + b.errors,
+	})
+	if mc, ok := m.cpuPerRequest(); ok {
+		if bc, ok := b.cpuPerRequest(); ok && bc > 0 {
+			bn.rep.note("e", fmt.Sprintf("CPU per request: unfurld %.2fx the hand-written handler's", float64(mc)/float64(bc)))
+		}
+	}
+	bn.rep.detail("e", m, b)
+	bn.coldCPU("e", m)
 	return errors.Join(m.firstErr, b.firstErr)
 }
 
@@ -283,4 +337,12 @@ func (bn *bench) cold(ctx context.Context, u *unfurldServer) error {
 // unfurld's upstream client is not reusing connections.
 func (bn *bench) noteConns(scenario string, n int64) {
 	bn.rep.note(scenario, fmt.Sprintf("fake upstream accepted %d connections (direct side: at most %d; the rest are unfurld's)", n, bn.opts.concurrency))
+}
+
+// signed writes a difference with its sign.
+func signed(d time.Duration) string {
+	if d < 0 {
+		return "-" + dur(-d)
+	}
+	return "+" + dur(d)
 }
