@@ -115,6 +115,32 @@ func (d Doc) result(path string) gjson.Result {
 	return gjson.Get(d.json, path)
 }
 
+// toValueKeeping is toValue for a list whose objects are read at key
+// only: each object in it becomes a map holding key alone (or nothing,
+// when it lacks key). Anything else converts as toValue does.
+func toValueKeeping(r gjson.Result, key string) any {
+	if !r.IsArray() {
+		return toValue(r)
+	}
+	list := make([]any, 0, 4)
+	r.ForEach(func(_, v gjson.Result) bool {
+		if !v.IsObject() {
+			list = append(list, toValue(v))
+			return true
+		}
+		m := make(map[string]any, 1)
+		v.ForEach(func(k, fv gjson.Result) bool {
+			if k.Str == key {
+				m[key] = toValue(fv) // the last of repeated keys wins, as in toValue
+			}
+			return true
+		})
+		list = append(list, m)
+		return true
+	})
+	return list
+}
+
 // toValue converts a gjson result to plain Go values. Strings without
 // escapes are substrings of the document, so scalars cost no copy.
 func toValue(r gjson.Result) any {

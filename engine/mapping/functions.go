@@ -82,6 +82,7 @@ func helpers() []helper {
 	}
 	return []helper{
 		m("get", fnGet, new(func(*budget, Doc, string) any), new(func(*budget, any, any) any)),
+		m(getKeyName, fnGetKey, new(func(*budget, Doc, string, string) any)),
 		m(concatName, fnConcat, new(func(*budget, string, string) string)),
 		m(addName, fnConcat, new(func(*budget, any, any) any)),
 		m("upper", fnCase(strings.ToUpper), new(func(*budget, string) string)),
@@ -181,6 +182,31 @@ func fnGet(b *budget, args []any) (any, error) {
 	default:
 		return nil, fmt.Errorf("get: cannot read from a %s", typeName(from))
 	}
+}
+
+// getKeyName is the read map(<response read>, .key) is rewritten to
+// (rewriter.pluck); like every name starting with __, users cannot
+// write it.
+const getKeyName = "__getkey"
+
+// fnGetKey is get for a response read whose list elements are only read
+// at one key: objects in the list decode with that key alone. It is
+// charged like get, the size of the raw JSON it reads.
+func fnGetKey(b *budget, args []any) (any, error) {
+	if err := want(getKeyName, args, 3); err != nil {
+		return nil, err
+	}
+	from, okDoc := args[0].(Doc)
+	path, okPath := args[1].(string)
+	key, okKey := args[2].(string)
+	if !okDoc || !okPath || !okKey {
+		return nil, fmt.Errorf("get: internal error: arguments %s, %s, %s", typeName(args[0]), typeName(args[1]), typeName(args[2]))
+	}
+	r := from.result(path)
+	if err := b.spend(len(r.Raw)); err != nil {
+		return nil, err
+	}
+	return toValueKeeping(r, key), nil
 }
 
 // index reads list[i], counting negative i from the end; out of range or

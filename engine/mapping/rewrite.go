@@ -72,6 +72,7 @@ func (r *rewriter) Visit(node *ast.Node) {
 		if !r.c.kept[n.Name] {
 			r.fail(n, "%s", unavailable(n.Name))
 		}
+		r.pluck(n)
 	}
 }
 
@@ -142,6 +143,49 @@ func pathKey(prop ast.Node) (string, bool) {
 		return strconv.Itoa(p.Value), true
 	}
 	return "", false
+}
+
+// pluck narrows map(<response read>, .key) to what it reads: the read
+// becomes __getkey(__budget, doc, path, "key"), which decodes each object
+// of the list with that one key instead of all of them
+// (map(issue.labels, .name) decoded every field of every label into a
+// map, issue 11). The predicate reads nothing else of the element, so it
+// sees the same values: the key's value, or nil where it is absent.
+// Anything else in the list (strings, numbers, nested lists) and a value
+// that is not a list decode as get would.
+func (r *rewriter) pluck(n *ast.BuiltinNode) {
+	if n.Name != "map" || len(n.Arguments) != 2 {
+		return
+	}
+	call, ok := n.Arguments[0].(*ast.CallNode)
+	if !ok {
+		return
+	}
+	if _, mine := r.reads[call]; !mine || len(call.Arguments) != 3 {
+		return
+	}
+	pred, ok := n.Arguments[1].(*ast.PredicateNode)
+	if !ok {
+		return
+	}
+	m, ok := pred.Node.(*ast.MemberNode)
+	if !ok || m.Method {
+		return
+	}
+	if p, ok := m.Node.(*ast.PointerNode); !ok || p.Name != "" {
+		return
+	}
+	key, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return
+	}
+	k := &ast.StringNode{Value: key.Value}
+	k.SetLocation(key.Location())
+	call.Callee = ident(getKeyName, call.Callee.Location())
+	call.Arguments = append(call.Arguments, k)
+	// Extending the read further (a member of map's result) is not a
+	// path of it.
+	delete(r.reads, call)
 }
 
 // call handles calls to the language's helpers.
