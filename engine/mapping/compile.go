@@ -315,10 +315,13 @@ type readFinder struct {
 // (the argument of a helper) comes before the call around it.
 func (f *readFinder) Visit(node *ast.Node) {
 	call, ok := (*node).(*ast.CallNode)
-	if !ok || len(call.Arguments) != 3 {
+	if !ok {
 		return
 	}
-	if id, ok := call.Callee.(*ast.IdentifierNode); !ok || id.Value != "get" {
+	// get(__budget, doc, path), or the same read narrowed by
+	// rewriter.pluck with one more argument.
+	id, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok || !(id.Value == "get" && len(call.Arguments) == 3 || id.Value == getKeyName && len(call.Arguments) == 4) {
 		return
 	}
 	doc, ok := call.Arguments[1].(*ast.IdentifierNode)

@@ -70,6 +70,7 @@ func TestProgramMissing(t *testing.T) {
 		{src: `upper(issue.milestone.title)`, want: `issue.milestone is null`},
 		{src: `opt.title`, want: `the response opt is empty`},
 		{src: `get(issue, "user.logn")`, want: `issue.user has no field "logn" (did you mean "login"?); nearest fields there: "login", "id", "type", "url", "node_id"`},
+		{src: `join(map(issue.lables, .name), ", ")`, want: `issue has no field "lables" (did you mean "labels"?); nearest fields there: "labels", "locked", "title", "body", "number"`},
 		{src: `issue.user.login`, want: ""},
 		{src: `groups.number`, want: ""},
 	}
