@@ -106,7 +106,7 @@ type Request struct {
 	Body []byte
 	// CredentialKey identifies whose credential the request carries (for
 	// example "static" or a connection id), never the secret itself. It is
-	// part of the cache and singleflight keys so that answers are never
+	// part of the cache and collapsing keys so that answers are never
 	// shared across credentials (TH-27).
 	CredentialKey string
 	// NoCache skips the cache read. Identical concurrent requests are still
@@ -624,10 +624,10 @@ func (c *Client) CloseIdleConnections() {
 	c.transport.CloseIdleConnections()
 }
 
-// requestKey identifies a request for the cache and singleflight: method,
-// URL, credential identity, a digest of the body and the headers sorted by
-// canonical name. Every field is length-prefixed so that no two requests
-// share a key. The fields are appended to one buffer and hashed once: two
+// requestKey identifies a request for the cache and for collapsing
+// identical calls: method, URL, credential identity, a digest of the body
+// and the headers sorted by canonical name. Every field is length-prefixed
+// so that no two requests share a key. The fields are appended to one buffer and hashed once: two
 // streaming hashes, a merged header map and a []byte conversion per field
 // cost about a dozen allocations on every upstream call (issue 2).
 func requestKey(method string, req *Request) string {
