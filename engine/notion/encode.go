@@ -3,6 +3,7 @@ package notion
 import (
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 )
 
 // AppendJSON appends env as encoding/json would marshal it, byte for
@@ -185,14 +186,26 @@ func appendStrings(b []byte, ss []string) []byte {
 	return append(b, ']')
 }
 
-// appendString quotes s as encoding/json does. Printable ASCII other
-// than the quote, the backslash and the HTML characters it escapes is
-// copied as is; any other string is left to encoding/json.
+// appendString quotes s as encoding/json does. A string of printable
+// ASCII other than the quote, the backslash and the HTML characters, and
+// of valid UTF-8 other than U+2028 and U+2029, is copied as it is (an
+// ellipsis from truncation is common); any other string is left to
+// encoding/json.
 func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return appendMarshal(b, s)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
 			return appendMarshal(b, s)
 		}
+		i += size
 	}
 	b = append(b, '"')
 	b = append(b, s...)

@@ -15,6 +15,7 @@ import (
 var awkward = []string{
 	"", "plain", `say "hi"`, `back\slash`, "tab\tnew\nline\r", "\x00\x01\x1f\x7f",
 	"<script>&</script>", "line\u2028sep\u2029", "caf\u00e9 \U0001F600", "bad \xff\xfe utf8", "\xc3",
+	"truncated\u2026", "del\x7f", "replacement \ufffd kept", "\u2027\u202a next to the separators",
 }
 
 // envelopes builds one envelope of every shape around s: each attribute
