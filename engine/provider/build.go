@@ -166,6 +166,9 @@ func (b *builder) provider(pc *config.Provider, opts Options, sem chan struct{})
 		CacheTTL:             pc.Upstream.CacheTTL.D(),
 		Now:                  opts.Now,
 		Observer:             upstreamObserver(opts.Observer),
+		// As many idle connections as calls may be in flight (TH-38's
+		// cap), so that bursts reuse them instead of dialing again.
+		IdleConnsPerHost: cap(sem),
 	})
 	if err != nil {
 		b.fail(path+".upstream", "%v", err)

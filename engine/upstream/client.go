@@ -27,6 +27,8 @@ const (
 	defaultMaxBodyBytes = 2 << 20
 	defaultCacheEntries = 10000
 	defaultUserAgent    = "unfurld"
+	// defaultIdleConnsPerHost is Options.IdleConnsPerHost's default.
+	defaultIdleConnsPerHost = 64
 
 	// maxRedirects bounds redirect chains; every hop is still checked
 	// against the allowlist (TH-30).
@@ -75,6 +77,13 @@ type Options struct {
 	// Observer learns of every exchange and refused call, for metrics;
 	// nil observes nothing.
 	Observer Observer
+	// IdleConnsPerHost is how many idle keep-alive connections to one
+	// host are kept for reuse. Default 64. Set it to the number of calls
+	// that may be in flight at once: callers answered by one group
+	// commit send their next calls together, and a burst wider than the
+	// idle pool closes the extra connections, so the next burst dials
+	// (and runs the dial guard) again.
+	IdleConnsPerHost int
 }
 
 // Observer learns what a Client does upstream, for metrics. Its methods
@@ -169,6 +178,9 @@ func New(opts Options) (*Client, error) {
 	if opts.CacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("cache ttl %s is negative", opts.CacheTTL))
 	}
+	if opts.IdleConnsPerHost < 0 {
+		errs = append(errs, fmt.Errorf("idle connections per host %d is negative", opts.IdleConnsPerHost))
+	}
 	if opts.CacheEntries < 0 {
 		errs = append(errs, fmt.Errorf("cache entries %d is negative", opts.CacheEntries))
 	}
@@ -211,6 +223,7 @@ func New(opts Options) (*Client, error) {
 	}
 
 	connectTimeout := min(c.timeout, maxConnectTimeout)
+	idlePerHost := orDefault(opts.IdleConnsPerHost, defaultIdleConnsPerHost)
 	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	if !opts.AllowPrivateNetworks {
 		// Control sees the resolved IP of every connection, redirects
@@ -229,8 +242,8 @@ func New(opts Options) (*Client, error) {
 		Proxy:                  nil,
 		DialContext:            dialer.DialContext,
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           256,
-		MaxIdleConnsPerHost:    64,
+		MaxIdleConns:           max(256, idlePerHost),
+		MaxIdleConnsPerHost:    idlePerHost,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    connectTimeout,
 		ExpectContinueTimeout:  time.Second,

@@ -87,8 +87,8 @@ func TestNewOptions(t *testing.T) {
 		},
 		{
 			name:    "negative values all reported",
-			opts:    Options{AllowedHosts: []string{"h"}, Timeout: -1, MaxBodyBytes: -1, CacheTTL: -1, CacheEntries: -1},
-			wantErr: []string{"timeout", "max body bytes", "cache ttl", "cache entries"},
+			opts:    Options{AllowedHosts: []string{"h"}, Timeout: -1, MaxBodyBytes: -1, CacheTTL: -1, CacheEntries: -1, IdleConnsPerHost: -1},
+			wantErr: []string{"timeout", "max body bytes", "cache ttl", "cache entries", "idle connections per host"},
 		},
 	}
 	for _, tc := range tests {
@@ -805,5 +805,70 @@ func BenchmarkDoCached(b *testing.B) {
 		if err != nil || !resp.CacheHit {
 			b.Fatalf("want a cache hit, got %v", err)
 		}
+	}
+}
+
+// TestIdleConnsPerHost: a burst of calls as wide as IdleConnsPerHost
+// leaves its connections open for the next burst, which dials none
+// (issue 11: callers released together by one group commit sent bursts
+// wider than the old fixed pool of 64, and every burst dialed again).
+// Without the option, a burst of 100 keeps only 64.
+func TestIdleConnsPerHost(t *testing.T) {
+	t.Parallel()
+	const n = 100
+	for _, tc := range []struct {
+		name     string
+		idle     int
+		minDials int64 // dials of the second burst, at least
+		maxDials int64 // and at most
+	}{
+		// The transport puts a connection back just after its caller
+		// has read the answer, so a few may still be on their way when
+		// the next burst starts.
+		{"as wide as the bursts", n, 0, 10},
+		{"default pool of 64", 0, n - defaultIdleConnsPerHost, n},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var dials atomic.Int64
+			arrived := make(chan struct{}, n)
+			var release atomic.Pointer[chan struct{}]
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				gate := *release.Load()
+				arrived <- struct{}{}
+				<-gate
+				_, _ = w.Write([]byte("ok"))
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					dials.Add(1)
+				}
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			c := newTestClient(t, srv, func(o *Options) { o.IdleConnsPerHost = tc.idle })
+			burst := func(round int) {
+				gate := make(chan struct{})
+				release.Store(&gate)
+				var wg sync.WaitGroup
+				for i := range n {
+					wg.Go(func() {
+						_, err := c.Do(t.Context(), &Request{URL: fmt.Sprintf("%s/r%d/%d", srv.URL, round, i)})
+						assert.NoError(t, err)
+					})
+				}
+				for range n {
+					<-arrived // every call holds its own connection
+				}
+				close(gate)
+				wg.Wait()
+			}
+			burst(1)
+			require.Equal(t, int64(n), dials.Load())
+			burst(2)
+			second := dials.Load() - n
+			assert.GreaterOrEqual(t, second, tc.minDials)
+			assert.LessOrEqual(t, second, tc.maxDials)
+		})
 	}
 }
