@@ -19,7 +19,8 @@
 // error operation when the object is gone or forbidden upstream; it
 // records each refresh on the subscription in batched writes. The Poller
 // runs it for every subscription once per provider poll_interval, spread
-// with jitter, within max_requests_per_hour, pausing a provider on
+// with jitter, in waves sized to finish a sweep within the interval at the
+// measured latency (issue 11), within max_requests_per_hour, pausing a provider on
 // Retry-After, a spent rate limit, and 429s and 5xx (exponential
 // backoff). Verified webhooks reach it through RefreshURIs.
 //

@@ -14,13 +14,11 @@ import (
 
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream"
 )
 
 // Defaults applied by NewPoller to zero PollerOptions fields.
 const (
-	// DefaultPollWorkers is how many refreshes of one provider run at
-	// once.
-	DefaultPollWorkers = 4
 	// DefaultSyncInterval is how often the poller reads the provider's
 	// subscriptions again, to pick up new ones and drop deleted ones.
 	DefaultSyncInterval = time.Minute
@@ -62,8 +60,9 @@ type PollerOptions struct {
 	// Rand returns a number in [0, 1) for the spread of first polls and
 	// backoff jitter; nil is math/rand/v2. It is called under a lock.
 	Rand func() float64
-	// Workers is how many refreshes of one provider run at once.
-	Workers int
+	// MaxWorkers caps the refreshes of one provider at once; within it
+	// their number adapts (pollWorkers). Default DefaultMaxPollWorkers.
+	MaxWorkers int
 	// SyncInterval is how often the subscriptions are read again.
 	SyncInterval time.Duration
 	// BaseBackoff, MaxBackoff and Jitter shape the pause after 429s and
@@ -100,6 +99,12 @@ type PollStats struct {
 	PausedUntil time.Time
 	// Deferred counts the times the request budget held due polls back.
 	Deferred int
+	// Workers is how many refreshes run at once: enough to poll every
+	// subscription within Interval at the measured Latency, within the
+	// request budget, the upstream's rate limit and the maximum.
+	Workers int
+	// Latency is the running mean of one refresh's duration.
+	Latency time.Duration
 	// Budgeted is true when the provider has max_requests_per_hour;
 	// BudgetLeft is then the requests it could still send, as of its
 	// last poll.
@@ -125,7 +130,7 @@ type Poller struct {
 	clock       Clock
 	randMu      sync.Mutex
 	rand        func() float64
-	workers     int
+	maxWorkers  int
 	syncEvery   time.Duration
 	baseBackoff time.Duration
 	maxBackoff  time.Duration
@@ -148,6 +153,12 @@ type providerPoll struct {
 	nextSync    time.Time
 	pausedUntil time.Time
 	failures    int
+	// latency and reqs are running means of a refresh's duration in
+	// seconds and of the requests it sends; rateLimit is the upstream's
+	// last announced rate limit. They size the waves (pollWorkers).
+	latency   float64
+	reqs      float64
+	rateLimit upstream.RateLimit
 	// stats are guarded by Poller.statsMu.
 	stats PollStats
 }
@@ -162,14 +173,14 @@ func NewPoller(opts PollerOptions) (*Poller, error) {
 		return nil, errors.New("live: poller: no store")
 	case opts.Registry == nil:
 		return nil, errors.New("live: poller: no provider registry")
-	case opts.Workers < 0, opts.SyncInterval < 0, opts.BaseBackoff < 0, opts.MaxBackoff < 0:
+	case opts.MaxWorkers < 0, opts.SyncInterval < 0, opts.BaseBackoff < 0, opts.MaxBackoff < 0:
 		return nil, errors.New("live: poller: negative option")
 	case opts.Jitter < 0 || opts.Jitter >= 1:
 		return nil, fmt.Errorf("live: poller: jitter %g outside [0, 1)", opts.Jitter)
 	}
 	p := &Poller{
 		refresh: opts.Refresher, st: opts.Store, log: opts.Logger, clock: opts.Clock, rand: opts.Rand,
-		workers:     orDefault(opts.Workers, DefaultPollWorkers),
+		maxWorkers:  orDefault(opts.MaxWorkers, DefaultMaxPollWorkers),
 		syncEvery:   orDefault(opts.SyncInterval, DefaultSyncInterval),
 		baseBackoff: orDefault(opts.BaseBackoff, DefaultPollBaseBackoff),
 		maxBackoff:  orDefault(opts.MaxBackoff, DefaultPollMaxBackoff),
@@ -291,8 +302,9 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 		case pp.sched[0].due.After(now):
 			return earliest(pp.sched[0].due, pp.nextSync), nil
 		}
+		workers := p.workers(pp, now)
 		var wave []*entry
-		for len(wave) < p.workers && len(pp.sched) > 0 && !pp.sched[0].due.After(now) && pp.budget.take(now) {
+		for len(wave) < workers && len(pp.sched) > 0 && !pp.sched[0].due.After(now) && pp.budget.take(now) {
 			wave = append(wave, heap.Pop(&pp.sched).(*entry))
 		}
 		if len(wave) == 0 {
@@ -302,6 +314,14 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 		p.apply(ctx, pp, wave, p.runWave(ctx, pp, wave))
 	}
 	return time.Time{}, ctx.Err()
+}
+
+// workers sizes pp's next wave (pollWorkers) and shows it in the stats.
+func (p *Poller) workers(pp *providerPoll, now time.Time) int {
+	latency := time.Duration(pp.latency * float64(time.Second))
+	w := pollWorkers(len(pp.entries), pp.interval, latency, pp.reqs, feedRate(pp.budget, pp.rateLimit, now), p.maxWorkers)
+	p.stat(pp, func(s *PollStats) { s.Workers, s.Latency = w, latency })
+	return w
 }
 
 // result is one refresh of a wave.
@@ -349,7 +369,13 @@ func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []*entry, res
 			continue
 		}
 		pp.budget.charge(out.Upstream.Requests)
+		if out.Upstream.Requests > 0 {
+			// Only refreshes that asked the upstream time it.
+			pp.latency = ewma(pp.latency, out.Elapsed.Seconds())
+			pp.reqs = ewma(pp.reqs, float64(out.Upstream.Requests))
+		}
 		if rl := out.Upstream.RateLimit; rl.Known {
+			pp.rateLimit = rl
 			p.stat(pp, func(s *PollStats) { s.RateLimitKnown, s.RateLimitRemaining = true, rl.Remaining })
 		}
 		if out.Queued {

@@ -19,7 +19,7 @@ func (e *liveEnv) newPoller(rnd func() float64, edit ...func(*live.PollerOptions
 	e.t.Helper()
 	opts := live.PollerOptions{
 		Refresher: e.r, Store: e.st, Registry: e.reg, Clock: e.clock, Rand: rnd,
-		Workers: 1, BaseBackoff: time.Second, MaxBackoff: time.Minute,
+		MaxWorkers: 1, BaseBackoff: time.Second, MaxBackoff: time.Minute,
 	}
 	for _, f := range edit {
 		f(&opts)
@@ -279,7 +279,7 @@ func TestNewPollerValidates(t *testing.T) {
 		{"NoRefresher", func(o *live.PollerOptions) { o.Refresher = nil }},
 		{"NoStore", func(o *live.PollerOptions) { o.Store = nil }},
 		{"NoRegistry", func(o *live.PollerOptions) { o.Registry = nil }},
-		{"Negative", func(o *live.PollerOptions) { o.Workers = -1 }},
+		{"Negative", func(o *live.PollerOptions) { o.MaxWorkers = -1 }},
 		{"Jitter", func(o *live.PollerOptions) { o.Jitter = 1 }},
 	}
 	for _, tc := range tests {

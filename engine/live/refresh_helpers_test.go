@@ -53,6 +53,9 @@ type fakeUpstream struct {
 	// once holds answers served before objects, one per request.
 	once  map[string][]answer
 	calls []upstreamCall
+	// delay is how far each request moves the fake clock: the
+	// upstream's latency.
+	delay time.Duration
 }
 
 func newFakeUpstream(t *testing.T, clock *fakeClock) *fakeUpstream {
@@ -84,7 +87,11 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	call.Status = status
 	f.calls = append(f.calls, call)
+	delay := f.delay
 	f.mu.Unlock()
+	if delay > 0 {
+		f.clock.Advance(delay)
+	}
 
 	for k, v := range a.Header {
 		w.Header().Set(k, v)

@@ -148,6 +148,9 @@ type Outcome struct {
 	// Upstream is what the upstream said (status, rate-limit signals,
 	// requests sent).
 	Upstream provider.UpstreamInfo
+	// Elapsed is how long the upstream fetch took, by the Clock; the
+	// poller sizes its waves with it.
+	Elapsed time.Duration
 }
 
 // Refresher refreshes subscriptions: it fetches the link again with its
@@ -474,11 +477,20 @@ func (r *Refresher) refresh(ctx context.Context, k store.SubscriptionKey, trigge
 		return Outcome{}, fmt.Errorf("refresh: %w", err)
 	}
 	opts := provider.UnfurlOptions{NoCache: true, Validators: provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}}
+	start := r.clock.Now()
 	res, err := r.unfurl(ctx, p, conn, k.URI, opts)
+	elapsed := r.clock.Now().Sub(start)
 	if cerr := ctx.Err(); cerr != nil {
 		// Cancelled, not failed: nothing to record.
 		return Outcome{}, cerr
 	}
+	out, err := r.settleFetch(ctx, sub, run, res, err)
+	out.Elapsed = elapsed
+	return out, err
+}
+
+// settleFetch acts on what the fetch of sub's link gave.
+func (r *Refresher) settleFetch(ctx context.Context, sub store.Subscription, run refreshRun, res *provider.Result, err error) (Outcome, error) {
 	switch {
 	case errors.Is(err, connect.ErrReconnect):
 		// The unfurl route and the deliverer deal with a connection that
