@@ -162,6 +162,7 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 		if want("d") {
 			reqErrs = append(reqErrs, bn.collapse(ctx, cached))
 		}
+		bn.notePeakRSS("cached server", cached)
 		cached.stop(10 * time.Second)
 	}
 
@@ -185,9 +186,18 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 			reqErrs = append(reqErrs, bn.versusHandwritten(ctx, uncached, hw))
 			hw.stop(5 * time.Second)
 		}
+		bn.notePeakRSS("uncached server", uncached)
 		uncached.stop(10 * time.Second)
 	}
 	return errors.Join(reqErrs...)
+}
+
+// notePeakRSS records the most memory the server held during its
+// scenarios, read before it stops.
+func (bn *bench) notePeakRSS(name string, u *unfurldServer) {
+	if rss, ok := peakRSS(u.cmd.Process.Pid); ok {
+		bn.rep.note(name, fmt.Sprintf("peak RSS %.1f MiB", float64(rss)/(1<<20)))
+	}
 }
 
 // header describes the run, since absolute figures mean little without

@@ -44,3 +44,30 @@ func cpuTime(pid int) (time.Duration, bool) {
 	}
 	return time.Duration(utime+stime) * time.Second / userHZ, true
 }
+
+// peakRSS returns the most resident memory process pid has held, from
+// the VmHWM line of /proc/PID/status.
+func peakRSS(pid int) (int64, bool) { return statusBytes(pid, "VmHWM:") }
+
+// currentRSS returns the resident memory of process pid (VmRSS).
+func currentRSS(pid int) (int64, bool) { return statusBytes(pid, "VmRSS:") }
+
+// statusBytes reads a "NAME: N kB" line of /proc/PID/status.
+func statusBytes(pid int, name string) (int64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		v, ok := strings.CutPrefix(line, name)
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return kb << 10, true
+	}
+	return 0, false
+}

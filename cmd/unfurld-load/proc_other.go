@@ -15,3 +15,9 @@ func setParentDeathSignal(*exec.Cmd) {}
 // cpuTime is only implemented on Linux; the report then leaves out CPU
 // per request.
 func cpuTime(int) (time.Duration, bool) { return 0, false }
+
+// peakRSS is only implemented on Linux; the report then leaves it out.
+func peakRSS(int) (int64, bool) { return 0, false }
+
+// currentRSS is only implemented on Linux; the report then shows 0.
+func currentRSS(int) (int64, bool) { return 0, false }

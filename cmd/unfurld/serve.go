@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -38,13 +37,10 @@ func serve(ctx context.Context, args []string, e env) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	// The live heap is small (a few MiB) and the request path allocates
-	// per request, so the default GC target collects very often; a higher
-	// one roughly halved p99 overhead in the load test (docs/operations.md,
-	// Performance). GOGC in the environment still wins.
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(400)
-	}
+	// The GC runs with Go's defaults: a higher GC target bought some
+	// latency with up to five times the heap, which is not a default for
+	// a server holding large stores (issue 11). GOGC and GOMEMLIMIT in
+	// the environment tune it (docs/operations.md, Memory).
 	// The metrics exist before the providers, which report their
 	// upstream calls to them (engine/metrics).
 	m := metrics.New()
