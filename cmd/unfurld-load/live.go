@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/unfurld/unfurld/engine/issuer"
+	"github.com/unfurld/unfurld/engine/sealing"
+	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/bolt"
+)
+
+// liveOptions are the flags of `unfurld-load live`.
+type liveOptions struct {
+	bin         string
+	subs        int
+	conns       int
+	settle      time.Duration
+	idle        time.Duration
+	fanout      int
+	events      int
+	concurrency int
+	keep        bool
+}
+
+// liveWebhookSecret signs the harness's webhook events.
+const liveWebhookSecret = "unfurld-load-webhook-secret"
+
+// liveConfig is the configuration of the server under `live`: one provider
+// polled every 10 minutes with the shipped defaults otherwise, with a
+// webhook; Notion is a loopback fake. Placeholders: DATA, UPSTREAM,
+// NOTION, KEYS.
+const liveConfig = `# written by unfurld-load live
+server:
+  mode: development
+  public_url: http://127.0.0.1
+  secret_keys: KEYS
+  log: {level: warn}
+storage:
+  path: DATA/unfurld.db
+notion:
+  api_base_url: NOTION
+providers:
+  - name: bench
+    display_name: Bench
+    dev: unfurld-load
+    upstream:
+      base_url: UPSTREAM
+      allow_private_networks: true
+    live:
+      poll_interval: 10m
+      webhook:
+        secret: ` + liveWebhookSecret + `
+        header: X-Bench-Signature
+        prefix: "sha256="
+        uris: 'event.links'
+    patterns:
+      - name: item
+        regex: '^https://bench\.example/items/(?<n>\d+)$'
+        samples: ['https://bench.example/items/1']
+        requests:
+          - {name: item, url: '/items/{n}'}
+        attributes:
+          - {id: title, kind: title, expr: '"#" + groups.n + " " + item.title'}
+          - {id: state, kind: enum, path: state}
+`
+
+// runLive builds a store of --subs subscriptions over --conns connections,
+// starts `unfurld serve` on it and measures what issue 11 asks of one box:
+// the time until /healthz answers, resident memory and CPU while idle
+// (polling on, no requests), then a webhook fan-out (events of 100 links
+// each, --fanout links in all: time to acknowledge them and until the last
+// PATCH reaches the fake Notion) and --events one-link events sent by
+// --concurrency clients (time to acknowledge them all).
+func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("unfurld-load live", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o liveOptions
+	fs.StringVar(&o.bin, "bin", "", "unfurld `binary` to measure (required)")
+	fs.IntVar(&o.subs, "subs", 100_000, "stored `subscriptions`")
+	fs.IntVar(&o.conns, "conns", 1000, "`connections` the subscriptions are spread over (Notion paces PATCHes per connection)")
+	fs.DurationVar(&o.settle, "settle", 10*time.Second, "wait after startup before the idle measurement")
+	fs.DurationVar(&o.idle, "idle", 60*time.Second, "idle measurement `time`")
+	fs.IntVar(&o.fanout, "fanout", 10_000, "linked `links` named by the fan-out events, 100 per event (0 skips)")
+	fs.IntVar(&o.events, "events", 10_000, "one-link `events` (0 skips)")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients sending the one-link events")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory and print its path")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if o.bin == "" || o.subs < 1 || o.conns < 1 || o.fanout > o.subs || o.events > o.subs {
+		fmt.Fprintln(stderr, "unfurld-load live: --bin is required; --subs and --conns at least 1; --fanout and --events at most --subs")
+		return exitUsage
+	}
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "unfurld-load live: "+format+"\n", a...) }
+	dir, err := os.MkdirTemp("", "unfurld-live-")
+	if err != nil {
+		fmt.Fprintf(stderr, "unfurld-load live: %v\n", err)
+		return exitFailure
+	}
+	if o.keep {
+		progress("keeping %s", dir)
+	} else {
+		defer func() { _ = os.RemoveAll(dir) }()
+	}
+	cs := &children{}
+	defer cs.stopAll()
+	res, err := measureLive(ctx, cs, o, dir, progress)
+	cs.stopAll()
+	if res != nil {
+		res.print(stdout, o)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "unfurld-load live: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// liveResult holds the figures of one run.
+type liveResult struct {
+	build, startup           time.Duration
+	fileBytes                int64
+	idleCPU                  float64 // share of one core
+	rss, peakRSS             int64
+	fanoutAck, fanoutLast    time.Duration
+	fanoutPatches            int
+	eventsAck                time.Duration
+	eventsAcked, eventErrors int
+}
+
+func (r *liveResult) print(w io.Writer, o liveOptions) {
+	fmt.Fprintf(w, "unfurld-load live  %s  binary %s\n", time.Now().UTC().Format(time.RFC3339), o.bin)
+	fmt.Fprintf(w, "%d subscriptions over %d connections, poll_interval 10m, default budget\n", o.subs, o.conns)
+	fmt.Fprintf(w, "store built\t%s, %.1f MiB\n", r.build.Round(time.Millisecond), float64(r.fileBytes)/(1<<20))
+	fmt.Fprintf(w, "startup to /healthz\t%s\n", r.startup.Round(time.Millisecond))
+	fmt.Fprintf(w, "idle CPU over %s\t%.2f %% of a core\n", o.idle, r.idleCPU*100)
+	fmt.Fprintf(w, "RSS after idle\t%.1f MiB (peak %.1f MiB)\n", float64(r.rss)/(1<<20), float64(r.peakRSS)/(1<<20))
+	if o.fanout > 0 {
+		fmt.Fprintf(w, "fan-out of %d links in %d events\tacknowledged in %s; %d PATCHes, the last after %s\n",
+			o.fanout, (o.fanout+99)/100, r.fanoutAck.Round(time.Millisecond), r.fanoutPatches, r.fanoutLast.Round(time.Millisecond))
+	}
+	if o.events > 0 {
+		fmt.Fprintf(w, "%d one-link events, %d clients\tacknowledged in %s (%d accepted, %d failed)\n",
+			o.events, o.concurrency, r.eventsAck.Round(time.Millisecond), r.eventsAcked, r.eventErrors)
+	}
+}
+
+func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, progress func(string, ...any)) (*liveResult, error) {
+	up, err := newLiveUpstream()
+	if err != nil {
+		return nil, err
+	}
+	defer up.close()
+	nt, err := newFakeNotion()
+	if err != nil {
+		return nil, err
+	}
+	defer nt.close()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	keys := "k1:" + base64.StdEncoding.EncodeToString(key)
+	cfg := strings.NewReplacer("DATA", dir, "UPSTREAM", up.url, "NOTION", nt.url, "KEYS", keys).Replace(liveConfig)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	res := &liveResult{}
+	progress("building a store of %d subscriptions", o.subs)
+	start := time.Now()
+	if err := buildLiveStore(ctx, filepath.Join(dir, "unfurld.db"), keys, o); err != nil {
+		return nil, err
+	}
+	res.build = time.Since(start)
+	if fi, err := os.Stat(filepath.Join(dir, "unfurld.db")); err == nil {
+		res.fileBytes = fi.Size()
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	progress("starting unfurld")
+	start = time.Now()
+	c, err := startChild("unfurld (live)", addr, o.bin, "serve", "--config", cfgPath, "--listen", addr)
+	if err != nil {
+		return nil, err
+	}
+	cs.add(c)
+	if err := c.waitHealthy(ctx, 5*time.Minute); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, c.stderr.String())
+	}
+	res.startup = time.Since(start)
+	pid := c.cmd.Process.Pid
+
+	progress("settling %s, then idle for %s", o.settle, o.idle)
+	if !sleepCtx(ctx, o.settle) {
+		return res, ctx.Err()
+	}
+	cpu0, _ := cpuTime(pid)
+	t0 := time.Now()
+	if !sleepCtx(ctx, o.idle) {
+		return res, ctx.Err()
+	}
+	cpu1, _ := cpuTime(pid)
+	res.idleCPU = (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
+	res.rss, _ = currentRSS(pid)
+	res.peakRSS, _ = peakRSS(pid)
+
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: loopbackDialer, MaxIdleConnsPerHost: o.concurrency}, Timeout: time.Minute}
+	defer hc.CloseIdleConnections()
+	hook := "http://" + addr + "/providers/bench/webhook"
+	if o.fanout > 0 {
+		progress("fan-out: %d links in events of 100", o.fanout)
+		// Every item changes upstream, so each refresh queues a PATCH.
+		up.version.Add(1)
+		base := nt.count()
+		start = time.Now()
+		for first := 0; first < o.fanout; first += 100 {
+			var links []string
+			for i := first; i < min(first+100, o.fanout); i++ {
+				links = append(links, liveURI(i))
+			}
+			if err := sendEvent(ctx, hc, hook, links); err != nil {
+				return res, fmt.Errorf("fan-out event: %w", err)
+			}
+		}
+		res.fanoutAck = time.Since(start)
+		// The PATCHes leave paced per connection; wait until they stop.
+		deadline := time.Now().Add(30 * time.Minute)
+		for nt.count()-base < o.fanout && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+		res.fanoutPatches = nt.count() - base
+		res.fanoutLast = nt.last().Sub(start)
+	}
+	if o.events > 0 {
+		progress("%d one-link events from %d clients", o.events, o.concurrency)
+		var next, acked, failed atomic.Int64
+		start = time.Now()
+		var wg sync.WaitGroup
+		for range o.concurrency {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= o.events || ctx.Err() != nil {
+						return
+					}
+					// From the end of the range, away from the fan-out's links.
+					if err := sendEvent(ctx, hc, hook, []string{liveURI(o.subs - 1 - i)}); err != nil {
+						failed.Add(1)
+						continue
+					}
+					acked.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		res.eventsAck = time.Since(start)
+		res.eventsAcked, res.eventErrors = int(acked.Load()), int(failed.Load())
+	}
+	return res, nil
+}
+
+// liveURI is the i-th subscribed link.
+func liveURI(i int) string { return "https://bench.example/items/" + strconv.Itoa(i) }
+
+// buildLiveStore writes the connections, each with a sealed Notion token,
+// and the subscriptions, round robin over the connections, in batches.
+// The subscriptions' attribute hash matches nothing the upstream serves,
+// as if they were unfurled long ago.
+func buildLiveStore(ctx context.Context, path, keys string, o liveOptions) error {
+	kr, err := sealing.ParseKeyring(keys)
+	if err != nil {
+		return err
+	}
+	st, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close() }()
+	now := time.Now().UTC()
+	ids := make([]string, o.conns)
+	for i := range ids {
+		c := store.Connection{
+			ID: issuer.NewID(), Provider: "bench", AccountKey: "load:" + strconv.Itoa(i), AccountName: "load " + strconv.Itoa(i),
+			Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
+		}
+		c.NotionToken, err = sealing.SealConnectionField(kr, c, sealing.FieldNotionToken, []byte("secret_load_"+strconv.Itoa(i)))
+		if err != nil {
+			return err
+		}
+		if err := st.CreateConnection(ctx, c); err != nil {
+			return err
+		}
+		ids[i] = c.ID
+	}
+	const batch = 10_000
+	subs := make([]store.Subscription, 0, batch)
+	for i := range o.subs {
+		subs = append(subs, store.Subscription{
+			SubscriptionKey: store.SubscriptionKey{Provider: "bench", ConnectionID: ids[i%len(ids)], URI: liveURI(i)},
+			AttrHash:        "unfurled-long-ago", CreatedAt: now, UpdatedAt: now,
+		})
+		if len(subs) == batch || i == o.subs-1 {
+			if _, err := st.PutSubscriptions(ctx, subs); err != nil {
+				return err
+			}
+			subs = subs[:0]
+		}
+	}
+	return nil
+}
+
+// sendEvent posts a signed webhook event naming links and wants 202.
+func sendEvent(ctx context.Context, hc *http.Client, url string, links []string) error {
+	body, err := json.Marshal(map[string]any{"links": links})
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, []byte(liveWebhookSecret))
+	mac.Write(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Bench-Signature", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("webhook answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// liveUpstream serves every item; its title carries version, so a bump
+// changes every preview.
+type liveUpstream struct {
+	srv     *http.Server
+	url     string
+	version atomic.Int64
+}
+
+func newLiveUpstream() (*liveUpstream, error) {
+	u := &liveUpstream{}
+	var err error
+	u.srv, u.url, err = serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"title":"item v%d","state":"open"}`, u.version.Load())
+	}))
+	return u, err
+}
+
+func (u *liveUpstream) close() { _ = u.srv.Close() }
+
+// fakeNotion accepts every PATCH /v1/external/object and counts them.
+type fakeNotion struct {
+	srv    *http.Server
+	url    string
+	mu     sync.Mutex
+	n      int
+	lastAt time.Time
+}
+
+func newFakeNotion() (*fakeNotion, error) {
+	f := &fakeNotion{}
+	var err error
+	f.srv, f.url, err = serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/v1/external/object") {
+			f.mu.Lock()
+			f.n++
+			f.lastAt = time.Now()
+			f.mu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"object":"external_object"}`)
+	}))
+	return f, err
+}
+
+func (f *fakeNotion) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+func (f *fakeNotion) last() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastAt
+}
+
+func (f *fakeNotion) close() { _ = f.srv.Close() }
+
+// serveLoopback serves h on a free loopback port.
+func serveLoopback(h http.Handler) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, "http://" + ln.Addr().String(), nil
+}
+
+// sleepCtx sleeps for d unless ctx ends first, and says whether it slept.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
