@@ -7,9 +7,12 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unfurld/unfurld/engine/canary"
@@ -60,6 +63,11 @@ type Options struct {
 	// compiled.Load, with the secrets development mode generates filled
 	// in; nil refuses every reload.
 	Load func() (*compiled.Config, config.Errors)
+	// Check, when set, is the store's integrity check, which Open then
+	// skipped: Run starts it in the background, so the server listens at
+	// once however large the file; a failure is logged as an error and
+	// makes /healthz degraded (docs/operations.md, Integrity check).
+	Check func(ctx context.Context) error
 }
 
 // App is an assembled unfurld.
@@ -90,8 +98,13 @@ type App struct {
 	log   *slog.Logger
 	now   func() time.Time
 	clock live.Clock
-	reg   *provider.Registry
-	load  func() (*compiled.Config, config.Errors)
+	// owner names this process in the store's leases.
+	owner string
+	// check is Options.Check; checkErr holds its failure.
+	check    func(ctx context.Context) error
+	checkErr atomic.Pointer[error]
+	reg      *provider.Registry
+	load     func() (*compiled.Config, config.Errors)
 
 	// reloadMu serializes reloads; running is the configuration in use.
 	reloadMu sync.Mutex
@@ -158,18 +171,22 @@ func New(opts Options) (*App, error) {
 	// in the store (live/dispatch.go); as with the feed, the store
 	// itself says whether it is one.
 	shared, _ := opts.Store.(store.SharedOutbox)
+	// One name for this process in the store's leases, kept across
+	// reloads, so that a reloaded poller owns what the last one claimed
+	// and replicas on one database share the work (issue 11).
+	owner := leaseOwner()
 	del, err := live.New(live.Options{Store: st, Shared: shared, Notion: nc, Keyring: kr, Logger: opts.Logger, Clock: clock, OnPush: pushObserver(m)})
 	if err != nil {
 		return nil, fmt.Errorf("live delivery: %w", err)
 	}
 	ref, err := live.NewRefresher(live.RefresherOptions{
 		Store: st, Registry: opts.Registry, Credentials: cs, Pusher: del, Logger: opts.Logger, Clock: clock,
-		OnRefresh: refreshObserver(m),
+		OnRefresh: refreshObserver(m), Owner: owner,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("live refresh: %w", err)
 	}
-	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: st, Registry: opts.Registry, Logger: opts.Logger, Clock: clock})
+	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: st, Registry: opts.Registry, Logger: opts.Logger, Clock: clock, Owner: owner})
 	if err != nil {
 		return nil, fmt.Errorf("live polling: %w", err)
 	}
@@ -181,14 +198,14 @@ func New(opts Options) (*App, error) {
 		Canary:  sched,
 		Connect: cs, Issuer: iss, Keyring: kr, Notion: nc,
 		Deliverer: del, Refresher: ref, Poller: poll, Store: st,
-		log: opts.Logger, now: opts.Now, clock: clock,
+		log: opts.Logger, now: opts.Now, clock: clock, owner: owner, check: opts.Check,
 		reg: opts.Registry, load: opts.Load, running: cfg, pollerSwapped: make(chan struct{}),
 	}
 	a.Resealer = sealing.NewResealer(sealing.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})
 	scfg := server.Config{
 		Settings: cfg.Server, Store: st, Registry: opts.Registry,
 		Connect: cs, Keyring: kr, Logger: opts.Logger, Now: opts.Now,
-		Live: ref, LiveStats: a.liveStats, Reload: a.reloadRoute(),
+		Live: ref, LiveStats: a.liveStats, Reload: a.reloadRoute(), Integrity: a.integrity,
 	}
 	if m != nil {
 		scfg.Metrics, scfg.MetricsHandler = m, m.Handler()
@@ -254,7 +271,8 @@ func (a *App) liveStats() *status.Live {
 	return l
 }
 
-// Sweep removes expired pending flows, codes and tokens once.
+// Sweep removes expired pending flows, codes and tokens once, and the
+// subscriptions live.expire_after lets go.
 func (a *App) Sweep(ctx context.Context) {
 	res, err := a.Store.Sweep(ctx, a.now(), retainConsumed)
 	if err != nil {
@@ -263,6 +281,39 @@ func (a *App) Sweep(ctx context.Context) {
 	}
 	if res.Flows+res.Tokens > 0 {
 		a.log.DebugContext(ctx, "sweep", "flows", res.Flows, "tokens", res.Tokens)
+	}
+	a.expire(ctx)
+}
+
+// expirePage is how many subscriptions one expiry write deletes.
+const expirePage = 1000
+
+// expire stops tracking, for each provider with live.expire_after, the
+// links nobody has unfurled for that long (docs/live-previews.md,
+// Expiry), a page at a time. Sweep runs it every minute, so a backlog is
+// worked through in pages without holding a write for long.
+func (a *App) expire(ctx context.Context) {
+	now := a.now()
+	for _, p := range a.reg.All() {
+		after := p.Config.Live.ExpireAfter.D()
+		if after <= 0 {
+			continue
+		}
+		n := 0
+		for ctx.Err() == nil {
+			keys, err := a.Store.ExpireSubscriptions(ctx, p.Name, now.Add(-after), expirePage)
+			if err != nil {
+				a.log.WarnContext(ctx, "live expiry", "provider", p.Name, "err", err)
+				break
+			}
+			n += len(keys)
+			if len(keys) < expirePage {
+				break
+			}
+		}
+		if n > 0 {
+			a.log.InfoContext(ctx, "live expiry: links no longer tracked", "provider", p.Name, "links", n, "unfurled_before", now.Add(-after))
+		}
 	}
 }
 
@@ -273,7 +324,7 @@ func (a *App) Sweep(ctx context.Context) {
 // all of them have stopped.
 func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.Deliverer.Run, a.Refresher.Run, a.pollLoop, a.sweepLoop, a.Resealer.Run, a.Canary.Run} {
+	for _, run := range []func(context.Context){a.checkStore, a.Deliverer.Run, a.Refresher.Run, a.pollLoop, a.sweepLoop, a.Resealer.Run, a.Canary.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -294,4 +345,46 @@ func (a *App) sweepLoop(ctx context.Context) {
 			a.Sweep(ctx)
 		}
 	}
+}
+
+// integrity is the background integrity check's failure, or nil while
+// it runs, once it passed, or when there is none.
+func (a *App) integrity() error {
+	if err := a.checkErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// checkStore runs the store's integrity check once, after the server
+// started listening; a failure is logged loudly and kept for /healthz.
+// The check reads every page of the file, so it takes seconds for large
+// stores, during which the server already answers: the trade-off of a
+// fast start (docs/operations.md, Integrity check).
+func (a *App) checkStore(ctx context.Context) {
+	if a.check == nil {
+		return
+	}
+	start := time.Now()
+	err := a.check(ctx)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case err != nil:
+		a.checkErr.Store(&err)
+		a.log.ErrorContext(ctx, "STORE INTEGRITY CHECK FAILED: stop the server, keep a copy of the file and restore a backup (docs/operations.md, Integrity check)", "err", err)
+	default:
+		a.log.InfoContext(ctx, "store integrity check passed", "duration", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// leaseOwner names this process in the store's leases: the host and the
+// process id, which an operator recognises, and random text, which keeps
+// two processes apart even in containers that all run as pid 1.
+func leaseOwner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unfurld"
+	}
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 }

@@ -128,7 +128,12 @@ func pollPlan(reg *provider.Registry) []string {
 // is the registry every part shares; it is swapped in place, so the
 // poller's refreshes look providers up in the new set.
 func (a *App) newPoller(reg *provider.Registry) (*live.Poller, error) {
-	return live.NewPoller(live.PollerOptions{Refresher: a.Refresher, Store: a.Store, Registry: reg, Logger: a.log, Clock: a.clock})
+	return live.NewPoller(live.PollerOptions{
+		Refresher: a.Refresher, Store: a.Store, Registry: reg, Logger: a.log, Clock: a.clock, Owner: a.owner,
+		// A shorter poll_interval takes effect at once, not after the
+		// polls the longer one scheduled.
+		PreviousIntervals: a.CurrentPoller().Intervals(),
+	})
 }
 
 // CurrentPoller returns the poller in use: the one New built, or the
@@ -140,10 +145,10 @@ func (a *App) CurrentPoller() *live.Poller {
 }
 
 // swapPoller makes p the poller and tells pollLoop to restart with it,
-// when a reload changed which providers poll or how often. A fresh
-// poller spreads its first polls over each interval, so the restart
-// does not fetch every subscription at once; its hourly budgets and
-// in-memory statistics start again.
+// when a reload changed which providers poll or how often. The schedule
+// is in the store, so the subscriptions keep their places; a shortened
+// interval moves those beyond it into it; hourly budgets and in-memory
+// statistics start again.
 func (a *App) swapPoller(p *live.Poller) {
 	a.pollerMu.Lock()
 	defer a.pollerMu.Unlock()

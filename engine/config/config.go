@@ -320,6 +320,13 @@ type Live struct {
 	// MaxRequestsPerHour caps the upstream requests polling may make for
 	// this provider, across all connections. Default 3600.
 	MaxRequestsPerHour int `yaml:"max_requests_per_hour"`
+	// ExpireAfter stops tracking a link nobody has unfurled for this
+	// long: its subscription is deleted, so it is neither polled nor
+	// refreshed by webhooks until Notion unfurls it again (when a page
+	// holding its preview is opened). Unset or 0s: never, the default.
+	// At least 48h, since the last unfurl is recorded to the day; e.g.
+	// 2160h for 90 days.
+	ExpireAfter Duration `yaml:"expire_after"`
 	// Webhook verifies and maps the upstream's change notifications.
 	Webhook Webhook `yaml:"webhook"`
 }

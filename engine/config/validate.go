@@ -715,6 +715,11 @@ func fieldNames(fields []APIKeyField) string {
 	return strings.Join(names, ", ")
 }
 
+// minExpireAfter is the shortest live.expire_after: a link's last unfurl
+// is recorded about once a day (store.UnfurledGranularity), so a shorter
+// setting could expire a link in use.
+const minExpireAfter = 48 * time.Hour
+
 // live checks the live-update settings (issue 4).
 func (v *checker) live(l *Live, path string) {
 	if l.PollInterval < 0 {
@@ -724,6 +729,11 @@ func (v *checker) live(l *Live, path string) {
 	}
 	if l.MaxRequestsPerHour < 0 {
 		v.fail(path+".max_requests_per_hour", "must not be negative")
+	}
+	if l.ExpireAfter < 0 {
+		v.fail(path+".expire_after", "must not be negative; 0s (the default) never expires a link")
+	} else if d := l.ExpireAfter.D(); d > 0 && d < minExpireAfter {
+		v.fail(path+".expire_after", "at least 48h: the last unfurl of a link is recorded to the day")
 	}
 	w := &l.Webhook
 	if w.Secret.Reveal() == "" {

@@ -89,6 +89,7 @@ func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 type fullStore interface {
 	store.Store
 	store.Outbox
+	store.Schedule
 }
 
 // testEnv is a Deliverer over a store, a fake Notion and a fake clock.

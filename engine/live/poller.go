@@ -1,14 +1,12 @@
 package live
 
 import (
-	"cmp"
-	"container/heap"
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,9 +17,14 @@ import (
 
 // Defaults applied by NewPoller to zero PollerOptions fields.
 const (
-	// DefaultSyncInterval is how often the poller reads the provider's
-	// subscriptions again, to pick up new ones and drop deleted ones.
+	// DefaultSyncInterval is how often the poller counts the provider's
+	// subscriptions again (the count sizes its waves) and an idle
+	// provider looks for new ones.
 	DefaultSyncInterval = time.Minute
+	// DefaultPollLease is how long a claimed poll stays leased to this
+	// poller: longer than a wave takes, short enough that another
+	// replica takes over soon after this one dies.
+	DefaultPollLease = 2 * time.Minute
 	// DefaultPollBaseBackoff is the provider's pause after a first 429
 	// or 5xx without Retry-After; it doubles with each further one.
 	DefaultPollBaseBackoff = 5 * time.Second
@@ -40,16 +43,46 @@ type SubscriptionRefresher interface {
 	Refresh(ctx context.Context, k store.SubscriptionKey, trigger string) (Outcome, error)
 }
 
-// SubscriptionLister walks a provider's subscriptions; every store is one.
-type SubscriptionLister interface {
+// PollSchedule is the part of the store's schedule (store.Schedule) the
+// Poller works from: it claims due subscriptions in pages and writes
+// their next poll times back, one call per wave, so that its memory
+// depends on the page size, not on the number of subscriptions.
+type PollSchedule interface {
+	ClaimDuePolls(ctx context.Context, provider, owner string, now time.Time, lease time.Duration, limit int) ([]store.Subscription, error)
+	NextPollDue(ctx context.Context, provider string, now time.Time) (time.Time, bool, error)
+	SchedulePolls(ctx context.Context, owner string, next []store.PollSlot) (int, error)
+	ScheduleCounts(ctx context.Context, provider string, now time.Time) (store.ScheduleCounts, error)
+	// ListSubscriptions streams a provider's subscriptions, for the one
+	// pass that moves polls into a shortened interval.
 	ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error
 }
+
+// spreadPage is how many never-scheduled subscriptions one claim hands
+// out while the poller spreads their first polls, which costs no request
+// and so needs no worker.
+const spreadPage = 1000
+
+// scheduleTimeout bounds the write that releases a wave's leases when
+// the poller stops.
+const scheduleTimeout = 5 * time.Second
 
 // PollerOptions configure NewPoller. Refresher, Store and Registry are
 // required.
 type PollerOptions struct {
 	Refresher SubscriptionRefresher
-	Store     SubscriptionLister
+	Store     PollSchedule
+	// Owner names this process in the schedule's leases, so that
+	// replicas on one database share the polls; the App passes one per
+	// process. Empty is a random one.
+	Owner string
+	// Lease is how long a claimed poll stays this poller's. Default
+	// DefaultPollLease.
+	Lease time.Duration
+	// PreviousIntervals are the poll intervals of the poller this one
+	// replaces after a reload (Poller.Intervals). A provider whose
+	// interval shrank has the polls scheduled beyond its new interval
+	// moved into it, at random points, as it starts.
+	PreviousIntervals map[string]time.Duration
 	// Registry gives the providers; those with live updates on and a
 	// poll_interval above zero are polled (config.Live).
 	Registry *provider.Registry
@@ -63,7 +96,7 @@ type PollerOptions struct {
 	// MaxWorkers caps the refreshes of one provider at once; within it
 	// their number adapts (pollWorkers). Default DefaultMaxPollWorkers.
 	MaxWorkers int
-	// SyncInterval is how often the subscriptions are read again.
+	// SyncInterval is how often the subscriptions are counted again.
 	SyncInterval time.Duration
 	// BaseBackoff, MaxBackoff and Jitter shape the pause after 429s and
 	// 5xx without Retry-After: BaseBackoff*2^(n-1) after n in a row, at
@@ -79,9 +112,10 @@ type PollerOptions struct {
 type PollStats struct {
 	// Interval is the provider's poll_interval.
 	Interval time.Duration
-	// Subscriptions is how many subscriptions are scheduled.
+	// Subscriptions is how many subscriptions are scheduled, as of
+	// LastSyncAt.
 	Subscriptions int
-	// LastSyncAt is when the subscriptions were last read.
+	// LastSyncAt is when the subscriptions were last counted.
 	LastSyncAt time.Time
 	// LastPollAt is when the last refresh finished.
 	LastPollAt time.Time
@@ -117,15 +151,22 @@ type PollStats struct {
 }
 
 // Poller re-fetches every subscription of each polling provider once per
-// poll_interval (issue 4 item 2). First polls are spread over the
-// interval with jitter, so a restart does not fetch everything at once;
+// poll_interval (issue 4 item 2). The schedule lives in the store
+// (store.Schedule): the poller claims the due subscriptions in pages,
+// refreshes them in waves and writes their next poll times back in one
+// call per wave, so it holds a page, not every subscription (issue 11).
+// First polls of never-scheduled subscriptions are spread over the
+// interval with jitter, so an upgrade or a batch of new links does not
+// fetch everything at once;
 // each provider stays within max_requests_per_hour; a Retry-After, or a
 // rate limit with nothing remaining, pauses the provider until the
 // upstream said; 429s and 5xx without one pause it with exponential
 // backoff. Time comes from the Clock, so tests drive it without sleeping.
 type Poller struct {
 	refresh     SubscriptionRefresher
-	st          SubscriptionLister
+	st          PollSchedule
+	owner       string
+	lease       time.Duration
 	log         *slog.Logger
 	clock       Clock
 	randMu      sync.Mutex
@@ -145,12 +186,16 @@ type providerPoll struct {
 	name     string
 	interval time.Duration
 	// mu serializes the polls of the provider: Run's loop and PollDue.
-	mu          sync.Mutex
-	budget      *budget
-	sched       schedule
-	entries     map[store.SubscriptionKey]*entry
-	gen         uint64
-	nextSync    time.Time
+	mu       sync.Mutex
+	budget   *budget
+	subs     int
+	nextSync time.Time
+	// spreading is true until a claim finds no never-scheduled
+	// subscription: claims are then pages of spreadPage.
+	spreading bool
+	// rebase is true until the polls scheduled beyond a shortened
+	// interval have been moved into it.
+	rebase      bool
 	pausedUntil time.Time
 	failures    int
 	// latency and reqs are running means of a refresh's duration in
@@ -173,13 +218,14 @@ func NewPoller(opts PollerOptions) (*Poller, error) {
 		return nil, errors.New("live: poller: no store")
 	case opts.Registry == nil:
 		return nil, errors.New("live: poller: no provider registry")
-	case opts.MaxWorkers < 0, opts.SyncInterval < 0, opts.BaseBackoff < 0, opts.MaxBackoff < 0:
+	case opts.MaxWorkers < 0, opts.SyncInterval < 0, opts.Lease < 0, opts.BaseBackoff < 0, opts.MaxBackoff < 0:
 		return nil, errors.New("live: poller: negative option")
 	case opts.Jitter < 0 || opts.Jitter >= 1:
 		return nil, fmt.Errorf("live: poller: jitter %g outside [0, 1)", opts.Jitter)
 	}
 	p := &Poller{
-		refresh: opts.Refresher, st: opts.Store, log: opts.Logger, clock: opts.Clock, rand: opts.Rand,
+		refresh: opts.Refresher, st: opts.Store, owner: opts.Owner, log: opts.Logger, clock: opts.Clock, rand: opts.Rand,
+		lease:       orDefault(opts.Lease, DefaultPollLease),
 		maxWorkers:  orDefault(opts.MaxWorkers, DefaultMaxPollWorkers),
 		syncEvery:   orDefault(opts.SyncInterval, DefaultSyncInterval),
 		baseBackoff: orDefault(opts.BaseBackoff, DefaultPollBaseBackoff),
@@ -195,14 +241,19 @@ func NewPoller(opts PollerOptions) (*Poller, error) {
 	if p.rand == nil {
 		p.rand = rand.Float64
 	}
+	if p.owner == "" {
+		p.owner = "poller-" + crand.Text()
+	}
 	for _, pv := range opts.Registry.All() {
 		live := pv.Config.Live
 		if !live.IsEnabled() || live.PollInterval.D() <= 0 {
 			continue
 		}
 		pp := &providerPoll{
-			name: pv.Name, interval: live.PollInterval.D(), budget: newBudget(live.MaxRequestsPerHour),
-			entries: map[store.SubscriptionKey]*entry{},
+			name: pv.Name, interval: live.PollInterval.D(), budget: newBudget(live.MaxRequestsPerHour), spreading: true,
+		}
+		if prev, ok := opts.PreviousIntervals[pv.Name]; ok && prev > pp.interval {
+			pp.rebase = true
 		}
 		pp.stats.Interval = pp.interval
 		p.providers = append(p.providers, pp)
@@ -215,6 +266,16 @@ func (p *Poller) Providers() []string {
 	out := make([]string, len(p.providers))
 	for i, pp := range p.providers {
 		out[i] = pp.name
+	}
+	return out
+}
+
+// Intervals returns the poll interval of every polled provider, for the
+// poller that replaces this one (PollerOptions.PreviousIntervals).
+func (p *Poller) Intervals() map[string]time.Duration {
+	out := make(map[string]time.Duration, len(p.providers))
+	for _, pp := range p.providers {
+		out[pp.name] = pp.interval
 	}
 	return out
 }
@@ -279,47 +340,164 @@ func (p *Poller) PollDue(ctx context.Context) (time.Time, error) {
 	return next, errors.Join(errs...)
 }
 
-// pollProvider reads the subscriptions when a sync is due, then runs due
-// refreshes in waves of up to Workers until none is due, the budget is
-// spent or a pause begins. It returns when it should run next.
+// pollProvider counts the subscriptions when a sync is due, then claims
+// due subscriptions and refreshes them in waves (workers) until none is
+// due, the budget is spent or a pause begins; each wave's next poll
+// times go back to the store in one call. It returns when it should run
+// next.
 func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time, error) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	now := p.clock.Now()
-	if !now.Before(pp.nextSync) {
-		if err := p.sync(ctx, pp, now); err != nil {
+	if pp.rebase {
+		if err := p.rebase(ctx, pp, now); err != nil {
 			return time.Time{}, err
 		}
-		pp.nextSync = now.Add(p.syncEvery)
+		pp.rebase = false
+	}
+	if !now.Before(pp.nextSync) {
+		c, err := p.st.ScheduleCounts(ctx, pp.name, now)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("live poll %s: %w", pp.name, err)
+		}
+		pp.subs, pp.nextSync = c.Subscriptions, now.Add(p.syncEvery)
+		p.stat(pp, func(s *PollStats) { s.LastSyncAt, s.Subscriptions = now, c.Subscriptions })
 	}
 	for ctx.Err() == nil {
 		now = p.clock.Now()
-		switch {
-		case now.Before(pp.pausedUntil):
+		if now.Before(pp.pausedUntil) {
 			return earliest(pp.pausedUntil, pp.nextSync), nil
-		case len(pp.sched) == 0:
-			return pp.nextSync, nil
-		case pp.sched[0].due.After(now):
-			return earliest(pp.sched[0].due, pp.nextSync), nil
 		}
 		workers := p.workers(pp, now)
-		var wave []*entry
-		for len(wave) < workers && len(pp.sched) > 0 && !pp.sched[0].due.After(now) && pp.budget.take(now) {
-			wave = append(wave, heap.Pop(&pp.sched).(*entry))
+		limit := workers
+		if pp.spreading {
+			limit = spreadPage
+		} else if ready := pp.budget.readyAt(now); ready.After(now) {
+			p.stat(pp, func(s *PollStats) { s.Deferred++ })
+			return earliest(ready, pp.nextSync), nil
 		}
-		if len(wave) == 0 {
+		claimed, err := p.st.ClaimDuePolls(ctx, pp.name, p.owner, now, p.lease, limit)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("live poll %s: %w", pp.name, err)
+		}
+		if len(claimed) == 0 {
+			pp.spreading = false
+			return p.nextDue(ctx, pp, now)
+		}
+		var wave []store.Subscription
+		slots := make([]store.PollSlot, 0, len(claimed))
+		spread := 0
+		for _, s := range claimed {
+			switch {
+			case s.NextPollAt.IsZero():
+				// Never scheduled (new, or stored by an older version):
+				// its first poll falls at a random point of the coming
+				// interval, and it keeps that place afterwards.
+				at := now.Add(time.Duration(p.random() * float64(pp.interval)))
+				slots = append(slots, store.PollSlot{SubscriptionKey: s.SubscriptionKey, Next: at})
+				spread++
+			case len(wave) < workers && pp.budget.take(now):
+				wave = append(wave, s)
+			default:
+				// Not this wave's: released, still due.
+				slots = append(slots, store.PollSlot{SubscriptionKey: s.SubscriptionKey, Next: s.NextPollAt})
+			}
+		}
+		if spread == 0 {
+			pp.spreading = false
+		}
+		if len(wave) > 0 {
+			slots = append(slots, p.apply(ctx, pp, wave, p.runWave(ctx, pp, wave))...)
+		}
+		if err := p.schedule(ctx, pp, slots); err != nil {
+			return time.Time{}, err
+		}
+		if len(wave) == 0 && spread == 0 {
+			// The budget held every due poll back.
 			p.stat(pp, func(s *PollStats) { s.Deferred++ })
 			return earliest(pp.budget.readyAt(now), pp.nextSync), nil
 		}
-		p.apply(ctx, pp, wave, p.runWave(ctx, pp, wave))
 	}
 	return time.Time{}, ctx.Err()
+}
+
+// rebase moves the polls scheduled beyond now plus pp's interval, which a
+// longer interval before a reload put there, to random points of the
+// coming interval, so that a shorter poll_interval takes effect at once.
+// It reads the provider's subscriptions once, streaming, and writes them
+// in pages; slots leased by another replica are left to it.
+func (p *Poller) rebase(ctx context.Context, pp *providerPoll, now time.Time) error {
+	horizon := now.Add(pp.interval)
+	var slots []store.PollSlot
+	write := func() error {
+		if len(slots) == 0 {
+			return nil
+		}
+		_, err := p.st.SchedulePolls(ctx, p.owner, slots)
+		slots = slots[:0]
+		return err
+	}
+	err := p.st.ListSubscriptions(ctx, pp.name, func(s store.Subscription) error {
+		if !s.NextPollAt.After(horizon) {
+			return nil
+		}
+		at := now.Add(time.Duration(p.random() * float64(pp.interval)))
+		slots = append(slots, store.PollSlot{SubscriptionKey: s.SubscriptionKey, Next: at})
+		if len(slots) < spreadPage {
+			return nil
+		}
+		return write()
+	})
+	if err == nil {
+		err = write()
+	}
+	if err != nil {
+		return fmt.Errorf("live poll %s: move polls into the shorter interval: %w", pp.name, err)
+	}
+	return nil
+}
+
+// nextDue is when pp should run again once nothing is due: the store's
+// next due poll, or the next count when it has no subscription.
+func (p *Poller) nextDue(ctx context.Context, pp *providerPoll, now time.Time) (time.Time, error) {
+	next, ok, err := p.st.NextPollDue(ctx, pp.name, now)
+	switch {
+	case err != nil:
+		return time.Time{}, fmt.Errorf("live poll %s: %w", pp.name, err)
+	case !ok:
+		return pp.nextSync, nil
+	case !next.After(now):
+		// Due, yet nothing was claimable: another poller's claim, or a
+		// write between the two reads. Look again shortly, not in a
+		// loop.
+		next = now.Add(time.Second)
+	}
+	return earliest(next, pp.nextSync), nil
+}
+
+// schedule writes a wave's next poll times and releases its leases. When
+// the poller is stopping the write still runs, briefly, so that another
+// poller (or this one restarted) need not wait for the leases to run
+// out.
+func (p *Poller) schedule(ctx context.Context, pp *providerPoll, slots []store.PollSlot) error {
+	if len(slots) == 0 {
+		return nil
+	}
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), scheduleTimeout)
+		defer cancel()
+	}
+	if _, err := p.st.SchedulePolls(ctx, p.owner, slots); err != nil {
+		return fmt.Errorf("live poll %s: schedule: %w", pp.name, err)
+	}
+	return nil
 }
 
 // workers sizes pp's next wave (pollWorkers) and shows it in the stats.
 func (p *Poller) workers(pp *providerPoll, now time.Time) int {
 	latency := time.Duration(pp.latency * float64(time.Second))
-	w := pollWorkers(len(pp.entries), pp.interval, latency, pp.reqs, feedRate(pp.budget, pp.rateLimit, now), p.maxWorkers)
+	w := pollWorkers(pp.subs, pp.interval, latency, pp.reqs, feedRate(pp.budget, pp.rateLimit, now), p.maxWorkers)
 	p.stat(pp, func(s *PollStats) { s.Workers, s.Latency = w, latency })
 	return w
 }
@@ -330,30 +508,34 @@ type result struct {
 	err error
 }
 
-// runWave refreshes the entries at once and waits for all of them.
-func (p *Poller) runWave(ctx context.Context, pp *providerPoll, wave []*entry) []result {
+// runWave refreshes the subscriptions at once and waits for all of them.
+func (p *Poller) runWave(ctx context.Context, pp *providerPoll, wave []store.Subscription) []result {
 	res := make([]result, len(wave))
 	if len(wave) == 1 {
-		res[0].out, res[0].err = p.refresh.Refresh(ctx, wave[0].key, TriggerPoll)
+		res[0].out, res[0].err = p.refresh.Refresh(ctx, wave[0].SubscriptionKey, TriggerPoll)
 		return res
 	}
 	var wg sync.WaitGroup
-	for i, e := range wave {
-		wg.Go(func() { res[i].out, res[i].err = p.refresh.Refresh(ctx, e.key, TriggerPoll) })
+	for i, s := range wave {
+		wg.Go(func() { res[i].out, res[i].err = p.refresh.Refresh(ctx, s.SubscriptionKey, TriggerPoll) })
 	}
 	wg.Wait()
 	return res
 }
 
-// apply settles a wave: budget, rate-limit pauses, backoff, the entries'
-// next polls and the statistics.
-func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []*entry, res []result) {
+// apply settles a wave: budget, rate-limit pauses, backoff and the
+// statistics; it returns the subscriptions' next polls.
+func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []store.Subscription, res []result) []store.PollSlot {
 	now := p.clock.Now()
+	slots := make([]store.PollSlot, 0, len(wave))
+	next := func(s store.Subscription, at time.Time) {
+		slots = append(slots, store.PollSlot{SubscriptionKey: s.SubscriptionKey, Next: at})
+	}
 	for i, e := range wave {
 		out, err := res[i].out, res[i].err
 		if ctx.Err() != nil {
 			// Shutting down: the poll did not happen.
-			heap.Push(&pp.sched, e)
+			next(e, e.NextPollAt)
 			continue
 		}
 		p.stat(pp, func(s *PollStats) { s.Polls++; s.LastPollAt = now })
@@ -361,11 +543,10 @@ func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []*entry, res
 		case err != nil:
 			p.log.ErrorContext(ctx, "live poll", "provider", pp.name, "err", err)
 			p.stat(pp, func(s *PollStats) { s.LastError = err.Error() })
-			e.due = p.nextSlot(pp, e.due, now)
-			heap.Push(&pp.sched, e)
+			next(e, p.nextSlot(pp, e.NextPollAt, now))
 			continue
 		case out.Deleted:
-			delete(pp.entries, e.key)
+			// Gone from the store, and so from its schedule.
 			continue
 		}
 		pp.budget.charge(out.Upstream.Requests)
@@ -391,8 +572,7 @@ func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []*entry, res
 		}
 		if !out.Transient {
 			pp.failures = 0
-			e.due = p.nextSlot(pp, e.due, now)
-			heap.Push(&pp.sched, e)
+			next(e, p.nextSlot(pp, e.NextPollAt, now))
 			continue
 		}
 		pp.failures++
@@ -408,19 +588,18 @@ func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []*entry, res
 		if out.Upstream.Status == 429 || out.Upstream.RetryAfter > 0 || spent {
 			// Limited, not broken: this link goes first when the pause
 			// ends.
-			heap.Push(&pp.sched, e)
+			next(e, e.NextPollAt)
 			continue
 		}
 		// A 5xx or no answer may be this link's own: it waits for its next
 		// round, so it cannot hold the others back.
-		e.due = p.nextSlot(pp, e.due, now)
-		heap.Push(&pp.sched, e)
+		next(e, p.nextSlot(pp, e.NextPollAt, now))
 	}
 	p.stat(pp, func(s *PollStats) {
 		s.ConsecutiveFailures = pp.failures
 		s.PausedUntil = pp.pausedUntil
-		s.Subscriptions = len(pp.entries)
 	})
+	return slots
 }
 
 // nextSlot is the first time after now that is a whole number of
@@ -443,38 +622,6 @@ func (p *Poller) random() float64 {
 	p.randMu.Lock()
 	defer p.randMu.Unlock()
 	return p.rand()
-}
-
-// sync reads the provider's subscriptions: new ones are scheduled at a
-// random point of the coming interval, so first polls are spread evenly
-// (a restart, or thousands of links pasted at once, does not become a
-// burst); those no longer stored are dropped.
-func (p *Poller) sync(ctx context.Context, pp *providerPoll, now time.Time) error {
-	pp.gen++
-	gen := pp.gen
-	err := p.st.ListSubscriptions(ctx, pp.name, func(s store.Subscription) error {
-		k := s.SubscriptionKey
-		k.Provider = pp.name // one copy of the name for every entry
-		if e, ok := pp.entries[k]; ok {
-			e.gen = gen
-			return nil
-		}
-		e := &entry{key: k, gen: gen, due: now.Add(time.Duration(p.random() * float64(pp.interval)))}
-		pp.entries[k] = e
-		heap.Push(&pp.sched, e)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("live poll %s: %w", pp.name, err)
-	}
-	for k, e := range pp.entries {
-		if e.gen != gen {
-			heap.Remove(&pp.sched, e.index)
-			delete(pp.entries, k)
-		}
-	}
-	p.stat(pp, func(s *PollStats) { s.LastSyncAt = now; s.Subscriptions = len(pp.entries) })
-	return nil
 }
 
 // stat updates pp's statistics under the lock. Its callers hold pp.mu,
@@ -504,40 +651,4 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
-}
-
-// entry is one scheduled subscription.
-type entry struct {
-	key   store.SubscriptionKey
-	due   time.Time
-	index int
-	gen   uint64
-}
-
-// schedule is a min-heap of entries by due time, ties in (uri,
-// connection) order so that a poll order is reproducible.
-type schedule []*entry
-
-func (s schedule) Len() int { return len(s) }
-func (s schedule) Less(i, j int) bool {
-	if c := s[i].due.Compare(s[j].due); c != 0 {
-		return c < 0
-	}
-	return cmp.Or(strings.Compare(s[i].key.URI, s[j].key.URI), strings.Compare(s[i].key.ConnectionID, s[j].key.ConnectionID)) < 0
-}
-func (s schedule) Swap(i, j int) {
-	s[i], s[j] = s[j], s[i]
-	s[i].index, s[j].index = i, j
-}
-func (s *schedule) Push(x any) {
-	e := x.(*entry)
-	e.index = len(*s)
-	*s = append(*s, e)
-}
-func (s *schedule) Pop() any {
-	old := *s
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*s = old[:len(old)-1]
-	return e
 }

@@ -17,8 +17,10 @@ import (
 // fetches is the schedule's; edit adjusts the options.
 func (e *liveEnv) newPoller(rnd func() float64, edit ...func(*live.PollerOptions)) *live.Poller {
 	e.t.Helper()
+	sched, ok := e.st.(live.PollSchedule)
+	require.True(e.t, ok, "the store keeps a schedule")
 	opts := live.PollerOptions{
-		Refresher: e.r, Store: e.st, Registry: e.reg, Clock: e.clock, Rand: rnd,
+		Refresher: e.r, Store: sched, Registry: e.reg, Clock: e.clock, Rand: rnd,
 		MaxWorkers: 1, BaseBackoff: time.Second, MaxBackoff: time.Minute,
 	}
 	for _, f := range edit {
@@ -271,7 +273,7 @@ func TestPollerRun(t *testing.T) {
 // TestNewPollerValidates: the required dependencies and sane bounds.
 func TestNewPollerValidates(t *testing.T) {
 	e := newLiveEnv(t, 3600)
-	base := live.PollerOptions{Refresher: e.r, Store: e.st, Registry: e.reg}
+	base := live.PollerOptions{Refresher: e.r, Store: e.st.(live.PollSchedule), Registry: e.reg}
 	tests := []struct {
 		name string
 		edit func(*live.PollerOptions)

@@ -3,6 +3,7 @@ package live
 import (
 	"cmp"
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,15 +51,23 @@ const (
 	// are written together in one commit.
 	DefaultRecordInterval = time.Second
 	// DefaultWebhookWorkers is how many webhook refreshes run at once.
-	DefaultWebhookWorkers = 4
-	// DefaultWebhookQueue is how many webhook refreshes may wait in
-	// memory; past it the rest stay marked pending in the store until the
-	// next scan.
-	DefaultWebhookQueue = 1024
-	// DefaultPendingInterval is how often Run looks in the store for
-	// pending marks that nothing has queued: those left by a full queue, a
-	// failed refresh or a crash.
-	DefaultPendingInterval = time.Minute
+	DefaultWebhookWorkers = 8
+	// DefaultWebhookQueue is how many pending marks one claim takes from
+	// the store's index to wait in memory for a worker; the rest wait,
+	// marked, in the store, and the next claim takes them as soon as the
+	// workers catch up. Small, so that a page is worked through well
+	// within its lease.
+	DefaultWebhookQueue = 64
+	// DefaultPendingInterval is how often an idle Run claims pending
+	// marks without being woken: marks left by a failed refresh, or
+	// leased by a process that died (another replica, or this one before
+	// a crash) once the lease runs out.
+	DefaultPendingInterval = 5 * time.Second
+	// DefaultPendingLease is how long a claimed mark stays this
+	// process's; recording the refresh releases it sooner. Short, since
+	// after a crash the restarted process waits for it (a claim it
+	// outlives only costs another replica a second fetch).
+	DefaultPendingLease = 10 * time.Second
 )
 
 // maxPendingRecords writes the refresh records at once when this many
@@ -98,7 +107,8 @@ type RefreshStore interface {
 	GetSubscription(ctx context.Context, k store.SubscriptionKey) (store.Subscription, error)
 	DeleteSubscription(ctx context.Context, k store.SubscriptionKey) error
 	PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error)
-	ListSubscriptions(ctx context.Context, provider string, fn func(store.Subscription) error) error
+	// ClaimPending leases the oldest pending marks (store.Schedule).
+	ClaimPending(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Subscription, error)
 	ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]store.Subscription, error)
 }
 
@@ -120,12 +130,19 @@ type RefresherOptions struct {
 	// PutSubscriptions writes them.
 	RecordInterval time.Duration
 	// WebhookWorkers and WebhookQueue bound the refreshes webhooks ask
-	// for: how many run at once, how many may wait.
+	// for: how many run at once, how many claimed marks may wait in
+	// memory.
 	WebhookWorkers int
 	WebhookQueue   int
-	// PendingInterval is how often Run scans the store for pending marks
-	// to queue (it always does once as it starts).
+	// PendingInterval is how often an idle Run claims pending marks
+	// (it always does as it starts, and whenever a webhook marks some).
 	PendingInterval time.Duration
+	// Owner names this process in the leases of the marks it claims; the
+	// App passes one per process. Empty is a random one.
+	Owner string
+	// PendingLease is how long a claimed mark stays this process's.
+	// Default DefaultPendingLease.
+	PendingLease time.Duration
 	// OnRefresh, when set, is called after every refresh, for tests and
 	// metrics. It must not block.
 	OnRefresh func(k store.SubscriptionKey, out Outcome)
@@ -168,13 +185,21 @@ type Refresher struct {
 	done  func(store.SubscriptionKey, Outcome)
 
 	workers int
+	page    int
 	jobs    chan store.SubscriptionKey
 	scan    time.Duration
+	owner   string
+	lease   time.Duration
+	// kick wakes Run's claim loop when a webhook has marked
+	// subscriptions.
+	kick chan struct{}
+	// marks writes the webhooks' pending marks in shared commits.
+	marks *marker
 
 	mu      sync.Mutex
 	pending map[store.SubscriptionKey]store.Subscription
 	// queued holds the keys in jobs, so that a key is queued once
-	// however many events or scans name it before a worker takes it.
+	// however many claims return it before a worker takes it.
 	queued map[store.SubscriptionKey]bool
 	// running serializes the refreshes of one key: two at once could
 	// push their states in the opposite order of their fetches, and a
@@ -195,7 +220,7 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 		return nil, errors.New("live: refresher: no provider registry")
 	case opts.Pusher == nil:
 		return nil, errors.New("live: refresher: no pusher")
-	case opts.RecordInterval < 0, opts.WebhookWorkers < 0, opts.WebhookQueue < 0, opts.PendingInterval < 0:
+	case opts.RecordInterval < 0, opts.WebhookWorkers < 0, opts.WebhookQueue < 0, opts.PendingInterval < 0, opts.PendingLease < 0:
 		return nil, errors.New("live: refresher: negative option")
 	}
 	r := &Refresher{
@@ -203,8 +228,11 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 		log: opts.Logger, clock: opts.Clock, done: opts.OnRefresh,
 		every:   orDefault(opts.RecordInterval, DefaultRecordInterval),
 		workers: orDefault(opts.WebhookWorkers, DefaultWebhookWorkers),
-		jobs:    make(chan store.SubscriptionKey, orDefault(opts.WebhookQueue, DefaultWebhookQueue)),
+		page:    orDefault(opts.WebhookQueue, DefaultWebhookQueue),
 		scan:    orDefault(opts.PendingInterval, DefaultPendingInterval),
+		owner:   opts.Owner,
+		lease:   orDefault(opts.PendingLease, DefaultPendingLease),
+		kick:    make(chan struct{}, 1),
 		pending: map[store.SubscriptionKey]store.Subscription{},
 		queued:  map[store.SubscriptionKey]bool{},
 		running: map[store.SubscriptionKey]*keyLock{},
@@ -215,21 +243,27 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	if r.clock == nil {
 		r.clock = realClock{}
 	}
+	if r.owner == "" {
+		r.owner = "refresher-" + crand.Text()
+	}
+	r.jobs = make(chan store.SubscriptionKey, r.page)
+	r.marks = &marker{put: r.st.PutSubscriptions}
 	return r, nil
 }
 
 // Run serves webhook refreshes and writes refresh records every
-// RecordInterval until ctx ends; then it writes what is left. As it starts,
-// and every PendingInterval after, it queues the subscriptions still
-// marked pending, so that what a webhook was answered 202 for before a
-// crash is refreshed after the restart (security.md F1).
+// RecordInterval until ctx ends; then it writes what is left. Its claim
+// loop takes the pending marks from the store's index in pages, oldest
+// first, as it starts, whenever RefreshURIs marks some, and every
+// PendingInterval, so that what a webhook was answered 202 for before a
+// crash is refreshed after the restart (security.md F1) and nothing waits
+// for a rescan of every subscription (issue 11).
 func (r *Refresher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range r.workers {
 		wg.Go(func() { r.work(ctx) })
 	}
-	r.queuePending(ctx)
-	nextScan := r.clock.Now().Add(r.scan)
+	wg.Go(func() { r.claimLoop(ctx) })
 	defer func() {
 		wg.Wait()
 		// ctx is over; the last records still deserve a bounded write.
@@ -244,77 +278,72 @@ func (r *Refresher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.clock.After(r.every):
-			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+			n, err := r.flush(ctx)
+			if err != nil && ctx.Err() == nil {
 				r.log.WarnContext(ctx, "live refresh records", "err", err)
 			}
-			// After the flush, so that marks the last refreshes cleared
-			// are not queued again.
-			if now := r.clock.Now(); !now.Before(nextScan) {
-				r.queuePending(ctx)
-				nextScan = now.Add(r.scan)
+			if n > 0 {
+				// Recording a refresh releases its mark's lease; a mark
+				// made while it ran (for a change it may have missed)
+				// outlives the record and is claimable now.
+				r.wake()
 			}
 		}
 	}
 }
 
-// queuePending queues the subscriptions marked pending in the store that
-// are neither queued, nor refreshing, nor refreshed since their mark (a
-// record waiting for the next flush clears the mark). A full queue leaves
-// the rest for the next scan; a store failure is logged and waits for it
-// too.
-func (r *Refresher) queuePending(ctx context.Context) {
-	var marked []store.Subscription
-	err := r.st.ListSubscriptions(ctx, "", func(s store.Subscription) error {
-		if s.Refresh.Outcome == OutcomePending {
-			marked = append(marked, s)
+// claimLoop hands pending marks to the workers: it claims pages until
+// one comes back empty, then waits for a kick or PendingInterval.
+func (r *Refresher) claimLoop(ctx context.Context) {
+	for {
+		for ctx.Err() == nil && r.claimPending(ctx) {
 		}
-		return nil
-	})
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-r.clock.After(r.scan):
+		}
+	}
+}
+
+// claimPending claims one page of pending marks and queues those that
+// are neither queued, nor refreshing, nor refreshed since their mark (a
+// record waiting for the next flush clears the mark), waiting for room in
+// the queue. It reports whether the page was full, so that the loop
+// claims again at once. A store failure is logged and waits for the next
+// claim.
+func (r *Refresher) claimPending(ctx context.Context) bool {
+	marked, err := r.st.ClaimPending(ctx, r.owner, r.clock.Now(), r.lease, r.page)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.WarnContext(ctx, "live pending refreshes", "err", err)
 		}
-		return
+		return false
 	}
-	keys := make([]store.SubscriptionKey, 0, len(marked))
-	r.mu.Lock()
 	for _, s := range marked {
 		k := s.SubscriptionKey
-		if rec, ok := r.pending[k]; ok && !rec.Refresh.At.Before(s.Refresh.At) {
-			continue // refreshed since the mark; the next flush clears it
+		r.mu.Lock()
+		rec, recorded := r.pending[k]
+		skip := (recorded && !rec.Refresh.At.Before(s.Refresh.At)) || r.queued[k] || r.running[k] != nil
+		if !skip {
+			r.queued[k] = true
 		}
-		if r.queued[k] || r.running[k] != nil {
-			// Queued, or refreshing now: a refresh that began after the
-			// mark clears it, and one that began before leaves it for the
-			// next scan.
-			continue
-		}
-		keys = append(keys, k)
-	}
-	r.mu.Unlock()
-	if left := r.enqueue(keys); left > 0 {
-		r.log.WarnContext(ctx, "webhook refresh queue full, left pending for the next scan", "pending", left)
-	}
-}
-
-// enqueue queues a refresh of each key not queued already, without
-// blocking, and says how many did not fit.
-func (r *Refresher) enqueue(keys []store.SubscriptionKey) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	left := 0
-	for _, k := range keys {
-		if r.queued[k] {
+		r.mu.Unlock()
+		if skip {
+			// Refreshed since the mark (the next flush clears it), or
+			// queued, or refreshing now: a refresh that began after the
+			// mark clears it, and one that began before leaves it to be
+			// claimed again when its lease runs out.
 			continue
 		}
 		select {
 		case r.jobs <- k:
-			r.queued[k] = true
-		default:
-			left++
+		case <-ctx.Done():
+			return false
 		}
 	}
-	return left
+	return len(marked) == r.page
 }
 
 // work runs queued webhook refreshes until ctx ends.
@@ -338,17 +367,17 @@ func (r *Refresher) work(ctx context.Context) {
 // slash, http or www. Links of no pattern are ignored.
 //
 // Before it returns, and so before the webhook is answered 202, the
-// subscriptions are marked pending in one store write: the request is
+// subscriptions are marked pending in one store commit, shared with the
+// webhooks of the moment (marker): the request is
 // durable, and a crash before the refresh ran only delays it until Run
-// starts again (issue 4 item 4, security.md F1). Then they are queued; when
-// the queue is full the rest stay marked until Run's next scan. An error
-// means nothing was marked and the webhook must not be acknowledged.
+// starts again (issue 4 item 4, security.md F1). Then Run is woken to
+// claim the marks from the store's index. An error means nothing was
+// marked and the webhook must not be acknowledged.
 func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris []string) (int, error) {
 	p, ok := r.reg.Get(providerName)
 	if !ok {
 		return 0, fmt.Errorf("refresh: unknown provider %q", providerName)
 	}
-	var keys []store.SubscriptionKey
 	var marks []store.Subscription
 	at := r.clock.Now().UTC()
 	seen := map[store.SubscriptionKey]bool{}
@@ -367,7 +396,6 @@ func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris [
 					continue
 				}
 				seen[s.SubscriptionKey] = true
-				keys = append(keys, s.SubscriptionKey)
 				marks = append(marks, store.Subscription{
 					SubscriptionKey: s.SubscriptionKey, UpdatedAt: at,
 					Refresh: store.RefreshRecord{At: at, Trigger: TriggerWebhook, Outcome: OutcomePending},
@@ -378,14 +406,19 @@ func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris [
 	if len(marks) == 0 {
 		return 0, nil
 	}
-	if _, err := r.st.PutSubscriptions(ctx, marks); err != nil {
+	if err := r.marks.mark(ctx, marks); err != nil {
 		return 0, fmt.Errorf("refresh: mark pending: %w", err)
 	}
-	if left := r.enqueue(keys); left > 0 {
-		r.log.WarnContext(ctx, "webhook refresh queue full, left pending for the next scan", "provider", providerName,
-			"pending", left)
+	r.wake()
+	return len(marks), nil
+}
+
+// wake makes Run's claim loop claim pending marks now.
+func (r *Refresher) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // a kick is already waiting
 	}
-	return len(keys), nil
 }
 
 // sameObject reports whether uri names the object m matched: same
@@ -590,9 +623,9 @@ func (r *Refresher) settleError(ctx context.Context, sub store.Subscription, run
 	rec := r.story(run, OutcomeError, up.Status, detail)
 	if isTransient && run.trigger == TriggerWebhook {
 		// A webhook acknowledged a change we could not fetch yet (429,
-		// 5xx, timeout): the mark stays, and the next pending scan (every
-		// PendingInterval) tries again, so the change is not left to a
-		// poll that may be off.
+		// 5xx, timeout): the mark stays, and a claim once its lease runs
+		// out (DefaultPendingLease) tries again, so the change is not left
+		// to a poll that may be off.
 		rec.Outcome, rec.Detail = OutcomePending, "retrying after: "+detail
 	}
 	r.note(ctx, sub, provider.Validators{ETag: sub.ETag, LastModified: sub.LastModified}, rec)
@@ -662,9 +695,22 @@ func (r *Refresher) lock(ctx context.Context, k store.SubscriptionKey, dequeued 
 
 // note queues the record of a refresh for the next batch; a put with a
 // Refresh only updates the validators and the story of a subscription
-// that still exists (store.MergeSubscription).
+// that still exists (store.MergeSubscription). A refresh that tells the
+// stored story again, but for its time, with the same validators, is not
+// written (issue 11: a poll that finds no change writes only its next
+// poll time, to the schedule); a pending mark is always settled.
 func (r *Refresher) note(ctx context.Context, sub store.Subscription, v provider.Validators, rec store.RefreshRecord) {
+	old := sub.Refresh
+	same := old.Outcome != OutcomePending && rec.Outcome != OutcomePending && old.Trigger == rec.Trigger &&
+		old.Outcome == rec.Outcome && old.Status == rec.Status && old.Detail == rec.Detail &&
+		sub.ETag == v.ETag && sub.LastModified == v.LastModified
 	r.mu.Lock()
+	if _, waiting := r.pending[sub.SubscriptionKey]; same && !waiting {
+		// A waiting record of an earlier refresh would otherwise be the
+		// last word.
+		r.mu.Unlock()
+		return
+	}
 	r.pending[sub.SubscriptionKey] = store.Subscription{
 		SubscriptionKey: sub.SubscriptionKey, ETag: v.ETag, LastModified: v.LastModified,
 		Refresh: rec, UpdatedAt: rec.At,
@@ -684,6 +730,12 @@ func (r *Refresher) note(ctx context.Context, sub store.Subscription, v provider
 // are a status aid, the next refresh writes its own, and a pending mark
 // one of them would have cleared stays and is refreshed again.
 func (r *Refresher) Flush(ctx context.Context) error {
+	_, err := r.flush(ctx)
+	return err
+}
+
+// flush is Flush; it says how many records it wrote.
+func (r *Refresher) flush(ctx context.Context) (int, error) {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
@@ -691,7 +743,7 @@ func (r *Refresher) Flush(ctx context.Context) error {
 	clear(r.pending)
 	r.mu.Unlock()
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	slices.SortFunc(batch, func(a, b store.Subscription) int {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID),
@@ -708,7 +760,7 @@ func (r *Refresher) Flush(ctx context.Context) error {
 			}
 		}
 		r.mu.Unlock()
-		return fmt.Errorf("record refreshes: %w", err)
+		return 0, fmt.Errorf("record refreshes: %w", err)
 	}
-	return nil
+	return len(batch), nil
 }

@@ -18,7 +18,8 @@ const probeEvery = 5 * time.Second
 
 // healthHandler answers /healthz: ok when the store answers a read and
 // its write probe passed within probeEvery; 503 degraded otherwise, so a
-// full disk shows before a token redemption fails on it (F11, TH-46).
+// full disk shows before a token redemption fails on it (F11, TH-46). A
+// failed integrity check of the store after start is degraded too (F12).
 type healthHandler struct {
 	s *Server
 
@@ -39,6 +40,10 @@ func (h *healthHandler) health(c echo.Context) error {
 	}
 	if !h.writable(ctx) {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "degraded", "store": "not writable"})
+	}
+	if h.s.cfg.Integrity != nil && h.s.cfg.Integrity() != nil {
+		// Logged once, loudly, when the check failed (engine/app).
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "degraded", "store": "integrity check failed"})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }

@@ -58,6 +58,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Integrity, when set, says how the store's integrity check that
+	// runs after the server started went: nil while it runs or once it
+	// passed, its error once it failed, which makes /healthz degraded.
+	Integrity func() error
 }
 
 // Server is the HTTP face of unfurld.
