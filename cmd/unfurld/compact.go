@@ -18,24 +18,9 @@ func compactCmd(args []string, e env) int {
 	if err != nil {
 		return exitUsage
 	}
-	var path string
-	switch len(pos) {
-	case 0:
-		l := load(*cfgPath, e, nil, e.stderr)
-		if l == nil {
-			return exitFailure
-		}
-		l.reg.Close()
-		if l.cfg.Storage.Driver == config.StoragePostgres {
-			fmt.Fprintln(e.stderr, "unfurld compact: storage.driver is postgres; compact rewrites a bbolt file (in PostgreSQL, VACUUM FULL rewrites a table)")
-			return exitUsage
-		}
-		path = l.cfg.Storage.Path
-	case 1:
-		path = pos[0]
-	default:
-		fmt.Fprintln(e.stderr, "unfurld compact: give either --config or one database path")
-		return exitUsage
+	path, code := boltFile("compact", *cfgPath, pos, "compact rewrites a bbolt file (in PostgreSQL, VACUUM FULL rewrites a table)", e)
+	if code != exitOK {
+		return code
 	}
 	res, err := bolt.Compact(path, bolt.Options{LockTimeout: statusLockTimeout})
 	if errors.Is(err, bolt.ErrLocked) {
@@ -48,4 +33,28 @@ func compactCmd(args []string, e env) int {
 	}
 	fmt.Fprintf(e.stdout, "compacted %s: %d -> %d bytes\n", path, res.Before, res.After)
 	return exitOK
+}
+
+// boltFile is the bbolt file a maintenance command works on: the one
+// path given, or storage.path of the configuration. A postgres
+// configuration is refused with why; code is exitOK or the exit code.
+func boltFile(cmd, cfgPath string, pos []string, postgresWhy string, e env) (path string, code int) {
+	switch len(pos) {
+	case 0:
+		l := load(cfgPath, e, nil, e.stderr)
+		if l == nil {
+			return "", exitFailure
+		}
+		l.reg.Close()
+		if l.cfg.Storage.Driver == config.StoragePostgres {
+			fmt.Fprintf(e.stderr, "unfurld %s: storage.driver is postgres; %s\n", cmd, postgresWhy)
+			return "", exitUsage
+		}
+		return l.cfg.Storage.Path, exitOK
+	case 1:
+		return pos[0], exitOK
+	default:
+		fmt.Fprintf(e.stderr, "unfurld %s: give either --config or one database path\n", cmd)
+		return "", exitUsage
+	}
 }

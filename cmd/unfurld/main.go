@@ -161,6 +161,16 @@ connections and tokens left in free pages are gone. The server must be stopped.`
 			},
 		},
 		{
+			name: "check", args: "[--config FILE | PATH]", summary: "read every page of the stopped server's database file",
+			description: `Runs the integrity check of the bbolt file, which reads every page: what serve
+does in the background after it starts listening. Exit 1 when the file is
+damaged or held by a running server.`,
+			example: "unfurld check --config config.yaml",
+			run: func(_ context.Context, args []string, e env) int {
+				return checkCmd(args, e)
+			},
+		},
+		{
 			name: "migrate", args: "[--config FILE]", summary: "apply the PostgreSQL schema migrations",
 			description: `Applies the PostgreSQL schema migrations of storage.driver: postgres without
 starting the server (serve applies them too). With a bbolt store there is
