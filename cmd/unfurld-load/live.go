@@ -40,6 +40,8 @@ type liveOptions struct {
 	events      int
 	concurrency int
 	keep        bool
+	cold        bool
+	store       string
 }
 
 // liveWebhookSecret signs the harness's webhook events.
@@ -104,6 +106,8 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.events, "events", 10_000, "one-link `events` (0 skips)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients sending the one-link events")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory and print its path")
+	fs.BoolVar(&o.cold, "cold", false, "drop the database file from the page cache before starting unfurld (Linux)")
+	fs.StringVar(&o.store, "store", "", "start on a copy of this database `file` (built by an earlier run with --keep and the same --subs and --conns) instead of building one")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -145,6 +149,7 @@ type liveResult struct {
 	fileBytes                int64
 	idleCPU                  float64 // share of one core
 	rss, peakRSS             int64
+	rssAnon, rssFile         int64
 	fanoutAck, fanoutLast    time.Duration
 	fanoutPatches            int
 	eventsAck                time.Duration
@@ -154,10 +159,11 @@ type liveResult struct {
 func (r *liveResult) print(w io.Writer, o liveOptions) {
 	fmt.Fprintf(w, "unfurld-load live  %s  binary %s\n", time.Now().UTC().Format(time.RFC3339), o.bin)
 	fmt.Fprintf(w, "%d subscriptions over %d connections, poll_interval 10m, default budget\n", o.subs, o.conns)
-	fmt.Fprintf(w, "store built\t%s, %.1f MiB\n", r.build.Round(time.Millisecond), float64(r.fileBytes)/(1<<20))
-	fmt.Fprintf(w, "startup to /healthz\t%s\n", r.startup.Round(time.Millisecond))
+	fmt.Fprintf(w, "store built or copied\t%s, %.1f MiB\n", r.build.Round(time.Millisecond), float64(r.fileBytes)/(1<<20))
+	fmt.Fprintf(w, "startup to /healthz (cold page cache: %t)\t%s\n", o.cold, r.startup.Round(time.Millisecond))
 	fmt.Fprintf(w, "idle CPU over %s\t%.2f %% of a core\n", o.idle, r.idleCPU*100)
-	fmt.Fprintf(w, "RSS after idle\t%.1f MiB (peak %.1f MiB)\n", float64(r.rss)/(1<<20), float64(r.peakRSS)/(1<<20))
+	fmt.Fprintf(w, "RSS after idle\t%.1f MiB (peak %.1f MiB): %.1f MiB anonymous (heap, stacks), %.1f MiB file pages (the mapped database)\n",
+		mib(r.rss), mib(r.peakRSS), mib(r.rssAnon), mib(r.rssFile))
 	if o.fanout > 0 {
 		fmt.Fprintf(w, "fan-out of %d links in %d events\tacknowledged in %s; %d PATCHes, the last after %s\n",
 			o.fanout, (o.fanout+99)/100, r.fanoutAck.Round(time.Millisecond), r.fanoutPatches, r.fanoutLast.Round(time.Millisecond))
@@ -188,12 +194,37 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 		return nil, err
 	}
 	res := &liveResult{}
-	progress("building a store of %d subscriptions", o.subs)
 	start := time.Now()
-	if err := buildLiveStore(ctx, filepath.Join(dir, "unfurld.db"), keys, o); err != nil {
-		return nil, err
+	if o.store != "" {
+		progress("copying %s", o.store)
+		if err := copyFile(o.store, filepath.Join(dir, "unfurld.db")); err != nil {
+			return nil, err
+		}
+		// The copy's sealed tokens need the keys it was built with.
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(o.store), "keys"))
+		if err != nil {
+			return nil, fmt.Errorf("the keys beside %s: %w", o.store, err)
+		}
+		keys = strings.TrimSpace(string(b))
+		cfg = strings.NewReplacer("DATA", dir, "UPSTREAM", up.url, "NOTION", nt.url, "KEYS", keys).Replace(liveConfig)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+	} else {
+		progress("building a store of %d subscriptions", o.subs)
+		if err := buildLiveStore(ctx, filepath.Join(dir, "unfurld.db"), keys, o); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "keys"), []byte(keys), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	res.build = time.Since(start)
+	if o.cold {
+		if err := dropCached(filepath.Join(dir, "unfurld.db")); err != nil {
+			return nil, fmt.Errorf("--cold: %w", err)
+		}
+	}
 	if fi, err := os.Stat(filepath.Join(dir, "unfurld.db")); err == nil {
 		res.fileBytes = fi.Size()
 	}
@@ -227,6 +258,8 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 	res.idleCPU = (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
 	res.rss, _ = currentRSS(pid)
 	res.peakRSS, _ = peakRSS(pid)
+	res.rssAnon, _ = statusBytes(pid, "RssAnon:")
+	res.rssFile, _ = statusBytes(pid, "RssFile:")
 
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: loopbackDialer, MaxIdleConnsPerHost: o.concurrency}, Timeout: time.Minute}
 	defer hc.CloseIdleConnections()
@@ -282,6 +315,27 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 	}
 	return res, nil
 }
+
+// copyFile copies the file at from to to.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = src.Close() }()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		_ = dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+// mib is n bytes in MiB.
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 // liveURI is the i-th subscribed link.
 func liveURI(i int) string { return "https://bench.example/items/" + strconv.Itoa(i) }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"os/exec"
 	"time"
 )
@@ -21,3 +22,9 @@ func peakRSS(int) (int64, bool) { return 0, false }
 
 // currentRSS is only implemented on Linux; the report then shows 0.
 func currentRSS(int) (int64, bool) { return 0, false }
+
+// dropCached is only implemented on Linux.
+func dropCached(string) error { return errors.New("--cold needs Linux") }
+
+// statusBytes is only implemented on Linux; the report then shows 0.
+func statusBytes(int, string) (int64, bool) { return 0, false }
