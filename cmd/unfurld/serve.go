@@ -67,12 +67,21 @@ func serve(ctx context.Context, args []string, e env) int {
 			"file", filepath.Join(dataDir, config.DevSecretsFile), "generated", strings.Join(filled, ","))
 	}
 
-	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger})
+	// The integrity check of a bbolt file reads every page, seconds for a
+	// large store: the file is opened without it (the cheap checks of a
+	// truncated or empty file still run) and the App runs it in the
+	// background once the server listens, with /healthz degraded if it
+	// fails (docs/operations.md, Integrity check).
+	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger, SkipCheck: true})
 	if err != nil {
 		logger.Error("open store", "err", err)
 		return exitFailure
 	}
-	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger, Metrics: m, Load: reloader(*cfgPath, dataDir, e, logger, m)})
+	var check func(context.Context) error
+	if bs, ok := st.(*bolt.Store); ok {
+		check = bs.Check
+	}
+	a, err := app.New(app.Options{Config: cfg, Registry: l.reg, Store: st, Logger: logger, Metrics: m, Load: reloader(*cfgPath, dataDir, e, logger, m), Check: check})
 	if err != nil {
 		logger.Error("start", "err", err)
 		if err := st.Close(); err != nil {
