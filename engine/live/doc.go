@@ -17,12 +17,19 @@
 // subscribed link again with its connection's credential, conditionally
 // (If-None-Match, If-Modified-Since), and pushes new attributes, or the
 // error operation when the object is gone or forbidden upstream; it
-// records each refresh on the subscription in batched writes. The Poller
-// runs it for every subscription once per provider poll_interval, spread
-// with jitter, in waves sized to finish a sweep within the interval at the
-// measured latency (issue 11), within max_requests_per_hour, pausing a provider on
-// Retry-After, a spent rate limit, and 429s and 5xx (exponential
-// backoff). Verified webhooks reach it through RefreshURIs.
+// records each refresh on the subscription in batched writes, skipping
+// one that tells the stored story again. The Poller runs it for every
+// subscription once per provider poll_interval: it claims due
+// subscriptions from the store's schedule (store.Schedule) in pages under
+// a lease and writes their next poll times back once per wave, so its
+// memory follows the page, not the subscription count (issue 11); first
+// polls are spread with jitter; waves are sized to finish a sweep within
+// the interval at the measured latency, within max_requests_per_hour and
+// the upstream's rate limit; a provider pauses on Retry-After, a spent
+// rate limit, and 429s and 5xx (exponential backoff). Verified webhooks
+// reach it through RefreshURIs, which marks the subscriptions pending in
+// a shared commit; the Refresher claims the marks from the store's index
+// in pages.
 //
 // Time comes from an injected Clock and Run wakes on Kick, so tests drive
 // every wait without sleeping.
