@@ -51,7 +51,7 @@ type Options struct {
 	Now func() time.Time
 	// Clock drives live updates (timers too); nil is the wall clock.
 	// Tests inject a fake.
-	Clock live.Clock
+	Clock clock.Clock
 	// Notion are base options for the Notion client (tests set HTTPClient);
 	// its URL, versions and timeout come from the config.
 	Notion notion.ClientOptions
@@ -97,7 +97,7 @@ type App struct {
 
 	log   *slog.Logger
 	now   func() time.Time
-	clock live.Clock
+	clock clock.Clock
 	// owner names this process in the store's leases.
 	owner string
 	// check is Options.Check; checkErr holds its failure.
@@ -219,16 +219,10 @@ func New(opts Options) (*App, error) {
 // some provider is scheduled: canary.baseline alone may serve
 // `unfurld canary` only.
 func newCanaries(cfg *config.Config, opts Options) (*canary.Scheduler, error) {
-	// A nil live.Clock must stay a nil clock.Clock, so that the canaries
-	// fall back to the wall clock.
-	var clk clock.Clock
-	if opts.Clock != nil {
-		clk = opts.Clock
-	}
 	runner := canary.New(canary.Options{
-		Registry: opts.Registry, Logger: opts.Logger, Clock: clk, Timeout: cfg.Server.UnfurlTimeout.D(),
+		Registry: opts.Registry, Logger: opts.Logger, Clock: opts.Clock, Timeout: cfg.Server.UnfurlTimeout.D(),
 	})
-	sopts := canary.SchedulerOptions{Runner: runner, Registry: opts.Registry, Clock: clk}
+	sopts := canary.SchedulerOptions{Runner: runner, Registry: opts.Registry, Clock: opts.Clock}
 	if m := opts.Metrics; m != nil {
 		// Every scheduled run replaces the gauges of the providers it ran;
 		// a skipped provider (no canary credential) keeps none.
