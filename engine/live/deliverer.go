@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/clock"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/notion"
 	"github.com/unfurld/unfurld/engine/sealing"
@@ -82,7 +83,7 @@ type Options struct {
 	// Logger receives delivery failures; nil discards.
 	Logger *slog.Logger
 	// Clock is the time source; nil is the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Rand returns a number in [0, 1) for backoff jitter; nil is
 	// math/rand/v2.
 	Rand func() float64
@@ -127,7 +128,7 @@ type Deliverer struct {
 	nt    Notion
 	keys  *sealing.Keyring
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 	rand  func() float64
 
 	interval, tolerance   time.Duration
@@ -193,7 +194,7 @@ func New(opts Options) (*Deliverer, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	if d.clock == nil {
-		d.clock = realClock{}
+		d.clock = clock.Real{}
 	}
 	if d.rand == nil {
 		d.rand = rand.Float64

@@ -506,18 +506,18 @@ func TestRun(t *testing.T) {
 		defer close(done)
 		e.d.Run(ctx)
 	}()
-	<-e.clock.waiting // idle on an empty outbox
+	<-e.clock.Waiting() // idle on an empty outbox
 
 	e.push(k, "one")
-	<-e.clock.waiting
+	<-e.clock.Waiting()
 	require.Len(t, e.calls(""), 1)
 
 	e.notion.ScriptPatch(notiontest.Response{Status: http.StatusTooManyRequests, RetryAfter: "7"})
 	e.push(k, "two")
-	<-e.clock.waiting
+	<-e.clock.Waiting()
 	require.Len(t, e.calls(""), 2)
 	e.clock.Advance(7 * time.Second)
-	<-e.clock.waiting
+	<-e.clock.Waiting()
 	calls := e.calls("")
 	require.Len(t, calls, 3)
 	assert.Equal(t, []time.Duration{0, 0, 7 * time.Second}, offsets(calls))

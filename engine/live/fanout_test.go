@@ -10,6 +10,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // TestWebhookFanOutBeyondTheQueue_F1: webhooks naming far more links than
@@ -30,10 +31,10 @@ func TestWebhookFanOutBeyondTheQueue_F1(t *testing.T) {
 	var uris []string
 	keys := map[store.SubscriptionKey]bool{}
 	for n := range links {
-		e.up.set(itemPath(n), answer{Body: item("T", "open")})
+		e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "open")})
 		keys[e.unfurled("c"+strconv.Itoa(n%conns), n)] = true
 		uris = append(uris, trackerURI(n))
-		e.up.set(itemPath(n), answer{Body: item("T", "closed")})
+		e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "closed")})
 	}
 	for first := 0; first < links; first += 100 {
 		n, err := e.r.RefreshURIs(t.Context(), "tracker", uris[first:first+100])

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/notion"
@@ -23,67 +24,6 @@ import (
 // t0 is the fake clock's start.
 var t0 = time.Date(2025, time.March, 14, 15, 9, 26, 0, time.UTC)
 
-// fakeClock is a Clock that moves only when the test says so. Each After
-// call is announced on waiting, so a test knows when Run has gone idle.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	timers  []fakeTimer
-	waiting chan struct{}
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{now: t0, waiting: make(chan struct{}, 64)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-	} else {
-		c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
-	}
-	select {
-	case c.waiting <- struct{}{}:
-	default:
-	}
-	return ch
-}
-
-// Set moves the clock to t (never back) and fires the timers due.
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.now) {
-		c.now = t
-	}
-	kept := c.timers[:0]
-	for _, tm := range c.timers {
-		if tm.at.After(c.now) {
-			kept = append(kept, tm)
-			continue
-		}
-		tm.ch <- c.now
-	}
-	c.timers = kept
-}
-
-// Advance moves the clock by d.
-func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
 // fullStore is a store with its outbox; live.Store is the part the
 // Deliverer uses, the tests need the rest too.
 type fullStore interface {
@@ -95,7 +35,7 @@ type fullStore interface {
 // testEnv is a Deliverer over a store, a fake Notion and a fake clock.
 type testEnv struct {
 	t      testing.TB
-	clock  *fakeClock
+	clock  *clocktest.Fake
 	notion *notiontest.Server
 	client *notion.Client
 	keys   *sealing.Keyring
@@ -116,16 +56,16 @@ func newEnv(t *testing.T, edit ...func(*live.Options)) *testEnv {
 
 func newEnvWith(t testing.TB, st fullStore, edit ...func(*live.Options)) *testEnv {
 	t.Helper()
-	clock := newClock()
-	fake := notiontest.New(t, notiontest.WithClock(clock.Now))
+	clk := clocktest.New(t0)
+	fake := notiontest.New(t, notiontest.WithClock(clk.Now))
 	client, err := notion.NewClient(notion.ClientOptions{BaseURL: fake.URL()})
 	require.NoError(t, err)
 	t.Cleanup(client.CloseIdleConnections)
 	keys, err := sealing.NewKeyring("k1", bytes.Repeat([]byte{7}, 32), nil)
 	require.NoError(t, err)
-	e := &testEnv{t: t, clock: clock, notion: fake, client: client, keys: keys, tokens: map[string]string{}}
+	e := &testEnv{t: t, clock: clk, notion: fake, client: client, keys: keys, tokens: map[string]string{}}
 	e.opts = live.Options{
-		Store: st, Notion: client, Keyring: keys, Clock: clock,
+		Store: st, Notion: client, Keyring: keys, Clock: clk,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Rand:   func() float64 { return 0.5 },
 	}

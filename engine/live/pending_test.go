@@ -18,6 +18,7 @@ import (
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 	"github.com/unfurld/unfurld/engine/store/cached"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // useStore moves the environment onto st: a new Deliverer and a new
@@ -55,15 +56,7 @@ func (e *liveEnv) startRefresher() (stop func()) {
 }
 
 // fetches counts the upstream requests for item n.
-func (e *liveEnv) fetches(n int) int {
-	c := 0
-	for _, call := range e.up.requests() {
-		if call.Path == itemPath(n) {
-			c++
-		}
-	}
-	return c
-}
+func (e *liveEnv) fetches(n int) int { return len(e.up.RequestsTo(itemPath(n))) }
 
 // TestWebhookPendingSurvivesRestart_F1: a webhook answered 202 has marked
 // its subscription pending in the store before the answer; the process
@@ -79,7 +72,7 @@ func TestWebhookPendingSurvivesRestart_F1(t *testing.T) {
 	require.NoError(t, err)
 	e.useStore(st)
 	e.connect("c1", "tracker")
-	e.up.set(itemPath(1), answer{Body: item("One", "open"), ETag: `"v1"`})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("One", "open"), ETag: `"v1"`})
 	k := e.unfurled("c1", 1)
 	_, err = st.PutSubscriptions(t.Context(), []store.Subscription{{SubscriptionKey: k, ETag: `"v1"`,
 		Refresh: store.RefreshRecord{At: t0.Add(-time.Hour), Trigger: live.TriggerPoll, Outcome: live.OutcomeUnchanged}}})
@@ -87,7 +80,7 @@ func TestWebhookPendingSurvivesRestart_F1(t *testing.T) {
 
 	srv := server.New(server.Config{Settings: e.settings, Store: cached.New(st, cached.Options{}), Registry: e.reg, Live: e.r,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Now: e.clock.Now})
-	e.up.set(itemPath(1), answer{Body: item("One", "closed"), ETag: `"v2"`})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("One", "closed"), ETag: `"v2"`})
 	event := `{"item":{"url":"` + trackerURI(1) + `"}}`
 	req := httptest.NewRequest(http.MethodPost, "/providers/tracker/webhook", strings.NewReader(event))
 	req.Header.Set("Content-Type", "application/json")
@@ -141,10 +134,10 @@ func TestFullQueueLeavesPending(t *testing.T) {
 	var keys []store.SubscriptionKey
 	var uris []string
 	for n := 1; n <= 3; n++ {
-		e.up.set(itemPath(n), answer{Body: item("T", "open")})
+		e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "open")})
 		keys = append(keys, e.unfurled("c1", n))
 		uris = append(uris, trackerURI(n))
-		e.up.set(itemPath(n), answer{Body: item("T", "closed")})
+		e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "closed")})
 	}
 
 	n, err := e.r.RefreshURIs(t.Context(), "tracker", uris)
@@ -162,7 +155,7 @@ func TestFullQueueLeavesPending(t *testing.T) {
 		case r := <-e.refreshed:
 			got[r.key]++
 			assert.Equal(t, live.OutcomeChanged, r.out.Record.Outcome)
-		case <-e.clock.waiting:
+		case <-e.clock.Waiting():
 			// Run waits for its next tick: move to the next scan.
 			e.clock.Advance(time.Minute)
 		case <-guard:
@@ -191,10 +184,10 @@ func TestWebhookTransientFailureStaysPending(t *testing.T) {
 		o.PendingInterval = time.Minute
 	})
 	e.connect("c1", "tracker")
-	e.up.set(itemPath(1), answer{Body: item("One", "open")})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("One", "open")})
 	k := e.unfurled("c1", 1)
-	e.up.set(itemPath(1), answer{Body: item("One", "closed")})
-	e.up.queue(itemPath(1), answer{Status: http.StatusServiceUnavailable, Body: `{"message":"down"}`})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("One", "closed")})
+	e.up.Script(itemPath(1), upstreamtest.Response{Status: http.StatusServiceUnavailable, Body: `{"message":"down"}`})
 
 	n, err := e.r.RefreshURIs(t.Context(), "tracker", []string{trackerURI(1)})
 	require.NoError(t, err)
@@ -207,7 +200,7 @@ func TestWebhookTransientFailureStaysPending(t *testing.T) {
 		select {
 		case r := <-e.refreshed:
 			outcomes = append(outcomes, r.out.Record.Outcome)
-		case <-e.clock.waiting:
+		case <-e.clock.Waiting():
 			e.clock.Advance(time.Minute)
 		case <-guard:
 			t.Fatalf("refresh outcomes so far: %v", outcomes)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/clock"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/upstream"
@@ -89,7 +90,7 @@ type PollerOptions struct {
 	// Logger receives polling failures; nil discards.
 	Logger *slog.Logger
 	// Clock is the time source; nil is the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Rand returns a number in [0, 1) for the spread of first polls and
 	// backoff jitter; nil is math/rand/v2. It is called under a lock.
 	Rand func() float64
@@ -168,7 +169,7 @@ type Poller struct {
 	owner       string
 	lease       time.Duration
 	log         *slog.Logger
-	clock       Clock
+	clock       clock.Clock
 	randMu      sync.Mutex
 	rand        func() float64
 	maxWorkers  int
@@ -236,7 +237,7 @@ func NewPoller(opts PollerOptions) (*Poller, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	if p.clock == nil {
-		p.clock = realClock{}
+		p.clock = clock.Real{}
 	}
 	if p.rand == nil {
 		p.rand = rand.Float64

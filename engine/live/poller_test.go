@@ -11,6 +11,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // newPoller builds a Poller over e with one worker, so that the order of
@@ -53,7 +54,7 @@ func (e *liveEnv) subscribeItems(n int) []store.SubscriptionKey {
 	e.connect("c1", "tracker")
 	var keys []store.SubscriptionKey
 	for i := 1; i <= n; i++ {
-		e.up.set(itemPath(i), answer{Body: item("Item "+strconv.Itoa(i), "open")})
+		e.up.Set(itemPath(i), upstreamtest.Response{Body: item("Item "+strconv.Itoa(i), "open")})
 		keys = append(keys, e.unfurled("c1", i))
 	}
 	return keys
@@ -62,7 +63,7 @@ func (e *liveEnv) subscribeItems(n int) []store.SubscriptionKey {
 // pollTimes returns when each poll fetched, relative to t0, after the
 // first skip fetches (the unfurls').
 func (e *liveEnv) pollTimes(skip int) []time.Duration {
-	return e.up.times()[skip:]
+	return upstreamTimes(e.up)[skip:]
 }
 
 // TestPollSpreadWithJitter: first polls fall at random points of the
@@ -81,7 +82,7 @@ func TestPollSpreadWithJitter(t *testing.T) {
 		11 * m, 13*m + 30*time.Second, 16 * m, 18*m + 30*time.Second,
 	}, e.pollTimes(4))
 	paths := []string{}
-	for _, c := range e.up.requests()[4:] {
+	for _, c := range e.up.Requests()[4:] {
 		paths = append(paths, c.Path)
 	}
 	assert.Equal(t, []string{"/items/1", "/items/2", "/items/3", "/items/4", "/items/1", "/items/2", "/items/3", "/items/4"}, paths)
@@ -100,7 +101,7 @@ func TestPollSpreadWithJitter(t *testing.T) {
 func TestPollRetryAfterPauses(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	e.subscribeItems(2)
-	e.up.queue(itemPath(1), answer{Status: 429, Header: map[string]string{"Retry-After": "120"}})
+	e.up.Script(itemPath(1), upstreamtest.Response{Status: 429, Header: map[string]string{"Retry-After": "120"}})
 	p := e.newPoller(seqRand(0.5, 0, 0))
 
 	next, err := p.PollDue(t.Context())
@@ -113,7 +114,7 @@ func TestPollRetryAfterPauses(t *testing.T) {
 	assert.Equal(t, "upstream status 429, retry after 2m0s", st.LastError)
 
 	e.pollUntil(p, 5*time.Minute)
-	calls := e.up.requests()[2:]
+	calls := e.up.Requests()[2:]
 	require.Len(t, calls, 3)
 	assert.Equal(t, []time.Duration{0, 2 * time.Minute, 2 * time.Minute}, e.pollTimes(2))
 	assert.Equal(t, "/items/1", calls[1].Path, "the limited link first")
@@ -130,7 +131,7 @@ func TestPoll5xxBacksOff(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	e.subscribeItems(4)
 	for i := 1; i <= 4; i++ {
-		e.up.queue(itemPath(i), answer{Status: 500 + i%3})
+		e.up.Script(itemPath(i), upstreamtest.Response{Status: 500 + i%3})
 	}
 	p := e.newPoller(seqRand(0.5, 0, 0, 0, 0))
 	e.pollUntil(p, 5*time.Minute)
@@ -154,7 +155,7 @@ func TestPollBackoffCapped(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	e.subscribeItems(9)
 	for i := 1; i <= 9; i++ {
-		e.up.set(itemPath(i), answer{Status: 502})
+		e.up.Set(itemPath(i), upstreamtest.Response{Status: 502})
 	}
 	p := e.newPoller(seqRand(0.5, 0, 0, 0, 0, 0, 0, 0, 0, 0), func(o *live.PollerOptions) { o.MaxBackoff = 10 * time.Second })
 	e.pollUntil(p, 5*time.Minute)
@@ -194,7 +195,7 @@ func TestPollRateLimitRemaining(t *testing.T) {
 			e := newLiveEnv(t, 3600)
 			e.subscribeItems(2)
 			reset := t0.Add(5 * time.Minute)
-			e.up.queue(itemPath(1), answer{Body: item("Item 1", "open"), Header: map[string]string{
+			e.up.Script(itemPath(1), upstreamtest.Response{Body: item("Item 1", "open"), Header: map[string]string{
 				"X-RateLimit-Remaining": tc.remaining, "X-RateLimit-Limit": tc.limit,
 				"X-RateLimit-Reset": strconv.FormatInt(reset.Unix(), 10),
 			}})
@@ -222,12 +223,12 @@ func TestPollSync(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, p.Stats()["tracker"].Subscriptions)
 
-	e.up.set(itemPath(2), answer{Body: item("Item 2", "open")})
+	e.up.Set(itemPath(2), upstreamtest.Response{Body: item("Item 2", "open")})
 	e.unfurled("c1", 2)
 	require.NoError(t, e.st.DeleteSubscription(t.Context(), keys[0]))
 	e.clock.Set(t0.Add(time.Minute))
 	e.pollUntil(p, 20*time.Minute)
-	calls := e.up.requests()[2:]
+	calls := e.up.Requests()[2:]
 	require.Len(t, calls, 2)
 	assert.Equal(t, "/items/2", calls[0].Path)
 	assert.Equal(t, []time.Duration{3 * time.Minute, 13 * time.Minute}, e.pollTimes(2), "new at sync + 0.2 interval")
@@ -260,11 +261,11 @@ func TestPollerRun(t *testing.T) {
 		defer close(done)
 		p.Run(ctx)
 	}()
-	<-e.clock.waiting // synced, asleep until the first sync or poll
+	<-e.clock.Waiting() // synced, asleep until the first sync or poll
 	e.clock.Set(t0.Add(time.Minute))
-	<-e.clock.waiting
+	<-e.clock.Waiting()
 	e.clock.Set(t0.Add(5 * time.Minute))
-	<-e.clock.waiting
+	<-e.clock.Waiting()
 	assert.Equal(t, []time.Duration{5 * time.Minute}, e.pollTimes(1))
 	cancel()
 	<-done

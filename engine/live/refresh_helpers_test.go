@@ -3,13 +3,11 @@ package live_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,125 +18,15 @@ import (
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
-// answer is what the fake upstream serves for a path: an object (status
-// 0: 200 with Body, and 304 when the request's validators match) or a
-// failure status. Header entries are sent as they are.
-type answer struct {
-	Status       int
-	Body         string
-	ETag         string
-	LastModified string
-	Header       map[string]string
-}
-
-// upstreamCall is one request the fake upstream received.
-type upstreamCall struct {
-	Path            string
-	At              time.Time
-	IfNoneMatch     string
-	IfModifiedSince string
-	Status          int
-}
-
-// fakeUpstream is an upstream API whose objects the test changes. It
-// stamps each request with the fake clock, so tests assert fetch times on
-// the injected clock.
-type fakeUpstream struct {
-	*httptest.Server
-	clock   *fakeClock
-	mu      sync.Mutex
-	objects map[string]answer
-	// once holds answers served before objects, one per request.
-	once  map[string][]answer
-	calls []upstreamCall
-	// delay is how far each request moves the fake clock: the
-	// upstream's latency.
-	delay time.Duration
-}
-
-func newFakeUpstream(t *testing.T, clock *fakeClock) *fakeUpstream {
-	t.Helper()
-	f := &fakeUpstream{clock: clock, objects: map[string]answer{}, once: map[string][]answer{}}
-	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	f.mu.Lock()
-	path := r.URL.Path
-	a, ok := f.objects[path]
-	if q := f.once[path]; len(q) > 0 {
-		a, ok, f.once[path] = q[0], true, q[1:]
-	}
-	call := upstreamCall{Path: path, At: f.clock.Now(), IfNoneMatch: r.Header.Get("If-None-Match"), IfModifiedSince: r.Header.Get("If-Modified-Since")}
-	status := a.Status
-	switch {
-	case !ok:
-		status = http.StatusNotFound
-	case status != 0:
-	case a.ETag != "" && call.IfNoneMatch == a.ETag, a.LastModified != "" && call.IfModifiedSince == a.LastModified:
-		status = http.StatusNotModified
-	default:
-		status = http.StatusOK
-	}
-	call.Status = status
-	f.calls = append(f.calls, call)
-	delay := f.delay
-	f.mu.Unlock()
-	if delay > 0 {
-		f.clock.Advance(delay)
-	}
-
-	for k, v := range a.Header {
-		w.Header().Set(k, v)
-	}
-	if a.ETag != "" {
-		w.Header().Set("ETag", a.ETag)
-	}
-	if a.LastModified != "" {
-		w.Header().Set("Last-Modified", a.LastModified)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	switch status {
-	case http.StatusOK:
-		_, _ = io.WriteString(w, a.Body)
-	case http.StatusNotModified:
-	default:
-		_, _ = io.WriteString(w, `{"message":"failure"}`)
-	}
-}
-
-// set makes path serve a.
-func (f *fakeUpstream) set(path string, a answer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.objects[path] = a
-}
-
-// queue makes path serve each of as once, in order, before its object.
-func (f *fakeUpstream) queue(path string, as ...answer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.once[path] = append(f.once[path], as...)
-}
-
-// requests returns the calls so far.
-func (f *fakeUpstream) requests() []upstreamCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]upstreamCall(nil), f.calls...)
-}
-
-// times returns when each call came, relative to t0.
-func (f *fakeUpstream) times() []time.Duration {
+// upstreamTimes returns when each request to up came, by the fake
+// clock, relative to t0.
+func upstreamTimes(up *upstreamtest.Server) []time.Duration {
 	var out []time.Duration
-	for _, c := range f.requests() {
-		out = append(out, c.At.Sub(t0))
+	for _, r := range up.Requests() {
+		out = append(out, r.Time.Sub(t0))
 	}
 	return out
 }
@@ -189,7 +77,7 @@ providers:
 // provider and a Refresher over the same memory store and clock.
 type liveEnv struct {
 	*testEnv
-	up  *fakeUpstream
+	up  *upstreamtest.Server
 	reg *provider.Registry
 	p   *provider.Provider
 	r   *live.Refresher
@@ -197,6 +85,10 @@ type liveEnv struct {
 	settings config.Server
 	// refreshed receives every refresh's outcome (OnRefresh).
 	refreshed chan refreshed
+	// latency is how far each upstream request moves the fake clock (as
+	// a time.Duration): the upstream's latency, which a refresh measures
+	// by its clock.
+	latency atomic.Int64
 }
 
 type refreshed struct {
@@ -209,8 +101,17 @@ type refreshed struct {
 func newLiveEnv(t *testing.T, budget int, edit ...func(*live.RefresherOptions)) *liveEnv {
 	t.Helper()
 	e := newEnv(t)
-	up := newFakeUpstream(t, e.clock)
-	yml := strings.NewReplacer("UPSTREAM", up.URL, "BUDGET", strconv.Itoa(budget)).Replace(trackerConfig)
+	le := &liveEnv{testEnv: e, refreshed: make(chan refreshed, 256)}
+	// The fake stamps each request with the fake clock, so tests assert
+	// fetch times on the injected clock; then it moves the clock on by
+	// the latency.
+	up := upstreamtest.New(t, upstreamtest.WithClock(func() time.Time {
+		now := e.clock.Now()
+		e.clock.Advance(time.Duration(le.latency.Load()))
+		return now
+	}))
+	le.up = up
+	yml := strings.NewReplacer("UPSTREAM", up.URL(), "BUDGET", strconv.Itoa(budget)).Replace(trackerConfig)
 	cfg, errs := config.Parse("live.yaml", []byte(yml), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "", false }})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
@@ -220,7 +121,7 @@ func newLiveEnv(t *testing.T, budget int, edit ...func(*live.RefresherOptions)) 
 	t.Cleanup(reg.Close)
 	p, ok := reg.Get("tracker")
 	require.True(t, ok)
-	le := &liveEnv{testEnv: e, up: up, reg: reg, p: p, settings: cfg.Server, refreshed: make(chan refreshed, 256)}
+	le.reg, le.p, le.settings = reg, p, cfg.Server
 	opts := live.RefresherOptions{
 		Store: e.st, Registry: reg, Pusher: e.d, Logger: logger, Clock: e.clock,
 		OnRefresh: func(k store.SubscriptionKey, out live.Outcome) { le.refreshed <- refreshed{k, out} },

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unfurld/unfurld/engine/clock"
 	"github.com/unfurld/unfurld/engine/connect"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
@@ -125,7 +126,7 @@ type RefresherOptions struct {
 	// Logger receives refresh failures; nil discards.
 	Logger *slog.Logger
 	// Clock is the time source; nil is the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// RecordInterval is how long refresh records are batched before one
 	// PutSubscriptions writes them.
 	RecordInterval time.Duration
@@ -180,7 +181,7 @@ type Refresher struct {
 	creds Credentials
 	push  Pusher
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 	every time.Duration
 	done  func(store.SubscriptionKey, Outcome)
 
@@ -241,7 +242,7 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.clock == nil {
-		r.clock = realClock{}
+		r.clock = clock.Real{}
 	}
 	if r.owner == "" {
 		r.owner = "refresher-" + crand.Text()

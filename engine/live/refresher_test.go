@@ -12,6 +12,7 @@ import (
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // TestRefreshChangeYieldsOnePatch: an upstream change yields exactly one
@@ -20,7 +21,7 @@ import (
 func TestRefreshChangeYieldsOnePatch(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	e.connect("c1", "tracker")
-	e.up.set(itemPath(1), answer{Body: item("Fix the flux capacitor", "open")})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("Fix the flux capacitor", "open")})
 	k := e.unfurled("c1", 1)
 
 	out := e.refresh(k)
@@ -29,7 +30,7 @@ func TestRefreshChangeYieldsOnePatch(t *testing.T) {
 	e.drain()
 	assert.Empty(t, e.calls(""), "nothing changed, nothing sent")
 
-	e.up.set(itemPath(1), answer{Body: item("Fix the flux capacitor", "closed")})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("Fix the flux capacitor", "closed")})
 	out = e.refresh(k)
 	assert.Equal(t, live.OutcomeChanged, out.Record.Outcome)
 	assert.True(t, out.Queued)
@@ -54,21 +55,22 @@ func TestRefreshChangeYieldsOnePatch(t *testing.T) {
 func TestRefreshConditional(t *testing.T) {
 	tests := []struct {
 		name   string
-		object func(state string) answer
-		header func(upstreamCall) string
+		object func(state string) upstreamtest.Response
+		header func(upstreamtest.Request) string
 		want   string
 	}{
-		{"ETag", func(s string) answer { return answer{Body: item("T", s), ETag: `W/"` + s + `"`} },
-			func(c upstreamCall) string { return c.IfNoneMatch }, `W/"open"`},
-		{"LastModified", func(s string) answer {
-			return answer{Body: item("T", s), LastModified: map[string]string{"open": "Fri, 14 Mar 2025 15:00:00 GMT", "closed": "Sat, 15 Mar 2025 15:00:00 GMT"}[s]}
-		}, func(c upstreamCall) string { return c.IfModifiedSince }, "Fri, 14 Mar 2025 15:00:00 GMT"},
+		{"ETag", func(s string) upstreamtest.Response {
+			return upstreamtest.Response{Body: item("T", s), ETag: `W/"` + s + `"`}
+		}, func(c upstreamtest.Request) string { return c.Header.Get("If-None-Match") }, `W/"open"`},
+		{"LastModified", func(s string) upstreamtest.Response {
+			return upstreamtest.Response{Body: item("T", s), LastModified: map[string]string{"open": "Fri, 14 Mar 2025 15:00:00 GMT", "closed": "Sat, 15 Mar 2025 15:00:00 GMT"}[s]}
+		}, func(c upstreamtest.Request) string { return c.Header.Get("If-Modified-Since") }, "Fri, 14 Mar 2025 15:00:00 GMT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newLiveEnv(t, 3600)
 			e.connect("c1", "tracker")
-			e.up.set(itemPath(1), tc.object("open"))
+			e.up.Set(itemPath(1), tc.object("open"))
 			k := e.unfurled("c1", 1)
 
 			e.refresh(k)
@@ -79,7 +81,7 @@ func TestRefreshConditional(t *testing.T) {
 			out := e.refresh(k)
 			assert.Equal(t, live.OutcomeNotModified, out.Record.Outcome)
 			assert.Equal(t, http.StatusNotModified, out.Record.Status)
-			calls := e.up.requests()
+			calls := e.up.Requests()
 			require.Len(t, calls, 3)
 			assert.Equal(t, tc.want, tc.header(calls[2]))
 			assert.Equal(t, http.StatusNotModified, calls[2].Status)
@@ -91,7 +93,7 @@ func TestRefreshConditional(t *testing.T) {
 			e.drain()
 			assert.Empty(t, e.calls(""))
 
-			e.up.set(itemPath(1), tc.object("closed"))
+			e.up.Set(itemPath(1), tc.object("closed"))
 			out = e.refresh(k)
 			assert.Equal(t, live.OutcomeChanged, out.Record.Outcome)
 			e.drain()
@@ -115,10 +117,10 @@ func TestRefreshGoneAndBack(t *testing.T) {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			e := newLiveEnv(t, 3600)
 			e.connect("c1", "tracker")
-			e.up.set(itemPath(1), answer{Body: item("T", "open")})
+			e.up.Set(itemPath(1), upstreamtest.Response{Body: item("T", "open")})
 			k := e.unfurled("c1", 1)
 
-			e.up.set(itemPath(1), answer{Status: status})
+			e.up.Set(itemPath(1), upstreamtest.Response{Status: status})
 			out := e.refresh(k)
 			assert.Equal(t, live.OutcomeGone, out.Record.Outcome)
 			assert.Equal(t, status, out.Record.Status)
@@ -138,7 +140,7 @@ func TestRefreshGoneAndBack(t *testing.T) {
 			e.drain()
 			assert.Len(t, e.calls(""), 1, "still gone: no second PATCH")
 
-			e.up.set(itemPath(1), answer{Body: item("T", "reopened")})
+			e.up.Set(itemPath(1), upstreamtest.Response{Body: item("T", "reopened")})
 			out = e.refresh(k)
 			assert.Equal(t, live.OutcomeChanged, out.Record.Outcome)
 			e.drain()
@@ -158,23 +160,23 @@ func TestRefreshGoneAndBack(t *testing.T) {
 func TestRefreshTransient(t *testing.T) {
 	tests := []struct {
 		name string
-		a    answer
+		a    upstreamtest.Response
 	}{
-		{"429", answer{Status: 429, Header: map[string]string{"Retry-After": "30"}}},
-		{"500", answer{Status: 500}},
-		{"503", answer{Status: 503}},
-		{"403 rate limited", answer{Status: 403, Header: map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1741965566"}}},
+		{"429", upstreamtest.Response{Status: 429, Header: map[string]string{"Retry-After": "30"}}},
+		{"500", upstreamtest.Response{Status: 500}},
+		{"503", upstreamtest.Response{Status: 503}},
+		{"403 rate limited", upstreamtest.Response{Status: 403, Header: map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1741965566"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newLiveEnv(t, 3600)
 			e.connect("c1", "tracker")
-			e.up.set(itemPath(1), answer{Body: item("T", "open"), ETag: `"v1"`})
+			e.up.Set(itemPath(1), upstreamtest.Response{Body: item("T", "open"), ETag: `"v1"`})
 			k := e.unfurled("c1", 1)
 			e.refresh(k)
 			e.flush()
 
-			e.up.set(itemPath(1), tc.a)
+			e.up.Set(itemPath(1), tc.a)
 			out := e.refresh(k)
 			assert.True(t, out.Transient)
 			assert.Equal(t, live.OutcomeError, out.Record.Outcome)
@@ -195,13 +197,13 @@ func TestRefreshTransient(t *testing.T) {
 // exists is deleted, not fetched (TH-40).
 func TestRefreshConnectionGone(t *testing.T) {
 	e := newLiveEnv(t, 3600)
-	e.up.set(itemPath(1), answer{Body: item("T", "open")})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("T", "open")})
 	k := e.unfurled("nobody", 1)
 	out := e.refresh(k)
 	assert.True(t, out.Deleted)
 	_, err := e.st.GetSubscription(t.Context(), k)
 	require.ErrorIs(t, err, store.ErrNotFound)
-	assert.Len(t, e.up.requests(), 1, "only the unfurl fetched")
+	assert.Len(t, e.up.Requests(), 1, "only the unfurl fetched")
 
 	out = e.refresh(k)
 	assert.True(t, out.Deleted, "and a deleted subscription is not brought back")
@@ -215,16 +217,16 @@ func TestRefreshConnectionGone(t *testing.T) {
 func TestRefreshReconnectSkips(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	e.connect("c1", "tracker")
-	e.up.set(itemPath(1), answer{Body: item("T", "open")})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("T", "open")})
 	k := e.unfurled("c1", 1)
 	require.NoError(t, e.st.UpdateConnection(t.Context(), "c1", func(c store.Connection) (store.Connection, error) {
 		c.Status = store.StatusReconnect
 		return c, nil
 	}))
-	e.up.set(itemPath(1), answer{Body: item("T", "closed")})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("T", "closed")})
 	out := e.refresh(k)
 	assert.Equal(t, live.OutcomeSkipped, out.Record.Outcome)
-	assert.Len(t, e.up.requests(), 1)
+	assert.Len(t, e.up.Requests(), 1)
 	e.drain()
 	assert.Empty(t, e.calls(""))
 }
@@ -252,10 +254,10 @@ func TestRefreshRecordsBatched(t *testing.T) {
 	e.connect("c1", "tracker")
 	var keys []store.SubscriptionKey
 	for n := 1; n <= 5; n++ {
-		e.up.set(itemPath(n), answer{Body: item("T", "open")})
+		e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "open")})
 		keys = append(keys, e.unfurled("c1", n))
 	}
-	e.up.set(itemPath(5), answer{Status: 404})
+	e.up.Set(itemPath(5), upstreamtest.Response{Status: 404})
 	for _, k := range keys {
 		e.refresh(k)
 	}

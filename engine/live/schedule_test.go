@@ -11,6 +11,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/live"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // claimCounter is a schedule that records the size of every claim.
@@ -60,7 +61,7 @@ func TestPollSpreadsNeverScheduledInPages(t *testing.T) {
 
 	next, err := p.PollDue(t.Context())
 	require.NoError(t, err)
-	assert.Empty(t, e.up.requests(), "no fetch at once")
+	assert.Empty(t, e.up.Requests(), "no fetch at once")
 	assert.Equal(t, t0.Add(600*time.Millisecond), next, "the earliest first poll: 0.001 of the interval")
 	for _, c := range sched.claims {
 		assert.LessOrEqual(t, c, 1000, "a claim is a page")
@@ -81,7 +82,7 @@ func TestPollSpreadsNeverScheduledInPages(t *testing.T) {
 func TestPollUnchangedWritesOnlyTheSchedule(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	keys := e.subscribeItems(1)
-	e.up.set(itemPath(1), answer{Body: item("Item 1", "open"), ETag: `"v1"`})
+	e.up.Set(itemPath(1), upstreamtest.Response{Body: item("Item 1", "open"), ETag: `"v1"`})
 	p := e.newPoller(seqRand(0.5, 0))
 	e.pollUntil(p, 5*time.Minute)
 	e.flush()
@@ -156,7 +157,7 @@ func TestPollLeaseSharesWork(t *testing.T) {
 	}
 	wg.Wait()
 	seen := map[string]int{}
-	for _, c := range e.up.requests()[40:] {
+	for _, c := range e.up.Requests()[40:] {
 		seen[c.Path]++
 	}
 	assert.Len(t, seen, 40, "every subscription polled")

@@ -21,6 +21,7 @@ import (
 	"github.com/unfurld/unfurld/engine/server"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/cached"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // unfurledURI is unfurled for a link as pasted, which may carry a
@@ -52,8 +53,8 @@ func TestWebhookRefreshesAtOnce(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	e.connect("c1", "tracker")
 	e.connect("c2", "tracker")
-	e.up.set(itemPath(7), answer{Body: item("Seven", "open")})
-	e.up.set(itemPath(70), answer{Body: item("Seventy", "open")})
+	e.up.Set(itemPath(7), upstreamtest.Response{Body: item("Seven", "open")})
+	e.up.Set(itemPath(70), upstreamtest.Response{Body: item("Seventy", "open")})
 	keys := []store.SubscriptionKey{
 		e.unfurled("c1", 7),
 		e.unfurledURI("c2", trackerURI(7)+"#comment-3"),
@@ -85,7 +86,7 @@ func TestWebhookRefreshesAtOnce(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, post(event, "").Code)
 	assert.Equal(t, http.StatusUnauthorized, post(event, sign("not-the-secret", event)).Code)
 
-	e.up.set(itemPath(7), answer{Body: item("Seven", "closed")})
+	e.up.Set(itemPath(7), upstreamtest.Response{Body: item("Seven", "closed")})
 	rec := post(event, sign(webhookSecret, event))
 	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 	assert.JSONEq(t, `{"links":1,"refreshes":3}`, rec.Body.String())
@@ -121,13 +122,7 @@ func TestWebhookRefreshesAtOnce(t *testing.T) {
 		keys[0].URI: e.tokens["c1"], keys[1].URI: e.tokens["c2"], keys[2].URI: e.tokens["c2"],
 	}, sent)
 
-	var otherFetches int
-	for _, c := range e.up.requests() {
-		if c.Path == itemPath(70) {
-			otherFetches++
-		}
-	}
-	assert.Equal(t, 1, otherFetches, "item 70 was only unfurled")
+	assert.Len(t, e.up.RequestsTo(itemPath(70)), 1, "item 70 was only unfurled")
 	assert.True(t, e.sub(other).Refresh.IsZero())
 }
 
@@ -142,7 +137,7 @@ func TestWebhookRightAfterFirstUnfurl_F1(t *testing.T) {
 	shared := cached.New(e.st, cached.Options{Now: e.clock.Now})
 	e.useStore(shared)
 	e.connect("c1", "tracker")
-	e.up.set(itemPath(5), answer{Body: item("Five", "open")})
+	e.up.Set(itemPath(5), upstreamtest.Response{Body: item("Five", "open")})
 	bearer, err := issuer.IssueAccessToken(t.Context(), shared, "tracker", "c1", e.clock.Now(), 0)
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))

@@ -128,9 +128,7 @@ func TestPollWorkersAdapt(t *testing.T) {
 func TestRefreshTimesFetch(t *testing.T) {
 	e := newLiveEnv(t, 3600)
 	keys := e.subscribeItems(1)
-	e.up.mu.Lock()
-	e.up.delay = 750 * time.Millisecond
-	e.up.mu.Unlock()
+	e.latency.Store(int64(750 * time.Millisecond))
 	out := e.refresh(keys[0])
 	assert.Equal(t, 750*time.Millisecond, out.Elapsed)
 	assert.Equal(t, 1, out.Upstream.Requests, strconv.Itoa(out.Upstream.Status))
