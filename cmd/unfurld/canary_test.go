@@ -3,11 +3,9 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/canary"
 	"github.com/unfurld/unfurld/engine/status"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // canaryVars are the credentials of the canary tests' config; no output
@@ -24,48 +23,15 @@ var canaryVars = map[string]string{
 	"KEYED_CANARY": "keyed-canary-77b0e1",
 }
 
-// canaryAPI serves /items/N from a map the test edits.
-type canaryAPI struct {
-	mu    sync.Mutex
-	items map[string]string // path -> body; absent: 404
-	fail  map[string]bool   // path -> 500
-	srv   *httptest.Server
-}
-
-func newCanaryAPI(t *testing.T) *canaryAPI {
+// newCanaryAPI is the upstream of the canary tests' providers, serving
+// two items and a keyed doc; a test edits the answers with Set.
+func newCanaryAPI(t *testing.T) *upstreamtest.Server {
 	t.Helper()
-	a := &canaryAPI{
-		items: map[string]string{
-			"/items/1":      `{"title":"One","author":"ann"}`,
-			"/items/2":      `{"title":"Two","author":"bob"}`,
-			"/keyed/docs/1": `{"title":"Doc"}`,
-		},
-		fail: map[string]bool{},
-	}
-	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		body, ok := a.items[r.URL.Path]
-		fail := a.fail[r.URL.Path]
-		a.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case fail:
-			w.WriteHeader(http.StatusInternalServerError)
-			body = `{"message":"boom"}`
-		case !ok:
-			w.WriteHeader(http.StatusNotFound)
-			body = `{"message":"Not Found"}`
-		}
-		_, _ = w.Write([]byte(body))
-	}))
-	t.Cleanup(a.srv.Close)
-	return a
-}
-
-func (a *canaryAPI) edit(f func()) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f()
+	api := upstreamtest.New(t)
+	api.Set("/items/1", upstreamtest.Response{Body: `{"title":"One","author":"ann"}`})
+	api.Set("/items/2", upstreamtest.Response{Body: `{"title":"Two","author":"bob"}`})
+	api.Set("/keyed/docs/1", upstreamtest.Response{Body: `{"title":"Doc"}`})
+	return api
 }
 
 // writeCanaryConfig writes a config whose canary.baseline is "baseline"
@@ -145,7 +111,7 @@ func runCanary(t *testing.T, args ...string) (int, string, string) {
 // baseline named in the config, the JSON format and an upstream failure.
 func TestCanaryCommand(t *testing.T) {
 	api := newCanaryAPI(t)
-	cfg := writeCanaryConfig(t, api.srv.URL, "")
+	cfg := writeCanaryConfig(t, api.URL(), "")
 	basePath := filepath.Join(filepath.Dir(cfg), "canary.json")
 
 	code, out, errb := runCanary(t, "--config", cfg)
@@ -167,10 +133,8 @@ func TestCanaryCommand(t *testing.T) {
 	require.Equal(t, exitOK, code, errb+out)
 	assert.Contains(t, out, "0 regressions")
 
-	api.edit(func() {
-		api.items["/items/2"] = `{"title":"Two"}`
-		delete(api.items, "/items/1")
-	})
+	api.Set("/items/2", upstreamtest.Response{Body: `{"title":"Two"}`})
+	api.Set("/items/1", upstreamtest.Response{Status: http.StatusNotFound})
 	code, out, _ = runCanary(t, "--config", cfg, "--baseline", basePath)
 	assert.Equal(t, exitFailure, code, out)
 	assert.Contains(t, out, "things: 0 ok, 2 changed, 0 failed")
@@ -179,7 +143,7 @@ func TestCanaryCommand(t *testing.T) {
 	assert.Contains(t, out, "2 regressions")
 
 	// canary.baseline in the config, relative to the config file.
-	withBase := writeCanaryConfig(t, api.srv.URL, "canary.json")
+	withBase := writeCanaryConfig(t, api.URL(), "canary.json")
 	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(withBase), "canary.json"), data, 0o600))
 	code, out, _ = runCanary(t, "--config", withBase, "--format", "json", "--provider", "things")
 	assert.Equal(t, exitFailure, code)
@@ -191,10 +155,8 @@ func TestCanaryCommand(t *testing.T) {
 
 	// An upstream failure fails the run even without a baseline, and is
 	// never recorded.
-	api.edit(func() {
-		api.items["/items/1"] = `{"title":"One","author":"ann"}`
-		api.fail["/items/2"] = true
-	})
+	api.Set("/items/1", upstreamtest.Response{Body: `{"title":"One","author":"ann"}`})
+	api.Set("/items/2", upstreamtest.Response{Status: http.StatusInternalServerError, Body: `{"message":"boom"}`})
 	code, out, _ = runCanary(t, "--config", cfg)
 	assert.Equal(t, exitFailure, code)
 	assert.Contains(t, out, "failed  item  https://things.example.com/items/2  503  request item: status")
@@ -215,7 +177,7 @@ func TestCanaryCommand(t *testing.T) {
 // exits 1, each with a message.
 func TestCanaryCommandUsage(t *testing.T) {
 	api := newCanaryAPI(t)
-	cfg := writeCanaryConfig(t, api.srv.URL, "missing.json")
+	cfg := writeCanaryConfig(t, api.URL(), "missing.json")
 	tests := []struct {
 		name string
 		args []string

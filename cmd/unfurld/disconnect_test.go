@@ -41,7 +41,7 @@ func TestDisconnectAndCompact_TH40_F2(t *testing.T) {
 storage: {path: `+dbPath+`}
 providers:
   - name: acme
-    upstream: {base_url: `+api.URL+`, allow_private_networks: true}
+    upstream: {base_url: `+api.URL()+`, allow_private_networks: true}
     live: {poll_interval: 0s}
     patterns:
       - name: item

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // testEnv runs commands with captured output and an environment from a
@@ -152,19 +152,12 @@ func TestUsage(t *testing.T) {
 	assert.Contains(t, errb.String(), `unknown command "frobnicate"`)
 }
 
-// fakeAPI serves one JSON item on loopback.
-func fakeAPI(t *testing.T) *httptest.Server {
+// fakeAPI serves one JSON item, /items/7, on loopback.
+func fakeAPI(t *testing.T) *upstreamtest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/items/7" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"name":"Seven","owner":{"login":"ana"}}`)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	api := upstreamtest.New(t)
+	api.Set("/items/7", upstreamtest.Response{Body: `{"name":"Seven","owner":{"login":"ana"}}`})
+	return api
 }
 
 func writeLocalConfig(t *testing.T, api string) (cfg, dir string) {
@@ -190,7 +183,7 @@ providers:
 
 func TestPreview(t *testing.T) {
 	api := fakeAPI(t)
-	cfg, _ := writeLocalConfig(t, api.URL)
+	cfg, _ := writeLocalConfig(t, api.URL())
 
 	e, out, errb := testEnv(nil)
 	code := run(t.Context(), []string{"preview", "--config", cfg, "https://acme.example/items/7", "--trace"}, e)
@@ -202,7 +195,7 @@ func TestPreview(t *testing.T) {
 	trace := errb.String()
 	assert.Regexp(t, `pattern +item\n`, trace)
 	assert.Regexp(t, `group id +"7"\n`, trace)
-	assert.Contains(t, trace, "GET "+api.URL+"/items/7 -> 200")
+	assert.Contains(t, trace, "GET "+api.URL()+"/items/7 -> 200")
 	assert.Contains(t, trace, "(cache miss)")
 	assert.Regexp(t, `attribute owner +ana\n`, trace)
 
@@ -215,7 +208,7 @@ func TestPreview(t *testing.T) {
 
 func TestTestCommand(t *testing.T) {
 	api := fakeAPI(t)
-	cfg, dir := writeLocalConfig(t, api.URL)
+	cfg, dir := writeLocalConfig(t, api.URL())
 	cases := filepath.Join(dir, "testdata")
 	caseDir := filepath.Join(cases, "acme", "item")
 	require.NoError(t, os.MkdirAll(filepath.Join(caseDir, "upstream", "items"), 0o700))
@@ -247,7 +240,7 @@ func TestTestCommand(t *testing.T) {
 // (a second open succeeds).
 func TestServeLifecycle(t *testing.T) {
 	api := fakeAPI(t)
-	cfg, dir := writeLocalConfig(t, api.URL)
+	cfg, dir := writeLocalConfig(t, api.URL())
 
 	e, out, errb := testEnv(nil)
 	require.Equal(t, exitOK, run(t.Context(), []string{"token", "--config", cfg, "--provider", "acme"}, e), errb.String())

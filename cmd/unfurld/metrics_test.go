@@ -17,7 +17,7 @@ import (
 // exchange it made.
 func TestServeMetricsAndConfigWarnings(t *testing.T) {
 	api := fakeAPI(t)
-	cfg, _ := writeLocalConfig(t, api.URL)
+	cfg, _ := writeLocalConfig(t, api.URL())
 	raw, err := os.ReadFile(cfg)
 	require.NoError(t, err)
 	// Metrics without a token on the public listener: a warning in

@@ -42,7 +42,7 @@ func TestStatus(t *testing.T) {
 storage: {path: `+filepath.Join(dir, "data", "unfurld.db")+`}
 providers:
   - name: acme
-    upstream: {base_url: `+api.URL+`, allow_private_networks: true}
+    upstream: {base_url: `+api.URL()+`, allow_private_networks: true}
     live: {poll_interval: 0s}
     patterns:
       - name: item
