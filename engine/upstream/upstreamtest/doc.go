@@ -8,7 +8,7 @@
 // it; a path with neither gets 404. A Response scripts the status, the
 // body (text or a value encoded as JSON), headers, latency and
 // validators: with an ETag or Last-Modified, a request whose
-// If-None-Match or If-Modified-Since matches gets 304. WithBearerAuth
+// If-None-Match or, without one, If-Modified-Since matches gets 304. WithBearerAuth
 // makes the API answer 401 unless the request carries a live access
 // token of the OAuth server or a key given to AddKey; Override answers
 // every API request alike (an outage, a rate limit). HoldAPI keeps API

@@ -298,8 +298,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, req *Request, r
 	status := resp.Status
 	if status == 0 {
 		status = http.StatusOK
-		if resp.ETag != "" && r.Header.Get("If-None-Match") == resp.ETag ||
-			resp.LastModified != "" && r.Header.Get("If-Modified-Since") == resp.LastModified {
+		if notModified(r.Header, resp) {
 			status = http.StatusNotModified
 		}
 	}
@@ -330,6 +329,18 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, req *Request, r
 	if status != http.StatusNotModified && status != http.StatusNoContent {
 		_, _ = io.WriteString(w, body)
 	}
+}
+
+// notModified reports whether the request's validators match resp, in
+// the order RFC 9110 13.2.2 evaluates them: If-None-Match when the
+// request has one, If-Modified-Since only when it has none. A stale ETag
+// beside a matching date is a changed object, as a real server answers.
+func notModified(h http.Header, resp Response) bool {
+	if inm := h.Get("If-None-Match"); inm != "" {
+		return resp.ETag != "" && inm == resp.ETag
+	}
+	ims := h.Get("If-Modified-Since")
+	return ims != "" && ims == resp.LastModified
 }
 
 // wait blocks on hold and reports whether the request should still be

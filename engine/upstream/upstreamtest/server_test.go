@@ -73,6 +73,8 @@ func TestRoutes(t *testing.T) {
 		{"etag matches", "/items/1", map[string]string{"If-None-Match": `"v1"`}, 304, "", nil},
 		{"etag differs", "/items/1", map[string]string{"If-None-Match": `"v0"`}, 200, `{"title":"One"}`, nil},
 		{"last-modified matches", "/items/1", map[string]string{"If-Modified-Since": "Mon, 07 Dec 2026 04:00:00 GMT"}, 304, "", nil},
+		// RFC 9110 13.2.2: If-None-Match wins; the date is not looked at.
+		{"stale etag, same date", "/items/1", map[string]string{"If-None-Match": `"v0"`, "If-Modified-Since": "Mon, 07 Dec 2026 04:00:00 GMT"}, 200, `{"title":"One"}`, nil},
 		{"query is ignored", "/items/1?x=1", nil, 200, `{"title":"One"}`, nil},
 		{"unknown path", "/items/2", nil, 404, `{"message":"Not Found"}`, nil},
 	}
@@ -91,7 +93,7 @@ func TestRoutes(t *testing.T) {
 		assert.Equal(t, tests[i].wantStatus, r.Status, tests[i].name)
 		assert.Equal(t, at, r.Time)
 	}
-	assert.Equal(t, url.Values{"x": {"1"}}, reqs[6].Query)
+	assert.Equal(t, url.Values{"x": {"1"}}, reqs[7].Query)
 	assert.Len(t, s.RequestsTo("/items/2"), 1)
 	last, ok := s.LastRequest()
 	require.True(t, ok)
