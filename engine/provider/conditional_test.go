@@ -1,11 +1,7 @@
 package provider_test
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,6 +9,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // conditionalConfig has a pattern of two requests: the primary item and
@@ -37,39 +34,24 @@ providers:
           - {id: comments, kind: plain_text, section: secondary, expr: 'string(comments.count)'}
 `
 
-// conditionalUpstream answers the item with an ETag and honours
-// If-None-Match; it records the conditional headers per path.
-type conditionalUpstream struct {
-	mu    sync.Mutex
-	etag  string
-	seen  map[string][]string
-	limit string
+// lastModified is the item's Last-Modified.
+const lastModified = "Fri, 14 Mar 2025 15:00:00 GMT"
+
+// setItem makes the item answer at version etag with its validators; the
+// upstream announces its rate limit on every answer.
+func setItem(up *upstreamtest.Server, etag string) {
+	limit := map[string]string{"X-RateLimit-Remaining": "4999"}
+	up.Set("/items/1", upstreamtest.Response{
+		Body: `{"title":"Item ` + strings.Trim(etag, `"`) + `"}`, ETag: etag, LastModified: lastModified, Header: limit,
+	})
+	up.Set("/items/1/comments", upstreamtest.Response{Body: `{"count":3}`, Header: limit})
 }
 
-func (u *conditionalUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.seen[r.URL.Path] = append(u.seen[r.URL.Path], r.Header.Get("If-None-Match")+"|"+r.Header.Get("If-Modified-Since"))
-	w.Header().Set("X-RateLimit-Remaining", u.limit)
-	if strings.HasSuffix(r.URL.Path, "/comments") {
-		_, _ = io.WriteString(w, `{"count":3}`)
-		return
-	}
-	w.Header().Set("ETag", u.etag)
-	w.Header().Set("Last-Modified", "Fri, 14 Mar 2025 15:00:00 GMT")
-	if r.Header.Get("If-None-Match") == u.etag {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	_, _ = io.WriteString(w, `{"title":"Item `+strings.Trim(u.etag, `"`)+`"}`)
-}
-
-func buildConditional(t *testing.T) (*provider.Provider, *conditionalUpstream) {
+func buildConditional(t *testing.T) (*provider.Provider, *upstreamtest.Server) {
 	t.Helper()
-	up := &conditionalUpstream{etag: `"v1"`, seen: map[string][]string{}, limit: "4999"}
-	srv := httptest.NewServer(up)
-	t.Cleanup(srv.Close)
-	cfg, errs := config.Parse("c.yaml", []byte(strings.ReplaceAll(conditionalConfig, "UPSTREAM", srv.URL)), config.LoadOptions{LookupEnv: noEnv})
+	up := upstreamtest.New(t)
+	setItem(up, `"v1"`)
+	cfg, errs := config.Parse("c.yaml", []byte(strings.ReplaceAll(conditionalConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	reg, berrs := provider.Build(cfg, provider.Options{})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
@@ -77,6 +59,16 @@ func buildConditional(t *testing.T) (*provider.Provider, *conditionalUpstream) {
 	p, ok := reg.Get("acme")
 	require.True(t, ok)
 	return p, up
+}
+
+// conditionals returns the If-None-Match|If-Modified-Since of each
+// request to path.
+func conditionals(up *upstreamtest.Server, path string) []string {
+	var out []string
+	for _, r := range up.RequestsTo(path) {
+		out = append(out, r.Header.Get("If-None-Match")+"|"+r.Header.Get("If-Modified-Since"))
+	}
+	return out
 }
 
 // TestConditionalUnfurl: a NoCache unfurl reports the primary request's
@@ -104,12 +96,10 @@ func TestConditionalUnfurl(t *testing.T) {
 	assert.Nil(t, r.Body)
 	assert.Empty(t, r.Hash)
 	assert.Equal(t, 304, r.Upstream.Status)
-	up.mu.Lock()
-	assert.Equal(t, []string{"|", `"v1"|Fri, 14 Mar 2025 15:00:00 GMT`}, up.seen["/items/1"])
-	for _, h := range up.seen["/items/1/comments"] {
+	assert.Equal(t, []string{"|", `"v1"|Fri, 14 Mar 2025 15:00:00 GMT`}, conditionals(up, "/items/1"))
+	for _, h := range conditionals(up, "/items/1/comments") {
 		assert.Equal(t, "|", h, "only the primary request is conditional")
 	}
-	up.mu.Unlock()
 
 	plain := p.Unfurl(ctx, uri, provider.Credential{}, provider.UnfurlOptions{})
 	require.Nil(t, plain.Error)
@@ -117,9 +107,7 @@ func TestConditionalUnfurl(t *testing.T) {
 	assert.NotEmpty(t, plain.Body)
 	assert.Equal(t, provider.UpstreamInfo{}, plain.Upstream, "only NoCache unfurls report the upstream")
 
-	up.mu.Lock()
-	up.etag = `"v2"`
-	up.mu.Unlock()
+	setItem(up, `"v2"`)
 	r = p.Unfurl(ctx, uri, provider.Credential{}, provider.UnfurlOptions{NoCache: true, Validators: v})
 	require.Nil(t, r.Error)
 	assert.False(t, r.NotModified)

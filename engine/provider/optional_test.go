@@ -1,10 +1,7 @@
 package provider_test
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +9,7 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // optionalConfig is docs/configuration.md's ticket-and-owner provider: the owner
@@ -98,30 +96,12 @@ func TestOptionalRequestSkipsMissingValue(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			bodies := map[string]string{
-				"/v2/tickets/OPS-42": tc.ticket,
-				"/v2/users/u1":       `{"display_name": "Ann", "team_id": "t1"}`,
-				"/v2/teams/t1":       `{"name": "Ops"}`,
-				"/v2/projects/p1":    `{"name": "Launch"}`,
-			}
-			var (
-				mu    sync.Mutex
-				paths []string
-			)
-			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				paths = append(paths, r.URL.Path)
-				mu.Unlock()
-				b, ok := bodies[r.URL.Path]
-				if !ok {
-					http.NotFound(w, r)
-					return
-				}
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = w.Write([]byte(b))
-			}))
-			t.Cleanup(up.Close)
-			cfg, errs := config.Parse("optional.yaml", []byte(strings.ReplaceAll(optionalConfig, "UPSTREAM", up.URL)), config.LoadOptions{LookupEnv: noEnv})
+			up := upstreamtest.New(t)
+			up.Set("/v2/tickets/OPS-42", upstreamtest.Response{Body: tc.ticket})
+			up.Set("/v2/users/u1", upstreamtest.Response{Body: `{"display_name": "Ann", "team_id": "t1"}`})
+			up.Set("/v2/teams/t1", upstreamtest.Response{Body: `{"name": "Ops"}`})
+			up.Set("/v2/projects/p1", upstreamtest.Response{Body: `{"name": "Launch"}`})
+			cfg, errs := config.Parse("optional.yaml", []byte(strings.ReplaceAll(optionalConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
 			require.False(t, errs.HasErrors(), "%v", errs)
 			reg, berrs := provider.Build(cfg, provider.Options{})
 			require.False(t, berrs.HasErrors(), "%v", berrs)
@@ -140,9 +120,11 @@ func TestOptionalRequestSkipsMissingValue(t *testing.T) {
 				}
 				assert.Equal(t, tc.wantAttrs, ids)
 			}
-			mu.Lock()
+			var paths []string
+			for _, rq := range up.Requests() {
+				paths = append(paths, rq.Path)
+			}
 			assert.Equal(t, tc.wantPaths, paths, "a skipped request is never sent")
-			mu.Unlock()
 
 			var lines []string
 			for _, rq := range r.Trace.Requests {

@@ -1,8 +1,6 @@
 package provider_test
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -12,6 +10,7 @@ import (
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/mapping"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
 // TestEvaluateUsesThePatternCompiler: the lab's playground compiles with
@@ -20,21 +19,11 @@ import (
 // recorded.
 func TestEvaluateUsesThePatternCompiler(t *testing.T) {
 	t.Parallel()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/v2/tickets/OPS-42":
-			_, _ = w.Write([]byte(`{"summary":"Disk full","owner_id":"u1","project_id":"p1","labels":[{"name":"ops"},{"name":"p1"}]}`))
-		case "/v2/users/u1":
-			_, _ = w.Write([]byte(`{"display_name":"Ada","team_id":null}`))
-		case "/v2/projects/p1":
-			_, _ = w.Write([]byte(`{"name":"Infra"}`))
-		default:
-			w.WriteHeader(http.StatusNotFound)
-		}
-	}))
-	t.Cleanup(up.Close)
-	cfg, errs := config.Parse("playground.yaml", []byte(strings.ReplaceAll(optionalConfig, "UPSTREAM", up.URL)), config.LoadOptions{LookupEnv: noEnv})
+	up := upstreamtest.New(t)
+	up.Set("/v2/tickets/OPS-42", upstreamtest.Response{Body: `{"summary":"Disk full","owner_id":"u1","project_id":"p1","labels":[{"name":"ops"},{"name":"p1"}]}`})
+	up.Set("/v2/users/u1", upstreamtest.Response{Body: `{"display_name":"Ada","team_id":null}`})
+	up.Set("/v2/projects/p1", upstreamtest.Response{Body: `{"name":"Infra"}`})
+	cfg, errs := config.Parse("playground.yaml", []byte(strings.ReplaceAll(optionalConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	reg, berrs := provider.Build(cfg, provider.Options{})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
