@@ -2,10 +2,7 @@ package provider_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,39 +10,24 @@ import (
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
+	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
-// heldProvider builds the bench provider against an upstream that
-// reports each request on arrived and answers only when release is
-// closed.
-func heldProvider(t *testing.T) (p *provider.Provider, calls *atomic.Int64, arrived chan struct{}, release chan struct{}) {
+// heldProvider builds the bench provider against an upstream that holds
+// every request (up.Held reports each) until release is called.
+func heldProvider(t *testing.T) (p *provider.Provider, up *upstreamtest.Server, release func()) {
 	t.Helper()
-	body := benchIssueJSON(t)
-	calls = new(atomic.Int64)
-	arrived, release = make(chan struct{}, 16), make(chan struct{})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		calls.Add(1)
-		arrived <- struct{}{}
-		<-release
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}))
-	t.Cleanup(up.Close)
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	cfg, errs := config.Parse("shared.yaml", []byte(strings.ReplaceAll(benchConfig, "UPSTREAM", up.URL)), config.LoadOptions{LookupEnv: noEnv})
+	up = upstreamtest.New(t)
+	up.Set("/repos/octo-org/hello-world/issues/1347", upstreamtest.Response{Body: string(benchIssueJSON(t))})
+	release = up.HoldAPI()
+	cfg, errs := config.Parse("shared.yaml", []byte(strings.ReplaceAll(benchConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
 	require.False(t, errs.HasErrors(), "%v", errs)
 	reg, berrs := provider.Build(cfg, provider.Options{})
 	require.False(t, berrs.HasErrors(), "%v", berrs)
 	t.Cleanup(reg.Close)
 	p, ok := reg.Get("bench")
 	require.True(t, ok)
-	return p, calls, arrived, release
+	return p, up, release
 }
 
 // TestUnfurlSharesOneRun: the first caller runs the unfurl on its own
@@ -54,12 +36,12 @@ func heldProvider(t *testing.T) (p *provider.Provider, calls *atomic.Int64, arri
 // whatever happens to the first caller's context, and its result is
 // cached for everyone after.
 func TestUnfurlSharesOneRun(t *testing.T) {
-	p, calls, arrived, release := heldProvider(t)
+	p, up, release := heldProvider(t)
 	leaderCtx, cancelLeader := context.WithCancel(t.Context())
 	defer cancelLeader()
 	first := make(chan *provider.Result, 1)
 	go func() { first <- p.Unfurl(leaderCtx, benchURI, provider.Credential{}, provider.UnfurlOptions{}) }()
-	<-arrived // the first caller's run is at the upstream
+	<-up.Held() // the first caller's run is at the upstream
 
 	gone, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -71,12 +53,12 @@ func TestUnfurlSharesOneRun(t *testing.T) {
 	go func() { waiter <- p.Unfurl(t.Context(), benchURI, provider.Credential{}, provider.UnfurlOptions{}) }()
 
 	cancelLeader() // the run is detached from it
-	close(release)
+	release()
 	lr, wr := <-first, <-waiter
 	require.Nil(t, lr.Error, string(lr.Body))
 	require.Nil(t, wr.Error, string(wr.Body))
 	assert.Equal(t, lr.Body, wr.Body)
-	assert.Equal(t, int64(1), calls.Load(), "one upstream call for all callers")
+	assert.Len(t, up.Requests(), 1, "one upstream call for all callers")
 
 	hit := p.Cached(benchURI, provider.Credential{})
 	require.NotNil(t, hit)
@@ -84,13 +66,13 @@ func TestUnfurlSharesOneRun(t *testing.T) {
 	assert.Equal(t, lr.Body, hit.Body)
 	assert.Same(t, hit, p.Unfurl(t.Context(), benchURI, provider.Credential{}, provider.UnfurlOptions{}), "a hit allocates nothing")
 	assert.Nil(t, p.Cached(benchURI, provider.Credential{Key: "conn-1"}), "results are per credential (TH-27)")
-	assert.Equal(t, int64(1), calls.Load())
+	assert.Len(t, up.Requests(), 1)
 }
 
 // TestRefusedURIsAreNotCached: the result cache answers before Match, so
 // it must never hold the answer for a URI that Match refused (TH-28).
 func TestRefusedURIsAreNotCached(t *testing.T) {
-	p, calls, _, _ := heldProvider(t)
+	p, up, _ := heldProvider(t)
 	for _, uri := range []string{"https://evil.example.com/o/r/issues/1", "https://github.com/o/r/pulls/1", "https://github.com/o/r/issues/1\n"} {
 		for range 2 {
 			r := p.Unfurl(t.Context(), uri, provider.Credential{}, provider.UnfurlOptions{})
@@ -99,5 +81,5 @@ func TestRefusedURIsAreNotCached(t *testing.T) {
 		}
 		assert.Nil(t, p.Cached(uri, provider.Credential{}), uri)
 	}
-	assert.Zero(t, calls.Load())
+	assert.Empty(t, up.Requests())
 }
