@@ -18,6 +18,21 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 func noEnv(string) (string, bool) { return "", false }
 
+// buildAgainst builds provider name of the configuration src with its
+// UPSTREAM placeholder set to upstream (a fake's URL), and closes the
+// registry when the test ends.
+func buildAgainst(tb testing.TB, src, upstream, name string) *provider.Provider {
+	tb.Helper()
+	cfg, errs := config.Parse(name+".yaml", []byte(strings.ReplaceAll(src, "UPSTREAM", upstream)), config.LoadOptions{LookupEnv: noEnv})
+	require.False(tb, errs.HasErrors(), "%v", errs)
+	reg, berrs := provider.Build(cfg, provider.Options{})
+	require.False(tb, berrs.HasErrors(), "%v", berrs)
+	tb.Cleanup(reg.Close)
+	p, ok := reg.Get(name)
+	require.True(tb, ok)
+	return p
+}
+
 // TestBuildGolden compiles each testdata/<name>.bad.yaml and compares
 // every problem, positions included, with <name>.bad.golden; a
 // .warn.yaml must build, and its warnings are compared the same way

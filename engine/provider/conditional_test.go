@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
@@ -51,13 +50,7 @@ func buildConditional(t *testing.T) (*provider.Provider, *upstreamtest.Server) {
 	t.Helper()
 	up := upstreamtest.New(t)
 	setItem(up, `"v1"`)
-	cfg, errs := config.Parse("c.yaml", []byte(strings.ReplaceAll(conditionalConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
-	require.False(t, errs.HasErrors(), "%v", errs)
-	reg, berrs := provider.Build(cfg, provider.Options{})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
-	t.Cleanup(reg.Close)
-	p, ok := reg.Get("acme")
-	require.True(t, ok)
+	p := buildAgainst(t, conditionalConfig, up.URL(), "acme")
 	return p, up
 }
 

@@ -1,13 +1,11 @@
 package provider_test
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
@@ -101,12 +99,7 @@ func TestOptionalRequestSkipsMissingValue(t *testing.T) {
 			up.Set("/v2/users/u1", upstreamtest.Response{Body: `{"display_name": "Ann", "team_id": "t1"}`})
 			up.Set("/v2/teams/t1", upstreamtest.Response{Body: `{"name": "Ops"}`})
 			up.Set("/v2/projects/p1", upstreamtest.Response{Body: `{"name": "Launch"}`})
-			cfg, errs := config.Parse("optional.yaml", []byte(strings.ReplaceAll(optionalConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
-			require.False(t, errs.HasErrors(), "%v", errs)
-			reg, berrs := provider.Build(cfg, provider.Options{})
-			require.False(t, berrs.HasErrors(), "%v", berrs)
-			t.Cleanup(reg.Close)
-			p, _ := reg.Get("acme")
+			p := buildAgainst(t, optionalConfig, up.URL(), "acme")
 
 			r := p.Unfurl(t.Context(), "https://acme.example/t/OPS-42", provider.Credential{}, provider.UnfurlOptions{Trace: true})
 			if tc.wantError != 0 {

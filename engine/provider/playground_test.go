@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/mapping"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
@@ -23,13 +22,7 @@ func TestEvaluateUsesThePatternCompiler(t *testing.T) {
 	up.Set("/v2/tickets/OPS-42", upstreamtest.Response{Body: `{"summary":"Disk full","owner_id":"u1","project_id":"p1","labels":[{"name":"ops"},{"name":"p1"}]}`})
 	up.Set("/v2/users/u1", upstreamtest.Response{Body: `{"display_name":"Ada","team_id":null}`})
 	up.Set("/v2/projects/p1", upstreamtest.Response{Body: `{"name":"Infra"}`})
-	cfg, errs := config.Parse("playground.yaml", []byte(strings.ReplaceAll(optionalConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
-	require.False(t, errs.HasErrors(), "%v", errs)
-	reg, berrs := provider.Build(cfg, provider.Options{})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
-	t.Cleanup(reg.Close)
-	p, ok := reg.Get("acme")
-	require.True(t, ok)
+	p := buildAgainst(t, optionalConfig, up.URL(), "acme")
 
 	const uri = "https://acme.example/t/OPS-42"
 	var answers []provider.Exchange

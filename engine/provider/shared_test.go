@@ -2,13 +2,11 @@ package provider_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
@@ -20,13 +18,7 @@ func heldProvider(t *testing.T) (p *provider.Provider, up *upstreamtest.Server, 
 	up = upstreamtest.New(t)
 	up.Set("/repos/octo-org/hello-world/issues/1347", upstreamtest.Response{Body: string(benchIssueJSON(t))})
 	release = up.HoldAPI()
-	cfg, errs := config.Parse("shared.yaml", []byte(strings.ReplaceAll(benchConfig, "UPSTREAM", up.URL())), config.LoadOptions{LookupEnv: noEnv})
-	require.False(t, errs.HasErrors(), "%v", errs)
-	reg, berrs := provider.Build(cfg, provider.Options{})
-	require.False(t, berrs.HasErrors(), "%v", berrs)
-	t.Cleanup(reg.Close)
-	p, ok := reg.Get("bench")
-	require.True(t, ok)
+	p = buildAgainst(t, benchConfig, up.URL(), "bench")
 	return p, up, release
 }
 
