@@ -119,18 +119,29 @@ func panicError(r any) error {
 // cannot see: pages both used and free, pages lost to neither, keys out of
 // order.
 func check(db *bbolt.DB) error {
-	return checkCtx(context.Background(), db)
+	return checkCtx(context.Background(), db, false)
 }
 
-// checkCtx is check, stopping with ctx's error when ctx ends.
-func checkCtx(ctx context.Context, db *bbolt.DB) error {
-	return db.View(func(tx *bbolt.Tx) error {
+// checkCtx is check, stopping with ctx's error when ctx ends. live says
+// that other goroutines may write meanwhile (the check of an open store):
+// the walk still runs in a read transaction, which writers do not wait
+// for, but bbolt's tx.Check then runs in a write transaction, because it
+// reads the freelist, which a concurrent commit rewrites: bbolt documents
+// tx.Check in a read transaction as unsafe beside writers, and the race
+// detector catches it. Writers wait for that part only; reads never do.
+func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
+	if err := db.View(func(tx *bbolt.Tx) error {
 		r := reader{ctx: ctx}
-		if err := tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
 			return r.readAll(b)
-		}); err != nil {
-			return err
-		}
+		})
+	}); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	checkTx := func(tx *bbolt.Tx) error {
 		var errs []error
 		// Drain the channel even past the cap: bbolt's checker goroutine
 		// blocks on it and would outlive the transaction otherwise.
@@ -140,7 +151,18 @@ func checkCtx(ctx context.Context, db *bbolt.DB) error {
 			}
 		}
 		return errors.Join(errs...)
-	})
+	}
+	if !live {
+		return db.View(checkTx)
+	}
+	// The write transaction only holds writers off; it is rolled back,
+	// so the check costs no commit.
+	tx, err := db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	return checkTx(tx)
 }
 
 // reader walks buckets for the check, looking at ctx every few thousand
@@ -197,7 +219,7 @@ func (s *Store) Check(ctx context.Context) (err error) {
 			err = fmt.Errorf("check %s: %w: %w", s.db.Path(), ErrCorrupt, panicError(r))
 		}
 	}()
-	if err := checkCtx(ctx, s.db); err != nil {
+	if err := checkCtx(ctx, s.db, true); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

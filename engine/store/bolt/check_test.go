@@ -2,11 +2,14 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/unfurld/unfurld/engine/store"
 )
 
 // TestCheckOpenStore_TH45: a store opened without its check (to listen
@@ -34,4 +37,39 @@ func TestCheckOpenStore_TH45(t *testing.T) {
 	err = s.Check(t.Context())
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "check "+path+": database file is corrupt: ")
+}
+
+// TestCheckBesideWriters: the check of an open store runs while unfurls
+// write (serve runs it after listening). bbolt's own tx.Check reads the
+// freelist that commits rewrite, so in a read transaction it raced with
+// them (the race detector saw it in serve's tests); it now holds writers
+// off for that part, and every write still lands (F1, F12).
+func TestCheckBesideWriters(t *testing.T) {
+	path, _ := writeSample(t)
+	s, err := Open(path, Options{SkipCheck: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := t.Context()
+	conn := store.Connection{ID: "c-check", Provider: "p", Status: store.StatusActive}
+	require.NoError(t, s.CreateConnection(ctx, conn))
+
+	const writes = 200
+	done := make(chan error, 1)
+	go func() {
+		for i := range writes {
+			k := store.SubscriptionKey{Provider: "p", ConnectionID: conn.ID, URI: fmt.Sprintf("https://x.example/%d", i)}
+			if _, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h"}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range 5 {
+		require.NoError(t, s.Check(ctx))
+	}
+	require.NoError(t, <-done)
+	n := 0
+	require.NoError(t, s.ListSubscriptions(ctx, "p", func(store.Subscription) error { n++; return nil }))
+	assert.Equal(t, writes, n)
 }
