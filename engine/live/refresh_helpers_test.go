@@ -100,7 +100,12 @@ type refreshed struct {
 // hour; edit adjusts the refresher's options.
 func newLiveEnv(t *testing.T, budget int, edit ...func(*live.RefresherOptions)) *liveEnv {
 	t.Helper()
-	e := newEnv(t)
+	return newLiveEnvWith(t, newEnv(t), budget, edit...)
+}
+
+// newLiveEnvWith is newLiveEnv over the environment e (its store).
+func newLiveEnvWith(t *testing.T, e *testEnv, budget int, edit ...func(*live.RefresherOptions)) *liveEnv {
+	t.Helper()
 	le := &liveEnv{testEnv: e, refreshed: make(chan refreshed, 256)}
 	// The fake stamps each request with the fake clock, so tests assert
 	// fetch times on the injected clock; then it moves the clock on by
