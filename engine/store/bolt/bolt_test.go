@@ -227,7 +227,7 @@ func TestLayout(t *testing.T) {
 		"outbox":          {}, // pinned in TestOutboxLayout
 		"outbox_by_due":   {},
 		// schedule.go: never scheduled, never unfurled (time 0).
-		"polls":            {"p\x00c\x00u\x01\x01\x01\x02": "\x00\x00\x00\x00\x00\x00\x00\x00"},
+		"polls":            {}, // none for a subscription due at once (schedule.go)
 		"polls_by_due":     {"p\x00\x00\x00\x00\x00\x00\x00\x00\x00c\x00u\x01\x01\x01\x02": ""},
 		"pending":          {},
 		"subs_by_unfurled": {"p\x00\x00\x00\x00\x00\x00\x00\x00\x00c\x00u\x01\x01\x01\x02": ""},

@@ -17,7 +17,7 @@ import (
 // The live-update schedule (store.Schedule, issue 11) lives in four index
 // buckets beside the records:
 //
-//	polls            <subKey>                                   -> <next>
+//	polls            <subKey>                                   -> <next> (none: due at once)
 //	polls_by_due     <provider> 00 <next> <connID> 00 <uri>     -> lease
 //	pending          <markAt> <provider> 00 <connID> 00 <uri>   -> lease
 //	subs_by_unfurled <provider> 00 <unfurledAt> <connID> 00 <uri> -> empty
@@ -28,6 +28,14 @@ import (
 // length, so the 00 bytes it may hold are never taken for separators.
 // A lease is <until> <owner> (8 bytes, then the owner's name), empty
 // when there is none.
+//
+// A subscription never scheduled (due at once) has no polls entry: its
+// next poll time is the zero time, which its polls_by_due key holds. A
+// new subscription then costs one schedule entry instead of two, and a
+// cold unfurl's commit, which carries a dozen new subscriptions under
+// load, dirties the pages of one bucket fewer (docs/operations.md, "The
+// cold unfurl, profiled and trimmed"). Files written before kept a zero
+// entry for each; it reads the same.
 //
 // The next poll time is not in the subscription's record: SchedulePolls
 // rewrites the small polls entry and moves the polls_by_due key, and a
@@ -133,7 +141,8 @@ func held(v []byte, now uint64) bool {
 	return until > now
 }
 
-// nextOf returns the next poll time stored for the subscription key.
+// nextOf returns the next poll time stored for the subscription key:
+// the zero time (due at once) when it has no polls entry.
 func nextOf(polls *bbolt.Bucket, key []byte) time.Time {
 	if v := polls.Get(key); len(v) == 8 {
 		return keyTime(binary.BigEndian.Uint64(v))
@@ -160,8 +169,10 @@ func scheduleOf(tx *bbolt.Tx) schedule {
 // (store.Schedule.ClaimPending).
 func (sc schedule) index(key []byte, k store.SubscriptionKey, old store.Subscription, ok bool, next store.Subscription) error {
 	if !ok {
-		if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(next.NextPollAt))); err != nil {
-			return err
+		if !next.NextPollAt.IsZero() { // zero is implied by no entry
+			if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(next.NextPollAt))); err != nil {
+				return err
+			}
 		}
 		if err := sc.due.Put(timedKey(k, next.NextPollAt), nil); err != nil {
 			return err
@@ -341,14 +352,16 @@ func (s *Store) SchedulePolls(ctx context.Context, owner string, slots []store.P
 	n := 0
 	err := s.update("schedule polls", func(tx *bbolt.Tx) error {
 		n = 0
-		sc := scheduleOf(tx)
+		sc, subs := scheduleOf(tx), tx.Bucket(bucketSubs)
 		for _, slot := range slots {
 			key := subKey(slot.SubscriptionKey)
-			v := sc.polls.Get(key)
-			if len(v) != 8 {
+			var at uint64 // no polls entry: never scheduled
+			if v := sc.polls.Get(key); len(v) == 8 {
+				at = binary.BigEndian.Uint64(v)
+			} else if subs.Get(key) == nil {
 				continue // gone
 			}
-			oldDue := timedKey(slot.SubscriptionKey, keyTime(binary.BigEndian.Uint64(v)))
+			oldDue := timedKey(slot.SubscriptionKey, keyTime(at))
 			if by, until := leaseOf(sc.due.Get(oldDue)); until != 0 && by != owner {
 				continue
 			}
@@ -358,7 +371,13 @@ func (s *Store) SchedulePolls(ctx context.Context, owner string, slots []store.P
 			if err := sc.due.Put(timedKey(slot.SubscriptionKey, slot.Next), nil); err != nil {
 				return err
 			}
-			if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(slot.Next))); err != nil {
+			var err error
+			if t := timeKey(slot.Next); t == 0 {
+				err = sc.polls.Delete(key)
+			} else {
+				err = sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, t))
+			}
+			if err != nil {
 				return err
 			}
 			n++
@@ -639,12 +658,13 @@ func has(b *bbolt.Bucket, key []byte) bool {
 // fill adds the schedule entries of subscription k (record sub) that are
 // missing, leaving those present as they are (scheduleBuild).
 func (sc schedule) fill(key []byte, k store.SubscriptionKey, sub store.Subscription) error {
+	// Without a polls entry the subscription is due at once; its
+	// polls_by_due key may be there already, with a lease to keep.
 	if sc.polls.Get(key) == nil {
-		if err := sc.polls.Put(key, binary.BigEndian.AppendUint64(nil, timeKey(time.Time{}))); err != nil {
-			return err
-		}
-		if err := sc.due.Put(timedKey(k, time.Time{}), nil); err != nil {
-			return err
+		if dk := timedKey(k, time.Time{}); !has(sc.due, dk) {
+			if err := sc.due.Put(dk, nil); err != nil {
+				return err
+			}
 		}
 	}
 	if sub.Pending() {

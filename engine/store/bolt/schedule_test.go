@@ -161,3 +161,65 @@ func TestScheduleBuildKeepsLeases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, due, 1, "the missing poll entry was added")
 }
+
+// TestNewSubscriptionHasNoPollsEntry: a new subscription, due at once,
+// gets its polls_by_due key and no polls entry (one index write fewer
+// per cold unfurl); it reads as due at once, is claimed and scheduled
+// like any other, and so is one of a file that kept an explicit zero
+// entry. A slot for a deleted subscription schedules nothing.
+func TestNewSubscriptionHasNoPollsEntry(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
+	var keys []store.SubscriptionKey
+	var subs []store.Subscription
+	for _, uri := range []string{"https://a/1", "https://a/2", "https://a/3"} {
+		k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: uri}
+		keys = append(keys, k)
+		subs = append(subs, store.Subscription{SubscriptionKey: k, AttrHash: "h", UnfurledAt: at})
+	}
+	n, err := s.PutSubscriptions(ctx, subs)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	entries := func(name []byte) int {
+		n := 0
+		require.NoError(t, s.db.View(func(tx *bbolt.Tx) error {
+			return tx.Bucket(name).ForEach(func(_, _ []byte) error { n++; return nil })
+		}))
+		return n
+	}
+	assert.Equal(t, 0, entries(bucketPolls), "never scheduled: no polls entry")
+	assert.Equal(t, 3, entries(bucketPollsByDue))
+	got, err := s.GetSubscription(ctx, keys[0])
+	require.NoError(t, err)
+	assert.True(t, got.NextPollAt.IsZero())
+
+	// keys[2] as a file written before left it: an explicit zero entry.
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPolls).Put(subKey(keys[2]), make([]byte, 8))
+	}))
+	due, err := s.ClaimDuePolls(ctx, "p", "r1", at, time.Minute, 10)
+	require.NoError(t, err)
+	require.Len(t, due, 3)
+	next := at.Add(time.Hour)
+	n, err = s.SchedulePolls(ctx, "r2", []store.PollSlot{{SubscriptionKey: keys[0], Next: next}})
+	require.NoError(t, err)
+	assert.Equal(t, 0, n, "r1's lease holds")
+	require.NoError(t, s.DeleteSubscription(ctx, keys[1]))
+	slots := []store.PollSlot{{SubscriptionKey: keys[0], Next: next}, {SubscriptionKey: keys[1], Next: next}, {SubscriptionKey: keys[2], Next: next}}
+	n, err = s.SchedulePolls(ctx, "r1", slots)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "the deleted subscription is not scheduled")
+	assert.Equal(t, 2, entries(bucketPolls))
+	assert.Equal(t, 2, entries(bucketPollsByDue))
+	got, err = s.GetSubscription(ctx, keys[0])
+	require.NoError(t, err)
+	assert.True(t, got.NextPollAt.Equal(next), got.NextPollAt)
+	c, err := s.ScheduleCounts(ctx, "p", at)
+	require.NoError(t, err)
+	assert.Equal(t, store.ScheduleCounts{Subscriptions: 2}, c)
+	due, err = s.ClaimDuePolls(ctx, "p", "r3", next, time.Minute, 10)
+	require.NoError(t, err)
+	assert.Len(t, due, 2)
+}
