@@ -16,6 +16,10 @@ type Options struct {
 	// Now is the clock of the recorder's memory of written subscriptions;
 	// nil means time.Now. Bearer lookups take the caller's clock reading.
 	Now func() time.Time
+	// After is the timer that paces group commits (recorder.go,
+	// commitPace), read against Now; nil means time.After, and then
+	// time.Now for the pace whatever Now is.
+	After func(time.Duration) <-chan time.Time
 	// Changes, when set, is the wrapped store's change feed: the Store
 	// drops what it caches of every change another replica commits, and
 	// caches nothing while the feed is down (changes.go). nil for a store
@@ -43,10 +47,14 @@ func New(st store.Store, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	paceNow := opts.Now
+	if opts.After == nil {
+		opts.After, paceNow = time.After, time.Now
+	}
 	s := &Store{
 		Store:   st,
 		bearers: newBearerCache(),
-		subs:    newRecorder(st, opts.Now),
+		subs:    newRecorder(st, opts.Now, paceNow, opts.After),
 	}
 	if opts.Changes != nil {
 		s.watch(opts.Changes)

@@ -10,7 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/unfurld/unfurld/engine/clock/clocktest"
 	"github.com/unfurld/unfurld/engine/store"
+	"github.com/unfurld/unfurld/engine/store/memory"
 )
 
 // TestRecordIsDurableOnReturn_F1: RecordSubscription returns only after
@@ -58,6 +60,49 @@ func TestGroupCommit(t *testing.T) {
 		assert.True(t, ok, "record %d stored when its call returned", i)
 	}
 	assert.Equal(t, []int{1, n}, f.inner.commits(), "one commit for everything that gathered")
+}
+
+// TestGroupCommitPaced: a record that finds no commit running is
+// committed at once, without waiting; a batch that gathered while a
+// commit ran waits until commitPace after that commit started, and not
+// at all when the commit itself took that long. Records stay durable on
+// return either way (F1).
+func TestGroupCommitPaced(t *testing.T) {
+	clk := clocktest.NewStepping(time.Time{})
+	f := &fixture{inner: &gateStore{Store: memory.New()}, clk: clk}
+	require.NoError(t, f.inner.CreateConnection(t.Context(), store.Connection{ID: "c1", Provider: "tracker", AccountKey: "k-c1", Status: store.StatusActive}))
+	f.st = New(f.inner, Options{Now: clk.Now, After: clk.After})
+	t.Cleanup(func() { require.NoError(t, f.st.Close()) })
+	ctx := t.Context()
+
+	require.NoError(t, f.st.RecordSubscription(ctx, sub("c1", "alone", "h")))
+	assert.Empty(t, clk.Waits(), "an idle recorder commits at once")
+
+	// burst holds a commit of first, gathers n records behind it, then
+	// lets it go after moving the clock by took, and waits for all.
+	burst := func(first string, n int, took time.Duration) {
+		g := f.inner.holdPut()
+		w := f.recordAsync(ctx, sub("c1", first, "h"))
+		<-g.entered
+		waits := make([]chan error, n)
+		for i := range waits {
+			waits[i] = f.recordAsync(ctx, sub("c1", first+strconv.Itoa(i), "h"))
+		}
+		f.queued(t, n)
+		clk.Advance(took)
+		g.release()
+		require.NoError(t, <-w)
+		for i, w := range waits {
+			require.NoError(t, <-w)
+			_, ok := f.stored(t, "c1", first+strconv.Itoa(i))
+			assert.True(t, ok, "record %d stored when its call returned", i)
+		}
+	}
+	burst("a", 5, 0)
+	assert.Equal(t, []time.Duration{commitPace}, clk.Waits(), "the batch behind a commit waits out the pace")
+	burst("b", 5, commitPace)
+	assert.Len(t, clk.Waits(), 1, "a commit that took the pace is not followed by a wait")
+	assert.Equal(t, []int{1, 1, 5, 1, 5}, f.inner.commits())
 }
 
 // TestGroupCommitConcurrent: many callers at once cost far fewer commits
