@@ -33,9 +33,9 @@ const (
 	// arrived during the previous one's fsyncs, waiting out the rest of
 	// the pace lets more records share it: 7-8 % less CPU per cold
 	// unfurl and 6-7 % more throughput in the load test's scenario c
-	// (docs/operations.md, "The cold unfurl, profiled and trimmed"). A
-	// record that finds no commit running is committed at once, so an
-	// unloaded server adds no latency; under load a cold unfurl waits up
+	// (docs/operations.md, "The cold unfurl, profiled and trimmed"). Only
+	// a batch behind a shared commit waits (commitLoop), so a lightly
+	// loaded server adds no latency; under load a cold unfurl waits up
 	// to this much longer, far below an upstream call.
 	commitPace = 3 * time.Millisecond
 )
@@ -142,13 +142,14 @@ func (r *recorder) record(ctx context.Context, sub store.Subscription) error {
 
 // commitLoop commits batches one after the other until none is
 // gathering. There is at most one running, so commits never overlap and
-// each takes everything that arrived before it started. The first
-// commit starts at once; each later one (a batch gathered while the
-// previous commit ran) waits until commitPace after the previous one
-// started, gathering more meanwhile.
+// each takes everything that arrived before it started. A batch starts
+// at once unless the previous commit was shared (more than one record:
+// the sign of load); then it waits until commitPace after that commit
+// started, gathering more meanwhile. Under light load, commits carry one
+// record each and never wait.
 func (r *recorder) commitLoop() {
 	defer r.running.Done()
-	var last time.Time // when the previous commit started; zero before the first
+	var last time.Time // when the previous commit started, if it was shared
 	for {
 		if !last.IsZero() && !r.idle() {
 			if d := commitPace - r.paceNow().Sub(last); d > 0 {
@@ -166,7 +167,10 @@ func (r *recorder) commitLoop() {
 			return
 		}
 		r.mu.Unlock()
-		last = r.paceNow()
+		last = time.Time{}
+		if len(b.subs) > 1 {
+			last = r.paceNow()
+		}
 		b.err = r.commit(b)
 		r.writeMu.Unlock()
 		close(b.done)

@@ -63,10 +63,10 @@ func TestGroupCommit(t *testing.T) {
 }
 
 // TestGroupCommitPaced: a record that finds no commit running is
-// committed at once, without waiting; a batch that gathered while a
-// commit ran waits until commitPace after that commit started, and not
-// at all when the commit itself took that long. Records stay durable on
-// return either way (F1).
+// committed at once, and so is a batch behind a commit of one record
+// (light load); a batch behind a shared commit (load) waits until
+// commitPace after that commit started, and not at all when the commit
+// itself took that long. Records stay durable on return either way (F1).
 func TestGroupCommitPaced(t *testing.T) {
 	clk := clocktest.NewStepping(time.Time{})
 	f := &fixture{inner: &gateStore{Store: memory.New()}, clk: clk}
@@ -78,31 +78,39 @@ func TestGroupCommitPaced(t *testing.T) {
 	require.NoError(t, f.st.RecordSubscription(ctx, sub("c1", "alone", "h")))
 	assert.Empty(t, clk.Waits(), "an idle recorder commits at once")
 
-	// burst holds a commit of first, gathers n records behind it, then
-	// lets it go after moving the clock by took, and waits for all.
-	burst := func(first string, n int, took time.Duration) {
-		g := f.inner.holdPut()
-		w := f.recordAsync(ctx, sub("c1", first, "h"))
-		<-g.entered
-		waits := make([]chan error, n)
-		for i := range waits {
-			waits[i] = f.recordAsync(ctx, sub("c1", first+strconv.Itoa(i), "h"))
+	// burst holds a commit of one record, gathers n records behind it
+	// and holds their commit too, gathers m more behind that, moves the
+	// clock by took and lets both go.
+	burst := func(prefix string, n, m int, took time.Duration) {
+		var waits []chan error
+		record := func(k int) {
+			for range k {
+				waits = append(waits, f.recordAsync(ctx, sub("c1", prefix+strconv.Itoa(len(waits)), "h")))
+			}
 		}
+		g := f.inner.holdPut()
+		record(1)
+		<-g.entered
+		record(n)
 		f.queued(t, n)
-		clk.Advance(took)
+		g2 := f.inner.holdPut()
 		g.release()
-		require.NoError(t, <-w)
+		<-g2.entered
+		record(m)
+		f.queued(t, m)
+		clk.Advance(took)
+		g2.release()
 		for i, w := range waits {
 			require.NoError(t, <-w)
-			_, ok := f.stored(t, "c1", first+strconv.Itoa(i))
+			_, ok := f.stored(t, "c1", prefix+strconv.Itoa(i))
 			assert.True(t, ok, "record %d stored when its call returned", i)
 		}
 	}
-	burst("a", 5, 0)
-	assert.Equal(t, []time.Duration{commitPace}, clk.Waits(), "the batch behind a commit waits out the pace")
-	burst("b", 5, commitPace)
-	assert.Len(t, clk.Waits(), 1, "a commit that took the pace is not followed by a wait")
-	assert.Equal(t, []int{1, 1, 5, 1, 5}, f.inner.commits())
+	burst("a", 5, 3, 0)
+	assert.Equal(t, []time.Duration{commitPace}, clk.Waits(), "only the batch behind the shared commit waits out the pace")
+	burst("b", 5, 3, commitPace)
+	assert.Len(t, clk.Waits(), 1, "a shared commit that took the pace is not followed by a wait")
+	assert.Equal(t, []int{1, 1, 5, 3, 1, 5, 3}, f.inner.commits())
 }
 
 // TestGroupCommitConcurrent: many callers at once cost far fewer commits
