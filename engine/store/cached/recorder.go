@@ -56,7 +56,8 @@ type batch struct {
 // recorder records (provider, connection, uri) subscriptions (protocol
 // 1.6) with classic group commit: while one PutSubscriptions is in
 // flight, new records gather in the next batch, and the next commit
-// starts as soon as the previous one returns, with no fixed linger. A
+// starts as soon as the previous one returns, or, after a commit shared
+// by several records, once commitPace has passed since it started. A
 // caller returns once the commit holding its record has returned, so a
 // record acknowledged to it is on disk (security.md F1); under load many
 // records share one fsync. A record whose hash is already stored writes
