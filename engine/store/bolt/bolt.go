@@ -114,9 +114,10 @@ type Options struct {
 
 // Store is a store.Store kept in one bbolt file.
 type Store struct {
-	db    *bbolt.DB
-	erase *eraser
-	build *scheduleBuild
+	db      *bbolt.DB
+	erase   *eraser
+	build   *scheduleBuild
+	release *releaser
 }
 
 var _ store.Store = (*Store)(nil)
@@ -150,7 +151,10 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	// Scratch buckets of an erase cut short by a crash are zeros only.
 	dropScratch(db)
-	s := &Store{db: db, erase: newEraser(db, opts.Logger), build: startScheduleBuild(db, opts.Logger)}
+	s := &Store{
+		db: db, erase: newEraser(db, opts.Logger), build: startScheduleBuild(db, opts.Logger),
+		release: startReleaser(db),
+	}
 	if erasePending(db) {
 		// A deletion committed but its erase did not finish: a crash,
 		// or an old reader that outlasted the retries.
@@ -245,11 +249,12 @@ func (s *Store) Probe(ctx context.Context) error {
 	})
 }
 
-// Close stops a schedule build under way (it resumes at the next Open),
-// finishes any erase still due (erase.go), then releases the file and its
-// lock.
+// Close stops a schedule build under way (it resumes at the next Open)
+// and the release of the map's pages (release.go), finishes any erase
+// still due (erase.go), then releases the file and its lock.
 func (s *Store) Close() error {
 	s.build.stop()
+	s.release.stop()
 	s.erase.close()
 	return s.db.Close()
 }

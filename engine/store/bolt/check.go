@@ -129,9 +129,13 @@ func check(db *bbolt.DB) error {
 // reads the freelist, which a concurrent commit rewrites: bbolt documents
 // tx.Check in a read transaction as unsafe beside writers, and the race
 // detector catches it. Writers wait for that part only; reads never do.
+//
+// Both passes read every page; the pages go back to the kernel as the
+// walk goes (reader) and once more at the end (release.go).
 func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
+	defer func() { _ = db.View(releaseMap) }()
 	if err := db.View(func(tx *bbolt.Tx) error {
-		r := reader{ctx: ctx}
+		r := reader{ctx: ctx, tx: tx}
 		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
 			return r.readAll(b)
 		})
@@ -166,9 +170,11 @@ func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
 }
 
 // reader walks buckets for the check, looking at ctx every few thousand
-// keys.
+// keys and releasing the pages read so far from the process's resident
+// set every releaseKeys keys (release.go).
 type reader struct {
 	ctx  context.Context //nolint:containedctx // one walk's, dropped with it
+	tx   *bbolt.Tx
 	sum  uint32
 	keys int
 }
@@ -183,6 +189,9 @@ func (r *reader) readAll(b *bbolt.Bucket) error {
 			if err := r.ctx.Err(); err != nil {
 				return err
 			}
+		}
+		if r.keys%releaseKeys == 0 {
+			_ = releaseMap(r.tx)
 		}
 		r.sum = crc32.Update(r.sum, crc32.IEEETable, k)
 		if v == nil {

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package bolt
+
+// dropPages does nothing where the store does not release its map's pages
+// (only Linux does, see release_linux.go): those pages stay resident until
+// the kernel needs the memory.
+func dropPages(uintptr, int64) error { return nil }
