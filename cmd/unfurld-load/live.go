@@ -37,6 +37,7 @@ type liveOptions struct {
 	settle      time.Duration
 	idle        time.Duration
 	fanout      int
+	perEvent    int
 	events      int
 	concurrency int
 	keep        bool
@@ -89,7 +90,7 @@ providers:
 // runLive builds a store of --subs subscriptions over --conns connections,
 // starts `unfurld serve` on it and measures what issue 11 asks of one box:
 // the time until /healthz answers, resident memory and CPU while idle
-// (polling on, no requests), then a webhook fan-out (events of 100 links
+// (polling on, no requests), then a webhook fan-out (events of --per-event links
 // each, --fanout links in all: time to acknowledge them and until the last
 // PATCH reaches the fake Notion) and --events one-link events sent by
 // --concurrency clients (time to acknowledge them all).
@@ -102,7 +103,8 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.conns, "conns", 1000, "`connections` the subscriptions are spread over (Notion paces PATCHes per connection)")
 	fs.DurationVar(&o.settle, "settle", 10*time.Second, "wait after startup before the idle measurement")
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "idle measurement `time`")
-	fs.IntVar(&o.fanout, "fanout", 10_000, "linked `links` named by the fan-out events, 100 per event (0 skips)")
+	fs.IntVar(&o.fanout, "fanout", 10_000, "linked `links` named by the fan-out events, --per-event per event (0 skips)")
+	fs.IntVar(&o.perEvent, "per-event", 100, "`links` named by each fan-out event (--per-event 10000 --fanout 10000 sends one webhook naming 10,000 links)")
 	fs.IntVar(&o.events, "events", 10_000, "one-link `events` (0 skips)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients sending the one-link events")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory and print its path")
@@ -114,8 +116,8 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if o.bin == "" || o.subs < 1 || o.conns < 1 || o.fanout > o.subs || o.events > o.subs {
-		fmt.Fprintln(stderr, "unfurld-load live: --bin is required; --subs and --conns at least 1; --fanout and --events at most --subs")
+	if o.bin == "" || o.subs < 1 || o.conns < 1 || o.perEvent < 1 || o.fanout > o.subs || o.events > o.subs {
+		fmt.Fprintln(stderr, "unfurld-load live: --bin is required; --subs, --conns and --per-event at least 1; --fanout and --events at most --subs")
 		return exitUsage
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "unfurld-load live: "+format+"\n", a...) }
@@ -166,7 +168,7 @@ func (r *liveResult) print(w io.Writer, o liveOptions) {
 		mib(r.rss), mib(r.peakRSS), mib(r.rssAnon), mib(r.rssFile))
 	if o.fanout > 0 {
 		fmt.Fprintf(w, "fan-out of %d links in %d events\tacknowledged in %s; %d PATCHes, the last after %s\n",
-			o.fanout, (o.fanout+99)/100, r.fanoutAck.Round(time.Millisecond), r.fanoutPatches, r.fanoutLast.Round(time.Millisecond))
+			o.fanout, (o.fanout+o.perEvent-1)/o.perEvent, r.fanoutAck.Round(time.Millisecond), r.fanoutPatches, r.fanoutLast.Round(time.Millisecond))
 	}
 	if o.events > 0 {
 		fmt.Fprintf(w, "%d one-link events, %d clients\tacknowledged in %s (%d accepted, %d failed)\n",
@@ -265,14 +267,14 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 	defer hc.CloseIdleConnections()
 	hook := "http://" + addr + "/providers/bench/webhook"
 	if o.fanout > 0 {
-		progress("fan-out: %d links in events of 100", o.fanout)
+		progress("fan-out: %d links in events of %d", o.fanout, o.perEvent)
 		// Every item changes upstream, so each refresh queues a PATCH.
 		up.version.Add(1)
 		base := nt.count()
 		start = time.Now()
-		for first := 0; first < o.fanout; first += 100 {
+		for first := 0; first < o.fanout; first += o.perEvent {
 			var links []string
-			for i := first; i < min(first+100, o.fanout); i++ {
+			for i := first; i < min(first+o.perEvent, o.fanout); i++ {
 				links = append(links, liveURI(i))
 			}
 			if err := sendEvent(ctx, hc, hook, links); err != nil {

@@ -299,6 +299,14 @@ func (o *observed) ListSubscriptions(ctx context.Context, provider string, fn fu
 	return err
 }
 
+// SubscriptionKeysByURIs implements Store, timed.
+func (o *observed) SubscriptionKeysByURIs(ctx context.Context, provider string, uris, prefixes []string, limit int) ([]SubscriptionKey, error) {
+	start := time.Now()
+	r0, err := o.Store.SubscriptionKeysByURIs(ctx, provider, uris, prefixes, limit)
+	o.obs("SubscriptionKeysByURIs", time.Since(start), err)
+	return r0, err
+}
+
 // ListSubscriptionsByURIPrefix implements Store, timed.
 func (o *observed) ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]Subscription, error) {
 	start := time.Now()

@@ -308,6 +308,13 @@ type Store interface {
 	// the links a webhook names, pasted with or without a fragment, query
 	// or trailing slash (issue 4 item 2).
 	ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]Subscription, error)
+	// SubscriptionKeysByURIs returns the keys of a provider's
+	// subscriptions whose URI is one of uris, or starts with one of
+	// prefixes, up to limit for each of them, all read at one point in
+	// time and without reading the subscriptions themselves: a webhook
+	// naming 10,000 links looks them all up in one call (issue 11). A key
+	// may come more than once; the order is not specified.
+	SubscriptionKeysByURIs(ctx context.Context, provider string, uris, prefixes []string, limit int) ([]SubscriptionKey, error)
 
 	// Probe runs one small write transaction that leaves no record
 	// behind, and returns its error: a store that still reads but cannot

@@ -139,3 +139,51 @@ func testListSubscriptionsByURIPrefix(t *testing.T, s store.Store) {
 		})
 	}
 }
+
+// testSubscriptionKeysByURIs: the keys of the subscriptions of each exact
+// URI (not of longer URIs it starts, nor of a control byte after it) and
+// of each prefix, of that provider only, at most limit for each entry.
+func testSubscriptionKeysByURIs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const issue = "https://github.com/a/b/issues/1"
+	keys := []store.SubscriptionKey{
+		{Provider: "github", ConnectionID: "c1", URI: issue},
+		{Provider: "github", ConnectionID: "c2", URI: issue},
+		{Provider: "github", ConnectionID: "c1", URI: issue + "#issuecomment-7"},
+		{Provider: "github", ConnectionID: "c1", URI: issue + "0"},
+		{Provider: "github", ConnectionID: "c1", URI: "https://github.com/a/b/issues/2"},
+		{Provider: "githubx", ConnectionID: "c1", URI: issue},
+		{Provider: "linear", ConnectionID: "c1", URI: issue},
+		{Provider: "github", ConnectionID: "c3", URI: issue + "\x00\x01"},
+	}
+	for _, k := range keys {
+		_, err := s.PutSubscription(ctx, newSub(k.Provider, k.ConnectionID, k.URI))
+		require.NoError(t, err)
+	}
+	tests := []struct {
+		name           string
+		provider       string
+		uris, prefixes []string
+		limit          int
+		want           []store.SubscriptionKey
+	}{
+		{"exact", "github", []string{issue}, nil, 100, keys[:2]},
+		{"exact and prefixes", "github", []string{issue, "https://github.com/a/b/issues/2"}, []string{issue + "#", issue + "0"}, 100,
+			[]store.SubscriptionKey{keys[0], keys[1], keys[4], keys[2], keys[3]}},
+		{"a key per entry", "github", []string{issue}, []string{issue}, 100,
+			[]store.SubscriptionKey{keys[0], keys[1], keys[0], keys[1], keys[7], keys[2], keys[3]}},
+		{"limit per entry", "github", []string{issue, "https://github.com/a/b/issues/2"}, []string{issue}, 1,
+			[]store.SubscriptionKey{keys[0], keys[4], keys[0]}},
+		{"zero limit", "github", []string{issue}, nil, 0, nil},
+		{"control bytes", "github", nil, []string{issue + "\x00"}, 100, keys[7:8]},
+		{"other provider", "linear", []string{issue}, []string{issue}, 100, []store.SubscriptionKey{keys[6], keys[6]}},
+		{"nothing", "github", []string{"https://gitlab.com/"}, []string{"https://gitlab.com/"}, 100, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.SubscriptionKeysByURIs(ctx, tc.provider, tc.uris, tc.prefixes, tc.limit)
+			require.NoError(t, err)
+			assert.ElementsMatch(t, tc.want, got)
+		})
+	}
+}

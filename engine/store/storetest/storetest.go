@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListSubscriptionsCallsBack", testListSubscriptionsCallsBack},
 		{"PutSubscriptionOwners_TH40", testPutSubscriptionOwners},
 		{"ListSubscriptionsByURIPrefix", testListSubscriptionsByURIPrefix},
+		{"SubscriptionKeysByURIs", testSubscriptionKeysByURIs},
 		{"KeysWithControlBytes", testKeysWithControlBytes},
 		{"TimesRoundTrip", testTimesRoundTrip},
 		{"BytesAreCopied", testBytesAreCopied},
