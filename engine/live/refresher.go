@@ -110,7 +110,9 @@ type RefreshStore interface {
 	PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error)
 	// ClaimPending leases the oldest pending marks (store.Schedule).
 	ClaimPending(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Subscription, error)
-	ListSubscriptionsByURIPrefix(ctx context.Context, provider, prefix string, limit int) ([]store.Subscription, error)
+	// SubscriptionKeysByURIs finds the subscriptions of a webhook's
+	// links.
+	SubscriptionKeysByURIs(ctx context.Context, provider string, uris, prefixes []string, limit int) ([]store.SubscriptionKey, error)
 }
 
 // RefresherOptions configure NewRefresher. Store, Registry and Pusher are
@@ -379,30 +381,45 @@ func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris [
 	if !ok {
 		return 0, fmt.Errorf("refresh: unknown provider %q", providerName)
 	}
-	var marks []store.Subscription
-	at := r.clock.Now().UTC()
-	seen := map[store.SubscriptionKey]bool{}
+	// Every link's lookups go to the store in one call (one read), and
+	// its keys are matched against the objects the links name here: a
+	// webhook naming 10,000 links made up to twelve reads per link
+	// before, each decoding the records it walked past (issue 11).
+	objects := map[objectKey]bool{}
+	var exact, prefixes []string
 	for _, uri := range uris {
 		m, err := p.Match(uri)
 		if err != nil {
 			continue
 		}
-		for _, prefix := range uriPrefixes(uri) {
-			subs, err := r.st.ListSubscriptionsByURIPrefix(ctx, providerName, prefix, maxSubsPerURI)
-			if err != nil {
-				return 0, fmt.Errorf("refresh: %w", err)
-			}
-			for _, s := range subs {
-				if seen[s.SubscriptionKey] || !sameObject(p, m, s.URI) {
-					continue
-				}
-				seen[s.SubscriptionKey] = true
-				marks = append(marks, store.Subscription{
-					SubscriptionKey: s.SubscriptionKey, UpdatedAt: at,
-					Refresh: store.RefreshRecord{At: at, Trigger: TriggerWebhook, Outcome: OutcomePending},
-				})
-			}
+		objects[objectOf(m)] = true
+		e, pre := uriLookups(uri)
+		exact, prefixes = append(exact, e...), append(prefixes, pre...)
+	}
+	if len(objects) == 0 {
+		return 0, nil
+	}
+	slices.Sort(exact)
+	slices.Sort(prefixes)
+	keys, err := r.st.SubscriptionKeysByURIs(ctx, providerName, slices.Compact(exact), slices.Compact(prefixes), maxSubsPerURI)
+	if err != nil {
+		return 0, fmt.Errorf("refresh: %w", err)
+	}
+	var marks []store.Subscription
+	at := r.clock.Now().UTC()
+	seen := make(map[store.SubscriptionKey]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
+			continue
 		}
+		seen[k] = true
+		if m, err := p.Match(k.URI); err != nil || !objects[objectOf(m)] {
+			continue // another object whose link starts the same
+		}
+		marks = append(marks, store.Subscription{
+			SubscriptionKey: k, UpdatedAt: at,
+			Refresh: store.RefreshRecord{At: at, Trigger: TriggerWebhook, Outcome: OutcomePending},
+		})
 	}
 	if len(marks) == 0 {
 		return 0, nil
@@ -422,39 +439,47 @@ func (r *Refresher) wake() {
 	}
 }
 
-// sameObject reports whether uri names the object m matched: same
-// pattern, same captured groups.
-func sameObject(p *provider.Provider, m *provider.Match, uri string) bool {
-	other, err := p.Match(uri)
-	return err == nil && other.Pattern == m.Pattern && maps.Equal(other.Groups, m.Groups)
+// objectKey identifies the object a link names: its pattern and its
+// captured groups, in name order.
+type objectKey struct {
+	pattern *provider.Pattern
+	groups  string
 }
 
-// uriPrefixes lists the prefixes under which a link's subscriptions are
-// stored: the link as given, with http or https, with or without www.,
-// each alone (then with a fragment right after, in key order) and
-// followed by '/' or '?', which sort after longer links of other objects
-// (".../issues/1" < ".../issues/10" < ".../issues/1?x") and so need scans
-// of their own.
-func uriPrefixes(uri string) []string {
-	var bases []string
+// objectOf returns m's objectKey.
+func objectOf(m *provider.Match) objectKey {
+	names := slices.Sorted(maps.Keys(m.Groups))
+	var b strings.Builder
+	for _, n := range names {
+		// NUL cannot occur in a group's name, and a value's length
+		// prefix keeps "a"+"bc" apart from "ab"+"c".
+		fmt.Fprintf(&b, "%s\x00%d:%s", n, len(m.Groups[n]), m.Groups[n])
+	}
+	return objectKey{pattern: m.Pattern, groups: b.String()}
+}
+
+// uriLookups lists where a link's subscriptions are stored: the link as
+// given, with http or https, with or without www., each exactly (exact)
+// and followed by a fragment, a path or a query (prefixes: "#", "/" and
+// "?"). An exact lookup sees that URI's subscriptions only; a bare prefix
+// would also walk every longer link of other objects (".../issues/1"
+// before ".../issues/10", ".../issues/100", ...).
+func uriLookups(uri string) (exact, prefixes []string) {
 	scheme, rest, ok := strings.Cut(uri, "://")
 	if !ok || (scheme != "https" && scheme != "http") {
-		bases = []string{uri}
+		exact = []string{uri}
 	} else {
 		host := strings.TrimPrefix(rest, "www.")
 		for _, s := range []string{"https://", "http://"} {
-			bases = append(bases, s+host, s+"www."+host)
+			exact = append(exact, s+host, s+"www."+host)
 		}
 	}
-	var out []string
-	for _, b := range bases {
-		for _, suffix := range []string{"", "/", "?"} {
-			if !slices.Contains(out, b+suffix) {
-				out = append(out, b+suffix)
-			}
+	for _, b := range exact {
+		for _, suffix := range []string{"#", "/", "?"} {
+			prefixes = append(prefixes, b+suffix)
 		}
 	}
-	return out
+	return exact, prefixes
 }
 
 // Refresh fetches k's link again and brings Notion up to date: new
