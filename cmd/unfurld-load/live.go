@@ -38,6 +38,7 @@ type liveOptions struct {
 	idle        time.Duration
 	fanout      int
 	perEvent    int
+	patchWait   time.Duration
 	events      int
 	concurrency int
 	keep        bool
@@ -105,6 +106,7 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "idle measurement `time`")
 	fs.IntVar(&o.fanout, "fanout", 10_000, "linked `links` named by the fan-out events, --per-event per event (0 skips)")
 	fs.IntVar(&o.perEvent, "per-event", 100, "`links` named by each fan-out event (--per-event 10000 --fanout 10000 sends one webhook naming 10,000 links)")
+	fs.DurationVar(&o.patchWait, "patch-wait", 30*time.Minute, "how long to wait for the fan-out's PATCHes after its acknowledgement")
 	fs.IntVar(&o.events, "events", 10_000, "one-link `events` (0 skips)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients sending the one-link events")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory and print its path")
@@ -282,8 +284,9 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 			}
 		}
 		res.fanoutAck = time.Since(start)
+		progress("fan-out acknowledged in %s", res.fanoutAck.Round(time.Millisecond))
 		// The PATCHes leave paced per connection; wait until they stop.
-		deadline := time.Now().Add(30 * time.Minute)
+		deadline := time.Now().Add(o.patchWait)
 		for nt.count()-base < o.fanout && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(200 * time.Millisecond)
 		}

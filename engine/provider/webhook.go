@@ -3,7 +3,6 @@ package provider
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/unfurld/unfurld/engine/config"
 	"github.com/unfurld/unfurld/engine/mapping"
@@ -14,9 +13,14 @@ import (
 const webhookEvent = "event"
 
 // MaxWebhookURIs bounds the links one event may name; an expression that
-// gives more is cut there, so a crafted event cannot fan out into
-// thousands of refreshes.
-const MaxWebhookURIs = 100
+// gives more is cut there. It was 100: a signed event is the upstream's
+// (or whoever holds its secret, who could as well send a hundred events),
+// and the links of one event now cost one store read and one commit
+// together, so the bound only keeps one event's work finite. 10,000 is
+// what one event of a bulk change names (issue 11: "a webhook naming
+// 10,000 linked URIs queues its refreshes in under 1 s"), and fits the
+// default 1 MiB body limit.
+const MaxWebhookURIs = 10_000
 
 // buildWebhook compiles live.webhook.uris, if set, whether or not a
 // secret turns the route on, so that a typo fails at load (STYLE.md rule
@@ -74,11 +78,13 @@ func (p *Provider) WebhookURIs(event []byte) ([]string, error) {
 		return nil, fmt.Errorf("%s: want a link or a list of links, got %s", p.webhookURIs, typeName(v))
 	}
 	var out []string
+	seen := map[string]bool{}
 	for _, it := range items {
 		switch s := it.(type) {
 		case nil:
 		case string:
-			if s != "" && len(s) <= maxURILength && !slices.Contains(out, s) {
+			if s != "" && len(s) <= maxURILength && !seen[s] {
+				seen[s] = true
 				out = append(out, s)
 			}
 		default:
