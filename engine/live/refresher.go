@@ -399,6 +399,7 @@ func (r *Refresher) RefreshURIs(ctx context.Context, providerName string, uris [
 	if len(objects) == 0 {
 		return 0, nil
 	}
+	// Sorted, so that the store's seeks move forward through its index.
 	slices.Sort(exact)
 	slices.Sort(prefixes)
 	keys, err := r.st.SubscriptionKeysByURIs(ctx, providerName, slices.Compact(exact), slices.Compact(prefixes), maxSubsPerURI)
