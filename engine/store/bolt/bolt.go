@@ -118,6 +118,8 @@ type Store struct {
 	erase   *eraser
 	build   *scheduleBuild
 	release *releaser
+	// owners are the lease owners of this process (owners.go).
+	owners owners
 }
 
 var _ store.Store = (*Store)(nil)

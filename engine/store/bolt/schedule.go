@@ -135,12 +135,6 @@ func leaseOf(v []byte) (string, uint64) {
 	return string(v[8:]), binary.BigEndian.Uint64(v)
 }
 
-// held reports whether the lease value v still runs at now (a key).
-func held(v []byte, now uint64) bool {
-	_, until := leaseOf(v)
-	return until > now
-}
-
 // nextOf returns the next poll time stored for the subscription key:
 // the zero time (due at once) when it has no polls entry.
 func nextOf(polls *bbolt.Bucket, key []byte) time.Time {
@@ -263,6 +257,7 @@ func (s *Store) ClaimDuePolls(ctx context.Context, provider, owner string, now t
 	if limit <= 0 {
 		return nil, nil
 	}
+	s.owners.add(owner)
 	nowKey, lease := timeKey(now), leaseValue(owner, now.Add(d))
 	var out []store.Subscription
 	err := s.update("claim due polls", func(tx *bbolt.Tx) error {
@@ -279,7 +274,7 @@ func (s *Store) ClaimDuePolls(ctx context.Context, provider, owner string, now t
 			if at > nowKey {
 				break
 			}
-			if held(v, nowKey) {
+			if s.owners.holds(v, nowKey) {
 				continue
 			}
 			rec, ok, err := readSub(tx, sk)
@@ -328,7 +323,8 @@ func (s *Store) NextPollDue(ctx context.Context, provider string, now time.Time)
 			if found && at >= next {
 				return nil
 			}
-			if _, until := leaseOf(v); until > nowKey {
+			if s.owners.holds(v, nowKey) {
+				_, until := leaseOf(v)
 				at = max(at, until)
 			}
 			if !found || at < next {
@@ -362,7 +358,7 @@ func (s *Store) SchedulePolls(ctx context.Context, owner string, slots []store.P
 				continue // gone
 			}
 			oldDue := timedKey(slot.SubscriptionKey, keyTime(at))
-			if by, until := leaseOf(sc.due.Get(oldDue)); until != 0 && by != owner {
+			if by, until := leaseOf(sc.due.Get(oldDue)); until != 0 && by != owner && s.owners.alive(by) {
 				continue
 			}
 			if err := sc.due.Delete(oldDue); err != nil {
@@ -399,6 +395,7 @@ func (s *Store) ClaimPending(ctx context.Context, owner string, now time.Time, d
 	if limit <= 0 {
 		return nil, nil
 	}
+	s.owners.add(owner)
 	nowKey, lease := timeKey(now), leaseValue(owner, now.Add(d))
 	var out []store.Subscription
 	err := s.update("claim pending", func(tx *bbolt.Tx) error {
@@ -407,7 +404,7 @@ func (s *Store) ClaimPending(ctx context.Context, owner string, now time.Time, d
 		var claimed [][]byte
 		c := sc.pending.Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-			if held(v, nowKey) {
+			if s.owners.holds(v, nowKey) {
 				continue
 			}
 			if len(k) < 8 {
@@ -501,7 +498,7 @@ func (s *Store) ScheduleCounts(ctx context.Context, provider string, now time.Ti
 			}
 			out.Subscriptions++
 			switch {
-			case held(v, nowKey):
+			case s.owners.holds(v, nowKey):
 				out.Leased++
 			case binary.BigEndian.Uint64(k[len(prefix):]) <= nowKey:
 				out.Due++
