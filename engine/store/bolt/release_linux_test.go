@@ -86,14 +86,23 @@ func mapRSS(t *testing.T, addr uintptr) int64 {
 	return 0
 }
 
+// openQuiet opens a store and stops its background release, so that the
+// pages a test reads stay resident until the test releases them.
+func openQuiet(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "unfurld.db"), Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	s.release.stop()
+	return s
+}
+
 // TestReleaseMapDropsResidentPages: after a read of the whole file, the
 // data map's pages count in the process's RSS; releaseMap takes them out,
 // and every record still reads back as written (from the page cache, not
 // from a map that moved or emptied).
 func TestReleaseMapDropsResidentPages(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "unfurld.db"), Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := openQuiet(t)
 	const n = 8000 // about 32 MB of values
 	writeReleaseRecords(t, s, 0, n)
 
@@ -112,11 +121,11 @@ func TestReleaseMapDropsResidentPages(t *testing.T) {
 // TestCheckReleasesPages: the integrity check reads every page, and leaves
 // few of them resident.
 func TestCheckReleasesPages(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "unfurld.db"), Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := openQuiet(t)
 	const n = 8000
 	writeReleaseRecords(t, s, 0, n)
+	require.NoError(t, s.db.View(func(tx *bbolt.Tx) error { return readReleaseRecords(tx, n) }))
+	require.Greater(t, mapRSS(t, s.db.Info().Data), int64(16<<20))
 	require.NoError(t, s.Check(t.Context()))
 	assert.Less(t, mapRSS(t, s.db.Info().Data), int64(4<<20))
 }
