@@ -131,7 +131,8 @@ func check(db *bbolt.DB) error {
 // detector catches it. Writers wait for that part only; reads never do.
 //
 // Both passes read every page; the pages go back to the kernel as the
-// walk goes (reader) and once more at the end (release.go).
+// walk goes (reader), every few milliseconds while tx.Check runs
+// (releaseDuring) and once more at the end (release.go).
 func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
 	defer func() { _ = db.View(releaseMap) }()
 	if err := db.View(func(tx *bbolt.Tx) error {
@@ -157,7 +158,7 @@ func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
 		return errors.Join(errs...)
 	}
 	if !live {
-		return db.View(checkTx)
+		return releaseDuring(db, func() error { return db.View(checkTx) })
 	}
 	// The write transaction only holds writers off; it is rolled back,
 	// so the check costs no commit.
@@ -166,7 +167,7 @@ func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	return checkTx(tx)
+	return releaseDuring(db, func() error { return checkTx(tx) })
 }
 
 // reader walks buckets for the check, looking at ctx every few thousand
