@@ -65,9 +65,10 @@ func replicaCount(t *testing.T) int {
 //   - each connection's PATCHes, counted over all replicas at the fake
 //     Notion, keep the pace of protocol 7.4 (3 a second, bursts of 3).
 //
-// That no subscription is polled twice in one interval is not asserted
-// here: polling is off in this configuration, and sharing the poll
-// schedule between replicas is its own piece of work.
+// That no subscription is polled twice in one interval is asserted by
+// engine/live's TestReplicasPollOncePerInterval_F10 on the fake clock:
+// here polling is off, since its shortest interval (30s) would make this
+// test last minutes.
 func TestReplicasKeepAcknowledged_F1(t *testing.T) {
 	const replicas = 3
 	bin := buildUnfurld(t)
