@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"regexp"
-	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -56,28 +52,7 @@ func runHandwritten(args []string, stderr io.Writer) int {
 	e.HidePort = true
 	e.POST("/providers/:provider/unfurl", h.unfurl)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
-	srv := &http.Server{
-		Addr: *listen, Handler: e,
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 16 << 10,
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		fmt.Fprintf(stderr, "unfurld-load handwritten: %v\n", err)
-		return exitFailure
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(stderr, "unfurld-load handwritten: %v\n", err)
-		return exitFailure
-	}
-	return exitOK
+	return serveUntilSignal("handwritten", *listen, e, stderr)
 }
 
 // handwritten serves the hand-written baseline.

@@ -118,28 +118,32 @@ func runBare(args []string, stderr io.Writer) int {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 	})
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
-	// The same timeouts as unfurld's defaults, so both servers run the
-	// same net/http machinery.
+	return serveUntilSignal("bare", *listen, e, stderr)
+}
+
+// serveUntilSignal serves h on listen until SIGINT or SIGTERM, then shuts
+// down gracefully; name prefixes its errors. It uses the same timeouts as
+// unfurld's defaults, so the baselines run the same net/http machinery.
+func serveUntilSignal(name, listen string, h http.Handler, stderr io.Writer) int {
 	srv := &http.Server{
-		Addr: *listen, Handler: e,
+		Addr: listen, Handler: h,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 16 << 10,
 	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {
 	case err := <-errc:
-		fmt.Fprintf(stderr, "unfurld-load bare: %v\n", err)
+		fmt.Fprintf(stderr, "unfurld-load %s: %v\n", name, err)
 		return exitFailure
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(stderr, "unfurld-load bare: %v\n", err)
+		fmt.Fprintf(stderr, "unfurld-load %s: %v\n", name, err)
 		return exitFailure
 	}
 	return exitOK
