@@ -1,7 +1,10 @@
 package live
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +76,15 @@ func (m *marker) commitLoop() {
 		// No caller's context: the commit serves them all, and each
 		// stops waiting with its own.
 		ctx, cancel := context.WithTimeout(context.Background(), markCommitTimeout)
+		// In key order: a webhook's links arrive in URI order, which
+		// scatters them over the subscriptions' pages; sorted, the
+		// store's puts move forward through its tree and neighbours
+		// share pages. Stable, so that two marks of one key keep their
+		// order (the later one wins).
+		slices.SortStableFunc(b.subs, func(x, y store.Subscription) int {
+			return cmp.Or(strings.Compare(x.Provider, y.Provider), strings.Compare(x.ConnectionID, y.ConnectionID),
+				strings.Compare(x.URI, y.URI))
+		})
 		_, b.err = m.put(ctx, b.subs)
 		cancel()
 		close(b.done)
