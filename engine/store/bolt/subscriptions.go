@@ -167,6 +167,16 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 	}
 	keys := newSubKeys(subs)
 	var todo []int // indexes into subs and keys
+	if len(subs) >= putAllAtOnce {
+		// A batch this large is a webhook's marks or a busy second's new
+		// links, which nearly all write: a read pass first would decode
+		// every record twice for the rare batch it saves a commit.
+		todo = make([]int, len(subs))
+		for i := range todo {
+			todo[i] = i
+		}
+		return s.putSubscriptionsAt(ctx, subs, keys, todo)
+	}
 	err := s.view("put subscriptions", func(tx *bbolt.Tx) error {
 		todo = todo[:0]
 		b, pending := tx.Bucket(bucketSubs), tx.Bucket(bucketPending)
@@ -184,11 +194,22 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 	if err != nil || len(todo) == 0 {
 		return 0, err
 	}
+	return s.putSubscriptionsAt(ctx, subs, keys, todo)
+}
+
+// putAllAtOnce is the batch size from which PutSubscriptions skips its
+// read pass (which spares a commit when nothing would be written) and
+// merges every record in the write transaction alone.
+const putAllAtOnce = 256
+
+// putSubscriptionsAt is PutSubscriptions' write pass over the records
+// todo names.
+func (s *Store) putSubscriptionsAt(ctx context.Context, subs []store.Subscription, keys subKeys, todo []int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	n := 0
-	err = s.update("put subscriptions", func(tx *bbolt.Tx) error {
+	err := s.update("put subscriptions", func(tx *bbolt.Tx) error {
 		n = 0
 		conns, b, idx := tx.Bucket(bucketConns), tx.Bucket(bucketSubs), tx.Bucket(bucketSubsByURI)
 		sc := scheduleOf(tx)
