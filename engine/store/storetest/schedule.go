@@ -173,13 +173,23 @@ func testClaimLeases(t *testing.T, s ScheduleStore) {
 // subscription, and between them get every due one.
 func testClaimConcurrent(t *testing.T, s ScheduleStore) {
 	keys := seedSubs(t, s, "github", 60)
+	claimedOnce(t, keys, func(owner string) ([]store.Subscription, error) {
+		return s.ClaimDuePolls(t.Context(), "github", owner, baseTime(), time.Minute, 7)
+	})
+}
+
+// claimedOnce runs claim from four replicas at once, each until it gets
+// nothing, and requires that between them they got every key of keys,
+// each exactly once.
+func claimedOnce(t *testing.T, keys []store.SubscriptionKey, claim func(owner string) ([]store.Subscription, error)) {
+	t.Helper()
 	const replicas = 4
 	got := make([][]store.SubscriptionKey, replicas)
 	var wg sync.WaitGroup
 	for r := range replicas {
 		wg.Go(func() {
 			for {
-				subs, err := s.ClaimDuePolls(t.Context(), "github", fmt.Sprintf("r%d", r), baseTime(), time.Minute, 7)
+				subs, err := claim(fmt.Sprintf("r%d", r))
 				if !assert.NoError(t, err) || len(subs) == 0 {
 					return
 				}
@@ -446,31 +456,9 @@ func testPendingLeaseReleasedByRefresh(t *testing.T, s ScheduleStore) {
 func testClaimPendingConcurrent(t *testing.T, s ScheduleStore) {
 	keys := seedSubs(t, s, "github", 40)
 	markPending(t, s, baseTime(), keys...)
-	const replicas = 4
-	got := make([][]store.SubscriptionKey, replicas)
-	var wg sync.WaitGroup
-	for r := range replicas {
-		wg.Go(func() {
-			for {
-				subs, err := s.ClaimPending(t.Context(), fmt.Sprintf("r%d", r), baseTime(), time.Minute, 3)
-				if !assert.NoError(t, err) || len(subs) == 0 {
-					return
-				}
-				got[r] = append(got[r], keysOf(subs)...)
-			}
-		})
-	}
-	wg.Wait()
-	seen := map[store.SubscriptionKey]int{}
-	for r := range got {
-		for _, k := range got[r] {
-			seen[k]++
-		}
-	}
-	assert.Len(t, seen, len(keys))
-	for k, n := range seen {
-		assert.Equal(t, 1, n, "claimed %d times: %v", n, k)
-	}
+	claimedOnce(t, keys, func(owner string) ([]store.Subscription, error) {
+		return s.ClaimPending(t.Context(), owner, baseTime(), time.Minute, 3)
+	})
 }
 
 // testUnfurledAtIsCoarse: an unfurl with the stored hash writes only
