@@ -205,7 +205,7 @@ func Keys() []Key {
 		{Path: "providers[].live.webhook.algorithm", Default: WebhookHMACSHA256, When: "with a secret", Enum: []string{WebhookHMACSHA256, WebhookHMACSHA1, WebhookToken}, Doc: "`hmac-sha256` or `hmac-sha1` over the raw body; `token`: the header holds the secret itself (GitLab)"},
 		{Path: "providers[].live.webhook.prefix", DefaultDoc: "empty", Doc: "text before the signature, e.g. `sha256=`"},
 		{Path: "providers[].live.webhook.encoding", Default: "hex", When: "with a secret", Enum: []string{"hex", "base64"}, Doc: "`hex` or `base64`"},
-		{Path: "providers[].live.webhook.uris", DefaultDoc: "required with a secret", Doc: "an expression over the event body, named `event`, giving the affected link or links: a string, a list (nil and `\"\"` skipped) or nil; at most 10,000 links. Compiled at load like every expression, even while the secret is empty"},
+		{Path: "providers[].live.webhook.uris", DefaultDoc: "required with a secret", Doc: "an expression over the event body, named `event`, giving the affected link or links: a string, a list (nil and `\"\"` skipped) or nil; at most 10,000 distinct links (an event naming more is refused with 400, nothing queued). Compiled at load like every expression, even while the secret is empty"},
 		{Path: "providers[].live.webhook.max_body_bytes", Default: "1MiB", When: "with a secret", Doc: "larger events get `413`"},
 	}
 }

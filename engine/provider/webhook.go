@@ -12,8 +12,10 @@ import (
 // body, e.g. "[event.issue.html_url]".
 const webhookEvent = "event"
 
-// MaxWebhookURIs bounds the links one event may name; an expression that
-// gives more is cut there. It was 100: a signed event is the upstream's
+// MaxWebhookURIs bounds the distinct links one event may name; an event
+// that names more is refused whole (400), never cut: a 202 says every
+// link it named was marked for a refresh, so dropping the rest silently
+// would acknowledge work that is lost. It was 100: a signed event is the upstream's
 // (or whoever holds its secret, who could as well send a hundred events),
 // and the links of one event now cost one store read and one commit
 // together, so the bound only keeps one event's work finite. 10,000 is
@@ -47,8 +49,8 @@ func (p *Provider) HasWebhook() bool {
 
 // WebhookURIs maps a webhook event, a JSON body, to the links it affects
 // with live.webhook.uris: nil or "" is no link, a string one, a list
-// several (nil and "" items skipped). Duplicates are dropped and at most
-// MaxWebhookURIs kept. A link is not checked here; the refresher matches
+// several (nil and "" items skipped). Duplicates are dropped; more than
+// MaxWebhookURIs distinct links is an error. A link is not checked here; the refresher matches
 // each against the patterns and the subscriptions.
 func (p *Provider) WebhookURIs(event []byte) ([]string, error) {
 	if p.webhookURIs == nil {
@@ -84,14 +86,14 @@ func (p *Provider) WebhookURIs(event []byte) ([]string, error) {
 		case nil:
 		case string:
 			if s != "" && len(s) <= maxURILength && !seen[s] {
+				if len(out) == MaxWebhookURIs {
+					return nil, fmt.Errorf("the event names more than %d links; nothing was queued: send the change as several events", MaxWebhookURIs)
+				}
 				seen[s] = true
 				out = append(out, s)
 			}
 		default:
 			return nil, fmt.Errorf("%s: want links, got a list holding %s", p.webhookURIs, typeName(it))
-		}
-		if len(out) == MaxWebhookURIs {
-			break
 		}
 	}
 	return out, nil
