@@ -19,16 +19,7 @@ import (
 func TestLeasesOfAnExitedProcessAreTakenOver_F1(t *testing.T) {
 	s, path := openTemp(t)
 	ctx := t.Context()
-	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
-	k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: "https://a/1"}
-	_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h", UpdatedAt: at})
-	require.NoError(t, err)
-	_, err = s.PutSubscription(ctx, store.Subscription{
-		SubscriptionKey: k, UpdatedAt: at,
-		Refresh: store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending},
-	})
-	require.NoError(t, err)
+	k, at := markedSub(t, s)
 
 	claimed, err := s.ClaimPending(ctx, "old", at, time.Hour, 10)
 	require.NoError(t, err)

@@ -125,16 +125,7 @@ func TestOpenResumesScheduleBuild(t *testing.T) {
 func TestScheduleBuildKeepsLeases(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := t.Context()
-	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
-	k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: "https://a/1"}
-	_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h", UpdatedAt: at})
-	require.NoError(t, err)
-	_, err = s.PutSubscription(ctx, store.Subscription{
-		SubscriptionKey: k, UpdatedAt: at,
-		Refresh: store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending},
-	})
-	require.NoError(t, err)
+	k, at := markedSub(t, s)
 	claimed, err := s.ClaimPending(ctx, "r1", at, time.Hour, 10)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
@@ -222,4 +213,22 @@ func TestNewSubscriptionHasNoPollsEntry(t *testing.T) {
 	due, err = s.ClaimDuePolls(ctx, "p", "r3", next, time.Minute, 10)
 	require.NoError(t, err)
 	assert.Len(t, due, 2)
+}
+
+// markedSub stores one subscription (provider p, connection c) carrying a
+// webhook's pending mark, and returns its key and the mark's time.
+func markedSub(t *testing.T, s *Store) (store.SubscriptionKey, time.Time) {
+	t.Helper()
+	ctx := t.Context()
+	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+	require.NoError(t, s.CreateConnection(ctx, store.Connection{ID: "c", Provider: "p", Status: store.StatusActive}))
+	k := store.SubscriptionKey{Provider: "p", ConnectionID: "c", URI: "https://a/1"}
+	_, err := s.PutSubscription(ctx, store.Subscription{SubscriptionKey: k, AttrHash: "h", UpdatedAt: at})
+	require.NoError(t, err)
+	_, err = s.PutSubscription(ctx, store.Subscription{
+		SubscriptionKey: k, UpdatedAt: at,
+		Refresh: store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending},
+	})
+	require.NoError(t, err)
+	return k, at
 }
