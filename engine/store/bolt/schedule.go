@@ -289,17 +289,23 @@ func (s *Store) ClaimDuePolls(ctx context.Context, provider, owner string, now t
 			out = append(out, sub)
 			claimed = append(claimed, bytes.Clone(k))
 		}
-		for _, k := range claimed {
-			if err := sc.due.Put(k, lease); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putLeases(sc.due, claimed, lease)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// putLeases writes lease as the value of each claimed key of b, after
+// the claim's walk (a cursor must not see its bucket change under it).
+func putLeases(b *bbolt.Bucket, claimed [][]byte, lease []byte) error {
+	for _, k := range claimed {
+		if err := b.Put(k, lease); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NextPollDue implements store.Schedule with a read transaction: the walk
@@ -428,12 +434,7 @@ func (s *Store) ClaimPending(ctx context.Context, owner string, now time.Time, d
 			out = append(out, sub)
 			claimed = append(claimed, bytes.Clone(k))
 		}
-		for _, k := range claimed {
-			if err := sc.pending.Put(k, lease); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putLeases(sc.pending, claimed, lease)
 	})
 	if err != nil {
 		return nil, err
