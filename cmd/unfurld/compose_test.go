@@ -46,31 +46,11 @@ var composeVar = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::[-?][^}]*)?\}`)
 // the port they listen on; and .env.example names every variable
 // compose.yaml requires.
 func TestComposeExample(t *testing.T) {
-	raw, err := os.ReadFile(composeDir + "compose.yaml")
-	require.NoError(t, err)
-	var cf composeFile
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	require.NoError(t, dec.Decode(&cf), "compose.yaml parses")
-
+	cf, raw := readCompose(t)
 	db, ok := cf.Services["db"]
 	require.True(t, ok, "a db service")
 	assert.True(t, strings.HasPrefix(db.Image, "postgres:"), db.Image)
-
-	// The values .env would hold, for compose's interpolation.
-	dotenv := map[string]string{
-		"UNFURLD_DOMAIN": "unfurl.example.com", "POSTGRES_PASSWORD": "pw-0123456789",
-		"UNFURLD_SECRET_KEYS":         sealing.GenerateKeySpec("k1"),
-		"GITHUB_NOTION_CLIENT_SECRET": "compose-test-client-secret-0123456789", "GITHUB_NOTION_INTEGRATION_ID": "integration",
-		"GITHUB_NOTION_INTEGRATION_SECRET": "compose-test-integration-secret-0123", "GITHUB_TOKEN": "",
-	}
-	interpolate := func(s string) string {
-		return composeVar.ReplaceAllStringFunc(s, func(m string) string {
-			name := composeVar.FindStringSubmatch(m)[1]
-			v, ok := dotenv[name]
-			require.True(t, ok, "compose.yaml reads %s, which the test (and .env.example) do not know", name)
-			return v
-		})
-	}
+	dotenv := composeDotenv()
 
 	cfgRaw, err := os.ReadFile(composeDir + "config.yaml")
 	require.NoError(t, err)
@@ -84,10 +64,7 @@ func TestComposeExample(t *testing.T) {
 			assert.Equal(t, "../..", svc.Build["context"], "built from this repository's Dockerfile")
 			assert.Contains(t, svc.Volumes, "./config.yaml:/etc/unfurld/config.yaml:ro")
 			assert.Equal(t, []string{"serve", "--listen", ":8080"}, svc.Command)
-			env := map[string]string{}
-			for k, v := range svc.Environment {
-				env[k] = interpolate(v)
-			}
+			env := composeEnv(t, cf, name, dotenv)
 			dsn, err := url.Parse(env["DATABASE_URL"])
 			require.NoError(t, err)
 			assert.Equal(t, "db:5432", dsn.Host, "the db service")
@@ -134,4 +111,43 @@ func TestComposeExample(t *testing.T) {
 	for _, m := range composeVar.FindAllStringSubmatch(string(raw), -1) {
 		assert.Contains(t, string(example), "\n"+m[1]+"=", ".env.example names %s", m[1])
 	}
+}
+
+// readCompose parses compose.yaml and returns it with its text.
+func readCompose(t *testing.T) (composeFile, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(composeDir + "compose.yaml")
+	require.NoError(t, err)
+	var cf composeFile
+	require.NoError(t, yaml.NewDecoder(bytes.NewReader(raw)).Decode(&cf), "compose.yaml parses")
+	return cf, raw
+}
+
+// composeDotenv is what .env would hold: throwaway values for every
+// variable compose.yaml reads.
+func composeDotenv() map[string]string {
+	return map[string]string{
+		"UNFURLD_DOMAIN": "unfurl.example.com", "POSTGRES_PASSWORD": "pw-0123456789",
+		"UNFURLD_SECRET_KEYS":         sealing.GenerateKeySpec("k1"),
+		"GITHUB_NOTION_CLIENT_SECRET": "compose-test-client-secret-0123456789", "GITHUB_NOTION_INTEGRATION_ID": "integration",
+		"GITHUB_NOTION_INTEGRATION_SECRET": "compose-test-integration-secret-0123", "GITHUB_TOKEN": "",
+	}
+}
+
+// composeEnv is the environment compose.yaml gives service, its
+// ${...} interpolated from dotenv as compose does.
+func composeEnv(t *testing.T, cf composeFile, service string, dotenv map[string]string) map[string]string {
+	t.Helper()
+	svc, ok := cf.Services[service]
+	require.True(t, ok, "compose.yaml has a %s service", service)
+	env := map[string]string{}
+	for k, v := range svc.Environment {
+		env[k] = composeVar.ReplaceAllStringFunc(v, func(m string) string {
+			name := composeVar.FindStringSubmatch(m)[1]
+			val, ok := dotenv[name]
+			require.True(t, ok, "compose.yaml reads %s, which the test (and .env.example) do not know", name)
+			return val
+		})
+	}
+	return env
 }

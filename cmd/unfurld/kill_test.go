@@ -271,9 +271,20 @@ type unfurldProc struct {
 // its log is printed if the test failed.
 func startUnfurld(t *testing.T, bin, cfgPath string) *unfurldProc {
 	t.Helper()
+	return startUnfurldWith(t, bin, cfgPath, "127.0.0.1:0", nil)
+}
+
+// startUnfurldWith is startUnfurld listening on listen, with env (NAME=value)
+// as its whole environment besides HOME. It runs in a directory of its
+// own, where relative paths (development mode's generated secrets among
+// them) land; cfgPath must be absolute.
+func startUnfurldWith(t *testing.T, bin, cfgPath, listen string, env []string) *unfurldProc {
+	t.Helper()
+	require.True(t, filepath.IsAbs(cfgPath), cfgPath)
 	p := &unfurldProc{logs: &logSink{addr: make(chan string, 1)}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--listen", "127.0.0.1:0")
-	p.cmd.Env = []string{"HOME=" + t.TempDir()} // nothing from the real environment
+	p.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--listen", listen)
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Env = append([]string{"HOME=" + p.cmd.Dir}, env...) // nothing from the real environment
 	p.cmd.Stdout = io.Discard
 	p.cmd.Stderr = p.logs
 	require.NoError(t, p.cmd.Start())
@@ -543,7 +554,13 @@ func (l *logSink) Write(p []byte) (int, error) {
 			Msg  string `json:"msg"`
 			Addr string `json:"addr"`
 		}
-		if json.Unmarshal(l.partial[:i], &rec) == nil && rec.Msg == "listening" {
+		if json.Unmarshal(l.partial[:i], &rec) != nil {
+			// The text format (the default: examples/compose logs so).
+			if m := textListening.FindSubmatch(l.partial[:i]); m != nil {
+				rec.Msg, rec.Addr = "listening", string(m[1])
+			}
+		}
+		if rec.Msg == "listening" {
 			select {
 			case l.addr <- rec.Addr:
 			default:
@@ -553,6 +570,9 @@ func (l *logSink) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// textListening is the "listening" record in slog's text format.
+var textListening = regexp.MustCompile(`\bmsg=listening addr=(\S+)`)
 
 func (l *logSink) String() string {
 	l.mu.Lock()
