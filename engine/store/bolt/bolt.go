@@ -18,6 +18,7 @@
 //	outbox_by_due   <nextAt> 00 <provider> 00 <uri> 00 <connID> -> empty
 //	polls, polls_by_due, pending, subs_by_unfurled: the live-update
 //	                schedule (store.Schedule), laid out in schedule.go
+//	marks           <provider> 00 <connID> 00 <uri>  -> markRecord (webhooks' pending marks, marks.go)
 //	meta            "schedule_built"                 -> "1" once every subscription has its schedule
 //
 // conns_by_owner replaced conns_by_identity, which lacked the owner: Open
@@ -85,7 +86,7 @@ func buckets() [][]byte {
 		bucketMeta, bucketTokens, bucketTokensByConn, bucketConns, bucketSubs, bucketSubsByURI,
 		bucketTokensByGrant, bucketConnsByOwner, bucketFlows, bucketFlowsByExpiry,
 		bucketOutbox, bucketOutboxByDue,
-		bucketPolls, bucketPollsByDue, bucketPending, bucketSubsByUnfurled,
+		bucketPolls, bucketPollsByDue, bucketPending, bucketSubsByUnfurled, bucketMarks,
 	}
 }
 

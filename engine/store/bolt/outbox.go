@@ -257,17 +257,19 @@ func (s *Store) AckOutbox(ctx context.Context, sent store.OutboxItem, at time.Ti
 			}
 			changed = true
 		}
-		rec, ok, err := readSub(tx, sent.SubscriptionKey)
+		key := subKey(sent.SubscriptionKey)
+		w := subWriteOf(tx)
+		old, rec, ok, err := getSub(w.subs, w.sc.marks, key, sent.SubscriptionKey)
 		if err != nil {
 			return err
 		}
-		if ok && (changed || rec.AttrHash != sent.AttrHash) {
-			sub := fromSubRecord(sent.SubscriptionKey, rec)
+		if ok && (changed || old.AttrHash != sent.AttrHash) {
+			sub := old
 			if sub.AttrHash != sent.AttrHash {
 				sub.AttrHash, sub.UpdatedAt = sent.AttrHash, at
 			}
 			sub.DeliveredAt = at
-			if _, err := putSub(tx, sub); err != nil {
+			if _, err := w.writeSub(key, subURIKey(sent.SubscriptionKey), rec, ok, old, sub); err != nil {
 				return err
 			}
 			changed = true

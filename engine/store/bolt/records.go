@@ -183,10 +183,7 @@ func toSubRecord(s store.Subscription) subRecord {
 	return subRecord{
 		V: schemaVersion, AttrHash: s.AttrHash, ETag: s.ETag, LastModified: s.LastModified,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
-		Refresh: refreshRecord{
-			At: s.Refresh.At.UTC(), Trigger: s.Refresh.Trigger, Outcome: s.Refresh.Outcome,
-			Status: s.Refresh.Status, Detail: s.Refresh.Detail,
-		},
+		Refresh:     toRefreshRecord(s.Refresh),
 		DeliveredAt: s.DeliveredAt.UTC(),
 		UnfurledAt:  s.UnfurledAt.UTC(),
 	}
@@ -196,11 +193,16 @@ func fromSubRecord(k store.SubscriptionKey, r subRecord) store.Subscription {
 	return store.Subscription{
 		SubscriptionKey: k, AttrHash: r.AttrHash, ETag: r.ETag, LastModified: r.LastModified,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		Refresh: store.RefreshRecord{
-			At: r.Refresh.At, Trigger: r.Refresh.Trigger, Outcome: r.Refresh.Outcome,
-			Status: r.Refresh.Status, Detail: r.Refresh.Detail,
-		},
+		Refresh:     fromRefreshRecord(r.Refresh),
 		DeliveredAt: r.DeliveredAt,
 		UnfurledAt:  r.UnfurledAt,
 	}
+}
+
+func toRefreshRecord(r store.RefreshRecord) refreshRecord {
+	return refreshRecord{At: r.At.UTC(), Trigger: r.Trigger, Outcome: r.Outcome, Status: r.Status, Detail: r.Detail}
+}
+
+func fromRefreshRecord(r refreshRecord) store.RefreshRecord {
+	return store.RefreshRecord{At: r.At, Trigger: r.Trigger, Outcome: r.Outcome, Status: r.Status, Detail: r.Detail}
 }

@@ -43,8 +43,9 @@ import (
 // page writes per poll at 1M subscriptions when the poller rewrote the
 // record). The lease sits in polls_by_due, whose entries a claim takes
 // in a run, so a claim dirties a few adjacent pages instead of one per
-// subscription. The pending marks and the unfurl times are in the
-// record already; their indexes only find them without a scan.
+// subscription. The unfurl times are in the record already, and the
+// pending marks beside it (marks.go); their indexes only find them
+// without a scan.
 var (
 	bucketPolls          = []byte("polls")
 	bucketPollsByDue     = []byte("polls_by_due")
@@ -144,15 +145,17 @@ func nextOf(polls *bbolt.Bucket, key []byte) time.Time {
 	return time.Time{}
 }
 
-// schedule holds the schedule's buckets of one transaction.
+// schedule holds the schedule's buckets of one transaction, and the
+// pending marks themselves (marks.go).
 type schedule struct {
-	polls, due, pending, unfurled *bbolt.Bucket
+	polls, due, pending, unfurled, marks *bbolt.Bucket
 }
 
 func scheduleOf(tx *bbolt.Tx) schedule {
 	return schedule{
 		polls: tx.Bucket(bucketPolls), due: tx.Bucket(bucketPollsByDue),
 		pending: tx.Bucket(bucketPending), unfurled: tx.Bucket(bucketSubsByUnfurled),
+		marks: tx.Bucket(bucketMarks),
 	}
 }
 
@@ -212,8 +215,8 @@ func (sc schedule) releasePending(k store.SubscriptionKey, old store.Subscriptio
 	return true, sc.pending.Put(pk, nil)
 }
 
-// unindex removes the schedule of subscription k, whose record rec is
-// being deleted.
+// unindex removes the schedule of subscription k, whose state rec is
+// being deleted, and its pending mark.
 func (sc schedule) unindex(key []byte, k store.SubscriptionKey, rec store.Subscription) error {
 	if err := sc.due.Delete(timedKey(k, nextOf(sc.polls, key))); err != nil {
 		return err
@@ -225,6 +228,9 @@ func (sc schedule) unindex(key []byte, k store.SubscriptionKey, rec store.Subscr
 		if err := sc.pending.Delete(pendingKey(k, rec.Refresh.At)); err != nil {
 			return err
 		}
+		if err := sc.marks.Delete(key); err != nil {
+			return err
+		}
 	}
 	return sc.unfurled.Delete(timedKey(k, rec.UnfurledAtOrUpdated()))
 }
@@ -233,11 +239,12 @@ func (sc schedule) unindex(key []byte, k store.SubscriptionKey, rec store.Subscr
 // it reports false when there was none.
 func deleteSub(tx *bbolt.Tx, k store.SubscriptionKey) (bool, error) {
 	key := subKey(k)
-	rec, ok, err := readSubAt(tx, key)
+	sc := scheduleOf(tx)
+	sub, _, ok, err := getSub(tx.Bucket(bucketSubs), sc.marks, key, k)
 	if err != nil || !ok {
 		return false, err
 	}
-	if err := scheduleOf(tx).unindex(key, k, fromSubRecord(k, rec)); err != nil {
+	if err := sc.unindex(key, k, sub); err != nil {
 		return false, err
 	}
 	if err := tx.Bucket(bucketSubs).Delete(key); err != nil {
@@ -262,7 +269,7 @@ func (s *Store) ClaimDuePolls(ctx context.Context, provider, owner string, now t
 	var out []store.Subscription
 	err := s.update("claim due polls", func(tx *bbolt.Tx) error {
 		out = out[:0]
-		sc := scheduleOf(tx)
+		sc, subs := scheduleOf(tx), tx.Bucket(bucketSubs)
 		prefix := keyPrefix(provider)
 		var claimed [][]byte
 		c := sc.due.Cursor()
@@ -277,14 +284,13 @@ func (s *Store) ClaimDuePolls(ctx context.Context, provider, owner string, now t
 			if s.owners.holds(v, nowKey) {
 				continue
 			}
-			rec, ok, err := readSub(tx, sk)
+			sub, _, ok, err := getSub(subs, sc.marks, subKey(sk), sk)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				continue // only a damaged file has an entry without its record
 			}
-			sub := fromSubRecord(sk, rec)
 			sub.NextPollAt = keyTime(at)
 			out = append(out, sub)
 			claimed = append(claimed, bytes.Clone(k))
@@ -406,7 +412,7 @@ func (s *Store) ClaimPending(ctx context.Context, owner string, now time.Time, d
 	var out []store.Subscription
 	err := s.update("claim pending", func(tx *bbolt.Tx) error {
 		out = out[:0]
-		sc := scheduleOf(tx)
+		sc, subs := scheduleOf(tx), tx.Bucket(bucketSubs)
 		var claimed [][]byte
 		c := sc.pending.Cursor()
 		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
@@ -422,14 +428,13 @@ func (s *Store) ClaimPending(ctx context.Context, owner string, now time.Time, d
 			}
 			sk := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
 			key := subKey(sk)
-			rec, ok, err := readSubAt(tx, key)
+			sub, _, ok, err := getSub(subs, sc.marks, key, sk)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				continue
 			}
-			sub := fromSubRecord(sk, rec)
 			sub.NextPollAt = nextOf(sc.polls, key)
 			out = append(out, sub)
 			claimed = append(claimed, bytes.Clone(k))
@@ -625,7 +630,12 @@ func buildScheduleBatch(db *bbolt.DB) (done bool, n int, err error) {
 			}
 			sk := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
 			key := bytes.Clone(k)
-			if err := sc.fill(key, sk, fromSubRecord(sk, rec)); err != nil {
+			// A mark put while the build ran lies over the record's.
+			sub, err := withMark(sc.marks, key, fromSubRecord(sk, rec))
+			if err != nil {
+				return err
+			}
+			if err := sc.fill(key, sk, sub); err != nil {
 				return err
 			}
 			last = key
@@ -653,7 +663,7 @@ func has(b *bbolt.Bucket, key []byte) bool {
 	return bytes.Equal(k, key)
 }
 
-// fill adds the schedule entries of subscription k (record sub) that are
+// fill adds the schedule entries of subscription k (state sub) that are
 // missing, leaving those present as they are (scheduleBuild).
 func (sc schedule) fill(key []byte, k store.SubscriptionKey, sub store.Subscription) error {
 	// Without a polls entry the subscription is due at once; its

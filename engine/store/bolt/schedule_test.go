@@ -30,23 +30,22 @@ func TestOpenBuildsSchedule(t *testing.T) {
 		})
 		require.NoError(t, err)
 	}
-	_, err := s.PutSubscription(ctx, store.Subscription{
-		SubscriptionKey: keys[1], UpdatedAt: at,
-		Refresh: store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending},
-	})
-	require.NoError(t, err)
-	// Back to the layout of the previous version.
+	// Back to the layout of the version before the schedule: no index
+	// buckets, and keys[1]'s pending mark in its record.
 	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketPolls, bucketPollsByDue, bucketPending, bucketSubsByUnfurled} {
+		for _, b := range [][]byte{bucketPolls, bucketPollsByDue, bucketPending, bucketSubsByUnfurled, bucketMarks} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
+		}
+		if err := markInRecord(tx, keys[1], at); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMeta).Delete(keyScheduleBuilt)
 	}))
 	require.NoError(t, s.Close())
 
-	s, err = Open(path, Options{})
+	s, err := Open(path, Options{})
 	require.NoError(t, err)
 	s.build.wait()
 	due, err := s.ClaimDuePolls(ctx, "p", "r1", at, time.Minute, 10)
@@ -93,11 +92,11 @@ func TestOpenResumesScheduleBuild(t *testing.T) {
 	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
 		sc := scheduleOf(tx)
 		for _, k := range keys[1:] {
-			rec, _, err := readSub(tx, k)
+			sub, _, _, err := readSub(tx, k)
 			if err != nil {
 				return err
 			}
-			if err := sc.unindex(subKey(k), k, fromSubRecord(k, rec)); err != nil {
+			if err := sc.unindex(subKey(k), k, sub); err != nil {
 				return err
 			}
 		}

@@ -24,38 +24,18 @@ func subURIKey(k store.SubscriptionKey) []byte {
 	return compoundKey(k.Provider, k.URI, k.ConnectionID)
 }
 
-func readSub(tx *bbolt.Tx, k store.SubscriptionKey) (subRecord, bool, error) {
-	return readSubAt(tx, subKey(k))
+// readSub reads subscription k as the store shows it (getSub).
+func readSub(tx *bbolt.Tx, k store.SubscriptionKey) (store.Subscription, subRecord, bool, error) {
+	return getSub(tx.Bucket(bucketSubs), tx.Bucket(bucketMarks), subKey(k), k)
 }
 
-// readSubAt is readSub with the key already encoded.
-func readSubAt(tx *bbolt.Tx, key []byte) (subRecord, bool, error) {
-	v := tx.Bucket(bucketSubs).Get(key)
-	if v == nil {
-		return subRecord{}, false, nil
-	}
-	var rec subRecord
-	if err := decode("subscription", v, &rec); err != nil {
-		return subRecord{}, false, err
-	}
-	return rec, true, nil
-}
-
-// sameSub reports whether the stored rec already holds every field of s
-// but the times kept by the store.
-func sameSub(rec subRecord, s store.Subscription) bool {
-	return rec.AttrHash == s.AttrHash && rec.ETag == s.ETag && rec.LastModified == s.LastModified &&
-		fromSubRecord(s.SubscriptionKey, rec).Refresh.Equal(s.Refresh) && rec.DeliveredAt.Equal(s.DeliveredAt) &&
-		rec.UnfurledAt.Equal(s.UnfurledAt)
-}
-
-// mergeSub applies store.MergeSubscription to the stored record of sub's
-// key: the record to write, and whether to write it. touch is true when
+// mergeSub applies store.MergeSubscription to the stored state of sub's
+// key: the state to write, and whether to write it. touch is true when
 // the put writes nothing but the schedule must still change: a refresh's
 // record releases the lease on the subscription's pending mark
 // (store.Schedule.ClaimPending).
 func mergeSub(tx *bbolt.Tx, sub store.Subscription) (next store.Subscription, write, touch bool, err error) {
-	next, write, _, ok, err := mergeSubIn(tx.Bucket(bucketSubs), subKey(sub.SubscriptionKey), sub)
+	next, write, _, _, ok, err := mergeSubIn(tx.Bucket(bucketSubs), tx.Bucket(bucketMarks), subKey(sub.SubscriptionKey), sub)
 	if err != nil || write || !ok {
 		return next, write, false, err
 	}
@@ -63,7 +43,7 @@ func mergeSub(tx *bbolt.Tx, sub store.Subscription) (next store.Subscription, wr
 }
 
 // pendingLeased reports whether put records a refresh of old (the stored
-// record, as merged) whose pending mark is leased: the put must then
+// state, as merged) whose pending mark is leased: the put must then
 // release the lease even if it writes nothing else.
 func pendingLeased(pending *bbolt.Bucket, put, old store.Subscription) bool {
 	return old.Pending() && !put.Refresh.IsZero() && !put.Pending() &&
@@ -93,55 +73,24 @@ func (s *Store) PutSubscription(ctx context.Context, sub store.Subscription) (bo
 	}
 	wrote := false
 	err = s.update("put subscription", func(tx *bbolt.Tx) error {
-		rec, ok, err := readSub(tx, sub.SubscriptionKey)
+		key := subKey(sub.SubscriptionKey)
+		w := subWriteOf(tx)
+		next, write, old, rec, ok, err := mergeSubIn(w.subs, w.sc.marks, key, sub)
 		if err != nil {
 			return err
 		}
-		var old store.Subscription
 		if ok {
-			old = fromSubRecord(sub.SubscriptionKey, rec)
-			if _, err := scheduleOf(tx).releasePending(sub.SubscriptionKey, old, sub); err != nil {
+			if _, err := w.sc.releasePending(sub.SubscriptionKey, old, sub); err != nil {
 				return err
 			}
 		}
-		next, write := store.MergeSubscription(old, ok, sub)
 		if !write {
 			return nil
 		}
-		wrote, err = putSub(tx, next)
+		wrote, err = w.writeSub(key, subURIKey(sub.SubscriptionKey), rec, ok, old, next)
 		return err
 	})
 	return wrote, err
-}
-
-// putSub writes sub with its index entries and schedule unless the stored
-// record is identical, keeping the old CreatedAt; it reports whether it
-// wrote. It writes every field as given: callers merge first (mergeSub,
-// or AckOutbox, which sets AttrHash only).
-func putSub(tx *bbolt.Tx, sub store.Subscription) (bool, error) {
-	key := subKey(sub.SubscriptionKey)
-	old, ok, err := readSubAt(tx, key)
-	if err != nil || (ok && sameSub(old, sub)) {
-		return false, err
-	}
-	rec := toSubRecord(sub)
-	if ok {
-		rec.CreatedAt = old.CreatedAt
-	}
-	if err := scheduleOf(tx).index(key, sub.SubscriptionKey, fromSubRecord(sub.SubscriptionKey, old), ok, sub); err != nil {
-		return false, err
-	}
-	val, err := encode("subscription", rec)
-	if err != nil {
-		return false, err
-	}
-	if err := tx.Bucket(bucketSubs).Put(key, val); err != nil {
-		return false, err
-	}
-	if err := tx.Bucket(bucketSubsByURI).Put(subURIKey(sub.SubscriptionKey), nil); err != nil {
-		return false, err
-	}
-	return true, nil
 }
 
 // PutSubscriptions implements store.Store. The server's subscription
@@ -179,9 +128,9 @@ func (s *Store) PutSubscriptions(ctx context.Context, subs []store.Subscription)
 	}
 	err := s.view("put subscriptions", func(tx *bbolt.Tx) error {
 		todo = todo[:0]
-		b, pending := tx.Bucket(bucketSubs), tx.Bucket(bucketPending)
+		b, marks, pending := tx.Bucket(bucketSubs), tx.Bucket(bucketMarks), tx.Bucket(bucketPending)
 		for i, sub := range subs {
-			next, write, _, ok, err := mergeSubIn(b, keys.sub(i), sub)
+			next, write, _, _, ok, err := mergeSubIn(b, marks, keys.sub(i), sub)
 			if err != nil {
 				return err
 			}
@@ -211,45 +160,31 @@ func (s *Store) putSubscriptionsAt(ctx context.Context, subs []store.Subscriptio
 	n := 0
 	err := s.update("put subscriptions", func(tx *bbolt.Tx) error {
 		n = 0
-		conns, b, idx := tx.Bucket(bucketConns), tx.Bucket(bucketSubs), tx.Bucket(bucketSubsByURI)
-		sc := scheduleOf(tx)
+		conns, w := tx.Bucket(bucketConns), subWriteOf(tx)
 		for _, i := range todo {
 			sub := subs[i]
 			if conns.Get([]byte(sub.ConnectionID)) == nil {
 				continue
 			}
-			next, write, old, ok, err := mergeSubIn(b, keys.sub(i), sub)
+			next, write, old, rec, ok, err := mergeSubIn(w.subs, w.sc.marks, keys.sub(i), sub)
 			if err != nil {
 				return err
 			}
-			var prev store.Subscription
 			if ok {
-				prev = fromSubRecord(sub.SubscriptionKey, old)
-				if _, err := sc.releasePending(sub.SubscriptionKey, prev, sub); err != nil {
+				if _, err := w.sc.releasePending(sub.SubscriptionKey, old, sub); err != nil {
 					return err
 				}
 			}
-			if !write || (ok && sameSub(old, next)) {
+			if !write {
 				continue
 			}
-			rec := toSubRecord(next)
-			if ok {
-				rec.CreatedAt = old.CreatedAt
-			}
-			if err := sc.index(keys.sub(i), sub.SubscriptionKey, prev, ok, next); err != nil {
-				return err
-			}
-			val, err := encode("subscription", rec)
+			wrote, err := w.writeSub(keys.sub(i), keys.uri(i), rec, ok, old, next)
 			if err != nil {
 				return err
 			}
-			if err := b.Put(keys.sub(i), val); err != nil {
-				return err
+			if wrote {
+				n++
 			}
-			if err := idx.Put(keys.uri(i), nil); err != nil {
-				return err
-			}
-			n++
 		}
 		return nil
 	})
@@ -259,19 +194,17 @@ func (s *Store) putSubscriptionsAt(ctx context.Context, subs []store.Subscriptio
 	return n, nil
 }
 
-// mergeSubIn is mergeSub within the subscriptions bucket b, with the key
-// already encoded; it also returns the stored record and whether there
-// was one, for the caller's write. An absent key costs no decoding.
-func mergeSubIn(b *bbolt.Bucket, key []byte, sub store.Subscription) (next store.Subscription, write bool, rec subRecord, ok bool, err error) {
-	var old store.Subscription
-	if v := b.Get(key); v != nil {
-		if err := decode("subscription", v, &rec); err != nil {
-			return store.Subscription{}, false, subRecord{}, false, err
-		}
-		ok, old = true, fromSubRecord(sub.SubscriptionKey, rec)
+// mergeSubIn is mergeSub within the subscriptions and marks buckets, with
+// the key already encoded; it also returns the stored state and record
+// and whether there was one, for the caller's write. An absent key costs
+// no decoding.
+func mergeSubIn(subs, marks *bbolt.Bucket, key []byte, sub store.Subscription) (next store.Subscription, write bool, old store.Subscription, rec subRecord, ok bool, err error) {
+	old, rec, ok, err = getSub(subs, marks, key, sub.SubscriptionKey)
+	if err != nil {
+		return store.Subscription{}, false, store.Subscription{}, subRecord{}, false, err
 	}
 	next, write = store.MergeSubscription(old, ok, sub)
-	return next, write, rec, ok, nil
+	return next, write, old, rec, ok, nil
 }
 
 // subKeys holds the subscriptions key and the subs_by_uri key of each
@@ -319,14 +252,14 @@ func (s *Store) GetSubscription(ctx context.Context, k store.SubscriptionKey) (s
 	}
 	var out store.Subscription
 	err := s.view("get subscription", func(tx *bbolt.Tx) error {
-		rec, ok, err := readSub(tx, k)
+		sub, _, ok, err := readSub(tx, k)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return store.ErrNotFound
 		}
-		out = fromSubRecord(k, rec)
+		out = sub
 		out.NextPollAt = nextOf(tx.Bucket(bucketPolls), subKey(k))
 		return nil
 	})
@@ -400,7 +333,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(
 		}
 		var batch []store.Subscription
 		err := s.view("list subscriptions", func(tx *bbolt.Tx) error {
-			polls := tx.Bucket(bucketPolls)
+			polls, marks := tx.Bucket(bucketPolls), tx.Bucket(bucketMarks)
 			c := tx.Bucket(bucketSubs).Cursor()
 			k, v := c.Seek(prefix)
 			if after != nil {
@@ -419,7 +352,10 @@ func (s *Store) ListSubscriptions(ctx context.Context, provider string, fn func(
 				if err := decode("subscription", v, &rec); err != nil {
 					return err
 				}
-				sub := fromSubRecord(store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}, rec)
+				sub, err := withMark(marks, k, fromSubRecord(store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}, rec))
+				if err != nil {
+					return err
+				}
 				sub.NextPollAt = nextOf(polls, k)
 				batch = append(batch, sub)
 				last = k
@@ -465,12 +401,11 @@ func (s *Store) ListSubscriptionsByURIPrefix(ctx context.Context, provider, pref
 				return fmt.Errorf("subs_by_uri %q: %w", k, err)
 			}
 			key := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[2], URI: parts[1]}
-			rec, ok, err := readSub(tx, key)
+			sub, _, ok, err := readSub(tx, key)
 			if err != nil {
 				return err
 			}
 			if ok {
-				sub := fromSubRecord(key, rec)
 				sub.NextPollAt = nextOf(tx.Bucket(bucketPolls), subKey(key))
 				out = append(out, sub)
 			}

@@ -62,7 +62,10 @@ func (s *Store) Export(ctx context.Context) (store.Snapshot, error) {
 				return err
 			}
 			key := store.SubscriptionKey{Provider: parts[0], ConnectionID: parts[1], URI: parts[2]}
-			sub := fromSubRecord(key, rec)
+			sub, err := withMark(tx.Bucket(bucketMarks), k, fromSubRecord(key, rec))
+			if err != nil {
+				return err
+			}
 			sub.NextPollAt = nextOf(tx.Bucket(bucketPolls), k)
 			snap.Subscriptions = append(snap.Subscriptions, sub)
 			return nil
