@@ -32,10 +32,16 @@ func (r RefreshRecord) Equal(o RefreshRecord) bool {
 // (Outbox.AckOutbox) change. Without that split, an unfurl would erase
 // the validators of every link it answers, and a refresh could put back
 // the hash a delivery had just replaced. CreatedAt is always the stored
-// one; UpdatedAt comes from put when it writes.
+// one; UpdatedAt comes from put when it writes, but for a pending mark.
 //
 // A pending mark (Refresh.Outcome RefreshPending) is a refresh's put that
-// sets only Refresh: the validators still describe the last fetch. Once
+// sets only Refresh: the validators still describe the last fetch, and
+// UpdatedAt stays, since nothing of the link changed yet (the mark's time
+// is Refresh.At). A record written before UnfurledAt was kept goes by
+// UpdatedAt for ExpireSubscriptions, and a webhook is no unfurl: it must
+// not keep a link nobody looks at; nor should it move an expiry index
+// entry per link, which at a million subscriptions cost a webhook naming
+// 10,000 links a page write each (issue 11). Once
 // marked, a refresh's record replaces the mark only if that refresh began
 // (Refresh.At) no earlier than the mark: one that began before may have
 // fetched the object before the change the webhook announced, so the
@@ -59,7 +65,7 @@ func MergeSubscription(old Subscription, ok bool, put Subscription) (Subscriptio
 			return old, false
 		}
 		next := old
-		next.Refresh, next.UpdatedAt = put.Refresh, put.UpdatedAt
+		next.Refresh = put.Refresh
 		return next, true
 	case refresh:
 		story := put.Refresh

@@ -25,7 +25,7 @@ func TestMergePendingMark(t *testing.T) {
 	mark := store.Subscription{SubscriptionKey: k, UpdatedAt: markAt,
 		Refresh: store.RefreshRecord{At: markAt, Trigger: "webhook", Outcome: store.RefreshPending}}
 	marked := polled
-	marked.Refresh, marked.UpdatedAt = mark.Refresh, markAt
+	marked.Refresh = mark.Refresh // UpdatedAt stays: a mark changes nothing of the link yet
 	record := func(began time.Time, etag string) store.Subscription {
 		return store.Subscription{SubscriptionKey: k, ETag: etag, UpdatedAt: began.Add(time.Second),
 			Refresh: store.RefreshRecord{At: began, Trigger: "webhook", Outcome: "changed", Status: 200}}

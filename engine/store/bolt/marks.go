@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"bytes"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -12,7 +11,7 @@ import (
 // A webhook's pending mark (store.RefreshRecord with Outcome
 // RefreshPending) is kept beside the subscription's record, not in it:
 //
-//	marks <subKey> -> markRecord (the mark's story and the UpdatedAt it set)
+//	marks <subKey> -> markRecord (the mark's story)
 //
 // A webhook naming 10,000 links used to rewrite 10,000 records spread
 // over the whole subscriptions bucket: one leaf page or more each, about
@@ -23,7 +22,7 @@ import (
 // keys, which share the mark's time.
 //
 // What the store shows is the record with its mark laid over it (getSub):
-// the mark's Refresh and UpdatedAt replace the record's, exactly what
+// the mark's Refresh replaces the record's, exactly what
 // store.MergeSubscription would have written into it. The record keeps
 // the story of the last refresh underneath, unseen until a refresh that
 // clears the mark writes its own (writeSub). A put that changes the
@@ -41,9 +40,6 @@ var bucketMarks = []byte("marks")
 type markRecord struct {
 	V       int           `json:"v"`
 	Refresh refreshRecord `json:"refresh"`
-	// UpdatedAt is the subscription's UpdatedAt as the mark set it
-	// (store.MergeSubscription), so that the record need not change.
-	UpdatedAt time.Time `json:"updated_at"`
 }
 
 func (r *markRecord) version() int { return r.V }
@@ -79,7 +75,7 @@ func withMark(marks *bbolt.Bucket, key []byte, sub store.Subscription) (store.Su
 	if err := decode("pending mark", v, &m); err != nil {
 		return store.Subscription{}, err
 	}
-	sub.Refresh, sub.UpdatedAt = fromRefreshRecord(m.Refresh), m.UpdatedAt
+	sub.Refresh = fromRefreshRecord(m.Refresh)
 	return sub, nil
 }
 
@@ -123,9 +119,7 @@ func (w subWrite) writeSub(key, uriKey []byte, rec subRecord, ok bool, old, next
 	}
 	if next.Pending() {
 		put.Refresh = rec.Refresh // the record keeps its story under the mark
-		v, err := encode("pending mark", markRecord{
-			V: schemaVersion, Refresh: toRefreshRecord(next.Refresh), UpdatedAt: next.UpdatedAt.UTC(),
-		})
+		v, err := encode("pending mark", markRecord{V: schemaVersion, Refresh: toRefreshRecord(next.Refresh)})
 		if err != nil {
 			return false, err
 		}
@@ -158,9 +152,8 @@ func (w subWrite) writeSub(key, uriKey []byte, rec subRecord, ok bool, old, next
 }
 
 // sameRecord reports whether writing b over the stored record a, whose
-// Refresh and CreatedAt b took, would change nothing but UpdatedAt,
-// which a mark keeps beside the record.
+// Refresh and CreatedAt b took, would change nothing.
 func sameRecord(a, b subRecord) bool {
 	return a.AttrHash == b.AttrHash && a.ETag == b.ETag && a.LastModified == b.LastModified &&
-		a.DeliveredAt.Equal(b.DeliveredAt) && a.UnfurledAt.Equal(b.UnfurledAt)
+		a.UpdatedAt.Equal(b.UpdatedAt) && a.DeliveredAt.Equal(b.DeliveredAt) && a.UnfurledAt.Equal(b.UnfurledAt)
 }

@@ -238,3 +238,70 @@ func BenchmarkSchedule(b *testing.B) {
 		b.ReportMetric(float64(pageAlloc(s)-before)/polls, "page-B/poll")
 	})
 }
+
+// BenchmarkWebhookMarks measures the commit of one webhook naming 10,000
+// linked links on a file of a million subscriptions (UNFURLD_BENCH_SUBS
+// to change it), as engine/live's marker makes it: one PutSubscriptions
+// of the pending marks, sorted, of links spread over the whole file.
+//
+//   - marks: the marks as they are written now, beside the records
+//     (marks.go);
+//   - rewrite-records, the baseline in the same run: the same links'
+//     records rewritten, a refresh record each, which is what a mark
+//     cost when it was kept in the record.
+//
+// page-B/mark is the bytes of pages committed per marked link. Run it with
+//
+//	go test -run '^$' -bench WebhookMarks -benchtime 5x -timeout 1h ./engine/store/bolt
+func BenchmarkWebhookMarks(b *testing.B) {
+	n := benchSubs(b)
+	const links = 10_000
+	path := filepath.Join(b.TempDir(), "built.db")
+	writeLegacyFile(b, path, n)
+	s, err := Open(path, Options{SkipCheck: true})
+	require.NoError(b, err)
+	s.build.wait()
+	b.Cleanup(func() { _ = s.Close() })
+	now := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	round := 0
+	webhook := func(story func(at time.Time) store.RefreshRecord) []store.Subscription {
+		round++
+		at := now.Add(time.Duration(round) * time.Second)
+		subs := make([]store.Subscription, 0, links)
+		for j := range links {
+			k := benchKey((round*links + j) * 7919 % n)
+			subs = append(subs, store.Subscription{SubscriptionKey: k, UpdatedAt: at, Refresh: story(at)})
+		}
+		slices.SortFunc(subs, func(x, y store.Subscription) int {
+			return cmp.Compare(string(subKey(x.SubscriptionKey)), string(subKey(y.SubscriptionKey)))
+		})
+		return subs
+	}
+	for _, tc := range []struct {
+		name  string
+		story func(at time.Time) store.RefreshRecord
+	}{
+		{"marks", func(at time.Time) store.RefreshRecord {
+			return store.RefreshRecord{At: at, Trigger: "webhook", Outcome: store.RefreshPending}
+		}},
+		{"rewrite-records", func(at time.Time) store.RefreshRecord {
+			return store.RefreshRecord{At: at, Trigger: "webhook", Outcome: "changed", Status: 200}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := b.Context()
+			var took time.Duration
+			before := pageAlloc(s)
+			for range b.N {
+				subs := webhook(tc.story)
+				start := time.Now()
+				got, err := s.PutSubscriptions(ctx, subs)
+				took += time.Since(start)
+				require.NoError(b, err)
+				require.Positive(b, got)
+			}
+			b.ReportMetric(float64(took.Milliseconds())/float64(b.N), "ms/webhook")
+			b.ReportMetric(float64(pageAlloc(s)-before)/float64(b.N*links), "page-B/mark")
+		})
+	}
+}

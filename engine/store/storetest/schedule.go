@@ -500,7 +500,9 @@ func testUnfurledAtIsCoarse(t *testing.T, s ScheduleStore) {
 
 // testExpireSubscriptions: links last unfurled before the time go,
 // oldest first, in pages of limit, with their schedule; records without
-// UnfurledAt go by UpdatedAt; other providers are left alone.
+// UnfurledAt go by UpdatedAt, which a webhook's pending mark does not
+// move (store.MergeSubscription: a webhook is no unfurl); other
+// providers are left alone.
 func testExpireSubscriptions(t *testing.T, s ScheduleStore) {
 	ctx := t.Context()
 	require.NoError(t, s.CreateConnection(ctx, newConn("c1", "github")))
@@ -519,7 +521,7 @@ func testExpireSubscriptions(t *testing.T, s ScheduleStore) {
 	subs = append(subs, legacy, oldLinear)
 	_, err := s.PutSubscriptions(ctx, subs)
 	require.NoError(t, err)
-	markPending(t, s, at, subs[2].SubscriptionKey)
+	markPending(t, s, at, subs[2].SubscriptionKey, legacy.SubscriptionKey)
 
 	before := at.Add(-2 * 24 * time.Hour)
 	got, err := s.ExpireSubscriptions(ctx, "github", before, 2)
@@ -536,7 +538,7 @@ func testExpireSubscriptions(t *testing.T, s ScheduleStore) {
 	assert.Equal(t, []store.SubscriptionKey{oldLinear.SubscriptionKey}, listSubs(t, s, "linear"))
 	pending, err := s.ClaimPending(ctx, "r1", at, time.Minute, 10)
 	require.NoError(t, err)
-	assert.Empty(t, pending, "the expired mark went with its subscription")
+	assert.Empty(t, pending, "the expired marks went with their subscriptions")
 	due, err := s.ClaimDuePolls(ctx, "github", "r1", at, time.Minute, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []store.SubscriptionKey{subs[1].SubscriptionKey}, keysOf(due))
