@@ -200,7 +200,8 @@ type Subscription struct {
 	ETag         string
 	LastModified string
 	// CreatedAt is when the URI was first unfurled; UpdatedAt when the
-	// record last changed.
+	// record last changed, a webhook's pending mark aside
+	// (MergeSubscription).
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// Refresh is the story of the last live refresh (issue 4 item 5);

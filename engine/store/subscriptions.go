@@ -36,12 +36,11 @@ func (r RefreshRecord) Equal(o RefreshRecord) bool {
 //
 // A pending mark (Refresh.Outcome RefreshPending) is a refresh's put that
 // sets only Refresh: the validators still describe the last fetch, and
-// UpdatedAt stays, since nothing of the link changed yet (the mark's time
-// is Refresh.At). A record written before UnfurledAt was kept goes by
-// UpdatedAt for ExpireSubscriptions, and a webhook is no unfurl: it must
-// not keep a link nobody looks at; nor should it move an expiry index
-// entry per link, which at a million subscriptions cost a webhook naming
-// 10,000 links a page write each (issue 11). Once
+// UpdatedAt stays, since nothing of the link has changed yet (the mark's
+// time is its Refresh.At). A webhook is not an unfurl: ExpireSubscriptions,
+// which goes by UpdatedAt for records written before UnfurledAt was kept,
+// must not count it as one, and a store then writes the mark and nothing
+// else of the link (issue 11: a webhook may name 10,000 links). Once
 // marked, a refresh's record replaces the mark only if that refresh began
 // (Refresh.At) no earlier than the mark: one that began before may have
 // fetched the object before the change the webhook announced, so the
