@@ -112,62 +112,92 @@ func panicError(r any) error {
 	return fmt.Errorf("reading it failed: %v", r)
 }
 
-// check is the integrity check. It reads every key and value itself,
-// on the caller's goroutine where faults are recovered, and only then runs
-// bbolt's tx.Check, whose own goroutine cannot recover a fault but now
-// only visits pages that were just read safely. tx.Check adds what a walk
-// cannot see: pages both used and free, pages lost to neither, keys out of
-// order.
+// check is the integrity check. It runs the live check (checkCtx), then
+// bbolt's own tx.Check as well: a second opinion on the same structure,
+// which costs memory (it reads every page through the memory map) but
+// nothing else here, where no writer runs yet. tx.Check's own goroutine
+// cannot recover a fault, but it only visits pages the walk has just read
+// safely.
 func check(db *bbolt.DB) error {
-	return checkCtx(context.Background(), db, false)
+	if err := checkCtx(context.Background(), db); err != nil {
+		return err
+	}
+	defer func() { _ = db.View(releaseMap) }()
+	return releaseDuring(db, func() error {
+		return db.View(func(tx *bbolt.Tx) error {
+			var errs []error
+			// Drain the channel even past the cap: bbolt's checker
+			// goroutine blocks on it and would outlive the
+			// transaction otherwise.
+			for err := range tx.Check() {
+				if len(errs) < maxCheckErrors {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		})
+	})
 }
 
-// checkCtx is check, stopping with ctx's error when ctx ends. live says
-// that other goroutines may write meanwhile (the check of an open store):
-// the walk still runs in a read transaction, which writers do not wait
-// for, but bbolt's tx.Check then runs in a write transaction, because it
-// reads the freelist, which a concurrent commit rewrites: bbolt documents
-// tx.Check in a read transaction as unsafe beside writers, and the race
-// detector catches it. Writers wait for that part only; reads never do.
+// checkCtx is the check of an open store, stopping with ctx's error when
+// ctx ends. It runs in one read transaction, which writers do not wait
+// for, and reads one snapshot twice:
 //
-// Both passes read every page; the pages go back to the kernel as the
-// walk goes (reader), every few milliseconds while tx.Check runs
-// (releaseDuring) and once more at the end (release.go).
-func checkCtx(ctx context.Context, db *bbolt.DB, live bool) error {
+//   - the walk reads every key and value through bbolt, on the caller's
+//     goroutine where faults are recovered, so that no later read of
+//     this snapshot can fault;
+//   - the page check (pagecheck.go) reads every page of the file with
+//     pread and adds what a walk cannot see: pages both used and free,
+//     pages lost to neither, pages referenced twice, keys out of order.
+//
+// The walk reads through the memory map and releases its pages as it
+// goes (reader); the page check maps nothing, so the check's resident
+// memory stays at the walk's few megabytes.
+func checkCtx(ctx context.Context, db *bbolt.DB) error {
 	defer func() { _ = db.View(releaseMap) }()
-	if err := db.View(func(tx *bbolt.Tx) error {
-		r := reader{ctx: ctx, tx: tx}
-		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
-			return r.readAll(b)
-		})
-	}); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	checkTx := func(tx *bbolt.Tx) error {
-		var errs []error
-		// Drain the channel even past the cap: bbolt's checker goroutine
-		// blocks on it and would outlive the transaction otherwise.
-		for err := range tx.Check() {
-			if len(errs) < maxCheckErrors {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	}
-	if !live {
-		return releaseDuring(db, func() error { return db.View(checkTx) })
-	}
-	// The write transaction only holds writers off; it is rolled back,
-	// so the check costs no commit.
-	tx, err := db.Begin(true)
+	f, err := os.Open(db.Path())
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback() }()
-	return releaseDuring(db, func() error { return checkTx(tx) })
+	defer f.Close()
+	pageSize := db.Info().PageSize
+	return viewSnapshot(db, f, pageSize, func(tx *bbolt.Tx, m meta) error {
+		r := reader{ctx: ctx, tx: tx}
+		if err := tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+			return r.readAll(b)
+		}); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_ = releaseMap(tx)
+		return checkPages(ctx, f, pageSize, m)
+	})
+}
+
+// snapshotAttempts bounds how often viewSnapshot begins again because two
+// commits rewrote the meta page before it was read; each attempt takes
+// microseconds and a commit at least one fsync.
+const snapshotAttempts = 100
+
+// viewSnapshot runs fn in a read transaction with the transaction's meta
+// page read from f (readMeta).
+func viewSnapshot(db *bbolt.DB, f *os.File, pageSize int, fn func(*bbolt.Tx, meta) error) error {
+	for attempt := 1; ; attempt++ {
+		moved := false
+		err := db.View(func(tx *bbolt.Tx) error {
+			m, err := readMeta(f, pageSize, tx)
+			if err != nil {
+				moved = errors.Is(err, errSnapshotMoved)
+				return err
+			}
+			return fn(tx, m)
+		})
+		if !moved || attempt == snapshotAttempts {
+			return err
+		}
+	}
 }
 
 // reader walks buckets for the check, looking at ctx every few thousand
@@ -209,10 +239,14 @@ func (r *reader) readAll(b *bbolt.Bucket) error {
 }
 
 // Check runs the integrity check of Open (see Options.SkipCheck) on the
-// open store: every page is read in one read transaction, then bbolt's
-// own consistency check runs. It fails with ErrCorrupt and what it found,
-// or with ctx's error when ctx ends first. Readers and the one writer go
-// on meanwhile; pages freed during the check are reused only after it.
+// open store, in one read transaction: every key and value is read, then
+// every page's place in the structure is checked (checkCtx). It fails
+// with ErrCorrupt and what it found, or with ctx's error when ctx ends
+// first. Readers and the writer go on meanwhile, never waiting for it;
+// pages freed during the check are reused only after it. bbolt's own
+// tx.Check, which Open runs as well, is left out: it needs a write
+// transaction beside writers and reads every page through the memory
+// map (pagecheck.go).
 //
 // It is what lets a big store start at once: the check reads the whole
 // file (16 s for a million subscriptions from a cold page cache), so a
@@ -229,7 +263,7 @@ func (s *Store) Check(ctx context.Context) (err error) {
 			err = fmt.Errorf("check %s: %w: %w", s.db.Path(), ErrCorrupt, panicError(r))
 		}
 	}()
-	if err := checkCtx(ctx, s.db, true); err != nil {
+	if err := checkCtx(ctx, s.db); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -130,6 +130,29 @@ func TestCheckReleasesPages(t *testing.T) {
 	assert.Less(t, mapRSS(t, s.db.Info().Data), int64(4<<20))
 }
 
+// TestCheckPagesMapsNothing: the page check of an open store reads
+// every page without mapping any (pread, not the memory map), where
+// bbolt's tx.Check, which it replaces there, maps the pages it reads.
+func TestCheckPagesMapsNothing(t *testing.T) {
+	s := openQuiet(t)
+	const n = 8000
+	writeReleaseRecords(t, s, 0, n)
+	f, err := os.Open(s.db.Path())
+	require.NoError(t, err)
+	defer f.Close()
+	addr := s.db.Info().Data
+	require.NoError(t, viewSnapshot(s.db, f, s.db.Info().PageSize, func(tx *bbolt.Tx, m meta) error {
+		require.NoError(t, releaseMap(tx))
+		require.NoError(t, checkPages(t.Context(), f, s.db.Info().PageSize, m))
+		assert.Less(t, mapRSS(t, addr), int64(1<<20), "the page check mapped pages")
+		for err := range tx.Check() {
+			require.NoError(t, err)
+		}
+		assert.Greater(t, mapRSS(t, addr), int64(16<<20), "tx.Check maps what it reads")
+		return nil
+	}))
+}
+
 // TestReleaseMapWhileWriting: releases in a loop while readers check
 // every record and a writer grows the file (so bbolt remaps it): no
 // reader ever sees a wrong byte, and the race detector sees no race.
