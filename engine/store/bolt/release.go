@@ -8,17 +8,29 @@ import (
 )
 
 // releaseEvery is how often the store hands the pages of its memory map
-// back to the kernel (releaseMap). bbolt reads the file through a
-// read-only shared memory map, and every page a read touches stays in the
-// process's resident set until the kernel needs the memory back: the
-// integrity check, a schedule sweep or the metrics' counts touch the whole
-// file, so a store of a million subscriptions showed 1.7 GB of RSS with a
-// heap of 28 MB (docs/operations.md, "Live previews at scale"). Released
-// pages stay in the page cache, so the next read of one costs a minor
-// fault and no disk read; a second is rare enough for that cost and short
-// enough that the pages a sweep touches between two releases stay far
-// under the targets.
+// back to the kernel (releaseMap) in any case. bbolt reads the file
+// through a read-only shared memory map, and every page a read touches
+// stays in the process's resident set until the kernel needs the memory
+// back: the integrity check, a schedule sweep or the metrics' counts touch
+// the whole file, so a store of a million subscriptions showed 1.7 GB of
+// RSS with a heap of 28 MB (docs/operations.md, "Live previews at
+// scale"). Released pages stay in the page cache, so the next read of one
+// costs a minor fault and no disk read.
 const releaseEvery = time.Second
+
+// releaseAbove releases the map sooner, at the next look
+// (releaseLookEvery), once the process's resident file pages exceed it.
+// A read through the map takes more than the page it reads: the kernel
+// maps the cached pages around a faulted page too (fault-around, whole
+// large folios; about 125 KiB per scattered read on Linux 6.18), so the
+// first polls after a start of a million subscriptions mapped up to
+// 500 MiB a second and peaked near 200 MiB between two releases a
+// second apart. The binary's own pages count too (about 15 MiB).
+const releaseAbove = 64 << 20
+
+// releaseLookEvery is how often the loop reads the resident file pages
+// (residentFileBytes, a read of a few counters).
+const releaseLookEvery = 50 * time.Millisecond
 
 // releaseKeys is how many keys the integrity check's walk reads between
 // two releases of the map, so that the check, which reads every page in
@@ -26,7 +38,8 @@ const releaseEvery = time.Second
 // megabytes of pages at most).
 const releaseKeys = 1 << 14
 
-// releaser runs releaseMap every releaseEvery until stop.
+// releaser runs releaseMap every releaseEvery, and sooner when the
+// resident file pages exceed releaseAbove, until stop.
 type releaser struct {
 	quit chan struct{}
 	done chan struct{}
@@ -42,18 +55,29 @@ func startReleaser(db *bbolt.DB) *releaser {
 
 func (r *releaser) run(db *bbolt.DB) {
 	defer close(r.done)
-	t := time.NewTicker(releaseEvery)
+	t := time.NewTicker(releaseLookEvery)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-r.quit:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if n, ok := residentFileBytes(); !releaseDue(n, ok, now.Sub(last)) {
+				continue
+			}
+			last = now
 			// A failure only means the pages stay resident until the
 			// kernel reclaims them, as they would without this loop.
 			_ = db.View(func(tx *bbolt.Tx) error { return releaseMap(tx) })
 		}
 	}
+}
+
+// releaseDue reports whether the map is to be released now, since the
+// last release and with n resident file bytes (ok: n is known).
+func releaseDue(n int64, ok bool, since time.Duration) bool {
+	return since >= releaseEvery || (ok && n >= releaseAbove)
 }
 
 // stop ends the loop and waits for it, before the file is closed.
@@ -77,11 +101,12 @@ func releaseMap(tx *bbolt.Tx) error {
 }
 
 // checkReleaseEvery is how often the map's pages are released while
-// bbolt's own check (tx.Check) reads every page on a goroutine of its
-// own, which the walk's releases cannot reach: from the page cache it maps
-// a gigabyte within one second of the store's loop (a peak of 1.4 GB of
-// RSS at a million subscriptions). A release of pages not mapped costs
-// little, so a fast pace only while the check runs is cheap.
+// bbolt's own check (tx.Check, which Open runs, not the server's check:
+// pagecheck.go) reads every page on a goroutine of its own, which the
+// walk's releases cannot reach: from the page cache it maps a gigabyte
+// within one second of the store's loop (a peak of 1.4 GB of RSS at a
+// million subscriptions). A release of pages not mapped costs little, so
+// a fast pace only while the check runs is cheap.
 const checkReleaseEvery = 20 * time.Millisecond
 
 // releaseDuring runs fn, releasing the map's pages every

@@ -3,6 +3,10 @@
 package bolt
 
 import (
+	"bytes"
+	"os"
+	"strconv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -20,4 +24,25 @@ func dropPages(addr uintptr, n int64) error {
 		return errno
 	}
 	return nil
+}
+
+// residentFileBytes returns the process's resident pages that are backed
+// by files (the data map among them), from the third field of
+// /proc/self/statm (resident shared pages: file-backed and shared
+// memory), which the kernel reads from counters without walking the page
+// tables.
+func residentFileBytes() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	fields := bytes.Fields(b)
+	if len(fields) < 3 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(string(fields[2]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }

@@ -118,6 +118,27 @@ func TestReleaseMapDropsResidentPages(t *testing.T) {
 	}))
 }
 
+// TestResidentFileBytesCountsTheMap: the releaser's measure of resident
+// file pages (statm) counts the data map's pages: it grows by what a read
+// maps and falls by what releaseMap drops.
+func TestResidentFileBytesCountsTheMap(t *testing.T) {
+	s := openQuiet(t)
+	const n = 8000
+	writeReleaseRecords(t, s, 0, n)
+	require.NoError(t, s.db.View(func(tx *bbolt.Tx) error {
+		require.NoError(t, releaseMap(tx))
+		before, ok := residentFileBytes()
+		require.True(t, ok)
+		require.NoError(t, readReleaseRecords(tx, n))
+		read, _ := residentFileBytes()
+		assert.Greater(t, read-before, int64(16<<20), "reading the records maps their pages")
+		require.NoError(t, releaseMap(tx))
+		after, _ := residentFileBytes()
+		assert.Less(t, after, read-16<<20, "released")
+		return nil
+	}))
+}
+
 // TestCheckReleasesPages: the integrity check reads every page, and leaves
 // few of them resident.
 func TestCheckReleasesPages(t *testing.T) {
