@@ -11,6 +11,7 @@ import (
 	"github.com/unfurld/unfurld/engine/app"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/store/postgres"
 )
 
 // disconnectWait bounds how long the command waits for the erase of the
@@ -55,7 +56,7 @@ func disconnect(ctx context.Context, args []string, e env) int {
 		// database beside running servers, whose bearer caches forget the
 		// connection's tokens within seconds.
 		var st store.Store
-		st, err = openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout, Logger: logger})
+		st, err = openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout, Logger: logger}, postgres.Options{})
 		switch {
 		case errors.Is(err, bolt.ErrLocked):
 			base := adminBase("", cfg)

@@ -100,7 +100,7 @@ func migrateStoreCmd(ctx context.Context, args []string, e env) int {
 		}
 	}
 
-	dst, err := openStore(ctx, dl.cfg.Storage, bolt.Options{LockTimeout: migrateLockTimeout})
+	dst, err := openStore(ctx, dl.cfg.Storage, bolt.Options{LockTimeout: migrateLockTimeout}, postgres.Options{})
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", storeName(dl.cfg.Storage), err))
 	}
@@ -164,7 +164,7 @@ func openSource(ctx context.Context, from string, e env) (store.Store, string, e
 		}
 		s = config.Storage{Driver: config.StorageBolt, Path: from}
 	}
-	st, err := openStore(ctx, s, bolt.Options{LockTimeout: migrateLockTimeout})
+	st, err := openStore(ctx, s, bolt.Options{LockTimeout: migrateLockTimeout}, postgres.Options{})
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, "", fmt.Errorf("%s: %w; stop the server first", s.Path, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/unfurld/unfurld/engine/metrics"
 	"github.com/unfurld/unfurld/engine/provider"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/store/postgres"
 )
 
 func serve(ctx context.Context, args []string, e env) int {
@@ -72,7 +73,7 @@ func serve(ctx context.Context, args []string, e env) int {
 	// truncated or empty file still run) and the App runs it in the
 	// background once the server listens, with /healthz degraded if it
 	// fails (docs/operations.md, Integrity check).
-	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger, SkipCheck: true})
+	st, err := openStore(ctx, cfg.Storage, bolt.Options{LockTimeout: cfg.Storage.LockTimeout.D(), Logger: logger, SkipCheck: true}, postgres.Options{RoundTrip: m.StoreRoundTrip})
 	if err != nil {
 		logger.Error("open store", "err", err)
 		return exitFailure

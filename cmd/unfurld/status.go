@@ -16,6 +16,7 @@ import (
 	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/status"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/store/postgres"
 )
 
 // statusLockTimeout is short: a running server holds the store, and then
@@ -102,7 +103,7 @@ func statusCmd(ctx context.Context, args []string, e env) int {
 // running server holds a bbolt file (PostgreSQL is shared, so the report
 // always comes from the database there).
 func readStatus(ctx context.Context, l *loaded, providers []status.Provider, q status.Query) (*status.Report, error) {
-	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout})
+	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: statusLockTimeout}, postgres.Options{})
 	if err != nil {
 		return nil, err
 	}

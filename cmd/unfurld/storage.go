@@ -11,11 +11,12 @@ import (
 
 // openStore opens the store the configuration names: the bbolt file,
 // with opts (lock timeout, logger), or the PostgreSQL database, whose
-// pending migrations it applies. Choosing the
-// implementation is cmd's job (STYLE.md 1); the engine sees store.Store.
-func openStore(ctx context.Context, s config.Storage, opts bolt.Options) (store.Store, error) {
+// pending migrations it applies, with pg (serve counts its round trips
+// for /metrics). Choosing the implementation is cmd's job (STYLE.md 1);
+// the engine sees store.Store.
+func openStore(ctx context.Context, s config.Storage, opts bolt.Options, pg postgres.Options) (store.Store, error) {
 	if s.Driver == config.StoragePostgres {
-		st, err := postgres.Open(ctx, s.DSN.Reveal())
+		st, err := postgres.OpenWith(ctx, s.DSN.Reveal(), pg)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/store/postgres"
 	"github.com/unfurld/unfurld/engine/upstreamauth"
 )
 
@@ -69,7 +70,7 @@ func token(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "unfurld token: server.secret_keys: %v\n", err)
 		return exitFailure
 	}
-	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: l.cfg.Storage.LockTimeout.D()})
+	st, err := openStore(ctx, l.cfg.Storage, bolt.Options{LockTimeout: l.cfg.Storage.LockTimeout.D()}, postgres.Options{})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "unfurld token: %v\n", err)
 		return exitFailure

@@ -38,6 +38,7 @@ type Metrics struct {
 	refreshes  *curried[[3]string, prometheus.Counter]
 	patches    *curried[[2]string, prometheus.Counter]
 	storeOps   *curried[string, storeSeries]
+	roundTrips prometheus.Counter
 	scrapeLive *liveCollector
 	// canarySamples and canaryRun hold the last scheduled canary run per
 	// provider (engine/canary): gauges, since a run replaces the last.
@@ -127,7 +128,11 @@ func New() *Metrics {
 	storeErrors := counter("store", "errors_total",
 		"Store operations that failed (not found excluded), by operation.", "operation")
 
-	m := &Metrics{reg: reg}
+	roundTrips := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "store", Name: "round_trips_total",
+		Help: "Round trips to the PostgreSQL database (statements, transaction begins and commits, batches, preparations); stays 0 on bbolt."})
+	reg.MustRegister(roundTrips)
+
+	m := &Metrics{reg: reg, roundTrips: roundTrips}
 	m.unfurls = newCurried(func(k unfurlKey) unfurlSeries {
 		s := unfurlSeries{
 			requests: unfurlRequests.WithLabelValues(k.provider, k.pattern, k.outcome),
@@ -246,6 +251,10 @@ func (m *Metrics) StoreOp(op string, d time.Duration, failed bool) {
 		s.errors.Inc()
 	}
 }
+
+// StoreRoundTrip counts one round trip to the database server
+// (engine/store/postgres Options.RoundTrip).
+func (m *Metrics) StoreRoundTrip() { m.roundTrips.Inc() }
 
 // SetLive installs what the live-update gauges read at scrape time.
 // Until it is called they report nothing.

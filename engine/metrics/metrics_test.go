@@ -33,6 +33,8 @@ func feed(m *metrics.Metrics) {
 	m.Canary("github", 3, 1, 0, time.Unix(1_800_000_000, 0))
 	m.StoreOp("GetToken", time.Millisecond, false)
 	m.StoreOp("PutSubscriptions", time.Millisecond, true)
+	m.StoreRoundTrip()
+	m.StoreRoundTrip()
 	m.SetLive(metrics.LiveSource{
 		Subscriptions: func() map[string]int { return map[string]int{"github": 3} },
 		Budget:        func() map[string]float64 { return map[string]float64{"github": 12.5} },
@@ -67,6 +69,7 @@ func TestSeries(t *testing.T) {
 		{"upstream 2xx", `unfurld_upstream_responses_total{class="2xx",provider="github"}`, 1},
 		{"upstream no answer", `unfurld_upstream_responses_total{class="error",provider="github"}`, 1},
 		{"store errors", `unfurld_store_errors_total{operation="PutSubscriptions"}`, 1},
+		{"database round trips", `unfurld_store_round_trips_total`, 2},
 		{"outbox", `unfurld_live_outbox_items{provider="github"}`, 2},
 		{"outbox age", `unfurld_live_outbox_oldest_age_seconds{provider="github"}`, 60},
 		{"budget", `unfurld_live_poll_budget_remaining{provider="github"}`, 12.5},

@@ -64,7 +64,7 @@ func loadMigrations() ([]migration, error) {
 // the names of those it applied (none when the schema is current). Open
 // does the same; this is `unfurld migrate`'s entry point.
 func Migrate(ctx context.Context, dsn string) ([]string, error) {
-	pool, err := connect(ctx, dsn)
+	pool, err := connect(ctx, dsn, Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,13 @@ var _ store.Store = (*Store)(nil)
 // libpq reads them), applies the pending migrations under an advisory
 // lock (Migrate), and returns the store.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	pool, err := connect(ctx, dsn)
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options: serve counts the store's round trips
+// for /metrics.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	pool, err := connect(ctx, dsn, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -60,11 +66,14 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // connect opens a pool and checks that the server answers. The DSN may
 // hold a password: it never appears in an error.
-func connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+func connect(ctx context.Context, dsn string, opts Options) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors quote the DSN, password included.
 		return nil, errors.New("connect to postgres: the DSN does not parse (expected postgres://user:password@host:port/database?sslmode=... or host=... dbname=...)")
+	}
+	if opts.RoundTrip != nil {
+		cfg.ConnConfig.Tracer = roundTripTracer{count: opts.RoundTrip}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
