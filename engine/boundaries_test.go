@@ -71,6 +71,9 @@ var forbidden = map[string][]string{
 
 	// The PostgreSQL store is to pgx what bolt is to bbolt.
 	"engine/store/postgres": {module + "engine/config", module + "engine/provider", module + "engine/mapping", "go.etcd.io/bbolt"},
+	// The throwaway cluster of the tests and the load tool drives
+	// Debian's binaries and knows nothing of the engine.
+	"engine/store/postgres/pgcluster": {module + "engine/", "go.etcd.io/bbolt", "github.com/labstack/echo"},
 }
 
 // prometheus is the metrics library: only engine/metrics wraps it. The

@@ -30,6 +30,22 @@
 //     or collapsing): unfurld's p99 must be no worse (issue 11). The note
 //     gives the CPU per request of the two.
 //
+//   - f. as a, with unfurld on PostgreSQL against unfurld on bbolt, both
+//     up at once: throughput ratio PostgreSQL / bbolt (issue 11: at least
+//     0.9; the hot path reads no database on a warm hit).
+//   - g. as c, PostgreSQL against bbolt: throughput ratio (issue 11: at
+//     least 0.7).
+//
+// f and g start a throwaway PostgreSQL cluster (engine/store/postgres/
+// pgcluster: Debian's postgresql package, a Unix socket in a temporary
+// directory, fsync and synchronous commit on as on a real server, since
+// bbolt syncs its commits too); --store postgres runs a to e on it as
+// well. Their rows add the database round trips per unfurl, read from
+// the PostgreSQL server's own /metrics (unfurld_store_round_trips_total
+// over unfurld_unfurl_requests_total, warm-up and background work
+// included), and a note adds the CPU of the PostgreSQL processes to
+// unfurld's.
+//
 // With a run of a and c (or e), a row divides unfurld's CPU per cold
 // request by the bare echo server's per request in a (issue 11: at most
 // 6).

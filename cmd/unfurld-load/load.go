@@ -40,6 +40,9 @@ type target struct {
 	// server is the child process serving the target, whose CPU time is
 	// sampled around each run; nil for the in-process fake upstream.
 	server *child
+	// extraPIDs, when set, lists more processes whose CPU time counts as
+	// the server's: the PostgreSQL server behind unfurld.
+	extraPIDs func() []int
 }
 
 // stats is the outcome of load on one target.
@@ -52,6 +55,8 @@ type stats struct {
 	// cpu is the serving process's CPU time during the runs, when known.
 	cpu      time.Duration
 	cpuKnown bool
+	// extraCPU is the part of cpu the target's extraPIDs used.
+	extraCPU time.Duration
 	// lat holds each successful request's duration, sorted.
 	lat []time.Duration
 }
@@ -91,6 +96,7 @@ func (s *stats) merge(o stats) {
 	}
 	s.elapsed += o.elapsed
 	s.cpu += o.cpu
+	s.extraCPU += o.extraCPU
 	s.cpuKnown = o.cpuKnown
 	s.lat = append(s.lat, o.lat...)
 }
@@ -196,6 +202,10 @@ func (l *loader) run(ctx context.Context, client *http.Client, t target, d time.
 	if t.server != nil {
 		cpu0, cpuKnown = cpuTime(t.server.cmd.Process.Pid)
 	}
+	var extra0 map[int]time.Duration
+	if t.extraPIDs != nil {
+		extra0 = cpuTimes(t.extraPIDs())
+	}
 	begin := time.Now()
 	deadline = begin.Add(d)
 	close(start)
@@ -204,6 +214,14 @@ func (l *loader) run(ctx context.Context, client *http.Client, t target, d time.
 	if cpuKnown {
 		cpu1, ok := cpuTime(t.server.cmd.Process.Pid)
 		s.cpu, s.cpuKnown = cpu1-cpu0, ok
+	}
+	if t.extraPIDs != nil {
+		// A process that started during the run counts from zero; one
+		// that ended during it is lost (the pool keeps its connections).
+		for pid, c1 := range cpuTimes(t.extraPIDs()) {
+			s.extraCPU += c1 - extra0[pid]
+		}
+		s.cpu += s.extraCPU
 	}
 	for _, r := range results {
 		s.requests += len(r.lat)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +63,10 @@ func TestParseOptions(t *testing.T) {
 		{"no workers", []string{"--concurrency", "0"}, "--concurrency"},
 		{"unknown scenario", []string{"--scenarios", "ax"}, "--scenarios"},
 		{"hand-written baseline", []string{"--scenarios", "ace"}, ""},
-		{"no scenario f", []string{"--scenarios", "ef"}, "--scenarios"},
+		{"PostgreSQL against bbolt", []string{"--scenarios", "fg"}, ""},
+		{"no scenario h", []string{"--scenarios", "eh"}, "--scenarios"},
+		{"store under a-e", []string{"--store", "postgres"}, ""},
+		{"unknown store", []string{"--store", "sqlite"}, "--store"},
 		{"cap below workers", []string{"--max-requests", "10"}, "--max-requests"},
 	}
 	for _, tc := range tests {
@@ -127,4 +132,35 @@ func TestLoopbackOnly(t *testing.T) {
 	_, err := loopbackDialer(t.Context(), "tcp", "192.0.2.1:80")
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "only 127.0.0.1"))
+}
+
+// TestReadCounters sums the unfurl counter over its labels and reads
+// the round trips, as the PostgreSQL scenarios divide them.
+func TestReadCounters(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `# HELP unfurld_unfurl_requests_total x
+# TYPE unfurld_unfurl_requests_total counter
+unfurld_unfurl_requests_total{outcome="attributes",pattern="item",provider="bench"} 90
+unfurld_unfurl_requests_total{outcome="unauthorized",pattern="none",provider="bench"} 10
+# HELP unfurld_store_round_trips_total x
+# TYPE unfurld_store_round_trips_total counter
+unfurld_store_round_trips_total 25
+`)
+	}))
+	t.Cleanup(srv.Close)
+
+	got, err := readCounters(t.Context(), strings.TrimPrefix(srv.URL, "http://"))
+
+	require.NoError(t, err)
+	assert.Equal(t, counters{unfurls: 100, roundTrips: 25}, got)
+	assert.InDelta(t, 0.25, got.perUnfurl(), 1e-9)
+	assert.Zero(t, counters{}.perUnfurl(), "no unfurls, no division by zero")
+}
+
+// TestStorageConfig: the PostgreSQL section names the driver and quotes
+// the DSN for YAML.
+func TestStorageConfig(t *testing.T) {
+	assert.Equal(t, "storage:\n  path: DATA/unfurld.db", storageConfig(""))
+	assert.Equal(t, "storage:\n  path: DATA/unfurld.db\n  driver: postgres\n  dsn: 'postgres:///d?host=%2Ftmp%2Fx&user=it''s'",
+		storageConfig("postgres:///d?host=%2Ftmp%2Fx&user=it's"))
 }

@@ -48,6 +48,7 @@ type options struct {
 	rounds      int
 	maxRequests int
 	scenarios   string
+	store       string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -64,7 +65,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "fake upstream `latency` in scenarios b and d")
 	fs.IntVar(&o.rounds, "rounds", 2, "alternations of the two sides within a scenario")
 	fs.IntVar(&o.maxRequests, "max-requests", 1_000_000, "cap on requests per side per round")
-	fs.StringVar(&o.scenarios, "scenarios", "abcde", "`letters` of the scenarios to run (a warm, b overhead, c no cache, d collapse, e hand-written handler)")
+	fs.StringVar(&o.scenarios, "scenarios", "abcde", "`letters` of the scenarios to run (a warm, b overhead, c no cache, d collapse, e hand-written handler; f warm and g no cache on PostgreSQL against bbolt)")
+	fs.StringVar(&o.store, "store", "bolt", "`driver` of the unfurld under scenarios a to e: bolt, or postgres on a throwaway cluster this run starts (f and g always run both)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -81,8 +83,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--rounds must be between 1 and 100")
 	case o.maxRequests < o.concurrency:
 		return o, errors.New("--max-requests must be at least --concurrency")
-	case o.scenarios == "" || strings.Trim(o.scenarios, "abcde") != "":
-		return o, errors.New("--scenarios takes letters among a, b, c, d and e")
+	case o.scenarios == "" || strings.Trim(o.scenarios, "abcdefg") != "":
+		return o, errors.New("--scenarios takes letters among a, b, c, d, e, f and g")
+	case o.store != "bolt" && o.store != "postgres":
+		return o, errors.New("--store is bolt or postgres")
 	}
 	return o, nil
 }
@@ -116,15 +120,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer fake.close()
+	pg := &pgDatabases{}
+	defer pg.stop()
 	cs := &children{}
 	defer cs.stopAll()
 
 	bn := &bench{
-		opts: opts, fake: fake, progress: progress, rep: &report{},
+		opts: opts, fake: fake, progress: progress, rep: &report{}, pg: pg,
 		load: &loader{concurrency: opts.concurrency, perWorker: opts.maxRequests / opts.concurrency},
 	}
 	err = bn.all(ctx, cs, dir)
 	cs.stopAll()
+	pg.stop()
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "unfurld-load: interrupted")
 		return exitFailure
@@ -157,7 +164,11 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 
 	if want("a") || want("d") {
 		bn.progress("starting unfurld with the cache on")
-		cached, err := startUnfurld(ctx, cs, bn.opts.bin, dir, "cached", bn.fake.URL, "10m")
+		dsn, err := bn.dsn(ctx)
+		if err != nil {
+			return err
+		}
+		cached, err := startUnfurld(ctx, cs, bn.opts.bin, dir, "cached", bn.fake.URL, "10m", dsn)
 		if err != nil {
 			return err
 		}
@@ -173,7 +184,11 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 
 	if want("b") || want("c") || want("e") {
 		bn.progress("starting unfurld with the cache off")
-		uncached, err := startUnfurld(ctx, cs, bn.opts.bin, dir, "uncached", bn.fake.URL, "0s")
+		dsn, err := bn.dsn(ctx)
+		if err != nil {
+			return err
+		}
+		uncached, err := startUnfurld(ctx, cs, bn.opts.bin, dir, "uncached", bn.fake.URL, "0s", dsn)
 		if err != nil {
 			return err
 		}
@@ -194,7 +209,24 @@ func (bn *bench) all(ctx context.Context, cs *children, dir string) error {
 		bn.notePeakRSS("uncached server", uncached)
 		uncached.stop(10 * time.Second)
 	}
+	for _, s := range []struct {
+		letter string
+		warm   bool
+	}{{"f", true}, {"g", false}} {
+		if want(s.letter) {
+			reqErrs = append(reqErrs, bn.pgVersusBolt(ctx, cs, dir, s.warm))
+		}
+	}
 	return errors.Join(reqErrs...)
+}
+
+// dsn is the database of a server under scenarios a to e: none (bbolt)
+// unless --store postgres, then a fresh one.
+func (bn *bench) dsn(ctx context.Context) (string, error) {
+	if bn.opts.store != "postgres" {
+		return "", nil
+	}
+	return bn.pg.database(ctx)
 }
 
 // notePeakRSS records the most memory the server held during its
@@ -212,7 +244,7 @@ func (bn *bench) header() []string {
 	return []string{
 		fmt.Sprintf("unfurld-load %s  %s %s/%s  NumCPU=%d GOMAXPROCS=%d", time.Now().UTC().Format(time.RFC3339),
 			runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0)),
-		fmt.Sprintf("binary %s", o.bin),
+		fmt.Sprintf("binary %s, store under a-e: %s", o.bin, o.store),
 		fmt.Sprintf("%d keep-alive workers, %s measured per side in %d alternating rounds (+ warm-up), fake upstream latency %s in b and d",
 			o.concurrency, o.duration, o.rounds, o.latency),
 		fmt.Sprintf("upstream body %d bytes; everything on 127.0.0.1; load generator and fake upstream share this process", len(issueJSON)),

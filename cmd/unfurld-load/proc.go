@@ -140,7 +140,9 @@ func buildUnfurld(ctx context.Context, dir string) (string, error) {
 
 // unfurldConfig is the configuration of the measured server. One provider,
 // one pattern, six attributes of the usual kinds including two
-// expressions, upstream on the fake. Placeholders: DATA, UPSTREAM, TTL.
+// expressions, upstream on the fake; /metrics open on loopback, for the
+// round trips per unfurl. Placeholders: STORAGE (storageConfig), DATA,
+// UPSTREAM, TTL.
 const unfurldConfig = `# written by unfurld-load
 server:
   mode: development
@@ -148,8 +150,8 @@ server:
   unfurl_timeout: 10s
   max_concurrent_upstream: 1024
   log: {level: warn}
-storage:
-  path: DATA/unfurld.db
+  metrics: {require_token: false}
+STORAGE
 providers:
   - name: bench
     display_name: Bench
@@ -181,15 +183,27 @@ type unfurldServer struct {
 	token string
 }
 
+// storageConfig is the storage section: the bbolt file in DATA when dsn
+// is empty, else the PostgreSQL database dsn names (the path then only
+// places the development secrets).
+func storageConfig(dsn string) string {
+	if dsn == "" {
+		return "storage:\n  path: DATA/unfurld.db"
+	}
+	return "storage:\n  path: DATA/unfurld.db\n  driver: postgres\n  dsn: '" + strings.ReplaceAll(dsn, "'", "''") + "'"
+}
+
 // startUnfurld writes a configuration under dir/name with the given
-// cache TTL, creates a token with `unfurld token` (which needs the store
-// while the server is stopped), then serves on a free loopback port.
-func startUnfurld(ctx context.Context, cs *children, bin, dir, name, upstream, cacheTTL string) (*unfurldServer, error) {
+// cache TTL, on bbolt or, with a dsn, on PostgreSQL, creates a token
+// with `unfurld token` (which needs the store while the server is
+// stopped), then serves on a free loopback port.
+func startUnfurld(ctx context.Context, cs *children, bin, dir, name, upstream, cacheTTL, dsn string) (*unfurldServer, error) {
 	data := filepath.Join(dir, name)
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
 	}
-	cfg := strings.NewReplacer("DATA", data, "UPSTREAM", upstream, "TTL", cacheTTL).Replace(unfurldConfig)
+	cfg := strings.NewReplacer("STORAGE", storageConfig(dsn)).Replace(unfurldConfig)
+	cfg = strings.NewReplacer("DATA", data, "UPSTREAM", upstream, "TTL", cacheTTL).Replace(cfg)
 	cfgPath := filepath.Join(data, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -284,4 +298,15 @@ func startHandwritten(ctx context.Context, cs *children, upstream, token string)
 		return nil, err
 	}
 	return c, nil
+}
+
+// cpuTimes reads the CPU time of each of pids that still runs.
+func cpuTimes(pids []int) map[int]time.Duration {
+	out := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		if c, ok := cpuTime(pid); ok {
+			out[pid] = c
+		}
+	}
+	return out
 }

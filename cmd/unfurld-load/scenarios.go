@@ -32,6 +32,9 @@ type bench struct {
 	load     *loader
 	progress func(format string, args ...any)
 	rep      *report
+	// pg holds the PostgreSQL databases of the run (--store postgres,
+	// scenarios f and g).
+	pg *pgDatabases
 	// bareCPU is the bare echo server's CPU per request in scenario a,
 	// the unit of the cold CPU target; zero when a did not run or the
 	// platform does not tell.
