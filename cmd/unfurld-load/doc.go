@@ -29,7 +29,6 @@
 //     upstream GET, gjson, encoding/json; no subscription, cache, guard
 //     or collapsing): unfurld's p99 must be no worse (issue 11). The note
 //     gives the CPU per request of the two.
-//
 //   - f. as a, with unfurld on PostgreSQL against unfurld on bbolt, both
 //     up at once: throughput ratio PostgreSQL / bbolt (issue 11: at least
 //     0.9; the hot path reads no database on a warm hit).
