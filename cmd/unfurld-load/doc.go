@@ -38,7 +38,7 @@
 // f and g start a throwaway PostgreSQL cluster (engine/store/postgres/
 // pgcluster: Debian's postgresql package, a Unix socket in a temporary
 // directory, fsync and synchronous commit on as on a real server, since
-// bbolt syncs its commits too); --store postgres runs a to e on it as
+// bbolt syncs its commits too); --driver postgres runs a to e on it as
 // well. Their rows add the database round trips per unfurl, read from
 // the PostgreSQL server's own /metrics (unfurld_store_round_trips_total
 // over unfurld_unfurl_requests_total, warm-up and background work

@@ -27,6 +27,7 @@ import (
 	"github.com/unfurld/unfurld/engine/sealing"
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
+	"github.com/unfurld/unfurld/engine/store/postgres"
 )
 
 // liveOptions are the flags of `unfurld-load live`.
@@ -44,23 +45,28 @@ type liveOptions struct {
 	keep        bool
 	cold        bool
 	store       string
+	driver      string
+	replicas    int
+	interval    time.Duration
+	budget      int
 }
 
 // liveWebhookSecret signs the harness's webhook events.
 const liveWebhookSecret = "unfurld-load-webhook-secret"
 
 // liveConfig is the configuration of the server under `live`: one provider
-// polled every 10 minutes with the shipped defaults otherwise, with a
-// webhook; Notion is a loopback fake. Placeholders: DATA, UPSTREAM,
-// NOTION, KEYS.
+// polled every --interval (10 minutes by default) with the shipped
+// defaults otherwise, with a webhook; Notion is a loopback fake; /metrics
+// open on loopback, for the poll counts. Placeholders: STORAGE
+// (storageConfig), DATA, UPSTREAM, NOTION, KEYS, INTERVAL.
 const liveConfig = `# written by unfurld-load live
 server:
   mode: development
   public_url: http://127.0.0.1
   secret_keys: KEYS
   log: {level: warn}
-storage:
-  path: DATA/unfurld.db
+  metrics: {require_token: false}
+STORAGE
 notion:
   api_base_url: NOTION
 providers:
@@ -71,8 +77,8 @@ providers:
       base_url: UPSTREAM
       allow_private_networks: true
     live:
-      poll_interval: 10m
-      webhook:
+      poll_interval: INTERVAL
+BUDGET      webhook:
         secret: ` + liveWebhookSecret + `
         header: X-Bench-Signature
         prefix: "sha256="
@@ -112,6 +118,10 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory and print its path")
 	fs.BoolVar(&o.cold, "cold", false, "drop the database file from the page cache before starting unfurld (Linux)")
 	fs.StringVar(&o.store, "store", "", "start on a copy of this database `file` (built by an earlier run with --keep and the same --subs and --conns) instead of building one")
+	fs.StringVar(&o.driver, "driver", "bolt", "storage `driver`: bolt, or postgres on a throwaway cluster this run starts")
+	fs.IntVar(&o.replicas, "replicas", 1, "unfurld `processes` sharing the store (more than one needs --driver postgres)")
+	fs.DurationVar(&o.interval, "interval", 10*time.Minute, "the provider's poll_interval (at least 30s, the smallest unfurld accepts)")
+	fs.IntVar(&o.budget, "budget", 0, "the provider's max_requests_per_hour, a budget each process keeps (0: the default, 3600, far below a sweep of --subs per --interval)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -120,6 +130,11 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.bin == "" || o.subs < 1 || o.conns < 1 || o.perEvent < 1 || o.fanout > o.subs || o.events > o.subs {
 		fmt.Fprintln(stderr, "unfurld-load live: --bin is required; --subs, --conns and --per-event at least 1; --fanout and --events at most --subs")
+		return exitUsage
+	}
+	if (o.driver != "bolt" && o.driver != "postgres") || o.replicas < 1 || (o.replicas > 1 && o.driver != "postgres") ||
+		(o.store != "" && o.driver != "bolt") || o.interval < 30*time.Second || o.budget < 0 {
+		fmt.Fprintln(stderr, "unfurld-load live: --driver is bolt or postgres; --replicas at least 1, more only with postgres; --store only with bolt; --interval at least 30s; --budget not negative")
 		return exitUsage
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "unfurld-load live: "+format+"\n", a...) }
@@ -133,10 +148,13 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		defer func() { _ = os.RemoveAll(dir) }()
 	}
+	pg := &pgDatabases{}
+	defer pg.stop()
 	cs := &children{}
 	defer cs.stopAll()
-	res, err := measureLive(ctx, cs, o, dir, progress)
+	res, err := measureLive(ctx, cs, pg, o, dir, progress)
 	cs.stopAll()
+	pg.stop()
 	if res != nil {
 		res.print(stdout, o)
 	}
@@ -151,23 +169,95 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type liveResult struct {
 	build, startup           time.Duration
 	fileBytes                int64
-	idleCPU                  float64 // share of one core
+	idleCPU                  float64 // share of one core, all replicas together
 	rss, peakRSS             int64
 	rssAnon, rssFile         int64
 	fanoutAck, fanoutLast    time.Duration
 	fanoutPatches            int
 	eventsAck                time.Duration
 	eventsAcked, eventErrors int
+	// window is the measured idle time; replicas what each replica did
+	// in it; pgCPU the PostgreSQL server's CPU time in it.
+	window   time.Duration
+	replicas []replicaResult
+	pgCPU    time.Duration
+}
+
+// replicaResult is one unfurld process's part of the idle window.
+type replicaResult struct {
+	polls float64
+	cpu   time.Duration
+	rss   int64
+}
+
+// polls is the polls of every replica in the window.
+func (r *liveResult) polls() float64 {
+	var n float64
+	for _, x := range r.replicas {
+		n += x.polls
+	}
+	return n
+}
+
+// sharesWithin reports whether every replica's share of the polls is
+// within tolerance (a fraction: 0.1 is 10 %) of an even share.
+func (r *liveResult) sharesWithin(tolerance float64) bool {
+	total := r.polls()
+	if total == 0 {
+		return false
+	}
+	even := 1 / float64(len(r.replicas))
+	for _, x := range r.replicas {
+		if d := x.polls/total - even; d > tolerance*even || -d > tolerance*even {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *liveResult) print(w io.Writer, o liveOptions) {
 	fmt.Fprintf(w, "unfurld-load live  %s  binary %s\n", time.Now().UTC().Format(time.RFC3339), o.bin)
-	fmt.Fprintf(w, "%d subscriptions over %d connections, poll_interval 10m, default budget\n", o.subs, o.conns)
+	budget := "default budget"
+	if o.budget > 0 {
+		budget = fmt.Sprintf("max_requests_per_hour %d per process", o.budget)
+	}
+	fmt.Fprintf(w, "%d subscriptions over %d connections, poll_interval %s, %s, store %s, %d replica(s)\n",
+		o.subs, o.conns, o.interval, budget, o.driver, o.replicas)
 	fmt.Fprintf(w, "store built or copied\t%s, %.1f MiB\n", r.build.Round(time.Millisecond), float64(r.fileBytes)/(1<<20))
 	fmt.Fprintf(w, "startup to /healthz (cold page cache: %t)\t%s\n", o.cold, r.startup.Round(time.Millisecond))
 	fmt.Fprintf(w, "idle CPU over %s\t%.2f %% of a core\n", o.idle, r.idleCPU*100)
 	fmt.Fprintf(w, "RSS after idle\t%.1f MiB (peak %.1f MiB): %.1f MiB anonymous (heap, stacks), %.1f MiB file pages (the mapped database)\n",
 		mib(r.rss), mib(r.peakRSS), mib(r.rssAnon), mib(r.rssFile))
+	if total := r.polls(); len(r.replicas) > 0 {
+		fmt.Fprintf(w, "polls in the idle window\t%.0f (an even schedule gives %.0f in %s)\n",
+			total, float64(o.subs)*r.window.Seconds()/o.interval.Seconds(), r.window.Round(time.Second))
+		for i, x := range r.replicas {
+			share := 0.0
+			if total > 0 {
+				share = x.polls / total
+			}
+			fmt.Fprintf(w, "replica %d\t%.0f polls, share %.3f; CPU %.2f %% of a core; RSS %.1f MiB\n",
+				i+1, x.polls, share, x.cpu.Seconds()/r.window.Seconds()*100, mib(x.rss))
+		}
+		if len(r.replicas) > 1 {
+			verdict := "FAIL"
+			if r.sharesWithin(0.1) {
+				verdict = "PASS"
+			}
+			fmt.Fprintf(w, "each replica's share within 10%% of 1/%d\t%s\n", len(r.replicas), verdict)
+		}
+		if total > 0 {
+			var cpu time.Duration
+			for _, x := range r.replicas {
+				cpu += x.cpu
+			}
+			fmt.Fprintf(w, "CPU per polled subscription\tunfurld %s", dur(time.Duration(float64(cpu)/total)))
+			if o.driver == "postgres" {
+				fmt.Fprintf(w, ", PostgreSQL %s", dur(time.Duration(float64(r.pgCPU)/total)))
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	if o.fanout > 0 {
 		fmt.Fprintf(w, "fan-out of %d links in %d events\tacknowledged in %s; %d PATCHes, the last after %s\n",
 			o.fanout, (o.fanout+o.perEvent-1)/o.perEvent, r.fanoutAck.Round(time.Millisecond), r.fanoutPatches, r.fanoutLast.Round(time.Millisecond))
@@ -178,7 +268,27 @@ func (r *liveResult) print(w io.Writer, o liveOptions) {
 	}
 }
 
-func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, progress func(string, ...any)) (*liveResult, error) {
+// writeLiveConfig writes the configuration of replica i (its own data
+// directory: development secrets are per directory) and returns its path.
+func writeLiveConfig(dir string, i int, dsn, upstream, notion, keys string, o liveOptions) (string, error) {
+	data := dir
+	if dsn != "" {
+		data = filepath.Join(dir, "r"+strconv.Itoa(i+1))
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return "", err
+		}
+	}
+	cfg := strings.NewReplacer("STORAGE", storageConfig(dsn)).Replace(liveConfig)
+	budget := ""
+	if o.budget > 0 {
+		budget = "      max_requests_per_hour: " + strconv.Itoa(o.budget) + "\n"
+	}
+	cfg = strings.NewReplacer("DATA", data, "UPSTREAM", upstream, "NOTION", notion, "KEYS", keys, "INTERVAL", o.interval.String(), "BUDGET", budget).Replace(cfg)
+	path := filepath.Join(data, "config.yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+func measureLive(ctx context.Context, cs *children, pg *pgDatabases, o liveOptions, dir string, progress func(string, ...any)) (*liveResult, error) {
 	up, err := newLiveUpstream()
 	if err != nil {
 		return nil, err
@@ -192,14 +302,19 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	keys := "k1:" + base64.StdEncoding.EncodeToString(key)
-	cfg := strings.NewReplacer("DATA", dir, "UPSTREAM", up.url, "NOTION", nt.url, "KEYS", keys).Replace(liveConfig)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
 	res := &liveResult{}
 	start := time.Now()
-	if o.store != "" {
+	var dsn string
+	switch {
+	case o.driver == "postgres":
+		progress("starting PostgreSQL and building a store of %d subscriptions", o.subs)
+		if dsn, err = pg.database(ctx); err != nil {
+			return nil, err
+		}
+		if err := buildPostgresStore(ctx, dsn, keys, o); err != nil {
+			return nil, err
+		}
+	case o.store != "":
 		progress("copying %s", o.store)
 		if err := copyFile(o.store, filepath.Join(dir, "unfurld.db")); err != nil {
 			return nil, err
@@ -210,11 +325,7 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 			return nil, fmt.Errorf("the keys beside %s: %w", o.store, err)
 		}
 		keys = strings.TrimSpace(string(b))
-		cfg = strings.NewReplacer("DATA", dir, "UPSTREAM", up.url, "NOTION", nt.url, "KEYS", keys).Replace(liveConfig)
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			return nil, err
-		}
-	} else {
+	default:
 		progress("building a store of %d subscriptions", o.subs)
 		if err := buildLiveStore(ctx, filepath.Join(dir, "unfurld.db"), keys, o); err != nil {
 			return nil, err
@@ -224,7 +335,7 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 		}
 	}
 	res.build = time.Since(start)
-	if o.cold {
+	if o.cold && dsn == "" {
 		if err := dropCached(filepath.Join(dir, "unfurld.db")); err != nil {
 			return nil, fmt.Errorf("--cold: %w", err)
 		}
@@ -232,34 +343,70 @@ func measureLive(ctx context.Context, cs *children, o liveOptions, dir string, p
 	if fi, err := os.Stat(filepath.Join(dir, "unfurld.db")); err == nil {
 		res.fileBytes = fi.Size()
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	progress("starting unfurld")
+	progress("starting %d unfurld process(es)", o.replicas)
 	start = time.Now()
-	c, err := startChild("unfurld (live)", addr, o.bin, "serve", "--config", cfgPath, "--listen", addr)
-	if err != nil {
-		return nil, err
+	var replicas []*child
+	for i := range o.replicas {
+		cfgPath, err := writeLiveConfig(dir, i, dsn, up.url, nt.url, keys, o)
+		if err != nil {
+			return nil, err
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		c, err := startChild(fmt.Sprintf("unfurld (live, replica %d)", i+1), addr, o.bin, "serve", "--config", cfgPath, "--listen", addr)
+		if err != nil {
+			return nil, err
+		}
+		cs.add(c)
+		if err := c.waitHealthy(ctx, 5*time.Minute); err != nil {
+			return nil, fmt.Errorf("%w\n%s", err, c.stderr.String())
+		}
+		if i == 0 {
+			res.startup = time.Since(start)
+		}
+		replicas = append(replicas, c)
 	}
-	cs.add(c)
-	if err := c.waitHealthy(ctx, 5*time.Minute); err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, c.stderr.String())
-	}
-	res.startup = time.Since(start)
+	c := replicas[0]
+	addr := c.addr
 	pid := c.cmd.Process.Pid
 
 	progress("settling %s, then idle for %s", o.settle, o.idle)
 	if !sleepCtx(ctx, o.settle) {
 		return res, ctx.Err()
 	}
-	cpu0, _ := cpuTime(pid)
+	before := make([]replicaResult, len(replicas))
+	for i, r := range replicas {
+		polls, err := pollCount(ctx, r.addr)
+		if err != nil {
+			return res, err
+		}
+		cpu, _ := cpuTime(r.cmd.Process.Pid)
+		before[i] = replicaResult{polls: polls, cpu: cpu}
+	}
+	pg0 := cpuTimes(pg.pids())
 	t0 := time.Now()
 	if !sleepCtx(ctx, o.idle) {
 		return res, ctx.Err()
 	}
-	cpu1, _ := cpuTime(pid)
-	res.idleCPU = (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
+	res.window = time.Since(t0)
+	for pid, c1 := range cpuTimes(pg.pids()) {
+		res.pgCPU += c1 - pg0[pid]
+	}
+	var cpuAll time.Duration
+	for i, r := range replicas {
+		polls, err := pollCount(ctx, r.addr)
+		if err != nil {
+			return res, err
+		}
+		cpu, _ := cpuTime(r.cmd.Process.Pid)
+		rss, _ := currentRSS(r.cmd.Process.Pid)
+		x := replicaResult{polls: polls - before[i].polls, cpu: cpu - before[i].cpu, rss: rss}
+		res.replicas = append(res.replicas, x)
+		cpuAll += x.cpu
+	}
+	res.idleCPU = cpuAll.Seconds() / res.window.Seconds()
 	res.rss, _ = currentRSS(pid)
 	res.peakRSS, _ = peakRSS(pid)
 	res.rssAnon, _ = statusBytes(pid, "RssAnon:")
@@ -350,7 +497,8 @@ func liveURI(i int) string { return "https://bench.example/items/" + strconv.Ito
 // The subscriptions' attribute hash matches nothing the upstream serves,
 // as if they were unfurled long ago.
 func buildLiveStore(ctx context.Context, path, keys string, o liveOptions) error {
-	kr, err := sealing.ParseKeyring(keys)
+	now := time.Now().UTC()
+	conns, err := liveConnections(keys, o, now)
 	if err != nil {
 		return err
 	}
@@ -359,17 +507,8 @@ func buildLiveStore(ctx context.Context, path, keys string, o liveOptions) error
 		return err
 	}
 	defer func() { _ = st.Close() }()
-	now := time.Now().UTC()
-	ids := make([]string, o.conns)
-	for i := range ids {
-		c := store.Connection{
-			ID: issuer.NewID(), Provider: "bench", AccountKey: "load:" + strconv.Itoa(i), AccountName: "load " + strconv.Itoa(i),
-			Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
-		}
-		c.NotionToken, err = sealing.SealConnectionField(kr, c, sealing.FieldNotionToken, []byte("secret_load_"+strconv.Itoa(i)))
-		if err != nil {
-			return err
-		}
+	ids := make([]string, len(conns))
+	for i, c := range conns {
 		if err := st.CreateConnection(ctx, c); err != nil {
 			return err
 		}
@@ -378,10 +517,7 @@ func buildLiveStore(ctx context.Context, path, keys string, o liveOptions) error
 	const batch = 10_000
 	subs := make([]store.Subscription, 0, batch)
 	for i := range o.subs {
-		subs = append(subs, store.Subscription{
-			SubscriptionKey: store.SubscriptionKey{Provider: "bench", ConnectionID: ids[i%len(ids)], URI: liveURI(i)},
-			AttrHash:        "unfurled-long-ago", CreatedAt: now, UpdatedAt: now,
-		})
+		subs = append(subs, liveSub(i, ids, now))
 		if len(subs) == batch || i == o.subs-1 {
 			if _, err := st.PutSubscriptions(ctx, subs); err != nil {
 				return err
@@ -390,6 +526,62 @@ func buildLiveStore(ctx context.Context, path, keys string, o liveOptions) error
 		}
 	}
 	return nil
+}
+
+// buildPostgresStore writes what buildLiveStore writes into the empty
+// PostgreSQL database at dsn, with one COPY per table (store.Importer):
+// minutes faster than batches of puts at 300,000 subscriptions.
+func buildPostgresStore(ctx context.Context, dsn, keys string, o liveOptions) error {
+	now := time.Now().UTC()
+	conns, err := liveConnections(keys, o, now)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(conns))
+	for i, c := range conns {
+		ids[i] = c.ID
+	}
+	subs := make([]store.Subscription, o.subs)
+	for i := range subs {
+		subs[i] = liveSub(i, ids, now)
+	}
+	st, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close() }()
+	return st.Import(ctx, store.Snapshot{Connections: conns, Subscriptions: subs})
+}
+
+// liveConnections are --conns active connections, each with a sealed
+// Notion token.
+func liveConnections(keys string, o liveOptions, now time.Time) ([]store.Connection, error) {
+	kr, err := sealing.ParseKeyring(keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Connection, o.conns)
+	for i := range out {
+		c := store.Connection{
+			ID: issuer.NewID(), Provider: "bench", AccountKey: "load:" + strconv.Itoa(i), AccountName: "load " + strconv.Itoa(i),
+			Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
+		}
+		c.NotionToken, err = sealing.SealConnectionField(kr, c, sealing.FieldNotionToken, []byte("secret_load_"+strconv.Itoa(i)))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// liveSub is the i-th subscription, on connection i modulo the
+// connections.
+func liveSub(i int, ids []string, now time.Time) store.Subscription {
+	return store.Subscription{
+		SubscriptionKey: store.SubscriptionKey{Provider: "bench", ConnectionID: ids[i%len(ids)], URI: liveURI(i)},
+		AttrHash:        "unfurled-long-ago", CreatedAt: now, UpdatedAt: now,
+	}
 }
 
 // sendEvent posts a signed webhook event naming links and wants 202.

@@ -65,8 +65,8 @@ func TestParseOptions(t *testing.T) {
 		{"hand-written baseline", []string{"--scenarios", "ace"}, ""},
 		{"PostgreSQL against bbolt", []string{"--scenarios", "fg"}, ""},
 		{"no scenario h", []string{"--scenarios", "eh"}, "--scenarios"},
-		{"store under a-e", []string{"--store", "postgres"}, ""},
-		{"unknown store", []string{"--store", "sqlite"}, "--store"},
+		{"driver under a-e", []string{"--driver", "postgres"}, ""},
+		{"unknown driver", []string{"--driver", "sqlite"}, "--driver"},
 		{"cap below workers", []string{"--max-requests", "10"}, "--max-requests"},
 	}
 	for _, tc := range tests {

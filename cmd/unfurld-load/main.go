@@ -66,7 +66,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 2, "alternations of the two sides within a scenario")
 	fs.IntVar(&o.maxRequests, "max-requests", 1_000_000, "cap on requests per side per round")
 	fs.StringVar(&o.scenarios, "scenarios", "abcde", "`letters` of the scenarios to run (a warm, b overhead, c no cache, d collapse, e hand-written handler; f warm and g no cache on PostgreSQL against bbolt)")
-	fs.StringVar(&o.store, "store", "bolt", "`driver` of the unfurld under scenarios a to e: bolt, or postgres on a throwaway cluster this run starts (f and g always run both)")
+	fs.StringVar(&o.store, "driver", "bolt", "storage `driver` of the unfurld under scenarios a to e: bolt, or postgres on a throwaway cluster this run starts (f and g always run both)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -86,7 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	case o.scenarios == "" || strings.Trim(o.scenarios, "abcdefg") != "":
 		return o, errors.New("--scenarios takes letters among a, b, c, d, e, f and g")
 	case o.store != "bolt" && o.store != "postgres":
-		return o, errors.New("--store is bolt or postgres")
+		return o, errors.New("--driver is bolt or postgres")
 	}
 	return o, nil
 }

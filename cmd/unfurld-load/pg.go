@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -89,6 +90,21 @@ func (c counters) perUnfurl() float64 {
 // scrape reads unfurld's /metrics and sums the series of the counters
 // named, over their labels.
 func scrape(ctx context.Context, addr string, names ...string) (map[string]float64, error) {
+	fams, err := scrapeFamilies(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, name := range names {
+		for _, m := range fams[name].GetMetric() {
+			out[name] += m.GetCounter().GetValue()
+		}
+	}
+	return out, nil
+}
+
+// scrapeFamilies reads and parses unfurld's /metrics.
+func scrapeFamilies(ctx context.Context, addr string) (map[string]*dto.MetricFamily, error) {
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: loopbackDialer}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
@@ -108,15 +124,7 @@ func scrape(ctx context.Context, addr string, names ...string) (map[string]float
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", addr, err)
 	}
-	out := map[string]float64{}
-	for _, name := range names {
-		if f, ok := fams[name]; ok {
-			for _, m := range f.GetMetric() {
-				out[name] += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return out, nil
+	return fams, nil
 }
 
 // readCounters scrapes the unfurls and round trips of the server at addr.
@@ -214,4 +222,22 @@ func (bn *bench) prime(ctx context.Context, t target) error {
 		return fmt.Errorf("first unfurl on %s: %w", t.name, err)
 	}
 	return nil
+}
+
+// pollCount scrapes the polls the server at addr has made: its
+// refreshes triggered by the schedule, whatever their outcome.
+func pollCount(ctx context.Context, addr string) (float64, error) {
+	fams, err := scrapeFamilies(ctx, addr)
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	for _, m := range fams["unfurld_live_refreshes_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "trigger" && l.GetValue() == "poll" {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n, nil
 }
