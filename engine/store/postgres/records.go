@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,6 +160,63 @@ func subArgs(s store.Subscription) []any {
 	return []any{b(s.Provider), b(s.ConnectionID), b(s.URI), b(s.AttrHash), b(s.ETag), b(s.LastModified),
 		ns(s.CreatedAt), ns(s.UpdatedAt), ns(s.Refresh.At), b(s.Refresh.Trigger), b(s.Refresh.Outcome),
 		s.Refresh.Status, b(s.Refresh.Detail), ns(s.DeliveredAt), ns(s.UnfurledAt), nextPoll(s.NextPollAt)}
+}
+
+// subByteaCols marks the bytea columns of subCols; the others are int8.
+var subByteaCols = [...]bool{true, true, true, true, true, true, false, false, false, true, true, false, true, false, false, false}
+
+// subColumns turns subs into one array argument per column of subCols,
+// for insertSubsSQL: the values subArgs gives, bytea columns as [][]byte
+// and int8 columns as []*int64 (nil for NULL).
+func subColumns(subs []store.Subscription) ([]any, error) {
+	bytea := make([][][]byte, len(subByteaCols))
+	int8s := make([][]*int64, len(subByteaCols))
+	for j, isBytea := range subByteaCols {
+		if isBytea {
+			bytea[j] = make([][]byte, 0, len(subs))
+		} else {
+			int8s[j] = make([]*int64, 0, len(subs))
+		}
+	}
+	for _, sub := range subs {
+		for j, a := range subArgs(sub) {
+			v := a
+			if vr, ok := a.(driver.Valuer); ok {
+				var err error
+				if v, err = vr.Value(); err != nil {
+					return nil, err
+				}
+			}
+			if subByteaCols[j] {
+				p, _ := v.([]byte)
+				if p == nil {
+					p = []byte{} // every bytea column of subscriptions is NOT NULL
+				}
+				bytea[j] = append(bytea[j], p)
+				continue
+			}
+			switch n := v.(type) {
+			case nil:
+				int8s[j] = append(int8s[j], nil)
+			case int64:
+				int8s[j] = append(int8s[j], &n)
+			case int:
+				n64 := int64(n)
+				int8s[j] = append(int8s[j], &n64)
+			default:
+				return nil, fmt.Errorf("subscription column %d: unexpected %T", j, v)
+			}
+		}
+	}
+	out := make([]any, len(subByteaCols))
+	for j, isBytea := range subByteaCols {
+		if isBytea {
+			out[j] = bytea[j]
+		} else {
+			out[j] = int8s[j]
+		}
+	}
+	return out, nil
 }
 
 // updateArgs are subArgs without next_poll_at, the last: for

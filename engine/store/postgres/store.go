@@ -209,14 +209,22 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 		for _, k := range release {
 			batch.Queue(releasePendingSQL, keyArgs(k)...)
 		}
+		var inserts []store.Subscription
 		for _, k := range order {
 			p := next[k]
 			if p.exists {
 				batch.Queue(updateSubSQL, updateArgs(p.sub)...)
 				continue
 			}
-			batch.Queue(insertSubSQL, subArgs(p.sub)...).Exec(func(tag pgconn.CommandTag) error {
-				if tag.RowsAffected() == 0 {
+			inserts = append(inserts, p.sub)
+		}
+		if len(inserts) > 0 {
+			cols, err := subColumns(inserts)
+			if err != nil {
+				return err
+			}
+			batch.Queue(insertSubsSQL, cols...).Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() < int64(len(inserts)) {
 					return errRetry
 				}
 				return nil
@@ -228,8 +236,15 @@ func (s *Store) putSubs(ctx context.Context, op string, subs []store.Subscriptio
 }
 
 const (
-	insertSubSQL = `INSERT INTO subscriptions (` + subCols + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING`
+	// insertSubsSQL inserts a batch of new subscriptions in one
+	// statement, one array per column (subColumns): the recorder's group
+	// commit of many cold unfurls costs the server one statement, not
+	// one per record (docs/operations.md, PostgreSQL performance).
+	insertSubsSQL = `INSERT INTO subscriptions (` + subCols + `)
+		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[],
+			$7::int8[], $8::int8[], $9::int8[], $10::bytea[], $11::bytea[], $12::int8[], $13::bytea[],
+			$14::int8[], $15::int8[], $16::int8[])
+		ON CONFLICT DO NOTHING`
 	// updateSubSQL keeps next_poll_at, which only SchedulePolls changes
 	// (so it takes updateArgs), and drops the pending lease with the mark: a mark made
 	// later starts unleased (store.Schedule.ClaimPending).
