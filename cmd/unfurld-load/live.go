@@ -49,6 +49,7 @@ type liveOptions struct {
 	replicas    int
 	interval    time.Duration
 	budget      int
+	unchanged   bool
 }
 
 // liveWebhookSecret signs the harness's webhook events.
@@ -121,6 +122,7 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.driver, "driver", "bolt", "storage `driver`: bolt, or postgres on a throwaway cluster this run starts")
 	fs.IntVar(&o.replicas, "replicas", 1, "unfurld `processes` sharing the store (more than one needs --driver postgres)")
 	fs.DurationVar(&o.interval, "interval", 10*time.Minute, "the provider's poll_interval (at least 30s, the smallest unfurld accepts)")
+	fs.BoolVar(&o.unchanged, "unchanged", false, "store the subscriptions with the upstream's current ETag, which it answers with 304: polls find nothing new, as in a steady state (default: every first poll finds a change and queues a PATCH)")
 	fs.IntVar(&o.budget, "budget", 0, "the provider's max_requests_per_hour, a budget each process keeps (0: the default, 3600, far below a sweep of --subs per --interval)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -185,9 +187,10 @@ type liveResult struct {
 
 // replicaResult is one unfurld process's part of the idle window.
 type replicaResult struct {
-	polls float64
-	cpu   time.Duration
-	rss   int64
+	polls      float64
+	roundTrips float64 // to the database; 0 on bbolt
+	cpu        time.Duration
+	rss        int64
 }
 
 // polls is the polls of every replica in the window.
@@ -248,12 +251,14 @@ func (r *liveResult) print(w io.Writer, o liveOptions) {
 		}
 		if total > 0 {
 			var cpu time.Duration
+			var trips float64
 			for _, x := range r.replicas {
 				cpu += x.cpu
+				trips += x.roundTrips
 			}
 			fmt.Fprintf(w, "CPU per polled subscription\tunfurld %s", dur(time.Duration(float64(cpu)/total)))
 			if o.driver == "postgres" {
-				fmt.Fprintf(w, ", PostgreSQL %s", dur(time.Duration(float64(r.pgCPU)/total)))
+				fmt.Fprintf(w, ", PostgreSQL %s; %.1f database round trips per poll", dur(time.Duration(float64(r.pgCPU)/total)), trips/total)
 			}
 			fmt.Fprintln(w)
 		}
@@ -378,12 +383,12 @@ func measureLive(ctx context.Context, cs *children, pg *pgDatabases, o liveOptio
 	}
 	before := make([]replicaResult, len(replicas))
 	for i, r := range replicas {
-		polls, err := pollCount(ctx, r.addr)
+		polls, trips, err := pollCount(ctx, r.addr)
 		if err != nil {
 			return res, err
 		}
 		cpu, _ := cpuTime(r.cmd.Process.Pid)
-		before[i] = replicaResult{polls: polls, cpu: cpu}
+		before[i] = replicaResult{polls: polls, roundTrips: trips, cpu: cpu}
 	}
 	pg0 := cpuTimes(pg.pids())
 	t0 := time.Now()
@@ -396,13 +401,13 @@ func measureLive(ctx context.Context, cs *children, pg *pgDatabases, o liveOptio
 	}
 	var cpuAll time.Duration
 	for i, r := range replicas {
-		polls, err := pollCount(ctx, r.addr)
+		polls, trips, err := pollCount(ctx, r.addr)
 		if err != nil {
 			return res, err
 		}
 		cpu, _ := cpuTime(r.cmd.Process.Pid)
 		rss, _ := currentRSS(r.cmd.Process.Pid)
-		x := replicaResult{polls: polls - before[i].polls, cpu: cpu - before[i].cpu, rss: rss}
+		x := replicaResult{polls: polls - before[i].polls, roundTrips: trips - before[i].roundTrips, cpu: cpu - before[i].cpu, rss: rss}
 		res.replicas = append(res.replicas, x)
 		cpuAll += x.cpu
 	}
@@ -517,7 +522,7 @@ func buildLiveStore(ctx context.Context, path, keys string, o liveOptions) error
 	const batch = 10_000
 	subs := make([]store.Subscription, 0, batch)
 	for i := range o.subs {
-		subs = append(subs, liveSub(i, ids, now))
+		subs = append(subs, liveSub(i, ids, now, o.unchanged))
 		if len(subs) == batch || i == o.subs-1 {
 			if _, err := st.PutSubscriptions(ctx, subs); err != nil {
 				return err
@@ -543,7 +548,7 @@ func buildPostgresStore(ctx context.Context, dsn, keys string, o liveOptions) er
 	}
 	subs := make([]store.Subscription, o.subs)
 	for i := range subs {
-		subs[i] = liveSub(i, ids, now)
+		subs[i] = liveSub(i, ids, now, o.unchanged)
 	}
 	st, err := postgres.Open(ctx, dsn)
 	if err != nil {
@@ -576,13 +581,20 @@ func liveConnections(keys string, o liveOptions, now time.Time) ([]store.Connect
 }
 
 // liveSub is the i-th subscription, on connection i modulo the
-// connections.
-func liveSub(i int, ids []string, now time.Time) store.Subscription {
-	return store.Subscription{
+// connections; unchanged gives it the upstream's first ETag.
+func liveSub(i int, ids []string, now time.Time, unchanged bool) store.Subscription {
+	sub := store.Subscription{
 		SubscriptionKey: store.SubscriptionKey{Provider: "bench", ConnectionID: ids[i%len(ids)], URI: liveURI(i)},
 		AttrHash:        "unfurled-long-ago", CreatedAt: now, UpdatedAt: now,
 	}
+	if unchanged {
+		sub.ETag = liveETag(0)
+	}
+	return sub
 }
+
+// liveETag is the upstream's ETag at version v.
+func liveETag(v int64) string { return `"v` + strconv.FormatInt(v, 10) + `"` }
 
 // sendEvent posts a signed webhook event naming links and wants 202.
 func sendEvent(ctx context.Context, hc *http.Client, url string, links []string) error {
@@ -610,8 +622,9 @@ func sendEvent(ctx context.Context, hc *http.Client, url string, links []string)
 	return nil
 }
 
-// liveUpstream serves every item; its title carries version, so a bump
-// changes every preview.
+// liveUpstream serves every item; its title and ETag carry version, so a
+// bump changes every preview, and it answers 304 to a request that names
+// the current ETag.
 type liveUpstream struct {
 	srv     *http.Server
 	url     string
@@ -622,8 +635,14 @@ func newLiveUpstream() (*liveUpstream, error) {
 	u := &liveUpstream{}
 	var err error
 	u.srv, u.url, err = serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := u.version.Load()
+		w.Header().Set("ETag", liveETag(v))
+		if r.Header.Get("If-None-Match") == liveETag(v) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"title":"item v%d","state":"open"}`, u.version.Load())
+		fmt.Fprintf(w, `{"title":"item v%d","state":"open"}`, v)
 	}))
 	return u, err
 }

@@ -164,3 +164,29 @@ func TestStorageConfig(t *testing.T) {
 	assert.Equal(t, "storage:\n  path: DATA/unfurld.db\n  driver: postgres\n  dsn: 'postgres:///d?host=%2Ftmp%2Fx&user=it''s'",
 		storageConfig("postgres:///d?host=%2Ftmp%2Fx&user=it's"))
 }
+
+// TestSharesWithin: the three-replica target of issue 11, each share of
+// the polls within 10 % of a third.
+func TestSharesWithin(t *testing.T) {
+	tests := []struct {
+		name  string
+		polls []float64
+		want  bool
+	}{
+		{"even", []float64{100, 100, 100}, true},
+		{"just inside", []float64{109, 96, 95}, true},
+		{"one replica too busy", []float64{112, 94, 94}, false},
+		{"one replica idle", []float64{150, 150, 0}, false},
+		{"no polls at all", []float64{0, 0, 0}, false},
+		{"one replica has it all", []float64{7}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &liveResult{}
+			for _, p := range tc.polls {
+				r.replicas = append(r.replicas, replicaResult{polls: p})
+			}
+			assert.Equal(t, tc.want, r.sharesWithin(0.1))
+		})
+	}
+}

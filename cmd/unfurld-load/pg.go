@@ -224,20 +224,23 @@ func (bn *bench) prime(ctx context.Context, t target) error {
 	return nil
 }
 
-// pollCount scrapes the polls the server at addr has made: its
-// refreshes triggered by the schedule, whatever their outcome.
-func pollCount(ctx context.Context, addr string) (float64, error) {
+// pollCount scrapes the polls the server at addr has made (its
+// refreshes triggered by the schedule, whatever their outcome) and its
+// round trips to the database, everything included.
+func pollCount(ctx context.Context, addr string) (polls, roundTrips float64, err error) {
 	fams, err := scrapeFamilies(ctx, addr)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var n float64
+	for _, m := range fams["unfurld_store_round_trips_total"].GetMetric() {
+		roundTrips += m.GetCounter().GetValue()
+	}
 	for _, m := range fams["unfurld_live_refreshes_total"].GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "trigger" && l.GetValue() == "poll" {
-				n += m.GetCounter().GetValue()
+				polls += m.GetCounter().GetValue()
 			}
 		}
 	}
-	return n, nil
+	return polls, roundTrips, nil
 }
