@@ -1,9 +1,9 @@
-// Package pgtest runs a throwaway PostgreSQL cluster for tests: initdb
-// and pg_ctl from Debian's postgresql package, a data directory in a
-// temporary directory, a Unix socket in that directory and no TCP port at
-// all, so nothing listens beyond this machine and runs cannot collide on
-// a port. One cluster serves a whole test binary; every test gets a fresh
-// database of its own.
+// Package pgtest runs a throwaway PostgreSQL cluster for tests
+// (pgcluster: initdb and pg_ctl from Debian's postgresql package, a data
+// directory in a temporary directory, a Unix socket in that directory and
+// no TCP port at all, so nothing listens beyond this machine and runs
+// cannot collide on a port). One cluster serves a whole test binary;
+// every test gets a fresh database of its own.
 //
 // A test package keeps one Cluster and stops it from TestMain:
 //
