@@ -182,6 +182,9 @@ func prepare(db *bbolt.DB) error {
 				ready = false
 			}
 		}
+		if ready && unkeptUnfurled(tx) {
+			ready = false
+		}
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			return checkSchema(meta.Get(keySchema))
 		}
@@ -211,6 +214,17 @@ func prepare(db *bbolt.DB) error {
 			// Nothing for the schedule's build to do (a new file).
 			if err := meta.Put(keyScheduleBuilt, []byte("1")); err != nil {
 				return err
+			}
+		}
+		// An index of unfurl times that no write keeps any more goes
+		// (schedule.go, keyUnfurledIndex); the first expiry builds it
+		// again from the records.
+		if unkeptUnfurled(tx) {
+			if err := tx.DeleteBucket(bucketSubsByUnfurled); err != nil {
+				return fmt.Errorf("empty bucket %s: %w", bucketSubsByUnfurled, err)
+			}
+			if _, err := tx.CreateBucket(bucketSubsByUnfurled); err != nil {
+				return fmt.Errorf("create bucket %s: %w", bucketSubsByUnfurled, err)
 			}
 		}
 		// Nothing maintains the old index any more; left behind it would
