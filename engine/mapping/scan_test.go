@@ -83,6 +83,29 @@ func checkScan(t *testing.T, doc string) {
 	}
 }
 
+// TestScanStringWordAtATime: scanString reads eight bytes at a time
+// (plainRun), so a quote, a backslash, a control character, DEL and UTF-8
+// bytes are tried at every offset of the first words of a string, in a
+// member whose raw value must come out whole.
+func TestScanStringWordAtATime(t *testing.T) {
+	t.Parallel()
+	specials := []string{`"`, `\\`, `\"`, `\/`, `\u00e9`, `\x`, "\x00", "\x1f", "\x7f", "é", "\xff", `\`, " ", "~"}
+	for before := range 18 {
+		for _, sp := range specials {
+			for _, after := range []int{0, 1, 7, 8, 9} {
+				str := strings.Repeat("a", before) + sp + strings.Repeat("b", after)
+				for _, doc := range []string{`"` + str + `"`, `{"k":"` + str + `","z":1}`, `"` + str} {
+					checkScan(t, doc)
+					members, err := scan(doc)
+					if err == nil && len(members) > 0 {
+						assert.Equal(t, gjson.Get(doc, "k").Raw, members[0].raw, "%q", doc)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestScanMembers: an object's members come sorted with their raw values;
 // repeated and escaped keys and non-objects give no index.
 func TestScanMembers(t *testing.T) {
