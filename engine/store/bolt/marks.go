@@ -136,7 +136,7 @@ func (w subWrite) writeSub(key, uriKey []byte, rec subRecord, ok bool, old, next
 			return false, err
 		}
 	}
-	val, err := encode("subscription", put)
+	val, err := encodeSub(put)
 	if err != nil {
 		return false, err
 	}
