@@ -129,16 +129,117 @@ func toValueKeeping(r gjson.Result, key string) any {
 			return true
 		}
 		m := make(map[string]any, 1)
-		v.ForEach(func(k, fv gjson.Result) bool {
-			if k.Str == key {
-				m[key] = toValue(fv) // the last of repeated keys wins, as in toValue
+		if raw, found, ok := lastMember(v.Raw, key); ok {
+			if found {
+				m[key] = toValue(gjson.Parse(raw))
 			}
-			return true
-		})
+		} else {
+			v.ForEach(func(k, fv gjson.Result) bool {
+				if k.Str == key {
+					m[key] = toValue(fv) // the last of repeated keys wins, as in toValue
+				}
+				return true
+			})
+		}
 		list = append(list, m)
 		return true
 	})
 	return list
+}
+
+// lastMember finds the raw value of the last member named key of the
+// JSON object obj (the last of repeated keys wins, as in toValue),
+// without building a gjson result for every other member: skipping them
+// with scan's string reader costs a fraction of gjson's ForEach, which
+// was most of `map(item.labels, .name)` (issue 11). ok is false when obj
+// has a key written with escapes, which only an unescaping read can
+// compare, or is not well formed; the caller then reads it with gjson.
+func lastMember(obj, key string) (raw string, found, ok bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return "", false, false
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return "", false, true
+	}
+	for i < len(obj) && obj[i] == '"' {
+		end, okKey := scanString(obj, i+1)
+		if !okKey {
+			return "", false, false
+		}
+		k := obj[i+1 : end-1]
+		if strings.IndexByte(k, '\\') >= 0 {
+			return "", false, false
+		}
+		i = skipSpace(obj, end)
+		if i >= len(obj) || obj[i] != ':' {
+			return "", false, false
+		}
+		i = skipSpace(obj, i+1)
+		vEnd, okValue := skipValue(obj, i)
+		if !okValue {
+			return "", false, false
+		}
+		if k == key {
+			raw, found = obj[i:vEnd], true
+		}
+		i = skipSpace(obj, vEnd)
+		switch {
+		case i < len(obj) && obj[i] == ',':
+			i = skipSpace(obj, i+1)
+		case i < len(obj) && obj[i] == '}':
+			return raw, found, true
+		default:
+			return "", false, false
+		}
+	}
+	return "", false, false
+}
+
+// skipValue returns the index after the JSON value starting at i of a
+// document scan accepted: strings through scanString, containers by
+// their brackets (strings inside skipped whole), scalars up to the next
+// delimiter. ok is false where s is not well formed.
+func skipValue(s string, i int) (int, bool) {
+	if i >= len(s) {
+		return i, false
+	}
+	switch s[i] {
+	case '"':
+		return scanString(s, i+1)
+	case '{', '[':
+		depth := 0
+		for i < len(s) {
+			switch s[i] {
+			case '"':
+				end, ok := scanString(s, i+1)
+				if !ok {
+					return end, false
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return i, false
+	}
+	start := i
+	for i < len(s) {
+		switch s[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i, i > start
+		}
+		i++
+	}
+	return i, i > start
 }
 
 // toValue converts a gjson result to plain Go values. Strings without
