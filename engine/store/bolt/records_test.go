@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -48,6 +49,14 @@ func TestEncodeSubIsEncodingJSON(t *testing.T) {
 	for _, r := range subRecordSamples() {
 		checkEncodeSub(t, r)
 	}
+}
+
+// TestEncodeSubKnowsEveryField fails when a field is added to the
+// subscription record or its refresh, so that encodeSub, which names
+// each field, is taught it before a record loses it.
+func TestEncodeSubKnowsEveryField(t *testing.T) {
+	assert.Equal(t, 9, reflect.TypeFor[subRecord]().NumField(), "add the new field to encodeSub and to subRecordSamples")
+	assert.Equal(t, 5, reflect.TypeFor[refreshRecord]().NumField(), "add the new field to encodeSub and to subRecordSamples")
 }
 
 // FuzzEncodeSub holds encodeSub to encoding/json on any strings, times
