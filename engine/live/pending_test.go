@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/unfurld/unfurld/engine/store"
 	"github.com/unfurld/unfurld/engine/store/bolt"
 	"github.com/unfurld/unfurld/engine/store/cached"
+	"github.com/unfurld/unfurld/engine/store/memory"
 	"github.com/unfurld/unfurld/engine/upstream/upstreamtest"
 )
 
@@ -213,4 +216,137 @@ func TestWebhookTransientFailureStaysPending(t *testing.T) {
 	calls := e.calls("c1")
 	require.Len(t, calls, 1)
 	assert.Contains(t, string(calls[0].Raw), `"closed"`)
+}
+
+// recordGate is a store whose hooks let a test stop the Refresher between
+// the steps of writing its refresh records: hold makes the next write of
+// records (not marks) wait for release, and afterClaim runs once, inside
+// the next ClaimPending that returns a mark of key, after the store has
+// answered.
+type recordGate struct {
+	fullStore
+	mu         sync.Mutex
+	hold       bool
+	held       chan struct{}
+	release    chan struct{}
+	key        store.SubscriptionKey
+	afterClaim func()
+}
+
+func (g *recordGate) PutSubscriptions(ctx context.Context, subs []store.Subscription) (int, error) {
+	g.mu.Lock()
+	hold := g.hold && len(subs) > 0 && !subs[0].Pending()
+	if hold {
+		g.hold = false
+	}
+	g.mu.Unlock()
+	if hold {
+		close(g.held)
+		<-g.release
+	}
+	return g.fullStore.PutSubscriptions(ctx, subs)
+}
+
+func (g *recordGate) ClaimPending(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Subscription, error) {
+	marked, err := g.fullStore.ClaimPending(ctx, owner, now, lease, limit)
+	g.mu.Lock()
+	var hook func()
+	if g.afterClaim != nil && slices.ContainsFunc(marked, func(s store.Subscription) bool { return s.SubscriptionKey == g.key }) {
+		hook, g.afterClaim = g.afterClaim, nil
+	}
+	g.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return marked, err
+}
+
+// TestRecordBeingWrittenSettlesMark_F1: a webhook's refresh has run and
+// its record is on its way to the store when the mark's lease runs out
+// and a claim finds the mark still there. The claim must not refresh the
+// link again: the record settles the mark. Two moments are covered:
+// the claim reads the store while the record is being written, and the
+// record is written between the claim's read and its check of the
+// records waiting in memory. (Both happened under load in
+// TestFullQueueLeavesPending: one extra fetch, and the record of the
+// change overwritten by an "unchanged" one.) A later webhook's link,
+// claimed with it, is still refreshed, once.
+func TestRecordBeingWrittenSettlesMark_F1(t *testing.T) {
+	cases := []struct {
+		name string
+		// race places the record's write around the claim that finds
+		// the expired mark; it returns when the write is under way or
+		// arranged.
+		race func(t *testing.T, e *liveEnv, g *recordGate, flushed chan<- error)
+	}{
+		{"claim while the record is written", func(t *testing.T, e *liveEnv, g *recordGate, flushed chan<- error) {
+			g.mu.Lock()
+			g.hold = true
+			g.mu.Unlock()
+			go func() { flushed <- e.r.Flush(context.WithoutCancel(t.Context())) }()
+			<-g.held
+		}},
+		{"record written between the claim's read and its check", func(t *testing.T, e *liveEnv, g *recordGate, flushed chan<- error) {
+			g.mu.Lock()
+			g.afterClaim = func() { flushed <- e.r.Flush(context.WithoutCancel(t.Context())) }
+			g.mu.Unlock()
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &recordGate{fullStore: memory.New(), held: make(chan struct{}), release: make(chan struct{})}
+			e := newLiveEnvWith(t, newEnvWith(t, g), 3600, func(o *live.RefresherOptions) {
+				// Only the test writes records and claims (through a
+				// webhook's wake-up): no timer does it behind its back.
+				o.WebhookWorkers, o.RecordInterval, o.PendingInterval = 1, time.Hour, time.Hour
+			})
+			e.connect("c1", "tracker")
+			var keys []store.SubscriptionKey
+			for n := 1; n <= 2; n++ {
+				e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "open")})
+				keys = append(keys, e.unfurled("c1", n))
+				e.up.Set(itemPath(n), upstreamtest.Response{Body: item("T", "closed")})
+			}
+			g.key = keys[0]
+			next := func() refreshed {
+				t.Helper()
+				select {
+				case r := <-e.refreshed:
+					return r
+				case <-time.After(10 * time.Second): // a guard against a hang, not a wait
+					t.Fatal("no refresh")
+					return refreshed{}
+				}
+			}
+
+			_, err := e.r.RefreshURIs(t.Context(), "tracker", []string{trackerURI(1)})
+			require.NoError(t, err)
+			stop := e.startRefresher()
+			defer stop()
+			first := next()
+			require.Equal(t, keys[0], first.key)
+			require.Equal(t, live.OutcomeChanged, first.out.Record.Outcome)
+
+			// The mark's lease (DefaultPendingLease) runs out while its
+			// record waits; the next webhook wakes the claim, which
+			// finds item 1's mark before item 2's, and the one worker
+			// takes their jobs in that order.
+			flushed := make(chan error, 1)
+			e.clock.Advance(time.Minute)
+			tc.race(t, e, g, flushed)
+			_, err = e.r.RefreshURIs(t.Context(), "tracker", []string{trackerURI(2)})
+			require.NoError(t, err)
+			second := next()
+			close(g.release)
+			require.NoError(t, <-flushed)
+			stop()
+
+			assert.Equal(t, keys[1], second.key, "item 1 is not refreshed again")
+			assert.Equal(t, live.OutcomeChanged, second.out.Record.Outcome)
+			assert.Empty(t, e.refreshed)
+			assert.Equal(t, 2, e.fetches(1), "item 1: the unfurl and one refresh")
+			assert.Equal(t, live.OutcomeChanged, e.sub(keys[0]).Refresh.Outcome, "item 1 keeps the record of its change")
+			assert.Equal(t, live.OutcomeChanged, e.sub(keys[1]).Refresh.Outcome)
+		})
+	}
 }

@@ -199,8 +199,13 @@ type Refresher struct {
 	// marks writes the webhooks' pending marks in shared commits.
 	marks *marker
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// pending holds the refresh records waiting for the next flush, and
+	// writing the batch a flush is writing until the store has answered:
+	// a record in either settles its key's mark as surely as one in the
+	// store, and a claim that finds the mark must see it.
 	pending map[store.SubscriptionKey]store.Subscription
+	writing map[store.SubscriptionKey]store.Subscription
 	// queued holds the keys in jobs, so that a key is queued once
 	// however many claims return it before a worker takes it.
 	queued map[store.SubscriptionKey]bool
@@ -312,10 +317,10 @@ func (r *Refresher) claimLoop(ctx context.Context) {
 
 // claimPending claims one page of pending marks and queues those that
 // are neither queued, nor refreshing, nor refreshed since their mark (a
-// record waiting for the next flush clears the mark), waiting for room in
-// the queue. It reports whether the page was full, so that the loop
-// claims again at once. A store failure is logged and waits for the next
-// claim.
+// record waiting for the next flush, or being written, clears the mark),
+// waiting for room in the queue. It reports whether the page was full,
+// so that the loop claims again at once. A store failure is logged and
+// waits for the next claim.
 func (r *Refresher) claimPending(ctx context.Context) bool {
 	marked, err := r.st.ClaimPending(ctx, r.owner, r.clock.Now(), r.lease, r.page)
 	if err != nil {
@@ -327,8 +332,8 @@ func (r *Refresher) claimPending(ctx context.Context) bool {
 	for _, s := range marked {
 		k := s.SubscriptionKey
 		r.mu.Lock()
-		rec, recorded := r.pending[k]
-		skip := (recorded && !rec.Refresh.At.Before(s.Refresh.At)) || r.queued[k] || r.running[k] != nil
+		rec, recorded := r.waitingRecord(k)
+		skip := (recorded && settles(rec.Refresh, s.Refresh)) || r.queued[k] || r.running[k] != nil
 		if !skip {
 			r.queued[k] = true
 		}
@@ -356,7 +361,8 @@ func (r *Refresher) work(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case k := <-r.jobs:
-			if _, err := r.refreshNotify(ctx, k, TriggerWebhook, true); err != nil && ctx.Err() == nil {
+			_, err := r.refreshNotify(ctx, k, TriggerWebhook, true)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, errSettled) {
 				r.log.ErrorContext(ctx, "live refresh", "provider", k.Provider, "err", err)
 			}
 		}
@@ -509,6 +515,17 @@ func (r *Refresher) refresh(ctx context.Context, k store.SubscriptionKey, trigge
 		return Outcome{}, err
 	}
 	defer unlock()
+	// A job's claim checked the records in memory, but one may have
+	// reached the store between the claim's read and that check: the
+	// records in memory are looked at first and the store after, so a
+	// record is seen in one or the other.
+	var waiting store.Subscription
+	var recorded bool
+	if dequeued {
+		r.mu.Lock()
+		waiting, recorded = r.waitingRecord(k)
+		r.mu.Unlock()
+	}
 	// The record's time is when this refresh began, before it read the
 	// subscription and fetched: a pending mark made later is for a change
 	// it may have missed, and must outlive its record (store.MergeSubscription).
@@ -519,6 +536,11 @@ func (r *Refresher) refresh(ctx context.Context, k store.SubscriptionKey, trigge
 	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("refresh: %w", err)
+	}
+	if dequeued && (!sub.Pending() || (recorded && settles(waiting.Refresh, sub.Refresh))) {
+		// A refresh that began after the mark has recorded itself: this
+		// job's fetch would only repeat it.
+		return Outcome{}, errSettled
 	}
 	p, ok := r.reg.Get(k.Provider)
 	if !ok {
@@ -666,6 +688,25 @@ func (r *Refresher) skip(ctx context.Context, sub store.Subscription, run refres
 	return Outcome{Record: rec}, nil
 }
 
+// errSettled is a queued job's answer when its mark was settled after
+// the claim that queued it; nothing ran and nothing is reported.
+var errSettled = errors.New("pending mark already settled")
+
+// waitingRecord returns k's refresh record not yet in the store: waiting
+// for the next flush, or being written. r.mu must be held.
+func (r *Refresher) waitingRecord(k store.SubscriptionKey) (store.Subscription, bool) {
+	if s, ok := r.pending[k]; ok {
+		return s, true
+	}
+	s, ok := r.writing[k]
+	return s, ok
+}
+
+// settles reports whether the record rec of a refresh clears the pending
+// mark: the refresh began at or after the mark was made
+// (store.MergeSubscription).
+func settles(rec, mark store.RefreshRecord) bool { return !rec.At.Before(mark.At) }
+
 // refreshRun is what one refresh records about itself: why it ran and
 // when it began.
 type refreshRun struct {
@@ -732,7 +773,7 @@ func (r *Refresher) note(ctx context.Context, sub store.Subscription, v provider
 		old.Outcome == rec.Outcome && old.Status == rec.Status && old.Detail == rec.Detail &&
 		sub.ETag == v.ETag && sub.LastModified == v.LastModified
 	r.mu.Lock()
-	if _, waiting := r.pending[sub.SubscriptionKey]; same && !waiting {
+	if _, waiting := r.waitingRecord(sub.SubscriptionKey); same && !waiting {
 		// A waiting record of an earlier refresh would otherwise be the
 		// last word.
 		r.mu.Unlock()
@@ -766,27 +807,31 @@ func (r *Refresher) flush(ctx context.Context) (int, error) {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	r.mu.Lock()
-	batch := slices.Collect(maps.Values(r.pending))
-	clear(r.pending)
-	r.mu.Unlock()
-	if len(batch) == 0 {
+	if len(r.pending) == 0 {
+		r.mu.Unlock()
 		return 0, nil
 	}
+	// The batch stays visible (writing) until the store has answered.
+	r.writing, r.pending = r.pending, map[store.SubscriptionKey]store.Subscription{}
+	batch := slices.Collect(maps.Values(r.writing))
+	r.mu.Unlock()
 	slices.SortFunc(batch, func(a, b store.Subscription) int {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID),
 			strings.Compare(a.URI, b.URI))
 	})
-	if _, err := r.st.PutSubscriptions(ctx, batch); err != nil {
+	_, err := r.st.PutSubscriptions(ctx, batch)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writing = nil
+	if err != nil {
 		// Kept for the next flush (Run's last one, when its ctx ended
 		// during this one), unless newer or too many: each clears a
 		// pending mark, which otherwise costs a refresh more.
-		r.mu.Lock()
 		for _, s := range batch {
 			if _, newer := r.pending[s.SubscriptionKey]; !newer && len(r.pending) < maxPendingRecords {
 				r.pending[s.SubscriptionKey] = s
 			}
 		}
-		r.mu.Unlock()
 		return 0, fmt.Errorf("record refreshes: %w", err)
 	}
 	return len(batch), nil
