@@ -135,11 +135,15 @@ type PollStats struct {
 	// Deferred counts the times the request budget held due polls back.
 	Deferred int
 	// Workers is how many refreshes run at once: enough to poll every
-	// subscription within Interval at the measured Latency, within the
+	// subscription within Interval at the measured Latency and
+	// WaveOverhead, within the
 	// request budget, the upstream's rate limit and the maximum.
 	Workers int
 	// Latency is the running mean of one refresh's duration.
 	Latency time.Duration
+	// WaveOverhead is the running mean of what a wave costs besides its
+	// slowest refresh: the claim, the schedule write and the rest.
+	WaveOverhead time.Duration
 	// Budgeted is true when the provider has max_requests_per_hour;
 	// BudgetLeft is then the requests it could still send, as of its
 	// last poll.
@@ -200,10 +204,13 @@ type providerPoll struct {
 	pausedUntil time.Time
 	failures    int
 	// latency and reqs are running means of a refresh's duration in
-	// seconds and of the requests it sends; rateLimit is the upstream's
-	// last announced rate limit. They size the waves (pollWorkers).
+	// seconds and of the requests it sends; overhead is the running mean,
+	// in seconds, of a wave's time from claim to schedule written less
+	// its slowest refresh; rateLimit is the upstream's last announced
+	// rate limit. They size the waves (pollWorkers).
 	latency   float64
 	reqs      float64
+	overhead  float64
 	rateLimit upstream.RateLimit
 	// stats are guarded by Poller.statsMu.
 	stats PollStats
@@ -377,6 +384,7 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 			p.stat(pp, func(s *PollStats) { s.Deferred++ })
 			return earliest(ready, pp.nextSync), nil
 		}
+		start := now
 		claimed, err := p.st.ClaimDuePolls(ctx, pp.name, p.owner, now, p.lease, limit)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("live poll %s: %w", pp.name, err)
@@ -407,11 +415,24 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 		if spread == 0 {
 			pp.spreading = false
 		}
+		var slowest time.Duration
 		if len(wave) > 0 {
-			slots = append(slots, p.apply(ctx, pp, wave, p.runWave(ctx, pp, wave))...)
+			res := p.runWave(ctx, pp, wave)
+			for _, r := range res {
+				slowest = max(slowest, r.out.Elapsed)
+			}
+			slots = append(slots, p.apply(ctx, pp, wave, res)...)
 		}
 		if err := p.schedule(ctx, pp, slots); err != nil {
 			return time.Time{}, err
+		}
+		if len(wave) > 0 && ctx.Err() == nil {
+			// The whole wave, claim to schedule written, is what one
+			// more wave costs; the refreshes' own part is timed apart
+			// (latency), so the rest is what the store round trips and
+			// the refresher's own work add to every wave.
+			took := p.clock.Now().Sub(start)
+			pp.overhead = ewma(pp.overhead, max(took-slowest, 0).Seconds())
 		}
 		if len(wave) == 0 && spread == 0 {
 			// The budget held every due poll back.
@@ -498,8 +519,9 @@ func (p *Poller) schedule(ctx context.Context, pp *providerPoll, slots []store.P
 // workers sizes pp's next wave (pollWorkers) and shows it in the stats.
 func (p *Poller) workers(pp *providerPoll, now time.Time) int {
 	latency := time.Duration(pp.latency * float64(time.Second))
-	w := pollWorkers(pp.subs, pp.interval, latency, pp.reqs, feedRate(pp.budget, pp.rateLimit, now), p.maxWorkers)
-	p.stat(pp, func(s *PollStats) { s.Workers, s.Latency = w, latency })
+	overhead := time.Duration(pp.overhead * float64(time.Second))
+	w := pollWorkers(pp.subs, pp.interval, latency, overhead, pp.reqs, feedRate(pp.budget, pp.rateLimit, now), p.maxWorkers)
+	p.stat(pp, func(s *PollStats) { s.Workers, s.Latency, s.WaveOverhead = w, latency, overhead })
 	return w
 }
 
