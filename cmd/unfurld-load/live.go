@@ -123,7 +123,7 @@ func runLive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.replicas, "replicas", 1, "unfurld `processes` sharing the store (more than one needs --driver postgres)")
 	fs.DurationVar(&o.interval, "interval", 10*time.Minute, "the provider's poll_interval (at least 30s, the smallest unfurld accepts)")
 	fs.BoolVar(&o.unchanged, "unchanged", false, "store the subscriptions with the upstream's current ETag, which it answers with 304: polls find nothing new, as in a steady state (default: every first poll finds a change and queues a PATCH)")
-	fs.IntVar(&o.budget, "budget", 0, "the provider's max_requests_per_hour, a budget each process keeps (0: the default, 3600, far below a sweep of --subs per --interval)")
+	fs.IntVar(&o.budget, "budget", 0, "the provider's max_requests_per_hour, for all replicas together on postgres (0: the default, 3600, far below a sweep of --subs per --interval)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -222,7 +222,7 @@ func (r *liveResult) print(w io.Writer, o liveOptions) {
 	fmt.Fprintf(w, "unfurld-load live  %s  binary %s\n", time.Now().UTC().Format(time.RFC3339), o.bin)
 	budget := "default budget"
 	if o.budget > 0 {
-		budget = fmt.Sprintf("max_requests_per_hour %d per process", o.budget)
+		budget = fmt.Sprintf("max_requests_per_hour %d", o.budget)
 	}
 	fmt.Fprintf(w, "%d subscriptions over %d connections, poll_interval %s, %s, store %s, %d replica(s)\n",
 		o.subs, o.conns, o.interval, budget, o.driver, o.replicas)

@@ -258,7 +258,7 @@ providers:
 	assert.Equal(t, "the schema is up to date\n", out.String())
 	e, out, errb = testEnv(map[string]string{"DATABASE_URL": cluster.Database(t), "KEYS": spec})
 	require.Equal(t, exitOK, run(t.Context(), []string{"migrate", "--config", cfg}, e), errb.String())
-	assert.Equal(t, "applied 0001_init.sql\napplied 0002_connection_story.sql\napplied 0003_schedule.sql\napplied 0004_outbox_leases.sql\n", out.String())
+	assert.Equal(t, "applied 0001_init.sql\napplied 0002_connection_story.sql\napplied 0003_schedule.sql\napplied 0004_outbox_leases.sql\napplied 0005_poll_budget.sql\n", out.String())
 
 	// The other commands open the store by driver too: a token, then
 	// serve answers an unfurl with it and records the subscription in

@@ -100,6 +100,9 @@ type App struct {
 	clock clock.Clock
 	// owner names this process in the store's leases.
 	owner string
+	// budget is the store as it keeps the polling budgets for every
+	// replica; nil when this process keeps them.
+	budget store.SharedPollBudget
 	// check is Options.Check; checkErr holds its failure.
 	check    func(ctx context.Context) error
 	checkErr atomic.Pointer[error]
@@ -186,7 +189,10 @@ func New(opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("live refresh: %w", err)
 	}
-	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: st, Registry: opts.Registry, Logger: opts.Logger, Clock: clock, Owner: owner})
+	// Likewise a store several replicas poll keeps the request budgets,
+	// so that max_requests_per_hour holds for them together.
+	budget, _ := opts.Store.(store.SharedPollBudget)
+	poll, err := live.NewPoller(live.PollerOptions{Refresher: ref, Store: st, Budget: budget, Registry: opts.Registry, Logger: opts.Logger, Clock: clock, Owner: owner})
 	if err != nil {
 		return nil, fmt.Errorf("live polling: %w", err)
 	}
@@ -198,7 +204,7 @@ func New(opts Options) (*App, error) {
 		Canary:  sched,
 		Connect: cs, Issuer: iss, Keyring: kr, Notion: nc,
 		Deliverer: del, Refresher: ref, Poller: poll, Store: st,
-		log: opts.Logger, now: opts.Now, clock: clock, owner: owner, check: opts.Check,
+		log: opts.Logger, now: opts.Now, clock: clock, owner: owner, check: opts.Check, budget: budget,
 		reg: opts.Registry, load: opts.Load, running: cfg, pollerSwapped: make(chan struct{}),
 	}
 	a.Resealer = sealing.NewResealer(sealing.ResealerOptions{Store: st, Keyring: kr, Logger: opts.Logger, Now: opts.Now})

@@ -129,7 +129,7 @@ func pollPlan(reg *provider.Registry) []string {
 // poller's refreshes look providers up in the new set.
 func (a *App) newPoller(reg *provider.Registry) (*live.Poller, error) {
 	return live.NewPoller(live.PollerOptions{
-		Refresher: a.Refresher, Store: a.Store, Registry: reg, Logger: a.log, Clock: a.clock, Owner: a.owner,
+		Refresher: a.Refresher, Store: a.Store, Budget: a.budget, Registry: reg, Logger: a.log, Clock: a.clock, Owner: a.owner,
 		// A shorter poll_interval takes effect at once, not after the
 		// polls the longer one scheduled.
 		PreviousIntervals: a.CurrentPoller().Intervals(),

@@ -197,7 +197,7 @@ func Keys() []Key {
 		{Path: "providers[].live", Doc: "keeps unfurled links current in Notion (see Live previews)"},
 		{Path: "providers[].live.enabled", Default: "true", Doc: "`false`: previews of this provider change only when pasted again (no polling, no webhook route)"},
 		{Path: "providers[].live.poll_interval", Default: "10m", KeepZero: true, Doc: "how often each subscribed link is fetched again; `0s` turns polling off (webhooks only); at least `30s`"},
-		{Path: "providers[].live.max_requests_per_hour", Default: "3600", Doc: "the polling budget across all connections of the provider"},
+		{Path: "providers[].live.max_requests_per_hour", Default: "3600", Doc: "the polling budget across all connections of the provider; on PostgreSQL it holds for all replicas together"},
 		{Path: "providers[].live.expire_after", DefaultDoc: "never", Doc: "stop tracking links nobody has unfurled for this long, e.g. `2160h` (90 days); Notion unfurls a link again when a page showing it is opened, which tracks it again. At least `48h` (see Live previews, Expiry)"},
 		{Path: "providers[].live.webhook", Doc: "the upstream's signed change notifications"},
 		{Path: "providers[].live.webhook.secret", DefaultDoc: "empty", Doc: "the shared webhook secret, always from the environment (`${GITHUB_WEBHOOK_SECRET:-}`); empty turns the webhook route off. 16+ characters in production"},

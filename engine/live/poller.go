@@ -94,6 +94,12 @@ type PollerOptions struct {
 	// Rand returns a number in [0, 1) for the spread of first polls and
 	// backoff jitter; nil is math/rand/v2. It is called under a lock.
 	Rand func() float64
+	// Budget keeps the providers' request budgets
+	// (max_requests_per_hour) in the store, shared by every replica
+	// polling on it; nil keeps them in this process, right for a store
+	// only this process polls (bolt, memory). The App passes the store
+	// when it is one.
+	Budget store.SharedPollBudget
 	// MaxWorkers caps the refreshes of one provider at once; within it
 	// their number adapts (pollWorkers). Default DefaultMaxPollWorkers.
 	MaxWorkers int
@@ -136,8 +142,8 @@ type PollStats struct {
 	Deferred int
 	// Workers is how many refreshes run at once: enough to poll every
 	// subscription within Interval at the measured Latency and
-	// WaveOverhead, within the
-	// request budget, the upstream's rate limit and the maximum.
+	// WaveOverhead, within the request budget, the upstream's rate limit
+	// and the maximum.
 	Workers int
 	// Latency is the running mean of one refresh's duration.
 	Latency time.Duration
@@ -170,6 +176,7 @@ type PollStats struct {
 type Poller struct {
 	refresh     SubscriptionRefresher
 	st          PollSchedule
+	shared      store.SharedPollBudget
 	owner       string
 	lease       time.Duration
 	log         *slog.Logger
@@ -203,6 +210,10 @@ type providerPoll struct {
 	rebase      bool
 	pausedUntil time.Time
 	failures    int
+	// debt is what the provider's polls sent beyond the tokens of its
+	// shared reservations, settled with the next one (negative: unused
+	// tokens given back).
+	debt float64
 	// latency and reqs are running means of a refresh's duration in
 	// seconds and of the requests it sends; overhead is the running mean,
 	// in seconds, of a wave's time from claim to schedule written less
@@ -232,7 +243,7 @@ func NewPoller(opts PollerOptions) (*Poller, error) {
 		return nil, fmt.Errorf("live: poller: jitter %g outside [0, 1)", opts.Jitter)
 	}
 	p := &Poller{
-		refresh: opts.Refresher, st: opts.Store, owner: opts.Owner, log: opts.Logger, clock: opts.Clock, rand: opts.Rand,
+		refresh: opts.Refresher, st: opts.Store, shared: opts.Budget, owner: opts.Owner, log: opts.Logger, clock: opts.Clock, rand: opts.Rand,
 		lease:       orDefault(opts.Lease, DefaultPollLease),
 		maxWorkers:  orDefault(opts.MaxWorkers, DefaultMaxPollWorkers),
 		syncEvery:   orDefault(opts.SyncInterval, DefaultSyncInterval),
@@ -378,11 +389,32 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 		}
 		workers := p.workers(pp, now)
 		limit := workers
-		if pp.spreading {
+		// allowance is the tokens of this wave's shared reservation; -1
+		// is none: the process's own budget admits each poll.
+		allowance := -1
+		spreadOnly := pp.spreading && p.sharesBudget(pp)
+		switch {
+		case spreadOnly:
+			// A page of first polls to spread; its due polls wait for
+			// a reservation.
+			limit, allowance = spreadPage, 0
+		case pp.spreading:
 			limit = spreadPage
-		} else if ready := pp.budget.readyAt(now); ready.After(now) {
-			p.stat(pp, func(s *PollStats) { s.Deferred++ })
-			return earliest(ready, pp.nextSync), nil
+		case p.sharesBudget(pp):
+			granted, err := p.reserve(ctx, pp, now, workers)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if granted == 0 {
+				p.stat(pp, func(s *PollStats) { s.Deferred++ })
+				return earliest(pp.budget.readyAt(now), pp.nextSync), nil
+			}
+			limit, allowance = granted, granted
+		default:
+			if ready := pp.budget.readyAt(now); ready.After(now) {
+				p.stat(pp, func(s *PollStats) { s.Deferred++ })
+				return earliest(ready, pp.nextSync), nil
+			}
 		}
 		start := now
 		claimed, err := p.st.ClaimDuePolls(ctx, pp.name, p.owner, now, p.lease, limit)
@@ -391,6 +423,9 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 		}
 		if len(claimed) == 0 {
 			pp.spreading = false
+			if allowance > 0 {
+				pp.debt -= float64(allowance)
+			}
 			return p.nextDue(ctx, pp, now)
 		}
 		var wave []store.Subscription
@@ -405,7 +440,7 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 				at := now.Add(time.Duration(p.random() * float64(pp.interval)))
 				slots = append(slots, store.PollSlot{SubscriptionKey: s.SubscriptionKey, Next: at})
 				spread++
-			case len(wave) < workers && pp.budget.take(now):
+			case len(wave) < workers && admit(pp, now, &allowance):
 				wave = append(wave, s)
 			default:
 				// Not this wave's: released, still due.
@@ -414,6 +449,10 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 		}
 		if spread == 0 {
 			pp.spreading = false
+		}
+		if allowance > 0 {
+			// Reserved and not used: given back with the next one.
+			pp.debt -= float64(allowance)
 		}
 		var slowest time.Duration
 		if len(wave) > 0 {
@@ -433,6 +472,10 @@ func (p *Poller) pollProvider(ctx context.Context, pp *providerPoll) (time.Time,
 			// the refresher's own work add to every wave.
 			took := p.clock.Now().Sub(start)
 			pp.overhead = ewma(pp.overhead, max(took-slowest, 0).Seconds())
+		}
+		if len(wave) == 0 && spread == 0 && spreadOnly {
+			// Due polls only: the next round reserves for them.
+			continue
 		}
 		if len(wave) == 0 && spread == 0 {
 			// The budget held every due poll back.
@@ -516,6 +559,51 @@ func (p *Poller) schedule(ctx context.Context, pp *providerPoll, slots []store.P
 	return nil
 }
 
+// sharesBudget is true when pp's budget is kept in the store, for every
+// replica together.
+func (p *Poller) sharesBudget(pp *providerPoll) bool {
+	return p.shared != nil && pp.budget.perSecond > 0
+}
+
+// reserve takes up to want tokens of pp's shared budget for a wave,
+// settling the debt of the earlier ones; the process's budget then shows
+// what the store's has left, for the stats and readyAt.
+func (p *Poller) reserve(ctx context.Context, pp *providerPoll, now time.Time, want int) (int, error) {
+	granted, left, err := p.shared.ReservePollBudget(ctx, store.BudgetReservation{
+		Provider: pp.name, Now: now, PerSecond: pp.budget.perSecond, Burst: pp.budget.burst, Want: want, Debt: pp.debt,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("live poll %s: %w", pp.name, err)
+	}
+	pp.debt = 0
+	pp.budget.tokens, pp.budget.last = left, now
+	return granted, nil
+}
+
+// admit takes a token for one poll: from the wave's shared reservation
+// when it has one (allowance >= 0), else from the process's budget.
+func admit(pp *providerPoll, now time.Time, allowance *int) bool {
+	if *allowance < 0 {
+		return pp.budget.take(now)
+	}
+	if *allowance == 0 {
+		return false
+	}
+	*allowance--
+	return true
+}
+
+// charge settles a refresh admitted with one token that sent n requests
+// (budget.charge); on a shared budget the difference waits for the next
+// reservation.
+func (p *Poller) charge(pp *providerPoll, n int) {
+	if p.sharesBudget(pp) {
+		pp.debt += float64(n - 1)
+		return
+	}
+	pp.budget.charge(n)
+}
+
 // workers sizes pp's next wave (pollWorkers) and shows it in the stats.
 func (p *Poller) workers(pp *providerPoll, now time.Time) int {
 	latency := time.Duration(pp.latency * float64(time.Second))
@@ -572,7 +660,7 @@ func (p *Poller) apply(ctx context.Context, pp *providerPoll, wave []store.Subsc
 			// Gone from the store, and so from its schedule.
 			continue
 		}
-		pp.budget.charge(out.Upstream.Requests)
+		p.charge(pp, out.Upstream.Requests)
 		if out.Upstream.Requests > 0 {
 			// Only refreshes that asked the upstream time it.
 			pp.latency = ewma(pp.latency, out.Elapsed.Seconds())

@@ -113,3 +113,72 @@ func TestReplicasPollOncePerInterval_F10(t *testing.T) {
 		assert.Equal(t, 1, n, "%s polled once", path)
 	}
 }
+
+// TestReplicasShareTheBudget_F10: three pollers, each with its own
+// connection pool as three replicas have, poll one PostgreSQL schedule
+// whose provider allows 600 requests an hour (one every 6 seconds, with
+// a burst of 10). Over 5 minutes of the fake clock,
+// with 200 links all due, the three together send no more than the one
+// budget allows, 10 + 300/6 = 60, where three budgets kept apart would
+// have allowed 180; and they spend it, not starve. max_requests_per_hour
+// holds for the deployment (F10: the upstream's budget is not spent
+// three times over).
+func TestReplicasShareTheBudget_F10(t *testing.T) {
+	const (
+		subs    = 200
+		perHour = 600
+		horizon = 5 * time.Minute
+	)
+	dsn := cluster.Database(t)
+	open := func() *postgres.Store {
+		st, err := postgres.Open(t.Context(), dsn)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	e := newLiveEnvWith(t, newEnvWith(t, open()), perHour)
+	e.subscribeItems(subs)
+	unfurls := len(e.up.Requests())
+	start := e.clock.Now()
+
+	var pollers []*live.Poller
+	for _, owner := range []string{"replica-a", "replica-b", "replica-c"} {
+		st := open()
+		// Rand 0: every first poll falls due at once.
+		pollers = append(pollers, e.newPoller(seqRand(0), func(o *live.PollerOptions) {
+			o.Store, o.Budget, o.Owner, o.MaxWorkers = st, st, owner, 4
+		}))
+	}
+	for range 10000 {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var next time.Time
+		for _, p := range pollers {
+			wg.Go(func() {
+				n, err := p.PollDue(t.Context())
+				assert.NoError(t, err)
+				mu.Lock()
+				defer mu.Unlock()
+				if !n.IsZero() && (next.IsZero() || n.Before(next)) {
+					next = n
+				}
+			})
+		}
+		wg.Wait()
+		if next.IsZero() || next.After(start.Add(horizon)) {
+			break
+		}
+		e.clock.Set(next)
+	}
+	polls := len(e.up.Requests()) - unfurls
+	allowed := perHour/60 + int(horizon.Seconds())*perHour/3600
+	assert.LessOrEqual(t, polls, allowed, "the three replicas together within one budget")
+	assert.GreaterOrEqual(t, polls, allowed-5, "and the budget spent")
+	busy := 0
+	for _, p := range pollers {
+		if p.Stats()["tracker"].Polls > 0 {
+			busy++
+		}
+	}
+	assert.Greater(t, busy, 1, "the polls are shared")
+}

@@ -113,3 +113,32 @@ func (s Subscription) UnfurledAtOrUpdated() time.Time {
 
 // Pending reports whether s carries a webhook's pending mark.
 func (s Subscription) Pending() bool { return s.Refresh.Outcome == RefreshPending }
+
+// BudgetReservation asks a provider's shared polling budget (a token
+// bucket of PerSecond requests a second, holding at most Burst) for up
+// to Want whole tokens at Now, after settling Debt: the requests the
+// caller's earlier reservations sent beyond the tokens they took (a
+// negative Debt gives unused tokens back).
+type BudgetReservation struct {
+	Provider  string
+	Now       time.Time
+	PerSecond float64
+	Burst     float64
+	Want      int
+	Debt      float64
+}
+
+// SharedPollBudget is a Schedule whose providers' polling budgets
+// (max_requests_per_hour) are kept in the store, so that the budget holds
+// for every process polling on it together, not for each (the postgres
+// store; issue 11). bolt and memory are polled by one process, which
+// keeps the budget in memory; they do not implement it.
+type SharedPollBudget interface {
+	// ReservePollBudget refills the provider's bucket for the time since
+	// its last reservation (a new bucket starts full), settles r.Debt,
+	// takes up to r.Want whole tokens and returns how many it took and
+	// the tokens left, which are below one, or negative, when the bucket
+	// is spent. Reservations of several processes at once are applied
+	// one after the other.
+	ReservePollBudget(ctx context.Context, r BudgetReservation) (granted int, left float64, err error)
+}

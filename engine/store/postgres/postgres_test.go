@@ -71,7 +71,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	for names := range applied {
 		all = append(all, names...)
 	}
-	assert.ElementsMatch(t, []string{"0001_init.sql", "0002_connection_story.sql", "0003_schedule.sql", "0004_outbox_leases.sql"}, all, "each migration applied exactly once")
+	assert.ElementsMatch(t, []string{"0001_init.sql", "0002_connection_story.sql", "0003_schedule.sql", "0004_outbox_leases.sql", "0005_poll_budget.sql"}, all, "each migration applied exactly once")
 
 	again, err := postgres.Migrate(t.Context(), dsn)
 	require.NoError(t, err)
@@ -94,7 +94,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	require.NoError(t, conn.Close(t.Context()))
 
 	_, err = postgres.Open(t.Context(), dsn)
-	require.ErrorContains(t, err, "database schema version 9999, this unfurld knows versions up to 4")
+	require.ErrorContains(t, err, "database schema version 9999, this unfurld knows versions up to 5")
 }
 
 // TestOpenErrorsHideThePassword: a DSN holds the database password; no
@@ -222,4 +222,8 @@ func TestConsumeDuringDeletion_TH16_TH40(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSharedPollBudgetConformance(t *testing.T) {
+	storetest.RunSharedPollBudget(t, func(t *testing.T) storetest.BudgetStore { return open(t) })
 }
