@@ -13,10 +13,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/unfurld/unfurld/engine/store"
 )
 
 // bucketReleaseTest holds the records these tests write beside the
@@ -149,6 +152,40 @@ func TestCheckReleasesPages(t *testing.T) {
 	require.Greater(t, mapRSS(t, s.db.Info().Data), int64(16<<20))
 	require.NoError(t, s.Check(t.Context()))
 	assert.Less(t, mapRSS(t, s.db.Info().Data), int64(4<<20))
+}
+
+// TestScheduleCountsReleasesPages: the poller's count walks every key of
+// polls_by_due, and releases the pages it read as it goes, so that the
+// walk of a million keys does not take the bucket's leaves into RSS
+// between two of the store's releases (issue 11: a cold start's peak of
+// 280 MiB). The keys are padded so that two releases' worth of them fill
+// about 17 MB of pages, all read before the count.
+func TestScheduleCountsReleasesPages(t *testing.T) {
+	s := openQuiet(t)
+	const n = 2*releaseKeys + 64
+	prefix := keyPrefix("bench")
+	due := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketPollsByDue)
+		for i := range n {
+			k := binary.BigEndian.AppendUint64(bytes.Clone(prefix), timeKey(due))
+			k = binary.BigEndian.AppendUint32(k, uint32(i)) //nolint:gosec // G115: small i
+			if err := b.Put(append(k, bytes.Repeat([]byte("u"), 500)...), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	addr := s.db.Info().Data
+	require.NoError(t, s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketPollsByDue).ForEach(func(k, v []byte) error { return nil })
+	}))
+	require.Greater(t, mapRSS(t, addr), int64(12<<20), "reading the keys maps their pages")
+
+	got, err := s.ScheduleCounts(t.Context(), "bench", due.Add(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, store.ScheduleCounts{Subscriptions: n, Due: n}, got)
+	assert.Less(t, mapRSS(t, addr), int64(4<<20), "the count left the pages it read mapped")
 }
 
 // TestCheckPagesMapsNothing: the page check of an open store reads
