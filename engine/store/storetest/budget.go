@@ -25,22 +25,12 @@ type BudgetStore interface {
 // RunSharedPollBudget closes when it ends.
 func RunSharedPollBudget(t *testing.T, newStore func(t *testing.T) BudgetStore) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s BudgetStore)
-	}{
+	runCases(t, newStore, sequential, []suiteCase[BudgetStore]{
 		{"StartsFullAndRefills", testBudgetStartsFullAndRefills},
 		{"SettlesDebt", testBudgetSettlesDebt},
 		{"PerProvider", testBudgetPerProvider},
 		{"ConcurrentReservations", testBudgetConcurrent},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t)
-			t.Cleanup(func() { require.NoError(t, s.Close()) })
-			tc.run(t, s)
-		})
-	}
+	})
 }
 
 // budgetT0 is the first reservation's time.

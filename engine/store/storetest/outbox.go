@@ -25,10 +25,7 @@ type OutboxStore interface {
 // each subtest, which RunOutbox closes when the subtest ends.
 func RunOutbox(t *testing.T, newStore func(t *testing.T) OutboxStore) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s OutboxStore)
-	}{
+	runCases(t, newStore, parallel, []suiteCase[OutboxStore]{
 		{"EnqueueNeedsSubscription_TH40", testEnqueueNeedsSubscription},
 		{"EnqueueCoalesces_TH52", testEnqueueCoalesces},
 		{"EnqueueKeepsLaterNextAt_TH52", testEnqueueKeepsLaterNextAt},
@@ -45,15 +42,7 @@ func RunOutbox(t *testing.T, newStore func(t *testing.T) OutboxStore) {
 		{"OutboxDepth", testOutboxDepth},
 		{"OutboxBytesAreCopied", testOutboxBytesAreCopied},
 		{"OutboxCancelledContext", testOutboxCancelledContext},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := newStore(t)
-			t.Cleanup(func() { require.NoError(t, s.Close()) })
-			tc.run(t, s)
-		})
-	}
+	})
 }
 
 // subscribe creates the connection (if new) and a subscription of uri.

@@ -26,10 +26,7 @@ type ScheduleStore interface {
 // empty store for each subtest, which RunSchedule closes when it ends.
 func RunSchedule(t *testing.T, newStore func(t *testing.T) ScheduleStore) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s ScheduleStore)
-	}{
+	runCases(t, newStore, parallel, []suiteCase[ScheduleStore]{
 		{"NewSubscriptionIsDue", testNewSubscriptionIsDue},
 		{"ClaimOrderAndLimit", testClaimOrderAndLimit},
 		{"ClaimLeases", testClaimLeases},
@@ -46,15 +43,7 @@ func RunSchedule(t *testing.T, newStore func(t *testing.T) ScheduleStore) {
 		{"ExpireSubscriptions", testExpireSubscriptions},
 		{"ScheduleCounts", testScheduleCounts},
 		{"ScheduleCancelledContext", testScheduleCancelledContext},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := newStore(t)
-			t.Cleanup(func() { require.NoError(t, s.Close()) })
-			tc.run(t, s)
-		})
-	}
+	})
 }
 
 // seedSubs creates connection c1 of provider and n subscriptions of it,

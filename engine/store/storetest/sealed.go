@@ -18,24 +18,13 @@ import (
 // newStore is as for Run.
 func RunSealed(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s store.Store)
-	}{
+	runCases(t, newStore, parallel, []suiteCase[store.Store]{
 		{"ListFlows_TH42", testListFlows},
 		{"ListSuccessors_TH42", testListSuccessors},
 		{"UpdateSuccessor_TH42", testUpdateSuccessor},
 		{"UpdateSuccessorAtomic_TH42", testUpdateSuccessorAtomic},
 		{"SealedCancelledContext", testSealedCancelledContext},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := newStore(t)
-			t.Cleanup(func() { require.NoError(t, s.Close()) })
-			tc.run(t, s)
-		})
-	}
+	})
 }
 
 // consumed stores a refresh token of grant g and consumes it with

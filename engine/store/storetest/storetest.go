@@ -19,10 +19,7 @@ import (
 // parallel, each on its own store.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s store.Store)
-	}{
+	runCases(t, newStore, parallel, []suiteCase[store.Store]{
 		{"TokenCRUD", testTokenCRUD},
 		{"TokenKindMismatch", testTokenKindMismatch},
 		{"ConnectionCRUD", testConnectionCRUD},
@@ -71,15 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpsertFollowsUpdateAndDelete", testUpsertFollowsUpdateAndDelete},
 		{"Sweep_TH12_TH17", testSweep},
 		{"GrantsCancelledContext", testGrantsCancelledContext},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := newStore(t)
-			t.Cleanup(func() { require.NoError(t, s.Close()) })
-			tc.run(t, s)
-		})
-	}
+	})
 }
 
 // Fixtures. Times have nanoseconds and a non-UTC zone, so a store that
@@ -1006,4 +995,33 @@ func testProbe(t *testing.T, s store.Store) {
 	conns, err := s.ListConnections(ctx, "")
 	require.NoError(t, err)
 	assert.Len(t, conns, 5, "the probe adds no record")
+}
+
+// suiteCase is one named case of a conformance suite.
+type suiteCase[S any] struct {
+	name string
+	run  func(t *testing.T, s S)
+}
+
+// Whether a suite's cases may run beside each other.
+const (
+	parallel   = true
+	sequential = false
+)
+
+// runCases runs each case as a subtest on a new store from newStore,
+// closed when the subtest ends. The budget suite runs its cases one
+// after another; the others in parallel.
+func runCases[S interface{ Close() error }](t *testing.T, newStore func(t *testing.T) S, inParallel bool, cases []suiteCase[S]) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if inParallel {
+				t.Parallel()
+			}
+			s := newStore(t)
+			t.Cleanup(func() { require.NoError(t, s.Close()) })
+			tc.run(t, s)
+		})
+	}
 }
