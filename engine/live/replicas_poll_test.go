@@ -46,32 +46,12 @@ func TestReplicasPollOncePerInterval_F10(t *testing.T) {
 			o.Store, o.Owner, o.MaxWorkers = sched, owner, 4
 		})
 	}
-	// pollRound runs the given replicas' PollDue at once and reports the
-	// earliest next due time any of them saw.
-	pollRound := func(ps []*live.Poller) time.Time {
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var next time.Time
-		for _, p := range ps {
-			wg.Go(func() {
-				n, err := p.PollDue(t.Context())
-				assert.NoError(t, err)
-				mu.Lock()
-				defer mu.Unlock()
-				if !n.IsZero() && (next.IsZero() || n.Before(next)) {
-					next = n
-				}
-			})
-		}
-		wg.Wait()
-		return next
-	}
 	// runInterval polls with ps until the clock would leave the interval
 	// that starts at from, and returns how often each path was fetched.
 	seen := unfurls
 	runInterval := func(ps []*live.Poller, from time.Time) map[string]int {
 		for range 1000 {
-			next := pollRound(ps)
+			next := pollTogether(t, ps)
 			if next.IsZero() || !next.Before(from.Add(interval)) {
 				break
 			}
@@ -150,21 +130,7 @@ func TestReplicasShareTheBudget_F10(t *testing.T) {
 		}))
 	}
 	for range 10000 {
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var next time.Time
-		for _, p := range pollers {
-			wg.Go(func() {
-				n, err := p.PollDue(t.Context())
-				assert.NoError(t, err)
-				mu.Lock()
-				defer mu.Unlock()
-				if !n.IsZero() && (next.IsZero() || n.Before(next)) {
-					next = n
-				}
-			})
-		}
-		wg.Wait()
+		next := pollTogether(t, pollers)
 		if next.IsZero() || next.After(start.Add(horizon)) {
 			break
 		}
@@ -181,4 +147,25 @@ func TestReplicasShareTheBudget_F10(t *testing.T) {
 		}
 	}
 	assert.Greater(t, busy, 1, "the polls are shared")
+}
+
+// pollTogether runs the given replicas' PollDue at once and reports the
+// earliest next due time any of them saw.
+func pollTogether(t *testing.T, ps []*live.Poller) time.Time {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var next time.Time
+	for _, p := range ps {
+		wg.Go(func() {
+			n, err := p.PollDue(t.Context())
+			assert.NoError(t, err)
+			mu.Lock()
+			defer mu.Unlock()
+			if !n.IsZero() && (next.IsZero() || n.Before(next)) {
+				next = n
+			}
+		})
+	}
+	wg.Wait()
+	return next
 }
