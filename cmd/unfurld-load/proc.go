@@ -236,6 +236,12 @@ func startUnfurld(ctx context.Context, cs *children, bin, dir, name, upstream, c
 // startBare re-runs this executable as the bare baseline server answering
 // the bytes in bodyFile.
 func startBare(ctx context.Context, cs *children, bodyFile string) (*child, error) {
+	return startSelf(ctx, cs, "bare echo server", "bare", "--body", bodyFile)
+}
+
+// startSelf re-runs this executable with the sub-command and args on a
+// free loopback address (its --listen), and waits until it answers.
+func startSelf(ctx context.Context, cs *children, name, command string, args ...string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
@@ -244,7 +250,7 @@ func startBare(ctx context.Context, cs *children, bodyFile string) (*child, erro
 	if err != nil {
 		return nil, err
 	}
-	c, err := startChild("bare echo server", addr, self, "bare", "--listen", addr, "--body", bodyFile)
+	c, err := startChild(name, addr, self, append([]string{command, "--listen", addr}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -281,23 +287,7 @@ func (t *tail) String() string {
 // startHandwritten re-runs this executable as the hand-written baseline
 // handler (handwritten.go), on the fake upstream, accepting token.
 func startHandwritten(ctx context.Context, cs *children, upstream, token string) (*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own executable: %w", err)
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	c, err := startChild("hand-written handler", addr, self, "handwritten", "--listen", addr, "--upstream", upstream, "--token", token)
-	if err != nil {
-		return nil, err
-	}
-	cs.add(c)
-	if err := c.waitHealthy(ctx, 15*time.Second); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return startSelf(ctx, cs, "hand-written handler", "handwritten", "--upstream", upstream, "--token", token)
 }
 
 // cpuTimes reads the CPU time of each of pids that still runs.

@@ -95,17 +95,8 @@ func testPutSubscriptionOwners(t *testing.T, s store.Store) {
 // that provider only, at most limit.
 func testListSubscriptionsByURIPrefix(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	const issue = "https://github.com/a/b/issues/1"
-	keys := []store.SubscriptionKey{
-		{Provider: "github", ConnectionID: "c1", URI: issue},
-		{Provider: "github", ConnectionID: "c2", URI: issue},
-		{Provider: "github", ConnectionID: "c1", URI: issue + "#issuecomment-7"},
-		{Provider: "github", ConnectionID: "c1", URI: issue + "0"},
-		{Provider: "github", ConnectionID: "c1", URI: "https://github.com/a/b/issues/2"},
-		{Provider: "githubx", ConnectionID: "c1", URI: issue},
-		{Provider: "linear", ConnectionID: "c1", URI: issue},
-		{Provider: "github", ConnectionID: "c3", URI: issue + "\x00\x01"},
-	}
+	const issue = lookupIssue
+	keys := lookupKeys()
 	for _, i := range []int{4, 0, 7, 6, 2, 5, 1, 3} {
 		sub := newSub(keys[i].Provider, keys[i].ConnectionID, keys[i].URI)
 		_, err := s.PutSubscription(ctx, sub)
@@ -145,17 +136,8 @@ func testListSubscriptionsByURIPrefix(t *testing.T, s store.Store) {
 // of each prefix, of that provider only, at most limit for each entry.
 func testSubscriptionKeysByURIs(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	const issue = "https://github.com/a/b/issues/1"
-	keys := []store.SubscriptionKey{
-		{Provider: "github", ConnectionID: "c1", URI: issue},
-		{Provider: "github", ConnectionID: "c2", URI: issue},
-		{Provider: "github", ConnectionID: "c1", URI: issue + "#issuecomment-7"},
-		{Provider: "github", ConnectionID: "c1", URI: issue + "0"},
-		{Provider: "github", ConnectionID: "c1", URI: "https://github.com/a/b/issues/2"},
-		{Provider: "githubx", ConnectionID: "c1", URI: issue},
-		{Provider: "linear", ConnectionID: "c1", URI: issue},
-		{Provider: "github", ConnectionID: "c3", URI: issue + "\x00\x01"},
-	}
+	const issue = lookupIssue
+	keys := lookupKeys()
 	for _, k := range keys {
 		_, err := s.PutSubscription(ctx, newSub(k.Provider, k.ConnectionID, k.URI))
 		require.NoError(t, err)
@@ -185,5 +167,26 @@ func testSubscriptionKeysByURIs(t *testing.T, s store.Store) {
 			require.NoError(t, err)
 			assert.ElementsMatch(t, tc.want, got)
 		})
+	}
+}
+
+// lookupIssue is the URI the two URI lookup tests look for.
+const lookupIssue = "https://github.com/a/b/issues/1"
+
+// lookupKeys are the subscriptions the URI lookup tests store: two
+// connections of lookupIssue, URIs that start with it (a fragment, a
+// longer number, a control byte after it), another issue, and
+// lookupIssue under two other providers.
+func lookupKeys() []store.SubscriptionKey {
+	const issue = lookupIssue
+	return []store.SubscriptionKey{
+		{Provider: "github", ConnectionID: "c1", URI: issue},
+		{Provider: "github", ConnectionID: "c2", URI: issue},
+		{Provider: "github", ConnectionID: "c1", URI: issue + "#issuecomment-7"},
+		{Provider: "github", ConnectionID: "c1", URI: issue + "0"},
+		{Provider: "github", ConnectionID: "c1", URI: "https://github.com/a/b/issues/2"},
+		{Provider: "githubx", ConnectionID: "c1", URI: issue},
+		{Provider: "linear", ConnectionID: "c1", URI: issue},
+		{Provider: "github", ConnectionID: "c3", URI: issue + "\x00\x01"},
 	}
 }
